@@ -4,3 +4,45 @@ The directories live at the top of the repository; ``hwconfigs`` and ``workloads
 symbolic links to them, so that a wheel built from the checkout carries the files inside the
 package and ``--hw northpole`` works from a non-editable install.
 """
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import ConfigError, did_you_mean
+
+__all__ = ["preset_dir", "list_presets", "resolve"]
+
+_KINDS = {"hw": "hwconfigs", "workload": "workloads"}
+
+
+def preset_dir(kind: str) -> Path:
+    """Directory of the packaged presets of ``kind`` ('hw' or 'workload')."""
+    return Path(__file__).resolve().parent / _KINDS[kind]
+
+
+def list_presets(kind: str) -> dict[str, Path]:
+    """Preset name -> file, sorted by name."""
+    d = preset_dir(kind)
+    return {p.stem: p for p in sorted(d.glob("*.yaml"))}
+
+
+def resolve(source: str | Path, kind: str) -> Path:
+    """A preset name (``northpole``) or a path to a file, as a path that exists.
+
+    A string with no path separator and no suffix is a preset name; anything else is a path.
+    """
+    text = str(source)
+    p = Path(text)
+    looks_like_path = ("/" in text or "\\" in text or p.suffix != "" or p.exists())
+    if looks_like_path:
+        if not p.exists():
+            raise ConfigError.single("no such file", file=text)
+        return p
+    presets = list_presets(kind)
+    if text in presets:
+        return presets[text]
+    what = "accelerator" if kind == "hw" else "workload"
+    raise ConfigError.single(
+        f"unknown {what} preset '{text}'{did_you_mean(text, presets)}; presets: "
+        f"{', '.join(presets) or '(none)'}, or give a path to a YAML file")

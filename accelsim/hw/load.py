@@ -1,0 +1,95 @@
+"""Loading accelerator YAMLs: safe read, every problem collected, frozen :class:`Accelerator`."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..config import read_mapping, validate
+from ..errors import ConfigError, Problem
+from ..presets import list_presets, resolve
+from ..units import parse_quantity
+from .spec import Accelerator
+
+__all__ = ["load_hw", "hw_from_dict", "list_hw", "hw_schema"]
+
+
+def _key_exists(data: Any, path: str) -> bool:
+    """Does ``memory[1].read_bandwidth`` name a key present in ``data``?"""
+    parts = re.findall(r"[^.\[\]]+|\[\d+\]", path)
+    node = data
+    for part in parts:
+        if part.startswith("["):
+            i = int(part[1:-1])
+            if not isinstance(node, list) or i >= len(node):
+                return False
+            node = node[i]
+        else:
+            if not isinstance(node, dict) or part not in node:
+                return False
+            node = node[part]
+    return bool(parts)
+
+
+def hw_from_dict(data: Mapping[str, Any], *, file: str | None = None) -> Accelerator:
+    """Validate a mapping (as read from YAML) into an :class:`Accelerator`.
+
+    Per-cycle units (``'128 B/cycle'``, ``'100 cycles'``) are converted with the ``clock``
+    of the same document.
+    """
+    clock: float | None = None
+    try:
+        clock = parse_quantity(data.get("clock"), "frequency") if "clock" in data else None
+    except ConfigError:
+        clock = None  # reported by validation below
+    problems: list[Problem] = []
+    try:
+        hw = validate(Accelerator, data, file=file, context={"clock_hz": clock})
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+        hw = None
+    for i, path in enumerate(data.get("uncertain") or []):
+        if isinstance(path, str) and not _key_exists(data, path):
+            problems.append(Problem("names no key of this file", file=file,
+                                    key=f"uncertain[{i}]", value=path))
+    if problems:
+        raise ConfigError(problems)
+    assert hw is not None
+    return hw
+
+
+def load_hw(source: str | os.PathLike | Mapping[str, Any]) -> Accelerator:
+    """Load an accelerator from a preset name, a YAML path or a mapping.
+
+    Examples
+    --------
+    >>> hw = load_hw("northpole")
+    >>> hw.cores.count
+    256
+    """
+    if isinstance(source, Mapping):
+        return hw_from_dict(source)
+    path = resolve(source, "hw")
+    return hw_from_dict(read_mapping(path, what="accelerator file"), file=str(path))
+
+
+def list_hw() -> list[dict[str, str]]:
+    """Packaged accelerator presets: ``[{"name", "path", "description"}]``."""
+    out = []
+    for name, path in list_presets("hw").items():
+        try:
+            desc = str(read_mapping(path).get("description", ""))
+        except ConfigError as exc:  # a broken preset is reported, not hidden
+            desc = f"(invalid: {exc.problems[0].reason})"
+        out.append({"name": name, "path": str(path), "description": desc.strip()})
+    return out
+
+
+def hw_schema() -> dict[str, Any]:
+    """JSON Schema (draft 2020-12) of the accelerator YAML, keys as written in YAML."""
+    schema = Accelerator.model_json_schema(by_alias=True, mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "accelsim accelerator"
+    return schema

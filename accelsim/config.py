@@ -103,7 +103,7 @@ def Bounded(tp: type, lo: float | None = None, hi: float | None = None) -> Any:
     if hi is not None:
         extra["maximum"] = hi
     from pydantic import Field
-    return Annotated[tp, AfterValidator(partial(_bounded, lo, hi)), Field(**extra)]
+    return Annotated[tp, AfterValidator(partial(_bounded, lo, hi)), Field(json_schema_extra=extra)]
 
 
 # ----------------------------------------------------------------------------- reading files

@@ -1,0 +1,322 @@
+"""Scenarios (phase, batch, context) and routing distributions.
+
+The simulator works with *expected* values per step: for each MoE layer and routed expert,
+the expected number of tokens it receives (``tokens_per_expert``) and the probability that
+it receives at least one (``p_active``), which decides whether its weights are read at all
+in a small decode batch.
+
+With per-token selection probabilities ``q_e`` (``sum_e q_e = top_k``, each ``q_e <= 1``)
+and ``T`` tokens in the step, expert ``e`` expects ``T * q_e`` tokens and is active with
+probability ``1 - (1 - q_e)^T``. A capacity factor ``c`` caps the tokens per expert at
+``c * T * top_k / E`` (Switch Transformer).
+
+Examples
+--------
+>>> from accelsim.workload import load_workload
+>>> m = load_workload("mixtral-8x7b")
+>>> s = Scenario(phase="decode", batch=1)
+>>> load = s.expert_load(m)
+>>> float(load.tokens[0].sum()), round(float(load.p_active[0, 0]), 3)
+(2.0, 0.25)
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Union
+
+import numpy as np
+
+from ..errors import ConfigError
+
+__all__ = ["Scenario", "Uniform", "Zipf", "Explicit", "Trace", "Routing", "ExpertLoad",
+           "load_trace", "parse_routing"]
+
+
+@dataclass(frozen=True)
+class Uniform:
+    """Every expert equally likely."""
+
+    kind: Literal["uniform"] = "uniform"
+
+    def probabilities(self, num_layers: int, num_experts: int, seed: int) -> np.ndarray:
+        return np.full((num_layers, num_experts), 1.0 / num_experts)
+
+
+@dataclass(frozen=True)
+class Zipf:
+    """Expert popularity ~ 1 / rank^alpha; which expert has which rank is a seeded random
+    permutation per layer (hot experts differ across layers)."""
+
+    alpha: float = 1.0
+    kind: Literal["zipf"] = "zipf"
+
+    def __post_init__(self):
+        if not (np.isfinite(self.alpha) and 0 <= self.alpha <= 20):
+            raise ConfigError.single("zipf alpha must be in [0, 20]", key="routing.alpha",
+                                     value=self.alpha)
+
+    def probabilities(self, num_layers: int, num_experts: int, seed: int) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        w = 1.0 / np.arange(1, num_experts + 1) ** self.alpha
+        w /= w.sum()
+        out = np.empty((num_layers, num_experts))
+        for i in range(num_layers):
+            out[i, rng.permutation(num_experts)] = w
+        return out
+
+
+@dataclass(frozen=True)
+class Explicit:
+    """Given per-layer frequencies, shape [moe layers, experts] (or [experts] for all
+    layers); each row is normalised to sum to 1."""
+
+    frequencies: np.ndarray
+    kind: Literal["explicit"] = "explicit"
+
+    def probabilities(self, num_layers: int, num_experts: int, seed: int) -> np.ndarray:
+        f = np.asarray(self.frequencies, dtype=float)
+        if f.ndim == 1:
+            f = np.broadcast_to(f, (num_layers, f.shape[0]))
+        if f.shape != (num_layers, num_experts):
+            raise ConfigError.single(
+                f"routing frequencies must have shape ({num_layers}, {num_experts}) or "
+                f"({num_experts},)", key="routing.frequencies", value=f.shape)
+        if not np.all(np.isfinite(f)) or (f < 0).any() or (f.sum(axis=1) <= 0).any():
+            raise ConfigError.single("routing frequencies must be finite, >= 0, and not all "
+                                     "zero in a layer", key="routing.frequencies")
+        return f / f.sum(axis=1, keepdims=True)
+
+
+@dataclass(frozen=True)
+class Trace:
+    """Expert ids chosen per token and MoE layer: int array [tokens, moe layers, top_k]."""
+
+    expert_ids: np.ndarray
+    source: str = "<array>"
+    kind: Literal["trace"] = "trace"
+
+    def validate(self, num_layers: int, num_experts: int, top_k: int) -> None:
+        ids = self.expert_ids
+        if ids.ndim != 3 or ids.shape[1] != num_layers or ids.shape[2] != top_k:
+            raise ConfigError.single(
+                f"trace must be [tokens, {num_layers} MoE layers, top_k={top_k}]",
+                file=self.source, key="expert_ids", value=ids.shape)
+        if ids.size and (ids.min() < 0 or ids.max() >= num_experts):
+            raise ConfigError.single(f"expert ids must be in 0..{num_experts - 1}",
+                                     file=self.source, key="expert_ids",
+                                     value=(int(ids.min()), int(ids.max())))
+        if ids.shape[0] == 0:
+            raise ConfigError.single("trace has no tokens", file=self.source, key="expert_ids")
+
+    def probabilities(self, num_layers: int, num_experts: int, seed: int) -> np.ndarray:
+        ids = self.expert_ids
+        counts = np.zeros((num_layers, num_experts))
+        for layer in range(num_layers):
+            counts[layer] = np.bincount(ids[:, layer, :].ravel(), minlength=num_experts)
+        return counts / counts.sum(axis=1, keepdims=True)
+
+
+Routing = Union[Uniform, Zipf, Explicit, Trace]
+
+
+def load_trace(path: str | os.PathLike) -> Trace:
+    """Read a routing trace.
+
+    NPZ: an array ``expert_ids`` shaped [tokens, moe layers, top_k]. CSV: columns
+    ``token,layer,expert`` (one row per selection; ``layer`` is the MoE-layer ordinal).
+    """
+    p = Path(path)
+    name = str(path)
+    if not p.exists():
+        raise ConfigError.single("no such trace file", file=name)
+    if p.suffix.lower() == ".npz":
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                if "expert_ids" not in z.files:
+                    raise ConfigError.single(f"needs an array 'expert_ids' (has: "
+                                             f"{', '.join(z.files) or 'none'})", file=name,
+                                             key="expert_ids")
+                ids = np.asarray(z["expert_ids"])
+        except ConfigError:
+            raise
+        except Exception as exc:  # zipfile.BadZipFile, ValueError on pickled data ...
+            raise ConfigError.single(f"not a readable NPZ file ({type(exc).__name__})",
+                                     file=name) from None
+        if not np.issubdtype(ids.dtype, np.integer):
+            raise ConfigError.single("expert_ids must be integers", file=name,
+                                     key="expert_ids", value=str(ids.dtype))
+        return Trace(ids.astype(np.int64), source=name)
+    if p.suffix.lower() == ".csv":
+        rows = []
+        try:
+            with p.open(newline="") as fh:
+                reader = csv.DictReader(fh)
+                need = {"token", "layer", "expert"}
+                if not reader.fieldnames or not need <= set(reader.fieldnames):
+                    raise ConfigError.single("CSV needs the columns token,layer,expert",
+                                             file=name, value=reader.fieldnames)
+                for i, r in enumerate(reader):
+                    try:
+                        rows.append((int(r["token"]), int(r["layer"]), int(r["expert"])))
+                    except (TypeError, ValueError):
+                        raise ConfigError.single("token, layer and expert must be integers",
+                                                 file=name, key=f"row {i + 2}",
+                                                 value=r) from None
+        except UnicodeDecodeError:
+            raise ConfigError.single("is not a UTF-8 CSV file", file=name) from None
+        if not rows:
+            raise ConfigError.single("trace has no rows", file=name)
+        a = np.array(rows)
+        if a.min() < 0:
+            raise ConfigError.single("token, layer and expert must be >= 0", file=name)
+        tokens, layers = a[:, 0].max() + 1, a[:, 1].max() + 1
+        per = np.zeros((tokens, layers), dtype=np.int64)
+        np.add.at(per, (a[:, 0], a[:, 1]), 1)
+        k = int(per.max())
+        if per.min() != k:
+            raise ConfigError.single("every token must select the same number of experts in "
+                                     "every layer", file=name)
+        order = np.lexsort((a[:, 2], a[:, 1], a[:, 0]))
+        ids = a[order, 2].reshape(tokens, layers, k)
+        return Trace(ids, source=name)
+    raise ConfigError.single("trace must be a .npz or .csv file", file=name)
+
+
+def parse_routing(text: str) -> Routing:
+    """Parse the CLI form: ``uniform``, ``zipf:1.2``, ``trace:FILE`` or ``freq:FILE.npz``
+    (array ``frequencies``).
+
+    >>> parse_routing("zipf:1.5")
+    Zipf(alpha=1.5, kind='zipf')
+    """
+    kind, _, arg = text.partition(":")
+    if kind == "uniform" and not arg:
+        return Uniform()
+    if kind == "zipf":
+        try:
+            return Zipf(float(arg) if arg else 1.0)
+        except ValueError:
+            raise ConfigError.single("zipf needs a number, like 'zipf:1.2'", key="--routing",
+                                     value=text) from None
+    if kind == "trace" and arg:
+        return load_trace(arg)
+    if kind == "freq" and arg:
+        p = Path(arg)
+        if not p.exists():
+            raise ConfigError.single("no such file", file=arg)
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                return Explicit(np.asarray(z["frequencies"], dtype=float))
+        except KeyError:
+            raise ConfigError.single("needs an array 'frequencies'", file=arg) from None
+        except Exception as exc:
+            raise ConfigError.single(f"not a readable NPZ file ({type(exc).__name__})",
+                                     file=arg) from None
+    raise ConfigError.single("routing must be uniform, zipf:ALPHA, trace:FILE or freq:FILE",
+                             key="--routing", value=text)
+
+
+@dataclass(frozen=True)
+class ExpertLoad:
+    """Expected routing outcome of one step, arrays shaped [moe layers, experts]."""
+
+    probabilities: np.ndarray   # share of routed selections per expert (rows sum to 1)
+    tokens: np.ndarray          # expected tokens per expert (after the capacity cap)
+    p_active: np.ndarray        # probability that the expert receives >= 1 token
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One step of inference.
+
+    ``prefill``: ``batch`` sequences of ``seq_len`` prompt tokens (attention over the prompt,
+    causal). ``decode``: ``batch`` sequences each generating one token against ``context``
+    cached tokens.
+    """
+
+    phase: Literal["prefill", "decode"] = "decode"
+    batch: int = 1
+    seq_len: int = 1
+    context: int = 0
+    routing: Routing = field(default_factory=Uniform)
+    capacity_factor: float | None = None
+    seed: int = 0
+
+    def __post_init__(self):
+        problems = []
+        if self.phase not in ("prefill", "decode"):
+            problems.append(("phase", "must be 'prefill' or 'decode'", self.phase))
+        for name, lo in (("batch", 1), ("seq_len", 1), ("context", 0)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                problems.append((name, "must be an integer", v))
+            elif v < lo or v > 1 << 24:
+                problems.append((name, f"must be in {lo}..{1 << 24}", v))
+        cf = self.capacity_factor
+        if cf is not None and not (np.isfinite(cf) and 0 < cf <= 1000):
+            problems.append(("capacity_factor", "must be in (0, 1000]", cf))
+        if problems:
+            from ..errors import Problem
+            raise ConfigError([Problem(r, key=k, value=v) for k, r, v in problems])
+
+    @property
+    def tokens(self) -> int:
+        """Tokens processed by every non-attention op in this step."""
+        return self.batch * (self.seq_len if self.phase == "prefill" else 1)
+
+    @property
+    def kv_length(self) -> int:
+        """Keys each query attends to at the end of the step."""
+        return self.seq_len if self.phase == "prefill" else self.context + 1
+
+    def expert_load(self, model) -> ExpertLoad:
+        L, E, k = model.num_moe_layers, model.moe.num_experts, model.moe.top_k
+        if isinstance(self.routing, Trace):
+            self.routing.validate(L, E, k)
+        p = self.routing.probabilities(L, E, self.seed)
+        # per-token selection probability, water-filled so that no q exceeds 1
+        q = _selection_probabilities(p, k)
+        T = self.tokens
+        tokens = T * q
+        cf = self.capacity_factor if self.capacity_factor is not None else (
+            model.moe.capacity_factor)
+        if cf is not None:
+            tokens = np.minimum(tokens, cf * T * k / E)
+        p_active = 1.0 - (1.0 - q) ** T
+        return ExpertLoad(p, tokens, p_active)
+
+    def to_dict(self) -> dict:
+        r = self.routing
+        rd: dict = {"kind": r.kind}
+        if isinstance(r, Zipf):
+            rd["alpha"] = r.alpha
+        if isinstance(r, Trace):
+            rd["source"] = r.source
+        return {"phase": self.phase, "batch": self.batch, "seq_len": self.seq_len,
+                "context": self.context, "routing": rd,
+                "capacity_factor": self.capacity_factor, "seed": self.seed,
+                "tokens": self.tokens}
+
+
+def _selection_probabilities(p: np.ndarray, k: int) -> np.ndarray:
+    """Turn routing shares ``p`` (rows sum to 1) into per-token top-k selection
+    probabilities ``q`` with ``sum q = k`` and ``q <= 1``: ``q = min(1, c * p)`` with ``c``
+    found by bisection (an expert cannot be chosen twice by one token)."""
+    out = np.empty_like(p)
+    for i, row in enumerate(p):
+        lo, hi = float(k), float(k) / max(row[row > 0].min(), 1e-300)
+        if np.minimum(1.0, k * row).sum() >= k - 1e-12:
+            out[i] = np.minimum(1.0, k * row)
+            continue
+        for _ in range(200):
+            mid = 0.5 * (lo + hi)
+            if np.minimum(1.0, mid * row).sum() < k:
+                lo = mid
+            else:
+                hi = mid
+        out[i] = np.minimum(1.0, hi * row)
+    return out

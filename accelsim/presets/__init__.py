@@ -30,18 +30,19 @@ def list_presets(kind: str) -> dict[str, Path]:
 def resolve(source: str | Path, kind: str) -> Path:
     """A preset name (``northpole``) or a path to a file, as a path that exists.
 
-    A string with no path separator and no suffix is a preset name; anything else is a path.
+    An existing file wins; then a preset name (names may contain dots, e.g.
+    ``qwen1.5-moe-a2.7b``); then a string with a path separator or a file suffix
+    (``.yaml``, ``.yml``, ``.json``) is a missing file; anything else an unknown preset.
     """
     text = str(source)
     p = Path(text)
-    looks_like_path = ("/" in text or "\\" in text or p.suffix != "" or p.exists())
-    if looks_like_path:
-        if not p.exists():
-            raise ConfigError.single("no such file", file=text)
+    if p.exists():
         return p
     presets = list_presets(kind)
     if text in presets:
         return presets[text]
+    if "/" in text or "\\" in text or p.suffix.lower() in (".yaml", ".yml", ".json"):
+        raise ConfigError.single("no such file", file=text)
     what = "accelerator" if kind == "hw" else "workload"
     raise ConfigError.single(
         f"unknown {what} preset '{text}'{did_you_mean(text, presets)}; presets: "

@@ -49,6 +49,7 @@ class Attention(Spec):
     qkv_bias: bool = False
     out_bias: bool = False
     qk_norm: bool = False
+    qk_norm_per_head: bool = False
     q_lora_rank: Dim | None = None
     kv_lora_rank: Dim | None = None
     qk_nope_head_dim: Dim | None = None
@@ -58,6 +59,8 @@ class Attention(Spec):
 
     @model_validator(mode="after")
     def _check(self):
+        if self.qk_norm_per_head and not self.qk_norm:
+            raise ValueError("qk_norm_per_head needs qk_norm: true")
         if self.kind == "mla":
             missing = [k for k in ("kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim",
                                    "v_head_dim") if getattr(self, k) is None]
@@ -279,8 +282,11 @@ class MoEModel(Spec):
         if a.out_bias:
             out.append(T(f"{prefix}.o_bias", "bias", (d,), layer))
         if a.qk_norm:
-            out += [T(f"{prefix}.q_norm", "norm", (h * hd,), layer),
-                    T(f"{prefix}.k_norm", "norm", (kvh * hd,), layer)]
+            # OLMoE normalises the whole q and k projections; Qwen3 each head (one
+            # head_dim-sized weight shared by all heads)
+            qn, kn = (hd, hd) if a.qk_norm_per_head else (h * hd, kvh * hd)
+            out += [T(f"{prefix}.q_norm", "norm", (qn,), layer),
+                    T(f"{prefix}.k_norm", "norm", (kn,), layer)]
         return out
 
     def _norm(self, name: str, layer: int | None) -> list[TensorSpec]:
@@ -349,8 +355,11 @@ class MoEModel(Spec):
 
         ``active_params`` counts, per token, every non-expert parameter (embeddings and
         lm_head included), the ``top_k`` routed experts of each MoE layer and the shared
-        experts; ``*_non_embedding`` leave out the embedding and lm_head matrices (OLMoE
-        publishes its active count that way).
+        experts (Mixtral, Qwen1.5-MoE and OLMoE publish their active counts that way);
+        ``*_non_embedding`` leave out the embedding and lm_head matrices (the "1B" of
+        OLMoE-1B-7B); ``active_params_excluding_input_embedding`` leaves out only the input
+        embedding table, a lookup of one row per token, unless it is tied to the lm_head
+        (DeepSeek publishes its activated counts that way).
         """
         total = expert = shared = embed = 0
         for t in self._tensors:
@@ -374,6 +383,8 @@ class MoEModel(Spec):
             "params_per_expert": per_expert,
             "total_params_non_embedding": total - embed,
             "active_params_non_embedding": active - embed,
+            "active_params_excluding_input_embedding":
+                active - (0 if self.tie_word_embeddings else self.tensor("embed").numel),
         }
 
     def summary(self) -> dict:

@@ -293,6 +293,14 @@ def _problems_from(exc: ValidationError, model: type[BaseModel], file: str | Non
             msg = f"must be one of {ctx.get('expected_tags', '')}"
         elif etype in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
             msg = msg.replace("Input should be", "must be")
+        elif etype in ("too_short", "too_long"):
+            n = ctx.get("min_length" if etype == "too_short" else "max_length")
+            msg = (f"must have at least {n} item(s)" if etype == "too_short"
+                   else f"must have at most {n} item(s)")
+            if isinstance(value, str):
+                msg = msg.replace("item(s)", "character(s)")
+        elif etype in ("string_too_short", "string_too_long"):
+            msg = msg.replace("String should have", "must have")
         elif etype in _TYPE_WORDS:
             msg = _TYPE_WORDS[etype]
         else:

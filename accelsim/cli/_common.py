@@ -1,0 +1,99 @@
+"""Helpers shared by the subcommands: output formats and atomic file writing."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import click
+
+from ..errors import ConfigError
+
+__all__ = ["format_option", "emit", "write_atomic", "to_json", "render_table",
+           "check_out_path"]
+
+
+def format_option(*choices: str, default: str = "table"):
+    return click.option("--format", "fmt", type=click.Choice(list(choices)), default=default,
+                        show_default=True, help="Output format.")
+
+
+def _clean(x: Any) -> Any:
+    import numpy as np
+    if isinstance(x, Mapping):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _clean(x.tolist())
+    if isinstance(x, np.generic):
+        return _clean(x.item())
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def to_json(data: Any) -> str:
+    return json.dumps(_clean(data), indent=2)
+
+
+def check_out_path(out: str | None) -> None:
+    """Fail early (before any work) when ``--out`` cannot be written."""
+    if out is None:
+        return
+    parent = Path(out).expanduser().resolve().parent
+    if not parent.is_dir():
+        raise ConfigError.single("directory does not exist", file=str(parent), key="--out")
+
+
+def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
+    """Write to a temporary file beside ``path`` and rename: nothing is half-written."""
+    p = Path(path).expanduser()
+    check_out_path(str(p))
+    mode = "wb" if isinstance(data, bytes) else "w"
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=str(p.resolve().parent))
+    try:
+        with os.fdopen(fd, mode) as fh:
+            fh.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file normal rights
+        os.replace(tmp, p)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def render_table(rows: Sequence[Mapping[str, Any]], columns: Iterable[str] | None = None) -> str:
+    """A plain fixed-width text table."""
+    rows = list(rows)
+    if not rows:
+        return "(no rows)"
+    cols = list(columns) if columns is not None else list(rows[0].keys())
+
+    def fmt(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.6g}"
+        return "" if v is None else str(v)
+
+    cells = [[fmt(r.get(c)) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    line = "  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip()
+    sep = "  ".join("-" * w for w in widths)
+    body = ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells]
+    return "\n".join([line, sep, *body])
+
+
+def emit(text: str, out: str | None = None) -> None:
+    """Print ``text`` or write it atomically to ``out``."""
+    if out:
+        write_atomic(out, text if text.endswith("\n") else text + "\n")
+    else:
+        click.echo(text)

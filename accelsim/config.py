@@ -85,6 +85,13 @@ def Quantity(kind: str, *, allow_zero: bool = False) -> Any:
                      WithJsonSchema(schema, mode="validation")]
 
 
+def _no_bool(tp: type, value: Any) -> Any:
+    # pydantic's lax mode reads ``true`` as 1; in a config file that is always a mistake
+    if isinstance(value, bool):
+        raise ValueError("must be an integer" if tp is int else "must be a number")
+    return value
+
+
 def _bounded(lo: float | None, hi: float | None, value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError("must be finite")
@@ -103,7 +110,8 @@ def Bounded(tp: type, lo: float | None = None, hi: float | None = None) -> Any:
     if hi is not None:
         extra["maximum"] = hi
     from pydantic import Field
-    return Annotated[tp, AfterValidator(partial(_bounded, lo, hi)), Field(json_schema_extra=extra)]
+    return Annotated[tp, BeforeValidator(partial(_no_bool, tp)),
+                     AfterValidator(partial(_bounded, lo, hi)), Field(json_schema_extra=extra)]
 
 
 # ----------------------------------------------------------------------------- reading files
@@ -212,6 +220,9 @@ def _model_at(root: type[BaseModel], loc: tuple[Any, ...]) -> tuple[type[BaseMod
         if i == len(loc) - 1:
             break
         nxt = None
+        if isinstance(part, int):
+            i += 1  # a list index: ``model`` already is the element type
+            continue
         if isinstance(model, type) and issubclass(model, BaseModel):
             field = None
             for fname, f in model.model_fields.items():
@@ -290,7 +301,12 @@ def _problems_from(exc: ValidationError, model: type[BaseModel], file: str | Non
             msg = f"must be one of {expected}" + did_you_mean(str(value), [
                 s.strip().strip("'") for s in str(expected).replace(" or ", ",").split(",")])
         elif etype == "union_tag_invalid":
-            msg = f"must be one of {ctx.get('expected_tags', '')}"
+            tags = str(ctx.get("expected_tags", ""))
+            value = ctx.get("tag", value)
+            key = format_key_path([*prefix, *clean, str(ctx.get("discriminator", "kind"))
+                                   .strip("'")])
+            msg = f"must be one of {tags}" + did_you_mean(str(value), [
+                t.strip().strip("'") for t in tags.split(",")])
         elif etype in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
             msg = msg.replace("Input should be", "must be")
         elif etype in ("too_short", "too_long"):

@@ -44,6 +44,10 @@ def hw_from_dict(data: Mapping[str, Any], *, file: str | None = None) -> Acceler
         clock = parse_quantity(data.get("clock"), "frequency") if "clock" in data else None
     except ConfigError:
         clock = None  # reported by validation below
+    if clock is None or not clock > 0:
+        # an invalid clock is reported once, on 'clock'; a stand-in keeps per-cycle values of
+        # other keys from repeating the same problem
+        clock = 1.0
     problems: list[Problem] = []
     try:
         hw = validate(Accelerator, data, file=file, context={"clock_hz": clock})

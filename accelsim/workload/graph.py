@@ -42,8 +42,9 @@ weight_fraction : float
 Edge attributes: ``elems`` (activation elements passed) and ``bytes`` (at 16-bit
 activations; the simulator rescales to the allocation's activation bits).
 
-Graph attributes: ``model`` (name), ``scenario`` (dict), ``tokens``, ``total_macs``,
-``weight_params`` (parameters of the weights the step may touch).
+Graph attributes: ``model`` (name), ``model_spec`` (the :class:`MoEModel`), ``moe_layers``
+(global layer index of each BitAllocation row), ``scenario`` (dict), ``tokens``,
+``total_macs``, ``weight_params`` (parameters of the weights the step may touch).
 
 Examples
 --------
@@ -79,7 +80,8 @@ class _Builder:
     def __init__(self, model: MoEModel, scenario: Scenario):
         self.m, self.s = model, scenario
         self.g = nx.DiGraph(model=model.name, scenario=scenario.to_dict(),
-                            tokens=scenario.tokens)
+                            tokens=scenario.tokens, model_spec=model,
+                            moe_layers=tuple(model.moe_layers))
         self.load = scenario.expert_load(model)
         self.row = {layer: r for r, layer in enumerate(model.moe_layers)}
 

@@ -193,9 +193,11 @@ def format_quantity(value: float, kind: str) -> str:
     '400 MHz'
     """
     if kind == "size":
-        for p in ("Ti", "Gi", "Mi", "Ki"):
-            if value >= _BIN[p] and (value / _BIN[p]) == round(value / _BIN[p], 3):
-                return f"{value / _BIN[p]:g} {p}B"
+        # Binary only when the largest binary prefix gives a round number: '80 GB' is a
+        # multiple of 1 KiB but must not print as '7.8125e+07 KiB'.
+        big = next((p for p in ("Ti", "Gi", "Mi", "Ki") if value >= _BIN[p]), None)
+        if big is not None and (value / _BIN[big]) == round(value / _BIN[big], 3):
+            return f"{value / _BIN[big]:g} {big}B"
         for p in ("T", "G", "M", "k"):
             if value >= _DEC[p]:
                 return f"{value / _DEC[p]:.4g} {p}B"

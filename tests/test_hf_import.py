@@ -106,7 +106,8 @@ OLMOE = {
     "transformers_version": "4.43.0.dev0", "use_cache": True, "vocab_size": 50304,
 }
 
-# google/switch-base-64: no tie_word_embeddings key (the HF default, true, applies)
+# google/switch-base-64; tie_word_embeddings left out: SwitchTransformersConfig's default
+# (true) applies
 SWITCH_BASE_64 = {
     "architectures": ["SwitchTransformersForConditionalGeneration"],
     "batch_prioritized_routing": False, "d_ff": 3072, "d_kv": 64, "d_model": 768,
@@ -304,6 +305,11 @@ def test_wrong_types(key, value, reason):
 def test_wrong_type_of_list_key():
     with pytest.raises(ConfigError, match="mlp_only_layers: must be a list of layer indices"):
         from_hf_config(dict(QWEN15_MOE, mlp_only_layers=[1, "2"]))
+
+
+def test_empty_config_names_the_missing_key():
+    with pytest.raises(ConfigError, match="architectures: a Hugging Face config.json needs"):
+        from_hf_config({})
 
 
 def test_architectures_must_be_a_list_of_names():

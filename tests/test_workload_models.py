@@ -35,7 +35,10 @@ def gqa_attention(d, h, kv, hd, *, qkv_bias=False, qk_norm=None):
 
 def mla_attention(d, h, *, q_lora, kv_lora, nope, rope, v):
     """DeepSeek MLA: q (full or q_a + norm + q_b), kv_a (+ rope key), kv norm, kv_b, o."""
-    q = d * h * (nope + rope) if q_lora is None else d * q_lora + q_lora + q_lora * h * (nope + rope)
+    if q_lora is None:
+        q = d * h * (nope + rope)
+    else:
+        q = d * q_lora + q_lora + q_lora * h * (nope + rope)
     kv = d * (kv_lora + rope) + kv_lora + kv_lora * h * (nope + v)
     return q + kv + h * v * d
 
@@ -54,7 +57,8 @@ def decoder_counts(*, d, layers, vocab, attention, E, k, f, moe_layers, dense_f=
     total = norms + layers * attention + routed + router + shared_p + dense + embed + lm_head
     active = total - routed + moe_layers * k * expert
     return {"total": total, "active": active, "embed": embed, "lm_head": lm_head,
-            "routed": routed, "per_expert": expert, "shared": moe_layers * shared * 3 * d * shared_f}
+            "routed": routed, "per_expert": expert,
+            "shared": moe_layers * shared * 3 * d * shared_f}
 
 
 def switch_counts(*, d, f, h, hd, enc, dec, vocab, E, buckets, step=2):
@@ -135,6 +139,15 @@ def test_switch_counts_match_closed_form(name):
     # tied and shared: one vocab x d matrix, no lm_head
     assert c["embedding_params"] == 32128 * 768
     assert c["active_params_excluding_input_embedding"] == e["active"]
+
+
+def test_switch_base_active_is_t5_base_sized():
+    # Switch-Base is FLOP-matched to T5-Base ("roughly 220 million parameters", Raffel et al.
+    # 2020, JMLR 21:140): one expert per sparse block plus the dense rest is a T5-Base, the
+    # 12 routers (12 x E x 768) come on top
+    for name, spec in SWITCH.items():
+        routers = 12 * spec["E"] * 768
+        assert abs(switch_counts(**spec)["active"] - routers - 220e6) < 5e6
 
 
 def test_switch_closed_form_by_hand():

@@ -1,18 +1,15 @@
 """Hugging Face ``config.json`` import: one :class:`~accelsim.workload.model.MoEModel` per file.
 
-Supported families (``architectures[0]``, or ``model_type`` when ``architectures`` is absent):
+Supported families (``architectures`` entry, or ``model_type`` when ``architectures`` is
+absent -> ``MoEModel.family``):
 
-=============================================  =================  ==============
-architecture                                   model_type         family
-=============================================  =================  ==============
-``MixtralForCausalLM``                         ``mixtral``        ``mixtral``
-``Qwen2MoeForCausalLM``                        ``qwen2_moe``      ``qwen2_moe``
-``Qwen3MoeForCausalLM``                        ``qwen3_moe``      ``qwen3_moe``
-``DeepseekV2ForCausalLM``                      ``deepseek_v2``    ``deepseek_v2``
-``DeepseekV3ForCausalLM``                      ``deepseek_v3``    ``deepseek_v3``
-``OlmoeForCausalLM``                           ``olmoe``          ``olmoe``
-``SwitchTransformersForConditionalGeneration`` ``switch_transformers``  ``switch``
-=============================================  =================  ==============
+- ``MixtralForCausalLM`` / ``mixtral`` -> ``mixtral``
+- ``Qwen2MoeForCausalLM`` / ``qwen2_moe`` -> ``qwen2_moe``
+- ``Qwen3MoeForCausalLM`` / ``qwen3_moe`` -> ``qwen3_moe``
+- ``DeepseekV2ForCausalLM`` / ``deepseek_v2`` -> ``deepseek_v2``
+- ``DeepseekV3ForCausalLM`` / ``deepseek_v3`` -> ``deepseek_v3``
+- ``OlmoeForCausalLM`` / ``olmoe`` -> ``olmoe``
+- ``SwitchTransformersForConditionalGeneration`` / ``switch_transformers`` -> ``switch``
 
 Each family is a table of :class:`_Key` rows (config key, MoEModel field, type, default) plus
 the constants of the family (FFN kind, attention kind, biases) and a small ``derive`` function
@@ -70,6 +67,9 @@ class _Key:
     minimum: int = 1
 
 
+_Derived = tuple[dict[str, Any], dict[str, str], list[str]]
+
+
 @dataclass(frozen=True)
 class _Family:
     family: str
@@ -77,7 +77,8 @@ class _Family:
     model_type: str
     keys: tuple[_Key, ...]
     fixed: Mapping[str, Any] = field(default_factory=dict)
-    derive: Callable[[dict[str, Any]], tuple[dict[str, Any], dict[str, str], list[str]]] | None = None
+    #: values by config key -> (extra fields, their config keys, notes)
+    derive: Callable[[dict[str, Any]], _Derived] | None = None
 
 
 # ----------------------------------------------------------------------------- key tables
@@ -127,7 +128,7 @@ _DECODER_FIXED = {"architecture": "decoder", "ffn_kind": "swiglu", "norm": "rmsn
                   "attention.kind": "gqa"}
 
 
-def _qwen_layers(v: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str], list[str]]:
+def _qwen_layers(v: dict[str, Any]) -> _Derived:
     # Qwen2/3-MoE: layer i is sparse when (i + 1) % decoder_sparse_step == 0 and
     # i not in mlp_only_layers
     step = v["decoder_sparse_step"]
@@ -136,7 +137,7 @@ def _qwen_layers(v: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str], lis
     return out, src, []
 
 
-def _qwen2(v: dict[str, Any]):
+def _qwen2(v: dict[str, Any]) -> _Derived:
     out, src, notes = _qwen_layers(v)
     if v["shared_expert_intermediate_size"]:
         out |= {"moe.num_shared_experts": 1, "moe.shared_expert_gate": True,
@@ -146,21 +147,21 @@ def _qwen2(v: dict[str, Any]):
     return out, src, notes
 
 
-def _attention_bias(v: dict[str, Any]):
+def _attention_bias(v: dict[str, Any]) -> _Derived:
     # Qwen3-MoE and OLMoE: attention_bias puts a bias on q, k, v and o alike
     b = v["attention_bias"]
     return ({"attention.qkv_bias": b, "attention.out_bias": b},
             {"attention.qkv_bias": "attention_bias", "attention.out_bias": "attention_bias"}, [])
 
 
-def _qwen3(v: dict[str, Any]):
+def _qwen3(v: dict[str, Any]) -> _Derived:
     out, src, notes = _qwen_layers(v)
     bias, bsrc, _ = _attention_bias(v)
     notes.append("q and k RMSNorm per head (head_dim), no shared expert")
     return out | bias, src | bsrc, notes
 
 
-def _deepseek(v: dict[str, Any]):
+def _deepseek(v: dict[str, Any]) -> _Derived:
     out: dict[str, Any] = {"moe.num_shared_experts": v["n_shared_experts"] or 0,
                            "moe.router_bias": v["topk_method"] == "noaux_tc"}
     src = {"moe.num_shared_experts": "n_shared_experts", "moe.router_bias": "topk_method"}
@@ -177,7 +178,7 @@ def _deepseek(v: dict[str, Any]):
                      "not modelled")
     if v["attention_bias"]:
         raise UnsupportedModelError.single(
-            "MLA projections with biases are not modelled (supported: false)",
+            "MLA projections with biases are not modelled (only false is supported)",
             key="attention_bias", value=True)
     return out, src, notes
 
@@ -197,12 +198,12 @@ def _switch_step(v: dict[str, Any], stack: str, layers: int) -> tuple[int | None
     return (layers // n if n > 0 else 0), n_key
 
 
-def _switch(v: dict[str, Any]):
+def _switch(v: dict[str, Any]) -> _Derived:
     enc_layers = v["num_layers"]
     dec_layers = v["num_decoder_layers"] or enc_layers
     enc, enc_key = _switch_step(v, "encoder", enc_layers)
     dec, dec_key = _switch_step(v, "decoder", dec_layers)
-    problems = [Problem("field required (or num_sparse_%s_layers)" % s, key=k)
+    problems = [Problem(f"field required (or num_sparse_{s}_layers)", key=k)
                 for s, (step, k) in (("encoder", (enc, enc_key)), ("decoder", (dec, dec_key)))
                 if step is None]
     if problems:
@@ -223,14 +224,12 @@ def _switch(v: dict[str, Any]):
     # SwitchTransformersStack: block i is sparse when i % step == 1, or every block for step 1
     step, offset = (1, 0) if enc == 1 else (enc, 1)
     out = {"num_decoder_layers": dec_layers, "moe.layer_step": step, "moe.layer_offset": offset,
-           "ffn_kind": _SWITCH_ACT[act]}
+           "ffn_kind": _SWITCH_ACT[act], "dense_ffn_size": v["d_ff"]}
     src = {"num_decoder_layers": "num_decoder_layers", "moe.layer_step": enc_key,
-           "moe.layer_offset": enc_key, "ffn_kind": "dense_act_fn"}
+           "moe.layer_offset": enc_key, "ffn_kind": "dense_act_fn", "dense_ffn_size": "d_ff"}
     notes = ["block i of each stack is sparse when i % sparse_step == 1 (every block for "
              "sparse_step 1)",
              "one token embedding serves encoder and decoder (HF 'shared')"]
-    out["dense_ffn_size"] = v["d_ff"]
-    src["dense_ffn_size"] = "d_ff"
     if v.get("expert_capacity") is not None:
         notes.append(f"expert_capacity {v['expert_capacity']} tokens per expert is not part "
                      f"of the model spec (use the scenario's capacity factor)")
@@ -370,7 +369,10 @@ def _detect(data: Mapping[str, Any]) -> _Family:
         raise UnsupportedModelError.single(
             f"unsupported architecture {shown!r}; supported: {supported}",
             key="architectures")
-    mt = data.get("model_type")
+    if "model_type" not in data:
+        raise ConfigError.single("a Hugging Face config.json needs this key (or model_type); "
+                                 f"supported: {supported}", key="architectures")
+    mt = data["model_type"]
     if not isinstance(mt, str):
         raise ConfigError.single("must be a string", key="model_type", value=mt)
     for fam in _FAMILIES:

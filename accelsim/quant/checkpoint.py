@@ -168,6 +168,10 @@ def read_safetensors_header(path) -> dict[str, TensorInfo]:
         except (KeyError, TypeError, ValueError):
             raise CheckpointError.single("malformed header entry", file=path, key=name,
                                          value=meta) from None
+        if out[name].end > size or out[name].begin > out[name].end:
+            raise CheckpointError.single(f"file truncated: the tensor's bytes end at "
+                                         f"{out[name].end} but the file has {size}",
+                                         file=path, key=name)
     return out
 
 

@@ -8,8 +8,9 @@ within a block of ``block_size`` columns are applied immediately, those to later
 once per block ("lazy batch" updates). Group parameters are those of
 :func:`accelsim.quant.quantize_rtn` (same formats, same storage), computed when the first
 column of a group is reached from the weights as updated so far (as in the reference
-implementation). Columns with ``H[i, i] == 0`` (inputs that are always zero) are set to 0
-before quantization.
+implementation, but also with the pending lazy updates applied, so that the result does
+not depend on ``block_size`` beyond float rounding). Columns with ``H[i, i] == 0`` (inputs
+that are always zero) are set to 0 before quantization.
 
 With a diagonal ``H`` there is nothing to propagate and GPTQ returns exactly the RTN codes.
 """
@@ -82,7 +83,7 @@ def gptq(w, H, bits: int, group_size: int | None = 128, damp: float = 0.01,
     damp : float, default 0.01
         Ridge added to ``H`` as a fraction of its mean diagonal.
     block_size : int, default 128
-        Columns per lazy-update block (a speed knob; the result does not depend on it up to
+        Columns per lazy-update block (a speed knob; the result does not depend on it beyond
         float rounding).
     symmetric : bool, default False
         Symmetric grid without zero points.
@@ -133,7 +134,7 @@ def gptq(w, H, bits: int, group_size: int | None = 128, damp: float = 0.01,
         for col in range(i1, i2):
             if col % eff == 0:
                 g = col // eff
-                s, z = group_params(W[:, col: col + eff], bits, symmetric)
+                s, z = group_params(_current(W, err, U, i1, i2, col, eff), bits, symmetric)
                 scales[:, g] = s
                 if zeros is not None:
                     zeros[:, g] = z
@@ -145,6 +146,18 @@ def gptq(w, H, bits: int, group_size: int | None = 128, damp: float = 0.01,
             err[:, col - i1] = e
         W[:, i2:] -= err @ U[i1:i2, i2:]
     return QuantizedTensor(pack_bits(codes, bits), scales, zeros, bits, gs, (out, inf))
+
+
+def _current(W, err, U, i1, i2, col, eff):
+    """Columns ``[col, col + eff)`` of ``W`` with all updates so far, including the lazy
+    updates of this block that columns beyond ``i2`` have not received yet."""
+    wg = W[:, col: col + eff]
+    end = min(W.shape[1], col + eff)
+    if end <= i2 or col == i1:
+        return wg
+    wg = wg.copy()
+    wg[:, i2 - col:] -= err[:, : col - i1] @ U[i1:col, i2:end]
+    return wg
 
 
 def _decode(q, s, z, bits, symmetric):

@@ -55,11 +55,16 @@ def check_group_size(group_size) -> int | None:
     return int(group_size)
 
 
-def _fp16_up(s: np.ndarray) -> np.ndarray:
-    """Smallest float16 >= each (non-negative, float64) value."""
-    s16 = s.astype(np.float16)
-    low = s16.astype(np.float64) < s
-    s16[low] = np.nextafter(s16[low], np.float16(np.inf))
+def _fp16(s: np.ndarray, up: bool) -> np.ndarray:
+    """Nearest float16 (``up``: smallest float16 >=) of non-negative float64 values.
+
+    Values beyond the float16 range become inf (checked by :func:`_check_scales`).
+    """
+    with np.errstate(over="ignore"):
+        s16 = np.asarray(s).astype(np.float16)
+        if up:
+            low = s16.astype(np.float64) < s
+            s16[low] = np.nextafter(s16[low], np.float16(np.inf))
     return s16
 
 
@@ -94,13 +99,13 @@ def group_params(wg: np.ndarray, bits: int, symmetric: bool):
     (array([1.], dtype=float16), array([1], dtype=uint8))
     """
     if bits == 1:
-        return _check_scales(np.abs(wg).mean(axis=-1).astype(np.float16)), None
+        return _check_scales(_fp16(np.abs(wg).mean(axis=-1), up=False)), None
     if symmetric:
         qmax = (1 << (bits - 1)) - 1
-        return _check_scales(_fp16_up(np.abs(wg).max(axis=-1) / qmax)), None
+        return _check_scales(_fp16(np.abs(wg).max(axis=-1) / qmax, up=True)), None
     lo = np.minimum(wg.min(axis=-1), 0.0)
     hi = np.maximum(wg.max(axis=-1), 0.0)
-    s16 = _check_scales(_fp16_up((hi - lo) / ((1 << bits) - 1)))
+    s16 = _check_scales(_fp16((hi - lo) / ((1 << bits) - 1), up=True))
     s = s16.astype(np.float64)
     safe = np.where(s > 0, s, 1.0)
     z = np.clip(np.rint(-lo / safe), 0, (1 << bits) - 1).astype(np.uint8)

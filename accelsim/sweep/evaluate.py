@@ -1,0 +1,145 @@
+"""Evaluating one sweep point: accelerator, model, scenario, graph, allocation, simulation.
+
+:func:`evaluate_point` is the function every executor runs. Loaded accelerators, models,
+routing traces and graphs are cached per process (bounded LRU caches keyed by the values
+that define them), so the points of a chunk that share a workload and scenario reuse one
+graph object, which in turn lets the simulator reuse its lowering of that graph.
+
+Randomness: a point's ``seed`` drives the routing permutation (Zipf), the synthetic expert
+signals and seeded allocation methods. Points that differ only in hardware or method share
+their seed by default (common random numbers), so that they are compared on the same
+routing and signals.
+
+Examples
+--------
+>>> hw = build_hw("gemmini", (("cores.mac_array.rows", 32),))
+>>> hw.cores.mac_array.rows
+32
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..config import read_mapping
+from ..presets import resolve
+from .overrides import OverrideError, apply_overrides
+from .spec import Point
+
+__all__ = ["evaluate_point", "build_hw", "load_model_cached", "scenario_of", "graph_cached",
+           "METRICS", "noise_equivalent_bits"]
+
+#: Result columns of a successful point, in order (the simulator's totals first).
+METRICS = ("latency_s", "tokens_per_s", "energy_j", "weight_bytes", "offchip_bytes", "bound",
+           "cycles", "compute_cycles", "stall_cycles", "mac_utilization",
+           "onchip_bytes_moved", "macs", "expert_avg_bits", "noise_equiv_bits")
+
+
+@lru_cache(maxsize=32)
+def _raw_hw(source: str) -> tuple[dict, str]:
+    path = resolve(source, "hw")
+    return read_mapping(path, what="accelerator file"), str(path)
+
+
+@lru_cache(maxsize=128)
+def build_hw(source: str, overrides: tuple[tuple[str, Any], ...] = ()):
+    """The :class:`~accelsim.hw.Accelerator` of a preset or file with key-path overrides
+    applied to its YAML mapping before validation (cached per process).
+
+    Raises :class:`~accelsim.sweep.overrides.OverrideError` with ``args = (reason, key
+    path)`` for a path that names nothing, :class:`ConfigError` for an invalid result.
+    """
+    from ..hw import hw_from_dict
+    raw, path = _raw_hw(source)
+    data = raw
+    for key, value in overrides:
+        try:
+            data = apply_overrides(data, {key: value})
+        except OverrideError as exc:
+            raise OverrideError(str(exc), key) from None
+    return hw_from_dict(data, file=path)
+
+
+@lru_cache(maxsize=16)
+def load_model_cached(source: str):
+    """:func:`accelsim.workload.load_workload`, cached per process."""
+    from ..workload import load_workload
+    return load_workload(source)
+
+
+@lru_cache(maxsize=16)
+def _routing(text: str):
+    from ..workload import parse_routing
+    return parse_routing(text)
+
+
+def scenario_of(params: Mapping[str, Any]):
+    """The :class:`~accelsim.workload.Scenario` of a point's parameters."""
+    from ..workload import Scenario
+    return Scenario(phase=params["phase"], batch=int(params["batch"]),
+                    seq_len=int(params["seq_len"]), context=int(params["context"]),
+                    routing=_routing(params["routing"]),
+                    capacity_factor=params["capacity_factor"], seed=int(params["seed"]))
+
+
+_SCENARIO_KEYS = ("workload", "phase", "batch", "seq_len", "context", "routing",
+                  "capacity_factor", "seed")
+
+
+@lru_cache(maxsize=32)
+def _graph(key: tuple) -> tuple[Any, Any]:
+    from ..workload import build_graph
+    params = dict(zip(_SCENARIO_KEYS, key))
+    model = load_model_cached(params["workload"])
+    scenario = scenario_of(params)
+    return build_graph(model, scenario), scenario.expert_load(model).probabilities
+
+
+def graph_cached(params: Mapping[str, Any]):
+    """``(graph, routing shares [moe layers, experts])`` of a point, one object per
+    distinct workload and scenario in a process."""
+    return _graph(tuple(params[k] for k in _SCENARIO_KEYS))
+
+
+def noise_equivalent_bits(expert_bits: np.ndarray, shares: np.ndarray) -> float:
+    """Accuracy proxy: the uniform bit-width with the same expected quantization noise.
+
+    Quantization noise power of a ``b``-bit uniform quantizer scales as ``4**-b``; a token
+    meets expert ``e`` of layer ``l`` with probability proportional to its routing share
+    ``shares[l, e]``. The proxy is ``-log2(mean_w(4**-b)) / 2`` with ``w`` the shares: equal
+    to ``b`` for a uniform allocation, and lower when often-used experts get few bits. It
+    sees routing frequency only, not the router-norm signal (docs/sweeps.md).
+
+    >>> noise_equivalent_bits(np.array([[4, 4]]), np.array([[0.5, 0.5]]))
+    4.0
+    >>> round(noise_equivalent_bits(np.array([[2, 4]]), np.array([[0.5, 0.5]])), 3)
+    2.456
+    """
+    b = np.asarray(expert_bits, dtype=float)
+    w = np.asarray(shares, dtype=float)
+    mean = float((w * 4.0 ** -b).sum() / w.sum())
+    return -math.log2(mean) / 2.0
+
+
+def evaluate_point(point: Point) -> dict[str, Any]:
+    """Simulate one point; the :data:`METRICS` columns.
+
+    Raises whatever the stages raise; the executors record it as the point's error.
+    """
+    from ..sim import simulate
+    from .allocation import make_allocation
+    p = point.params
+    hw = build_hw(p["hw"], tuple(sorted(point.overrides.items())))
+    model = load_model_cached(p["workload"])
+    graph, shares = graph_cached(p)
+    alloc = make_allocation(model, p, hw=hw, graph=graph)
+    res = simulate(hw, graph, alloc).to_dict()
+    out = {k: res.get(k) for k in METRICS[:11]}
+    out["macs"] = float(graph.graph["total_macs"])
+    out["expert_avg_bits"] = alloc.average_expert_bits()
+    out["noise_equiv_bits"] = noise_equivalent_bits(alloc.expert_bits, shares)
+    return out

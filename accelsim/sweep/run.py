@@ -1,0 +1,159 @@
+"""Running a sweep: chunks to an executor, finished chunks to disk, one tidy table out.
+
+Examples
+--------
+>>> from accelsim.sweep import load_sweep
+>>> spec = load_sweep({"fixed": {"workload": "mixtral-8x7b", "hw": "gemmini"},
+...                    "axes": [{"grid": {"avg_bits": [4, 8]}}]})
+>>> res = run_sweep(spec, evaluate=_bits_only)
+>>> res.table[["point_id", "avg_bits", "twice", "error"]].to_dict("records")
+[{'point_id': 0, 'avg_bits': 4.0, 'twice': 8.0, 'error': None}, {'point_id': 1, 'avg_bits': 8.0, 'twice': 16.0, 'error': None}]
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Callable, Sequence
+
+from ..errors import ConfigError
+from .evaluate import METRICS, evaluate_point
+from .executors import Executor, make_executor, run_chunk
+from .spec import Point, SweepSpec
+from .store import PartStore, check_out, write_table
+
+__all__ = ["run_sweep", "SweepResult", "default_chunk", "results_table"]
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """What a run produced: the table (one row per point) and how the run went."""
+
+    table: Any                 # pandas.DataFrame
+    points: int
+    failed: int
+    reused: int                # points read back from an interrupted run (--resume)
+    elapsed_s: float
+    executor: str
+    workers: int
+
+
+def _bits_only(point: Point) -> dict:  # for the module's doctest
+    return {"twice": 2 * point.params["avg_bits"]}
+
+
+def default_chunk(points: int, workers: int) -> int:
+    """Points per chunk: about four chunks per worker, at most 64 points (a killed run loses
+    at most one chunk per worker), at least 1.
+
+    >>> default_chunk(100, 2), default_chunk(10_000, 2), default_chunk(3, 4)
+    (13, 64, 1)
+    """
+    return max(1, min(64, math.ceil(points / (4 * max(1, workers)))))
+
+
+def results_table(spec: SweepSpec, rows) -> Any:
+    """Join the spec's parameter columns with evaluated rows (a DataFrame or a list of
+    dicts with ``point_id``): one row per point, sorted by ``point_id``; parameter columns
+    first, then the :data:`METRICS` columns present, other columns alphabetically, and
+    ``error`` last. Missing values are None in text columns and NaN in numeric ones."""
+    import pandas as pd
+    params = pd.DataFrame.from_records(
+        [{"point_id": p.id, **p.columns} for p in spec.points], columns=list(spec.columns))
+    evald = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame.from_records(list(rows))
+    if "point_id" not in evald:
+        evald = pd.DataFrame({"point_id": pd.Series([], dtype="int64")})
+    if evald["point_id"].duplicated().any():
+        dup = sorted(set(evald.loc[evald["point_id"].duplicated(), "point_id"].tolist()))
+        raise ConfigError.single(f"points written twice: {dup[:10]}", key="point_id")
+    extra = [c for c in evald.columns if c not in ("point_id", "error")]
+    known = [c for c in METRICS if c in extra]
+    rest = sorted(c for c in extra if c not in METRICS and c not in spec.columns)
+    evald = evald.reindex(columns=["point_id", *known, *rest, "error"])
+    table = params.merge(evald, on="point_id", how="left", validate="one_to_one")
+    for col in table.columns:
+        if table[col].dtype == object:
+            table[col] = table[col].astype(object).where(table[col].notna(), None)
+    return table.sort_values("point_id", kind="stable").reset_index(drop=True)
+
+
+def _chunks(points: Sequence[Point], size: int) -> list[list[Point]]:
+    return [list(points[i:i + size]) for i in range(0, len(points), size)]
+
+
+def run_sweep(spec: SweepSpec, out: str | os.PathLike | None = None, *,
+              executor: str | Executor = "serial", workers: int = 1, chunk: int | None = None,
+              resume: bool = False, evaluate: Callable[[Point], dict] = evaluate_point,
+              progress: Progress | None = None, **executor_options: Any) -> SweepResult:
+    """Evaluate every point of ``spec``; write the table to ``out`` if given.
+
+    Parameters
+    ----------
+    spec : SweepSpec
+        From :func:`~accelsim.sweep.load_sweep`.
+    out : path, optional
+        ``.parquet`` or ``.csv``. Finished chunks go to ``OUT.parts/`` first (see
+        :mod:`accelsim.sweep.store`); the file is written atomically at the end.
+    executor : str or Executor
+        ``serial``, ``processes`` or ``dask`` (with ``executor_options`` such as
+        ``address=`` or ``local=True``), or an executor object (not closed here).
+    workers : int
+        Processes (or Dask workers of a local cluster).
+    chunk : int, optional
+        Points per chunk (default :func:`default_chunk`).
+    resume : bool
+        Continue an interrupted run writing ``out``: points already written are skipped.
+    evaluate : callable
+        ``Point -> dict`` of result columns; must be picklable for other processes (a
+        module-level function). Default :func:`~accelsim.sweep.evaluate_point`.
+    progress : callable, optional
+        ``progress(done, total)`` after every chunk (and once at the start).
+    """
+    if chunk is not None and (isinstance(chunk, bool) or int(chunk) < 1):
+        raise ConfigError.single("must be >= 1", key="--chunk", value=chunk)
+    t0 = time.perf_counter()
+    total = len(spec.points)
+    store = None
+    done: set[int] = set()
+    if out is not None:
+        check_out(out)
+        store = PartStore(out, fingerprint=spec.fingerprint, points=total)
+        done = store.open(resume=resume)
+    todo = [p for p in spec.points if p.id not in done]
+    n_workers = executor.workers if not isinstance(executor, str) else max(1, int(workers))
+    size = int(chunk) if chunk is not None else default_chunk(len(todo), n_workers)
+    collected: list[dict] = []
+    if progress is not None:
+        progress(len(done), total)
+    ex = name = None
+    if todo:
+        ex = make_executor(executor, workers=n_workers, **executor_options) if isinstance(
+            executor, str) else executor
+    name = ex.name if ex is not None else (executor if isinstance(executor, str)
+                                           else executor.name)
+    try:
+        count = len(done)
+        if ex is not None:
+            for rows in ex.map(partial(run_chunk, evaluate), _chunks(todo, size)):
+                if store is not None:
+                    store.write(rows)
+                else:
+                    collected.extend(rows)
+                count += len(rows)
+                if progress is not None:
+                    progress(count, total)
+    finally:
+        if ex is not None and isinstance(executor, str):
+            ex.close()
+    table = results_table(spec, store.read() if store is not None else collected)
+    if out is not None:
+        write_table(table, out)
+        store.remove()
+    failed = int(table["error"].notna().sum())
+    return SweepResult(table, total, failed, len(done), time.perf_counter() - t0, name,
+                       n_workers)

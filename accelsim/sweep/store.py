@@ -1,0 +1,190 @@
+"""Results written chunk by chunk, so that an interrupted sweep resumes without losing or
+repeating a point.
+
+While a sweep runs, every finished chunk becomes one parquet file in a directory next to the
+output (``results.parquet.parts/part-00000040-00000059.parquet``), written to a temporary
+name and renamed, so a part is either complete or absent whatever moment the run is killed.
+``manifest.json`` records the fingerprint of the spec's points; a resumed run refuses a
+directory written for other points. At the end the parts are joined, sorted by
+``point_id``, written atomically to the output file and the directory is removed.
+
+Examples
+--------
+>>> import tempfile, pathlib
+>>> d = pathlib.Path(tempfile.mkdtemp())
+>>> store = PartStore(d / "r.csv", fingerprint="abc", points=3)
+>>> store.open(resume=False)
+set()
+>>> store.write([{"point_id": 1, "x": 1.0, "error": None}])
+>>> store.open(resume=True)
+{1}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..errors import ConfigError
+
+__all__ = ["PartStore", "parts_dir", "OUT_SUFFIXES", "check_out", "write_table",
+           "read_table"]
+
+OUT_SUFFIXES = (".parquet", ".pq", ".csv")
+_MANIFEST = "manifest.json"
+
+
+def parts_dir(out: str | os.PathLike) -> Path:
+    """The directory holding the finished chunks of a run writing ``out``."""
+    p = Path(out).expanduser()
+    return p.with_name(p.name + ".parts")
+
+
+def check_out(out: str | os.PathLike, key: str = "--out") -> Path:
+    """The output path, checked before any work: a known suffix and an existing directory."""
+    p = Path(out).expanduser()
+    if p.suffix.lower() not in OUT_SUFFIXES:
+        raise ConfigError.single("results must be a .parquet or .csv file", file=str(out),
+                                 key=key)
+    if not p.resolve().parent.is_dir():
+        raise ConfigError.single("directory does not exist", file=str(p.resolve().parent),
+                                 key=key)
+    if p.is_dir():
+        raise ConfigError.single("is a directory, expected a results file", file=str(out),
+                                 key=key)
+    return p
+
+
+def _replace_atomic(tmp: str, dest: Path) -> None:
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, dest)
+
+
+def write_table(df, path: str | os.PathLike) -> None:
+    """Write a DataFrame as parquet or CSV (by suffix), atomically."""
+    p = Path(path).expanduser()
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=str(p.resolve().parent))
+    os.close(fd)
+    try:
+        if p.suffix.lower() == ".csv":
+            df.to_csv(tmp, index=False)
+        else:
+            df.to_parquet(tmp, index=False)
+        _replace_atomic(tmp, p)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def read_table(path: str | os.PathLike):
+    """Read a results file (parquet or CSV) into a DataFrame; ConfigError if unreadable."""
+    import pandas as pd
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise ConfigError.single("no such results file", file=str(path))
+    try:
+        if p.suffix.lower() == ".csv":
+            return pd.read_csv(p)
+        if p.suffix.lower() in (".parquet", ".pq"):
+            return pd.read_parquet(p)
+    except Exception as exc:  # pyarrow and the CSV parser raise many kinds
+        raise ConfigError.single(f"cannot read results ({type(exc).__name__}: "
+                                 f"{str(exc).splitlines()[0] if str(exc) else ''})",
+                                 file=str(path)) from None
+    raise ConfigError.single("results must be a .parquet or .csv file", file=str(path))
+
+
+class PartStore:
+    """The parts directory of one run (see the module docstring)."""
+
+    def __init__(self, out: str | os.PathLike, *, fingerprint: str, points: int):
+        self.out = Path(out).expanduser()
+        self.dir = parts_dir(self.out)
+        self.fingerprint = fingerprint
+        self.points = points
+
+    def _manifest(self) -> dict[str, Any]:
+        return {"fingerprint": self.fingerprint, "points": self.points}
+
+    def open(self, *, resume: bool) -> set[int]:
+        """Prepare the directory; the ids of points already written (resume only)."""
+        if self.dir.exists():
+            if not resume:
+                raise ConfigError.single(
+                    "holds the results of an interrupted run: add --resume to continue it, "
+                    "or delete the directory to start again", file=str(self.dir))
+            return self._resume()
+        self.dir.mkdir()
+        self._write_manifest()
+        return set()
+
+    def _write_manifest(self) -> None:
+        fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".tmp", dir=str(self.dir))
+        with os.fdopen(fd, "w") as fh:
+            json.dump(self._manifest(), fh)
+        _replace_atomic(tmp, self.dir / _MANIFEST)
+
+    def _resume(self) -> set[int]:
+        man = self.dir / _MANIFEST
+        try:
+            found = json.loads(man.read_text())
+        except (OSError, ValueError):
+            raise ConfigError.single("is not the parts directory of an accelsim sweep (no "
+                                     "readable manifest.json); delete it", file=str(self.dir)
+                                     ) from None
+        if found != self._manifest():
+            raise ConfigError.single(
+                "was written for a different sweep (the spec's points changed since the "
+                "interrupted run): delete it or run without --resume", file=str(self.dir))
+        for tmp in self.dir.glob(".*.tmp"):
+            tmp.unlink()  # a chunk that was being written when the run died
+        done: set[int] = set()
+        import pyarrow.parquet as pq
+        for part in self._parts():
+            ids = pq.read_table(part, columns=["point_id"]).column(0).to_pylist()
+            done.update(int(i) for i in ids)
+        return done
+
+    def _parts(self) -> list[Path]:
+        return sorted(self.dir.glob("part-*.parquet"))
+
+    def write(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Write one finished chunk as a part file, atomically."""
+        import pandas as pd
+        if not rows:
+            return
+        ids = [int(r["point_id"]) for r in rows]
+        name = f"part-{min(ids):08d}-{max(ids):08d}.parquet"
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=str(self.dir))
+        os.close(fd)
+        try:
+            pd.DataFrame.from_records(list(rows)).to_parquet(tmp, index=False)
+            os.replace(tmp, self.dir / name)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+
+    def read(self):
+        """Every row written so far, one DataFrame sorted by ``point_id``."""
+        import pandas as pd
+        frames = [pd.read_parquet(p) for p in self._parts()]
+        if not frames:
+            return pd.DataFrame({"point_id": []})
+        frames = [f.dropna(axis=1, how="all") for f in frames]
+        df = pd.concat(frames, ignore_index=True, sort=False)
+        return df.sort_values("point_id", kind="stable").reset_index(drop=True)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from accelsim.errors import ConfigError
+from accelsim.kernels.gemm import PARALLEL_MIN_MACS
 from accelsim.kernels import (GemmOperands, bitserial_gemm, bitserial_gemm_reference,
                               group_row_sums, int_gemm, int_gemm_reference)
 from accelsim.quant import quantize_activations, quantize_rtn
@@ -22,17 +23,29 @@ def _case(t, n, k, seed):
 
 
 @pytest.mark.parametrize("bits,symmetric", FORMATS)
-@pytest.mark.parametrize("shape", SHAPES)
-def test_int_and_bitserial_are_bit_exact(bits, symmetric, shape):
-    t, n, k, gs = shape
-    w, x = _case(t, n, k, seed=bits * 7 + n)
-    qt = quantize_rtn(w, bits, gs, symmetric)
+def test_int_and_bitserial_are_bit_exact(bits, symmetric):
+    for t, n, k, gs in SHAPES:
+        w, x = _case(t, n, k, seed=bits * 7 + n)
+        qt = quantize_rtn(w, bits, gs, symmetric)
+        xq, xs = quantize_activations(x)
+        y = int_gemm(xq, xs, qt)
+        assert y.dtype == np.float32 and y.shape == (t, n)
+        np.testing.assert_array_equal(y, int_gemm_reference(xq, xs, qt))
+        np.testing.assert_array_equal(bitserial_gemm(xq, xs, qt), y)
+        np.testing.assert_array_equal(bitserial_gemm_reference(xq, xs, qt), y)
+
+
+@pytest.mark.parametrize("bits,symmetric,group_size", [(4, False, 64), (3, True, None),
+                                                        (1, False, 100)])
+def test_parallel_path_is_bit_exact(bits, symmetric, group_size):
+    t, n, k = 17, 131, 520              # odd rows, tokens not a multiple of 4, partial groups
+    assert t * n * k >= PARALLEL_MIN_MACS
+    w, x = _case(t, n, k, seed=bits)
+    qt = quantize_rtn(w, bits, group_size, symmetric)
     xq, xs = quantize_activations(x)
     y = int_gemm(xq, xs, qt)
-    assert y.dtype == np.float32 and y.shape == (t, n)
     np.testing.assert_array_equal(y, int_gemm_reference(xq, xs, qt))
     np.testing.assert_array_equal(bitserial_gemm(xq, xs, qt), y)
-    np.testing.assert_array_equal(bitserial_gemm_reference(xq, xs, qt), y)
 
 
 @pytest.mark.parametrize("bits,symmetric", FORMATS)

@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from accelsim.errors import ConfigError
+from accelsim.kernels.packing import PARALLEL_MIN_CODES
 from accelsim.kernels import (pack_bits, pack_bits_reference, packed_nbytes, unpack_bits,
                               unpack_bits_reference)
 
@@ -13,22 +14,25 @@ SIZES = [0, 1, 2, 7, 8, 9, 15, 16, 17, 63, 64, 65, 1000, 4099]
 
 
 @pytest.mark.parametrize("bits", range(1, 9))
-@pytest.mark.parametrize("n", SIZES)
-def test_round_trip_and_length(bits, n):
-    codes = np.random.default_rng(bits * 1000 + n).integers(0, 1 << bits, n)
-    packed = pack_bits(codes, bits)
-    assert packed.dtype == np.uint8
-    assert packed.shape == (-(-n * bits // 8),)
-    np.testing.assert_array_equal(unpack_bits(packed, bits, n), codes)
+def test_round_trip_and_length(bits):
+    for n in SIZES:
+        codes = np.random.default_rng(bits * 1000 + n).integers(0, 1 << bits, n)
+        packed = pack_bits(codes, bits)
+        assert packed.dtype == np.uint8
+        assert packed.shape == (-(-n * bits // 8),), n
+        np.testing.assert_array_equal(unpack_bits(packed, bits, n), codes)
 
 
 @pytest.mark.parametrize("bits", range(1, 9))
 def test_numba_matches_numpy_reference(bits):
-    codes = np.random.default_rng(bits).integers(0, 1 << bits, 777)
-    packed = pack_bits(codes, bits)
-    np.testing.assert_array_equal(packed, pack_bits_reference(codes, bits))
-    np.testing.assert_array_equal(unpack_bits(packed, bits, 777),
-                                  unpack_bits_reference(packed, bits, 777))
+    # 777 codes run on one thread; PARALLEL_MIN_CODES + 3 (a partial last chunk) on several
+    for n in (777, PARALLEL_MIN_CODES + 3):
+        codes = np.random.default_rng(bits).integers(0, 1 << bits, n)
+        packed = pack_bits(codes, bits)
+        np.testing.assert_array_equal(packed, pack_bits_reference(codes, bits))
+        np.testing.assert_array_equal(unpack_bits(packed, bits, n),
+                                      unpack_bits_reference(packed, bits, n))
+        np.testing.assert_array_equal(unpack_bits(packed, bits, n), codes)
 
 
 @pytest.mark.parametrize("bits", range(1, 9))

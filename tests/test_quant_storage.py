@@ -23,14 +23,14 @@ def _formula(out, inf, bits, group_size, symmetric):
 
 @pytest.mark.parametrize("bits", range(1, 9))
 @pytest.mark.parametrize("symmetric", [False, True])
-@pytest.mark.parametrize("group_size", GROUPS)
-def test_rtn_nbytes_equals_weightformat_storage_bytes(bits, symmetric, group_size):
+def test_rtn_nbytes_equals_weightformat_storage_bytes(bits, symmetric):
     rng = np.random.default_rng(bits)
-    fmt = WeightFormat(bits, group_size=group_size, symmetric=symmetric)
-    for out, inf in SHAPES:
-        qt = quantize_rtn(rng.standard_normal((out, inf)), bits, group_size, symmetric)
-        assert qt.nbytes == fmt.storage_bytes(out, inf) == _formula(out, inf, bits, group_size,
-                                                                    symmetric), (out, inf)
+    for group_size in GROUPS:
+        fmt = WeightFormat(bits, group_size=group_size, symmetric=symmetric)
+        for out, inf in SHAPES:
+            qt = quantize_rtn(rng.standard_normal((out, inf)), bits, group_size, symmetric)
+            expected = _formula(out, inf, bits, group_size, symmetric)
+            assert qt.nbytes == fmt.storage_bytes(out, inf) == expected, (group_size, out, inf)
 
 
 @pytest.mark.parametrize("bits,symmetric", [(3, False), (4, True), (1, False)])

@@ -40,6 +40,10 @@ from accelsim.errors import ConfigError
 __all__ = ["GemmOperands", "int_gemm", "bitserial_gemm", "group_row_sums", "check_gemm_inputs"]
 
 _INT32_MAX = 2**31 - 1
+_CHUNKS = 256                 # work items handed to the thread pool per call
+#: Below this many multiply-accumulates a call runs on one thread: thread start-up and
+#: barrier costs exceed the work (and hurt badly when the cores are shared).
+PARALLEL_MIN_MACS = 1 << 20
 
 
 class GemmOperands(NamedTuple):
@@ -149,12 +153,13 @@ def _tile_4x2(xq, xs, codes, scales, zeros, xsum, gs, mult, out, t0, n0):  # pra
     out[t0 + 3, n0 + 1] = f31 * xs[t0 + 3]
 
 
-@njit(cache=True, parallel=True)
-def _int_gemm_kernel(xq, xs, codes, scales, zeros, xsum, gs, mult, out):  # pragma: no cover
+@njit(cache=True)
+def _int_gemm_rows(xq, xs, codes, scales, zeros, xsum, gs, mult, out, b0, b1):  # pragma: no cover
+    """Serial: output rows ``2*b0 .. 2*b1`` (pairs of rows), all tokens."""
     T = xq.shape[0]
     N = codes.shape[0]
     t4 = T - T % 4
-    for bi in prange((N + 1) // 2):
+    for bi in range(b0, b1):
         n0 = 2 * bi
         if n0 + 1 < N:
             for t0 in range(0, t4, 4):
@@ -167,11 +172,11 @@ def _int_gemm_kernel(xq, xs, codes, scales, zeros, xsum, gs, mult, out):  # prag
                 _tile_1x1(xq, xs, codes, scales, zeros, xsum, gs, mult, out, t, n0)
 
 
-@njit(cache=True, parallel=True)
-def _bitserial_kernel(xq, xs, codes, scales, zeros, xsum, gs, mult, bits, out):  # pragma: no cover
+@njit(cache=True)
+def _bitserial_rows(xq, xs, codes, scales, zeros, xsum, gs, mult, bits, out, n0, n1):  # pragma: no cover
+    """Serial: output rows ``n0 .. n1``, all tokens."""
     T, K = xq.shape
-    N = codes.shape[0]
-    for n in prange(N):
+    for n in range(n0, n1):
         for t in range(T):
             f = np.float32(0.0)
             for g in range(scales.shape[1]):
@@ -187,6 +192,24 @@ def _bitserial_kernel(xq, xs, codes, scales, zeros, xsum, gs, mult, bits, out): 
                     acc = np.int32(acc + (plane_dot << b))
                 f += np.float32(mult * acc - zeros[n, g] * xsum[t, g]) * scales[n, g]
             out[t, n] = f * xs[t]
+
+
+@njit(cache=True, parallel=True)
+def _int_gemm_parallel(xq, xs, codes, scales, zeros, xsum, gs, mult, out):  # pragma: no cover
+    nb = (codes.shape[0] + 1) // 2
+    chunks = min(nb, _CHUNKS)
+    for c in prange(chunks):
+        _int_gemm_rows(xq, xs, codes, scales, zeros, xsum, gs, mult, out,
+                       c * nb // chunks, (c + 1) * nb // chunks)
+
+
+@njit(cache=True, parallel=True)
+def _bitserial_parallel(xq, xs, codes, scales, zeros, xsum, gs, mult, bits, out):  # pragma: no cover
+    n = codes.shape[0]
+    chunks = min(n, _CHUNKS)
+    for c in prange(chunks):
+        _bitserial_rows(xq, xs, codes, scales, zeros, xsum, gs, mult, bits, out,
+                        c * n // chunks, (c + 1) * n // chunks)
 
 
 # --------------------------------------------------------------------------- python side
@@ -240,17 +263,17 @@ def check_gemm_inputs(xq, xs, qt):
     return (np.ascontiguousarray(xq), np.ascontiguousarray(xs, dtype=np.float32), ops)
 
 
-def _run(kernel, xq, xs, qt, *extra_from_ops):
+def _prepare(xq, xs, qt):
     xq, xs, ops = check_gemm_inputs(xq, xs, qt)
     out = np.empty((xq.shape[0], ops.codes.shape[0]), dtype=np.float32)
-    if out.size == 0:
-        return out
     xsum = group_row_sums(xq, ops.group_size)
     args = (xq, xs, ops.codes, ops.scales, ops.zeros, xsum, np.int64(ops.group_size),
             np.int64(ops.weight_mult))
-    extra = tuple(np.int64(getattr(ops, name)) for name in extra_from_ops)
-    kernel(*args, *extra, out)
-    return out
+    return ops, out, args
+
+
+def _parallel(out, k) -> bool:
+    return out.size * k >= PARALLEL_MIN_MACS
 
 
 def int_gemm(xq: np.ndarray, xs: np.ndarray, qt) -> np.ndarray:
@@ -282,7 +305,14 @@ def int_gemm(xq: np.ndarray, xs: np.ndarray, qt) -> np.ndarray:
     >>> y.shape, bool(abs(y[0, 0] - (0.5 - 2.0 - 0.25 + 0.5)) < 0.02)
     ((1, 1), True)
     """
-    return _run(_int_gemm_kernel, xq, xs, qt)
+    ops, out, args = _prepare(xq, xs, qt)
+    if out.size == 0:
+        return out
+    if _parallel(out, ops.codes.shape[1]):
+        _int_gemm_parallel(*args, out)
+    else:
+        _int_gemm_rows(*args, out, 0, (out.shape[1] + 1) // 2)
+    return out
 
 
 def bitserial_gemm(xq: np.ndarray, xs: np.ndarray, qt) -> np.ndarray:
@@ -301,4 +331,11 @@ def bitserial_gemm(xq: np.ndarray, xs: np.ndarray, qt) -> np.ndarray:
     >>> bool(np.array_equal(bitserial_gemm(xq, xs, qt), int_gemm(xq, xs, qt)))
     True
     """
-    return _run(_bitserial_kernel, xq, xs, qt, "bits")
+    ops, out, args = _prepare(xq, xs, qt)
+    if out.size == 0:
+        return out
+    if _parallel(out, ops.codes.shape[1]):
+        _bitserial_parallel(*args, np.int64(ops.bits), out)
+    else:
+        _bitserial_rows(*args, np.int64(ops.bits), out, 0, out.shape[1])
+    return out

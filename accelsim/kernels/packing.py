@@ -9,7 +9,7 @@ only the last byte may carry unused (zero) high bits. ``n`` codes therefore take
 the codes' bits, which is what the numpy references in :mod:`accelsim.kernels.reference` do.
 
 The numba kernels work on chunks of 8 codes, which always fill exactly ``bits`` bytes, so
-every chunk is independent and the loop runs in parallel.
+every chunk is independent and long streams are split over threads.
 
 Examples
 --------
@@ -29,6 +29,10 @@ from numba import njit, prange
 from accelsim.errors import ConfigError
 
 __all__ = ["pack_bits", "unpack_bits", "packed_nbytes", "check_bits"]
+
+_CHUNKS = 256
+#: Streams shorter than this many codes are (un)packed on one thread.
+PARALLEL_MIN_CODES = 1 << 16
 
 
 def check_bits(bits, key: str = "bits") -> int:
@@ -56,12 +60,11 @@ def packed_nbytes(count: int, bits: int) -> int:
     return (int(count) * int(bits) + 7) // 8
 
 
-@njit(cache=True, parallel=True)
-def _pack_kernel(codes, bits, out):  # pragma: no cover - compiled
-    n = codes.shape[0]
-    nfull = n // 8
+@njit(cache=True)
+def _pack_chunks(codes, bits, out, c0, c1):  # pragma: no cover - compiled
+    """Serial: chunks ``c0 .. c1`` of 8 codes (``bits`` bytes each)."""
     ub = np.uint64(bits)
-    for c in prange(nfull):
+    for c in range(c0, c1):
         v = np.uint64(0)
         base = c * 8
         for i in range(8):
@@ -69,23 +72,25 @@ def _pack_kernel(codes, bits, out):  # pragma: no cover - compiled
         o = c * bits
         for j in range(bits):
             out[o + j] = np.uint8((v >> np.uint64(8 * j)) & np.uint64(0xFF))
-    rem = n - nfull * 8
-    if rem > 0:
-        v = np.uint64(0)
-        for i in range(rem):
-            v |= np.uint64(codes[nfull * 8 + i]) << (np.uint64(i) * ub)
-        o = nfull * bits
-        for j in range(out.shape[0] - o):
-            out[o + j] = np.uint8((v >> np.uint64(8 * j)) & np.uint64(0xFF))
 
 
-@njit(cache=True, parallel=True)
-def _unpack_kernel(packed, bits, out):  # pragma: no cover - compiled
-    n = out.shape[0]
+@njit(cache=True)
+def _pack_tail(codes, bits, out):  # pragma: no cover - compiled
+    n = codes.shape[0]
     nfull = n // 8
+    v = np.uint64(0)
+    for i in range(n - nfull * 8):
+        v |= np.uint64(codes[nfull * 8 + i]) << (np.uint64(i) * np.uint64(bits))
+    o = nfull * bits
+    for j in range(out.shape[0] - o):
+        out[o + j] = np.uint8((v >> np.uint64(8 * j)) & np.uint64(0xFF))
+
+
+@njit(cache=True)
+def _unpack_chunks(packed, bits, out, c0, c1):  # pragma: no cover - compiled
     ub = np.uint64(bits)
     mask = np.uint64((1 << bits) - 1)
-    for c in prange(nfull):
+    for c in range(c0, c1):
         v = np.uint64(0)
         o = c * bits
         for j in range(bits):
@@ -93,15 +98,45 @@ def _unpack_kernel(packed, bits, out):  # pragma: no cover - compiled
         base = c * 8
         for i in range(8):
             out[base + i] = np.uint8((v >> (np.uint64(i) * ub)) & mask)
+
+
+@njit(cache=True)
+def _unpack_tail(packed, bits, out):  # pragma: no cover - compiled
+    n = out.shape[0]
+    nfull = n // 8
     rem = n - nfull * 8
-    if rem > 0:
-        v = np.uint64(0)
-        o = nfull * bits
-        nb = (rem * bits + 7) // 8
-        for j in range(nb):
-            v |= np.uint64(packed[o + j]) << np.uint64(8 * j)
-        for i in range(rem):
-            out[nfull * 8 + i] = np.uint8((v >> (np.uint64(i) * ub)) & mask)
+    ub = np.uint64(bits)
+    mask = np.uint64((1 << bits) - 1)
+    v = np.uint64(0)
+    o = nfull * bits
+    for j in range((rem * bits + 7) // 8):
+        v |= np.uint64(packed[o + j]) << np.uint64(8 * j)
+    for i in range(rem):
+        out[nfull * 8 + i] = np.uint8((v >> (np.uint64(i) * ub)) & mask)
+
+
+@njit(cache=True, parallel=True)
+def _split(fn_is_pack, src, bits, out, nfull):  # pragma: no cover - compiled
+    chunks = min(nfull, _CHUNKS)
+    for c in prange(chunks):
+        c0 = c * nfull // chunks
+        c1 = (c + 1) * nfull // chunks
+        if fn_is_pack:
+            _pack_chunks(src, bits, out, c0, c1)
+        else:
+            _unpack_chunks(src, bits, out, c0, c1)
+
+
+def _run(pack: bool, src, bits: int, out, n: int) -> None:
+    nfull = n // 8
+    if n >= PARALLEL_MIN_CODES:
+        _split(pack, src, np.int64(bits), out, np.int64(nfull))
+    elif pack:
+        _pack_chunks(src, np.int64(bits), out, 0, nfull)
+    else:
+        _unpack_chunks(src, np.int64(bits), out, 0, nfull)
+    if n > nfull * 8:
+        (_pack_tail if pack else _unpack_tail)(src, np.int64(bits), out)
 
 
 def pack_bits(codes, bits: int) -> np.ndarray:
@@ -143,7 +178,7 @@ def pack_bits(codes, bits: int) -> np.ndarray:
     flat = np.ascontiguousarray(flat, dtype=np.uint8)
     out = np.zeros(packed_nbytes(flat.size, bits), dtype=np.uint8)
     if flat.size:
-        _pack_kernel(flat, np.int64(bits), out)
+        _run(True, flat, bits, out, flat.size)
     return out
 
 
@@ -188,5 +223,5 @@ def unpack_bits(packed, bits: int, count: int) -> np.ndarray:
                                  key="packed", value=int(flat.size))
     out = np.empty(int(count), dtype=np.uint8)
     if count:
-        _unpack_kernel(flat, np.int64(bits), out)
+        _run(False, flat, bits, out, int(count))
     return out

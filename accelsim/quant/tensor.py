@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from accelsim.errors import ConfigError, Problem
-from accelsim.kernels import GemmOperands, check_bits, packed_nbytes, unpack_bits
+from accelsim.kernels import GemmOperands, check_bits, dequantize, packed_nbytes, unpack_bits
 
 __all__ = ["QuantizedTensor", "n_groups_for"]
 
@@ -181,12 +181,9 @@ class QuantizedTensor:
         """Free the unpacked codes and GEMM operands cached by :meth:`codes`."""
         self._cache.clear()
 
-    def _expand(self, per_group: np.ndarray) -> np.ndarray:
-        gs = self.effective_group_size
-        return np.repeat(per_group, gs, axis=1)[:, : self.shape[1]]
-
     def dequantize(self) -> np.ndarray:
-        """The represented weights as float32 ``(out_features, in_features)``.
+        """The represented weights as float32 ``(out_features, in_features)`` (numba kernel
+        :func:`accelsim.kernels.dequantize`; not cached).
 
         Examples
         --------
@@ -194,12 +191,7 @@ class QuantizedTensor:
         >>> quantize_rtn(np.array([[1.0, -3.0, 2.0, -2.0]]), 1).dequantize()
         array([[ 2., -2.,  2., -2.]], dtype=float32)
         """
-        q = self.codes().astype(np.float32)
-        s = self._expand(self.scales.astype(np.float32))
-        if self.bits == 1:
-            return (2.0 * q - 1.0).astype(np.float32) * s
-        z = self._expand(self.zero_points().astype(np.float32))
-        return (q - z) * s
+        return dequantize(self.gemm_operands())
 
     def gemm_operands(self) -> GemmOperands:
         """Integer operands for :func:`accelsim.kernels.int_gemm` (cached)."""

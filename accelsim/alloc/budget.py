@@ -1,0 +1,358 @@
+"""Precision allocation against a chip's memory and latency: the ``budget`` method.
+
+Minimise ``sum_(l,e) importance[l,e] * distortion[l,e](bits)`` over one bit level per routed
+expert subject to any of
+
+* a **memory budget** on all weights (``scope='global'``) or on each MoE layer's experts
+  (``scope='layer'``: the budget left after the other tensors, split evenly over the MoE
+  layers); expert bytes are exact (:meth:`accelsim.precision.WeightFormat.storage_bytes`),
+  so this constraint is additive and needs no repair;
+* a **latency budget** for one inference step of ``scenario`` on accelerator ``hw``. Per-expert
+  latency at each level comes from the simulator: one simulation per level with every
+  expert at that level, each expert's GEMM latencies read from the per-op table; the rest
+  of the step is the base. The sum is only an estimate (residency -- what fits on chip --
+  and the balance of experts over cores are not additive), so the chosen allocation is
+  re-simulated and, while it misses the budget, the latency budget given to the solver is
+  tightened by the miss and the problem solved again (at most :data:`MAX_REPAIRS` times);
+* an **average-bits** cap when ``avg_bits`` is given.
+
+Importance is the activation frequency when known (else uniform); distortion is the measured
+sensitivity when known at every level (else the proxy ``4^-bits``). The knapsack is solved by
+:func:`accelsim.alloc.mckp.solve_mckp_multi` (exact when small, convex-hull greedy with an
+LP bound when large).
+
+:func:`pareto_front` sweeps memory (or latency) budgets between the smallest feasible and the
+largest useful one and keeps the non-dominated (cost, distortion) points.
+
+Examples
+--------
+>>> from accelsim.workload import load_workload
+>>> from accelsim.alloc.methods import AllocRequest
+>>> m = load_workload("mixtral-8x7b")
+>>> req = AllocRequest(m, levels=(4, 3, 2), memory_budget_bytes=20e9)
+>>> r = budget_allocation(req)
+>>> r.weight_bytes <= 20e9, sorted(set(r.allocation.expert_bits.ravel().tolist()))
+(True, [3, 4])
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, replace
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import ConfigError, InfeasibleError
+from ..precision import BitAllocation, WeightFormat
+from .mckp import infeasible, mckp_lp_bound, solve_mckp_multi
+
+__all__ = ["BudgetResult", "ExpertCosts", "expert_costs", "budget_allocation",
+           "pareto_front", "MAX_REPAIRS", "in_unit_of", "expert_latency_table"]
+
+MAX_REPAIRS = 6
+
+
+def in_unit_of(value: float, text: str | None, kind: str) -> str:
+    """``value`` (base unit) written in the unit the user wrote ``text`` in.
+
+    >>> in_unit_of(23.5e9, "16 GB", "size"), in_unit_of(0.0123, "5 ms", "time")
+    ('23.5 GB', '12.3 ms')
+    """
+    from ..units import format_quantity, parse_quantity
+    m = re.match(r"^\s*[-+]?[0-9.]+(?:[eE][-+]?\d+)?\s*(.*?)\s*$", text or "")
+    if m and m.group(1):
+        try:
+            f = parse_quantity("1 " + m.group(1), kind)
+            return f"{value / f:.4g} {m.group(1)}"
+        except ConfigError:
+            pass
+    return format_quantity(value, kind)
+
+
+@dataclass(frozen=True)
+class ExpertCosts:
+    """Costs of every routed expert at every level, arrays [layers, experts, levels]."""
+
+    levels: tuple[int, ...]
+    bytes: np.ndarray
+    fixed_bytes: int                    # every other tensor at its role's bits
+    latency_s: np.ndarray | None = None
+    base_latency_s: float | None = None
+
+
+def _expert_bytes(req, levels) -> np.ndarray:
+    m = req.model
+    E = m.moe.num_experts
+    shapes = [m.tensor(f"L{m.moe_layers[0]}.E0.{mx}").shape for mx in m.expert_matrices]
+    per = [sum(WeightFormat(int(b), req.group_size, req.symmetric).storage_bytes(*s)
+               for s in shapes) for b in levels]
+    return np.broadcast_to(np.array(per, dtype=float), (m.num_moe_layers, E, len(levels)))
+
+
+def _fixed_bytes(req) -> int:
+    m = req.model
+    alloc = BitAllocation(m.name, np.full((m.num_moe_layers, m.moe.num_experts), 16),
+                          defaults=req.role_bits, group_size=req.group_size,
+                          symmetric=req.symmetric)
+    return int(sum(alloc.tensor_bytes(m, t) for t in m.tensors() if t.role != "expert"))
+
+
+def expert_latency_table(req, levels, simulate: Callable | None = None):
+    """Per-expert latency [layers, experts, levels] and the base latency of the rest of the
+    step, from one simulation per level (every expert at that level)."""
+    sim, graph = _simulator(req, simulate)
+    L, E = req.shape
+    lat = np.zeros((L, E, len(levels)))
+    bases = []
+    for c, b in enumerate(levels):
+        res = sim(req.hw, graph, _uniform(req, int(b)))
+        per = _per_expert_latency(res, req.model)
+        lat[:, :, c] = per
+        bases.append(float(res.latency_s) - float(per.sum()))
+    return lat, max(0.0, min(bases))
+
+
+def _uniform(req, bits: int) -> BitAllocation:
+    m = req.model
+    return BitAllocation(m.name, np.full((m.num_moe_layers, m.moe.num_experts), bits),
+                         defaults=req.role_bits, group_size=req.group_size,
+                         symmetric=req.symmetric, method="uniform")
+
+
+def _simulator(req, simulate):
+    if req.hw is None:
+        raise ConfigError.single("a latency budget needs an accelerator (--hw)", key="hw")
+    if simulate is None:
+        try:
+            from ..sim import simulate
+        except ImportError:
+            raise ConfigError.single("the simulator (accelsim.sim.simulate) is not available "
+                                     "in this installation", key="latency_budget") from None
+    from ..workload import Scenario, build_graph
+    scenario = req.scenario if req.scenario is not None else Scenario()
+    return simulate, build_graph(req.model, scenario)
+
+
+def _per_expert_latency(res, model) -> np.ndarray:
+    """Sum of the latency of each routed expert's ops, [MoE layers, experts]."""
+    ops = res.ops
+    col = next((c for c in ("latency_s", "time_s", "duration_s") if c in ops.columns), None)
+    if col is None or "expert" not in ops.columns or "layer" not in ops.columns:
+        raise ConfigError.single("the simulator's per-op table lacks layer/expert/latency "
+                                 "columns", key="ops", value=list(ops.columns))
+    L, E = model.num_moe_layers, model.moe.num_experts
+    row = {layer: r for r, layer in enumerate(model.moe_layers)}
+    out = np.zeros((L, E))
+    sel = ops[ops["expert"].notna() & ops["layer"].isin(list(row))]
+    if "role" in sel.columns:
+        sel = sel[sel["role"] == "expert"]
+    for (layer, e), t in sel.groupby(["layer", "expert"])[col].sum().items():
+        out[row[int(layer)], int(e)] = float(t)
+    return out
+
+
+def expert_costs(req, *, simulate: Callable | None = None) -> ExpertCosts:
+    """Bytes (exact) and, when a latency budget is asked for, simulated latency."""
+    levels = tuple(sorted(req.levels))
+    lat = base = None
+    if req.latency_budget_s is not None:
+        lat, base = expert_latency_table(req, levels, simulate)
+    return ExpertCosts(levels, _expert_bytes(req, levels), _fixed_bytes(req), lat, base)
+
+
+@dataclass(frozen=True)
+class BudgetResult:
+    """The chosen allocation and what it costs."""
+
+    allocation: BitAllocation
+    weight_bytes: int
+    distortion: float
+    lower_bound: float | None          # LP bound on the distortion (memory-only problems)
+    latency_s: float | None = None      # re-simulated
+    repairs: int = 0
+
+    def row(self) -> dict[str, Any]:
+        return {"average_bits": self.allocation.average_expert_bits(),
+                "weight_bytes": self.weight_bytes, "latency_s": self.latency_s,
+                "distortion": self.distortion, "repairs": self.repairs}
+
+
+def _objective(req, levels) -> tuple[np.ndarray, dict]:
+    s = req.signals
+    L, E = req.shape
+    if s.frequency is not None:
+        imp, isrc = s.frequency, "frequency"
+    else:
+        imp, isrc = np.full((L, E), 1.0 / E), "uniform"
+    eps = s.sensitivity_at(levels)
+    dsrc = "sensitivity"
+    if eps is None:
+        eps = np.broadcast_to(4.0 ** -np.asarray(levels, dtype=float), (L, E, len(levels)))
+        dsrc = "proxy 4^-bits"
+    return imp[:, :, None] * eps, {"importance": isrc, "distortion": dsrc}
+
+
+def budget_allocation(req, *, simulate: Callable | None = None,
+                      costs: ExpertCosts | None = None) -> BudgetResult:
+    """Solve the ``budget`` problem for ``req`` (an :class:`~accelsim.alloc.AllocRequest`)."""
+    if req.memory_budget_bytes is None and req.latency_budget_s is None:
+        raise ConfigError.single("method 'budget' needs --memory-budget and/or "
+                                 "--latency-budget", key="budget")
+    costs = costs or expert_costs(req, simulate=simulate)
+    levels = costs.levels
+    loss, meta = _objective(req, levels)
+    L, E = req.shape
+    n, C = L * E, len(levels)
+    flat_loss = loss.reshape(n, C)
+    rows, budgets, kinds = _constraints(req, costs)
+    lat_row = kinds.index("latency") if "latency" in kinds else None
+    x, repairs, sim_lat = None, 0, None
+    target = budgets.copy()
+    for repairs in range(MAX_REPAIRS + 1):
+        x = _solve(req, rows, flat_loss, target, kinds, costs)
+        if lat_row is None:
+            break
+        alloc = _to_alloc(req, x, levels, meta)
+        sim_lat = _resimulate(req, alloc, simulate)
+        if sim_lat <= req.latency_budget_s * (1 + 1e-9):
+            break
+        # tighten the additive estimate by the miss, then solve again
+        target[lat_row] -= (sim_lat - req.latency_budget_s) * 1.05
+    else:
+        lowest = _resimulate(req, _to_alloc(req, np.zeros(n, dtype=np.int64), levels, meta),
+                             simulate)
+        if lowest > req.latency_budget_s:
+            raise _latency_infeasible(req, lowest)
+        raise InfeasibleError(
+            f"no allocation found within the latency budget after {MAX_REPAIRS} repairs "
+            f"(last simulated {in_unit_of(sim_lat, req_text(req, 'latency'), 'time')})")
+    alloc = _to_alloc(req, x, levels, meta)
+    bound = None
+    if kinds == ["memory"] and req.memory_scope == "global":
+        bound = float(mckp_lp_bound(rows[0], flat_loss, budgets[0]))
+    return BudgetResult(alloc, int(alloc.weight_bytes(req.model)),
+                        float(flat_loss[np.arange(n), x].sum()), bound, sim_lat, repairs)
+
+
+def req_text(req, kind: str) -> str | None:
+    return getattr(req, f"{kind}_budget_text", None)
+
+
+def _constraints(req, costs: ExpertCosts):
+    L, E = req.shape
+    n, C = L * E, len(costs.levels)
+    rows, budgets, kinds = [], [], []
+    if req.memory_budget_bytes is not None:
+        free = req.memory_budget_bytes - costs.fixed_bytes
+        need = costs.bytes[..., 0].sum()
+        if free < need:
+            need_total = costs.fixed_bytes + need
+            raise infeasible(
+                f"memory budget {in_unit_of(req.memory_budget_bytes, req_text(req, 'memory'), 'size')}"
+                f" is below the smallest feasible "
+                f"{in_unit_of(need_total, req_text(req, 'memory'), 'size')} (every expert at "
+                f"{costs.levels[0]} bits, other tensors at their own bits)", need_total)
+        rows.append(costs.bytes.reshape(n, C))
+        budgets.append(free)
+        kinds.append("memory")
+    if req.latency_budget_s is not None:
+        free = req.latency_budget_s - costs.base_latency_s
+        rows.append(costs.latency_s.reshape(n, C))
+        budgets.append(free)
+        kinds.append("latency")
+    if req.avg_bits is not None:
+        rows.append(np.broadcast_to(np.asarray(costs.levels, dtype=float), (n, C)))
+        budgets.append(req.avg_bits * n)
+        kinds.append("bits")
+    return rows, np.array(budgets, dtype=float), kinds
+
+
+def _solve(req, rows, loss, budgets, kinds, costs) -> np.ndarray:
+    if req.memory_scope == "layer" and "memory" in kinds:
+        return _solve_per_layer(req, rows, loss, budgets, kinds)
+    try:
+        return solve_mckp_multi(np.stack(rows), loss, budgets)
+    except InfeasibleError as exc:
+        kind = kinds[getattr(exc, "index", 0)] if hasattr(exc, "index") else None
+        if kind == "latency":
+            raise _latency_infeasible(req, costs.base_latency_s + exc.minimum) from None
+        if kind == "bits":
+            raise infeasible(f"average bits {req.avg_bits} is below the lowest level "
+                             f"{costs.levels[0]}", costs.levels[0]) from None
+        raise
+
+
+def _solve_per_layer(req, rows, loss, budgets, kinds) -> np.ndarray:
+    L, E = req.shape
+    if "latency" in kinds:
+        raise ConfigError.single("a per-layer memory budget cannot be combined with a "
+                                 "latency budget (the step latency is not per layer)",
+                                 key="memory_scope", value="layer")
+    out = []
+    per = budgets / L
+    for r in range(L):
+        sl = slice(r * E, (r + 1) * E)
+        out.append(solve_mckp_multi(np.stack([c[sl] for c in rows]), loss[sl], per))
+    return np.concatenate(out)
+
+
+def _latency_infeasible(req, minimum_s: float) -> InfeasibleError:
+    t = req_text(req, "latency")
+    return infeasible(f"latency budget {in_unit_of(req.latency_budget_s, t, 'time')} is "
+                      f"below the smallest feasible {in_unit_of(minimum_s, t, 'time')} on "
+                      f"{getattr(req.hw, 'name', 'this accelerator')} (every expert at the "
+                      f"lowest level)", minimum_s)
+
+
+def _resimulate(req, alloc, simulate) -> float:
+    sim, graph = _simulator(req, simulate)
+    return float(sim(req.hw, graph, alloc).latency_s)
+
+
+def _to_alloc(req, x, levels, meta) -> BitAllocation:
+    bits = np.asarray(levels)[np.asarray(x)].reshape(req.shape)
+    m = dict(meta, levels=list(levels))
+    if req.memory_budget_bytes is not None:
+        m["memory_budget_bytes"] = float(req.memory_budget_bytes)
+        m["memory_scope"] = req.memory_scope
+    if req.latency_budget_s is not None:
+        m["latency_budget_s"] = float(req.latency_budget_s)
+        m["hw"] = getattr(req.hw, "name", None)
+    return req.result(bits, "budget", **m)
+
+
+def pareto_front(req, points: int = 9, *, simulate: Callable | None = None
+                 ) -> list[BudgetResult]:
+    """Budget results over ``points`` memory budgets from the smallest feasible to the one
+    that fits every expert at the highest level (latency budgets when only a latency budget
+    was asked for), non-dominated in (cost, distortion), cheapest first."""
+    if points < 2:
+        raise ConfigError.single("a Pareto sweep needs at least 2 points", key="points",
+                                 value=points)
+    costs = expert_costs(req, simulate=simulate)
+    if req.memory_budget_bytes is not None or req.latency_budget_s is None:
+        lo = costs.fixed_bytes + costs.bytes[..., 0].sum()
+        hi = costs.fixed_bytes + costs.bytes[..., -1].sum()
+        grid = np.linspace(lo, hi, points)
+        reqs = [replace(req, memory_budget_bytes=float(b)) for b in grid]
+        key = lambda r: r.weight_bytes  # noqa: E731
+    else:
+        lo = costs.base_latency_s + costs.latency_s[..., 0].sum()
+        hi = costs.base_latency_s + costs.latency_s[..., -1].sum()
+        reqs = [replace(req, latency_budget_s=float(b)) for b in np.linspace(lo, hi, points)]
+        key = lambda r: r.latency_s  # noqa: E731
+    results = []
+    for r in reqs:
+        try:
+            results.append(budget_allocation(r, simulate=simulate, costs=costs))
+        except InfeasibleError:
+            continue
+    results.sort(key=lambda r: (key(r), r.distortion))
+    front, best = [], math.inf
+    for r in results:
+        if r.distortion < best - 1e-15 * max(1.0, abs(best)):
+            front.append(r)
+            best = r.distortion
+    return front

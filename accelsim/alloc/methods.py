@@ -1,0 +1,297 @@
+"""Allocation methods: one registry, each method a function ``AllocRequest -> BitAllocation``.
+
+=============  ==============================================================================
+method         experts ranked / chosen by
+=============  ==============================================================================
+uniform        every expert at ``avg_bits`` (an integer)
+router-norm    the paper: ``order='router'`` (router-norm change, else norm, ascending),
+               ``'maxvar'`` (max intra-neuron variance, descending), ``'combined'`` (router
+               order + the max-variance promotion with ``zeta``; the default ``'auto'``
+               is combined when max variance is known, else router); counts by
+               :func:`~accelsim.alloc.paper.assign_bits`
+reverse        the router-norm order reversed (ablation)
+frequency      activation frequency, most frequent first
+random         a seeded random order per layer
+pmq            MC-MoE's per-layer 0-1 program (below)
+hessian        per-layer least total sensitivity (output error of the quantized expert on
+               calibration tokens, i.e. the Hessian-weighted weight perturbation) within
+               ``avg_bits`` per expert, solved exactly
+budget         least importance x distortion within memory / latency budgets on a chip
+               (:mod:`accelsim.alloc.budget`)
+=============  ==============================================================================
+
+PMQ (Huang et al., 2024, "Mixture Compressor for Mixture-of-Experts LLMs Gains More",
+arXiv:2410.06270): per layer, choose ``x_ib`` in {0, 1} minimising
+``sum_ib x_ib * phi_i^alpha * w_i^beta * eps_ib^alpha`` subject to ``sum_b x_ib = 1``,
+``sum_ib b * x_ib <= avg_bits * E`` and at least one expert at each of the two highest levels;
+``phi_i`` activation frequency, ``w_i`` mean routing weight, ``eps_ib`` quantization error of
+expert ``i`` at ``b`` bits; ``alpha = 1``, ``beta = 1.5``. Without a measured sensitivity
+``eps_ib = 4^-b`` (the relative MSE of b-bit uniform quantization falls as ``2^-2b``);
+without routing weights ``w_i = 1``.
+
+Non-expert tensors keep their own bits (:data:`DEFAULT_ROLE_BITS`: attention 4 as in the
+paper, shared experts and dense FFNs 4, router and embeddings 16).
+
+Examples
+--------
+>>> import numpy as np
+>>> from accelsim.workload import load_workload
+>>> m = load_workload("mixtral-8x7b")
+>>> s = ExpertSignals(router_norm=np.tile(np.arange(8.0), (32, 1)))
+>>> a = allocate("router-norm", AllocRequest(m, s, avg_bits=2.5, levels=(3, 2, 1)))
+>>> a.expert_bits[0].tolist(), a.average_expert_bits()
+([3, 3, 3, 3, 3, 3, 1, 1], 2.5)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from ..errors import ConfigError, InfeasibleError, did_you_mean
+from ..precision import BitAllocation
+from .mckp import infeasible
+from .paper import assign_bits, check_levels, expert_order
+from .signals import ExpertSignals
+
+__all__ = ["AllocRequest", "METHODS", "register", "allocate", "DEFAULT_ROLE_BITS",
+           "ORDERS", "pmq_layer"]
+
+#: Bits of the tensors the allocation does not choose (the paper keeps attention at 4).
+DEFAULT_ROLE_BITS: Mapping[str, int] = {"attention": 4, "router": 16, "shared": 4,
+                                        "dense_ffn": 4, "embeddings": 16}
+ORDERS = ("auto", "router", "maxvar", "combined")
+PMQ_ALPHA, PMQ_BETA = 1.0, 1.5
+
+
+@dataclass(frozen=True)
+class AllocRequest:
+    """Everything a method may use. Budget fields are used by ``budget`` only."""
+
+    model: Any
+    signals: ExpertSignals = field(default_factory=ExpertSignals)
+    avg_bits: float | None = None
+    levels: tuple[int, ...] = (3, 2, 1)
+    zeta: float = 3.0
+    order: str = "auto"        # combined when max_variance is known, else router
+    seed: int = 0
+    role_bits: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_ROLE_BITS))
+    group_size: int | None = 128
+    symmetric: bool = False
+    # budget method
+    hw: Any = None
+    scenario: Any = None
+    memory_budget_bytes: float | None = None
+    memory_scope: str = "global"
+    latency_budget_s: float | None = None
+    memory_budget_text: str | None = None     # as the user wrote them, for messages
+    latency_budget_text: str | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "levels", check_levels(self.levels))
+        rb = dict(DEFAULT_ROLE_BITS)
+        rb.update(self.role_bits)
+        object.__setattr__(self, "role_bits", rb)
+        if self.order not in ORDERS:
+            raise ConfigError.single(f"must be one of {', '.join(ORDERS)}" +
+                                     did_you_mean(self.order, ORDERS), key="order",
+                                     value=self.order)
+        if self.avg_bits is not None and not (np.isfinite(self.avg_bits)
+                                              and 1 <= self.avg_bits <= 16):
+            raise ConfigError.single("average bits must be in 1..16", key="avg_bits",
+                                     value=self.avg_bits)
+        if self.memory_scope not in ("global", "layer"):
+            raise ConfigError.single("must be 'global' or 'layer'", key="memory_scope",
+                                     value=self.memory_scope)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.model.num_moe_layers, self.model.moe.num_experts
+
+    def need_avg(self, method: str) -> float:
+        if self.avg_bits is None:
+            raise ConfigError.single(f"method '{method}' needs the target average bits "
+                                     f"(--avg-bits)", key="avg_bits")
+        return float(self.avg_bits)
+
+    def result(self, bits: np.ndarray, method: str, **meta: Any) -> BitAllocation:
+        return BitAllocation(self.model.name, np.asarray(bits, dtype=np.int64),
+                             defaults=self.role_bits, group_size=self.group_size,
+                             symmetric=self.symmetric, method=method, meta=meta)
+
+
+Method = Callable[[AllocRequest], BitAllocation]
+METHODS: dict[str, Method] = {}
+
+
+def register(name: str) -> Callable[[Method], Method]:
+    """Add a method to :data:`METHODS` under ``name``."""
+    def deco(fn: Method) -> Method:
+        METHODS[name] = fn
+        return fn
+    return deco
+
+
+def allocate(method: str, request: AllocRequest) -> BitAllocation:
+    """Run the method registered as ``method``; signals are checked against the model."""
+    if method not in METHODS:
+        raise ConfigError.single(f"unknown method; methods: {', '.join(sorted(METHODS))}" +
+                                 did_you_mean(method, METHODS), key="method", value=method)
+    request.signals.check(*request.shape)
+    return METHODS[method](request)
+
+
+def _by_order(req: AllocRequest, orders: list[list[int]], method: str,
+              **meta: Any) -> BitAllocation:
+    avg = req.need_avg(method)
+    bits = assign_bits(orders, avg, req.levels)
+    return req.result(bits, method, target_avg_bits=avg, levels=list(req.levels), **meta)
+
+
+def _paper_orders(req: AllocRequest) -> tuple[list[list[int]], dict]:
+    s = req.signals
+    order = req.order
+    if order == "auto":
+        order = "combined" if s.max_variance is not None else "router"
+    if order == "maxvar":
+        if s.max_variance is None:
+            raise ConfigError.single("order 'maxvar' needs max_variance (from --checkpoint "
+                                     "or --signals)", key="signals")
+        return expert_order(-s.max_variance), {"order": "maxvar",
+                                               "variance": s.max_variance_kind}
+    scores, which = s.router_scores()
+    if order == "router":
+        return expert_order(scores), {"order": "router", "score": which}
+    if s.max_variance is None:
+        raise ConfigError.single("order 'combined' needs max_variance (from --checkpoint or "
+                                 "--signals); use --order router without it", key="signals")
+    return (expert_order(scores, s.max_variance, req.zeta),
+            {"order": "combined", "score": which, "zeta": req.zeta,
+             "variance": s.max_variance_kind})
+
+
+@register("uniform")
+def _uniform(req: AllocRequest) -> BitAllocation:
+    avg = req.need_avg("uniform")
+    if avg != int(avg):
+        raise ConfigError.single("uniform needs an integer number of bits", key="avg_bits",
+                                 value=avg)
+    return req.result(np.full(req.shape, int(avg)), "uniform", target_avg_bits=avg)
+
+
+@register("router-norm")
+def _router_norm(req: AllocRequest) -> BitAllocation:
+    orders, meta = _paper_orders(req)
+    return _by_order(req, orders, "router-norm", **meta)
+
+
+@register("reverse")
+def _reverse(req: AllocRequest) -> BitAllocation:
+    orders, meta = _paper_orders(req)
+    return _by_order(req, [o[::-1] for o in orders], "reverse", **meta)
+
+
+@register("frequency")
+def _frequency(req: AllocRequest) -> BitAllocation:
+    f = req.signals.frequency
+    if f is None:
+        raise ConfigError.single("method 'frequency' needs activation frequencies: give "
+                                 "--trace FILE or --signals FILE.npz with 'frequency'",
+                                 key="signals")
+    return _by_order(req, expert_order(-f), "frequency")
+
+
+@register("random")
+def _random(req: AllocRequest) -> BitAllocation:
+    rng = np.random.default_rng(req.seed)
+    L, E = req.shape
+    return _by_order(req, [rng.permutation(E).tolist() for _ in range(L)], "random",
+                     seed=req.seed)
+
+
+def _distortion(req: AllocRequest, levels) -> tuple[np.ndarray, str]:
+    """eps [layers, experts, levels]: measured sensitivity, or the 4^-b proxy."""
+    eps = req.signals.sensitivity_at(levels)
+    if eps is not None:
+        return eps, "sensitivity"
+    proxy = 4.0 ** -np.asarray(levels, dtype=float)
+    return np.broadcast_to(proxy, req.shape + (len(levels),)).copy(), "proxy 4^-bits"
+
+
+def pmq_layer(weight: np.ndarray, eps: np.ndarray, levels, budget_bits: float) -> np.ndarray:
+    """One layer of PMQ: bits per expert minimising ``sum weight_i * eps[i, b]`` with
+    ``sum bits <= budget_bits`` and at least one expert at each of the two highest levels.
+
+    >>> pmq_layer(np.array([1.0, 5, 2, 0.5]), np.tile([0.0, 1, 4], (4, 1)), (3, 2, 1), 8)
+    array([2, 3, 2, 1])
+    """
+    from scipy.optimize import Bounds, LinearConstraint, milp
+    lv = np.asarray(levels, dtype=float)
+    E, C = eps.shape
+    A = [np.kron(np.eye(E), np.ones(C)), np.tile(lv, E)[None]]
+    lo = [np.ones(E), [-np.inf]]
+    hi = [np.ones(E), [budget_bits]]
+    top = np.argsort(-lv)[:2] if E >= 2 and C >= 2 else []
+    for c in top:
+        row = np.zeros(E * C)
+        row[c::C] = 1.0
+        A.append(row[None])
+        lo.append([1.0])
+        hi.append([np.inf])
+    need = (lv[top].sum() + (E - len(top)) * lv.min()) if len(top) else E * lv.min()
+    if budget_bits < need - 1e-9:
+        raise infeasible(f"PMQ needs at least {need / E:.6g} average bits per expert with "
+                         f"levels {tuple(int(b) for b in lv)} (one expert at each of the "
+                         f"two highest)", need / E)
+    cons = LinearConstraint(np.vstack(A), np.concatenate(lo), np.concatenate(hi))
+    obj = (np.asarray(weight, dtype=float)[:, None] * eps).ravel()
+    res = milp(obj, constraints=cons, integrality=np.ones(E * C), bounds=Bounds(0, 1),
+               options={"mip_rel_gap": 0.0, "time_limit": 30.0})
+    if res.x is None:
+        raise InfeasibleError("PMQ: the solver found no solution")
+    return lv[res.x.reshape(E, C).argmax(axis=1)].astype(np.int64)
+
+
+@register("pmq")
+def _pmq(req: AllocRequest) -> BitAllocation:
+    avg = req.need_avg("pmq")
+    s = req.signals
+    if s.frequency is None:
+        raise ConfigError.single("method 'pmq' needs activation frequencies (and, "
+                                 "optionally, mean routing weights): give --trace FILE or "
+                                 "--signals FILE.npz with 'frequency'", key="signals")
+    w = s.mean_weight if s.mean_weight is not None else np.ones(req.shape)
+    eps, src = _distortion(req, req.levels)
+    E = req.shape[1]
+    weight = s.frequency ** PMQ_ALPHA * w ** PMQ_BETA
+    bits = np.stack([pmq_layer(weight[r], eps[r] ** PMQ_ALPHA, req.levels, avg * E)
+                     for r in range(req.shape[0])])
+    return req.result(bits, "pmq", target_avg_bits=avg, levels=list(req.levels),
+                      alpha=PMQ_ALPHA, beta=PMQ_BETA, distortion=src,
+                      routing_weight="trace" if s.mean_weight is not None else "1")
+
+
+@register("hessian")
+def _hessian(req: AllocRequest) -> BitAllocation:
+    from .mckp import solve_mckp
+    avg = req.need_avg("hessian")
+    eps = req.signals.sensitivity_at(req.levels)
+    if eps is None:
+        raise ConfigError.single(
+            f"method 'hessian' needs the sensitivity signal at bits {list(req.levels)}: "
+            f"give --checkpoint (measured on calibration tokens) or --signals FILE.npz "
+            f"with 'sensitivity' and 'sensitivity_bits'", key="signals")
+    lv = np.asarray(req.levels)
+    E = req.shape[1]
+    cost = np.broadcast_to(lv, (E, len(lv)))
+    bits = np.stack([lv[solve_mckp(cost, eps[r], avg * E, method="exact")]
+                     for r in range(req.shape[0])])
+    return req.result(bits, "hessian", target_avg_bits=avg, levels=list(req.levels))
+
+
+@register("budget")
+def _budget(req: AllocRequest) -> BitAllocation:
+    from .budget import budget_allocation
+    return budget_allocation(req).allocation

@@ -280,7 +280,8 @@ def test_file_errors(tmp_path):
     assert exc.value.file == str(junk)
     t = _decoder_tensors("mixtral", layers=(0,), dense_layers=())
     save_file(t, str(tmp_path / "a.safetensors"))
-    save_file({"model.embed_tokens.weight": np.ones(2, np.float32)}, str(tmp_path / "b.safetensors"))
+    save_file({"model.embed_tokens.weight": np.ones(2, np.float32)},
+              str(tmp_path / "b.safetensors"))
     with pytest.raises(CheckpointError, match="also present"):
         open_checkpoint([tmp_path / "a.safetensors", tmp_path / "b.safetensors"], "mixtral")
     empty = tmp_path / "empty"

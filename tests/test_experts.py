@@ -109,7 +109,8 @@ def test_expert_nbytes_and_bits():
     assert e.nbytes == 3 * D * F * 4 and e.bits() == {"w1": None, "w3": None, "w2": None}
     q = quantize_expert(e, 3, group_size=8, symmetric=True)
     # w1, w3: (40, 24) -> 3 groups/row; w2: (24, 40) -> 5 groups/row; fp16 scales, no zeros
-    expected = 2 * (math.ceil(40 * 24 * 3 / 8) + 40 * 3 * 2) + math.ceil(24 * 40 * 3 / 8) + 24 * 5 * 2
+    expected = (2 * (math.ceil(40 * 24 * 3 / 8) + 40 * 3 * 2)
+                + math.ceil(24 * 40 * 3 / 8) + 24 * 5 * 2)
     assert q.nbytes == expected
     assert quantize_expert(e, None) is e
 

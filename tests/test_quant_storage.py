@@ -1,4 +1,4 @@
-"""The simulator's storage bytes for a WeightFormat equal QuantizedTensor.nbytes (issue 4, item 8)."""
+"""Simulator storage bytes of a WeightFormat == QuantizedTensor.nbytes (issue 4, item 8)."""
 
 import math
 

@@ -173,7 +173,8 @@ def _int_gemm_rows(xq, xs, codes, scales, zeros, xsum, gs, mult, out, b0, b1):  
 
 
 @njit(cache=True)
-def _bitserial_rows(xq, xs, codes, scales, zeros, xsum, gs, mult, bits, out, n0, n1):  # pragma: no cover
+def _bitserial_rows(xq, xs, codes, scales, zeros, xsum, gs, mult, bits, out, n0,
+                    n1):  # pragma: no cover
     """Serial: output rows ``n0 .. n1``, all tokens."""
     T, K = xq.shape
     for n in range(n0, n1):
@@ -188,7 +189,8 @@ def _bitserial_rows(xq, xs, codes, scales, zeros, xsum, gs, mult, bits, out, n0,
                 for b in range(bits):
                     plane_dot = np.int32(0)
                     for k in range(k1 - k0):
-                        plane_dot = np.int32(plane_dot + np.int16(xr[k]) * np.int16((wr[k] >> b) & 1))
+                        bit = np.int16((wr[k] >> b) & 1)
+                        plane_dot = np.int32(plane_dot + np.int16(xr[k]) * bit)
                     acc = np.int32(acc + (plane_dot << b))
                 f += np.float32(mult * acc - zeros[n, g] * xsum[t, g]) * scales[n, g]
             out[t, n] = f * xs[t]
@@ -204,7 +206,8 @@ def _int_gemm_parallel(xq, xs, codes, scales, zeros, xsum, gs, mult, out):  # pr
 
 
 @njit(cache=True, parallel=True)
-def _bitserial_parallel(xq, xs, codes, scales, zeros, xsum, gs, mult, bits, out):  # pragma: no cover
+def _bitserial_parallel(xq, xs, codes, scales, zeros, xsum, gs, mult, bits,
+                        out):  # pragma: no cover
     n = codes.shape[0]
     chunks = min(n, _CHUNKS)
     for c in prange(chunks):

@@ -32,7 +32,7 @@ _ROWS_PER_CHUNK_ELEMS = 1 << 22   # float64 work arrays of ~32 MiB
 
 
 def check_weight_matrix(w, key: str = "w") -> np.ndarray:
-    """A finite, real, 2-D ``(out_features, in_features)`` matrix as an ndarray, else ConfigError."""
+    """A finite, real, 2-D ``(out_features, in_features)`` ndarray, else ConfigError."""
     arr = np.asarray(w)
     if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] < 1:
         raise ConfigError.single("must be a 2-D (out_features, in_features) matrix",

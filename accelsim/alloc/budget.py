@@ -9,12 +9,17 @@ expert subject to any of
   so this constraint is additive and needs no repair;
 * a **latency budget** for one inference step of ``scenario`` on accelerator ``hw``. Per-expert
   latency at each level comes from the simulator: one simulation per level with every
-  expert at that level, each expert's GEMM latencies read from the per-op table; the rest
-  of the step is the base. The sum is only an estimate (residency -- what fits on chip --
+  expert at that level; an expert's share is the core-cycles of its ops (per-op table)
+  spread over all cores; the rest of the step is the base. The sum is only an estimate (residency -- what fits on chip --
   and the balance of experts over cores are not additive), so the chosen allocation is
   re-simulated and, while it misses the budget, the latency budget given to the solver is
   tightened by the miss and the problem solved again (at most :data:`MAX_REPAIRS` times);
 * an **average-bits** cap when ``avg_bits`` is given.
+
+With a latency budget the weights must also fit the chip: the memory budget is at most the
+capacity of the levels that may hold weights (:func:`weight_capacity_bytes`); when a
+re-simulation still reports that they do not fit (KV cache, staging), the memory target
+shrinks by 2 % and the problem is solved again.
 
 Importance is the activation frequency when known (else uniform); distortion is the measured
 sensitivity when known at every level (else the proxy ``4^-bits``). The knapsack is solved by
@@ -49,7 +54,8 @@ from ..precision import BitAllocation, WeightFormat
 from .mckp import infeasible, mckp_lp_bound, solve_mckp_multi
 
 __all__ = ["BudgetResult", "ExpertCosts", "expert_costs", "budget_allocation",
-           "pareto_front", "MAX_REPAIRS", "in_unit_of", "expert_latency_table"]
+           "pareto_front", "MAX_REPAIRS", "in_unit_of", "expert_latency_table",
+           "weight_capacity_bytes"]
 
 MAX_REPAIRS = 6
 
@@ -101,17 +107,36 @@ def _fixed_bytes(req) -> int:
 
 def expert_latency_table(req, levels, simulate: Callable | None = None):
     """Per-expert latency [layers, experts, levels] and the base latency of the rest of the
-    step, from one simulation per level (every expert at that level)."""
+    step, from one simulation per level (every expert at that level). A level at which the
+    whole model does not fit the chip is extrapolated from the highest level that fits, in
+    proportion to the expert's bytes (the re-simulation checks the result)."""
+    from ..errors import DoesNotFitError
     sim, graph = _simulator(req, simulate)
     L, E = req.shape
-    lat = np.zeros((L, E, len(levels)))
-    bases = []
+    lat = np.full((L, E, len(levels)), np.nan)
+    bases, first_error = [], None
     for c, b in enumerate(levels):
-        res = sim(req.hw, graph, _uniform(req, int(b)))
+        try:
+            res = sim(req.hw, graph, _uniform(req, int(b)))
+        except DoesNotFitError as exc:
+            first_error = first_error or exc
+            continue
         per = _per_expert_latency(res, req.model)
         lat[:, :, c] = per
         bases.append(float(res.latency_s) - float(per.sum()))
+    if not bases:
+        raise first_error
+    ok = np.flatnonzero(~np.isnan(lat[0, 0]))
+    nbytes = _expert_bytes(req, levels)[0, 0]
+    for c in np.flatnonzero(np.isnan(lat[0, 0])):
+        ref = ok[np.argmin(np.abs(ok - c))]
+        lat[:, :, c] = lat[:, :, ref] * nbytes[c] / nbytes[ref]
     return lat, max(0.0, min(bases))
+
+
+def weight_capacity_bytes(hw) -> float:
+    """Bytes of every memory level that may hold weights (the most a model may occupy)."""
+    return float(sum(hw.level_capacity(m) for m in hw.memory if "weights" in m.holds))
 
 
 def _uniform(req, bits: int) -> BitAllocation:
@@ -136,11 +161,12 @@ def _simulator(req, simulate):
 
 
 def _per_expert_latency(res, model) -> np.ndarray:
-    """Sum of the latency of each routed expert's ops, [MoE layers, experts]."""
+    """Each routed expert's share of the step latency, [MoE layers, experts]: its ops'
+    core-cycles of work spread over all cores (exact on one core; the re-simulation
+    corrects what imbalance and overlap add)."""
     ops = res.ops
-    col = next((c for c in ("latency_s", "time_s", "duration_s") if c in ops.columns), None)
-    if col is None or "expert" not in ops.columns or "layer" not in ops.columns:
-        raise ConfigError.single("the simulator's per-op table lacks layer/expert/latency "
+    if not {"layer", "expert", "cycles"} <= set(ops.columns):
+        raise ConfigError.single("the simulator's per-op table lacks layer/expert/cycles "
                                  "columns", key="ops", value=list(ops.columns))
     L, E = model.num_moe_layers, model.moe.num_experts
     row = {layer: r for r, layer in enumerate(model.moe_layers)}
@@ -148,8 +174,9 @@ def _per_expert_latency(res, model) -> np.ndarray:
     sel = ops[ops["expert"].notna() & ops["layer"].isin(list(row))]
     if "role" in sel.columns:
         sel = sel[sel["role"] == "expert"]
-    for (layer, e), t in sel.groupby(["layer", "expert"])[col].sum().items():
-        out[row[int(layer)], int(e)] = float(t)
+    scale = 1.0 / (max(int(res.cores), 1) * float(res.clock_hz))
+    for (layer, e), t in sel.groupby(["layer", "expert"])["cycles"].sum().items():
+        out[row[int(layer)], int(e)] = float(t) * scale
     return out
 
 
@@ -214,8 +241,10 @@ def budget_allocation(req, *, simulate: Callable | None = None,
         x = _solve(req, rows, flat_loss, target, kinds, costs)
         if lat_row is None:
             break
-        alloc = _to_alloc(req, x, levels, meta)
-        sim_lat = _resimulate(req, alloc, simulate)
+        sim_lat = _resimulate(req, _to_alloc(req, x, levels, meta), simulate)
+        if sim_lat is None:         # did not fit the chip: ask for fewer bytes
+            target[kinds.index("memory")] *= 0.98
+            continue
         if sim_lat <= req.latency_budget_s * (1 + 1e-9):
             break
         # tighten the additive estimate by the miss, then solve again
@@ -223,11 +252,12 @@ def budget_allocation(req, *, simulate: Callable | None = None,
     else:
         lowest = _resimulate(req, _to_alloc(req, np.zeros(n, dtype=np.int64), levels, meta),
                              simulate)
-        if lowest > req.latency_budget_s:
+        if lowest is not None and lowest > req.latency_budget_s:
             raise _latency_infeasible(req, lowest)
-        raise InfeasibleError(
-            f"no allocation found within the latency budget after {MAX_REPAIRS} repairs "
-            f"(last simulated {in_unit_of(sim_lat, req_text(req, 'latency'), 'time')})")
+        last = "did not fit" if sim_lat is None else \
+            f"last simulated {in_unit_of(sim_lat, req_text(req, 'latency'), 'time')}"
+        raise InfeasibleError(f"no allocation found within the budgets after {MAX_REPAIRS} "
+                              f"repairs ({last})")
     alloc = _to_alloc(req, x, levels, meta)
     bound = None
     if kinds == ["memory"] and req.memory_scope == "global":
@@ -244,13 +274,23 @@ def _constraints(req, costs: ExpertCosts):
     L, E = req.shape
     n, C = L * E, len(costs.levels)
     rows, budgets, kinds = [], [], []
-    if req.memory_budget_bytes is not None:
-        free = req.memory_budget_bytes - costs.fixed_bytes
+    mem = req.memory_budget_bytes
+    if req.latency_budget_s is not None:
+        cap = weight_capacity_bytes(req.hw)
+        if costs.fixed_bytes + costs.bytes[..., 0].sum() > cap:
+            from ..errors import DoesNotFitError
+            raise DoesNotFitError(
+                f"the weights need at least {in_unit_of(costs.fixed_bytes + costs.bytes[..., 0].sum(), req_text(req, 'memory'), 'size')} "
+                f"(every expert at {costs.levels[0]} bits) but {req.hw.name} holds "
+                f"{in_unit_of(cap, req_text(req, 'memory'), 'size')} of weights")
+        mem = cap if mem is None else min(mem, cap)
+    if mem is not None:
+        free = mem - costs.fixed_bytes
         need = costs.bytes[..., 0].sum()
         if free < need:
             need_total = costs.fixed_bytes + need
             raise infeasible(
-                f"memory budget {in_unit_of(req.memory_budget_bytes, req_text(req, 'memory'), 'size')}"
+                f"memory budget {in_unit_of(mem, req_text(req, 'memory'), 'size')}"
                 f" is below the smallest feasible "
                 f"{in_unit_of(need_total, req_text(req, 'memory'), 'size')} (every expert at "
                 f"{costs.levels[0]} bits, other tensors at their own bits)", need_total)
@@ -306,9 +346,14 @@ def _latency_infeasible(req, minimum_s: float) -> InfeasibleError:
                       f"lowest level)", minimum_s)
 
 
-def _resimulate(req, alloc, simulate) -> float:
+def _resimulate(req, alloc, simulate) -> float | None:
+    """Simulated step latency, or None when the weights do not fit the chip."""
+    from ..errors import DoesNotFitError
     sim, graph = _simulator(req, simulate)
-    return float(sim(req.hw, graph, alloc).latency_s)
+    try:
+        return float(sim(req.hw, graph, alloc).latency_s)
+    except DoesNotFitError:
+        return None
 
 
 def _to_alloc(req, x, levels, meta) -> BitAllocation:
@@ -352,7 +397,7 @@ def pareto_front(req, points: int = 9, *, simulate: Callable | None = None
     results.sort(key=lambda r: (key(r), r.distortion))
     front, best = [], math.inf
     for r in results:
-        if r.distortion < best - 1e-15 * max(1.0, abs(best)):
+        if not front or r.distortion < best - 1e-12 * abs(best):
             front.append(r)
             best = r.distortion
     return front

@@ -1,0 +1,425 @@
+"""``simulate`` and ``simulate_gemm``: the stages of the simulator, in order.
+
+1. lower the graph to an op table (cached per graph) and the allocation to bits and bytes per
+   tensor (:mod:`accelsim.sim.lower`);
+2. budget the memory and place weights, KV cache and activations
+   (:mod:`accelsim.sim.residency`);
+3. map every GEMM and attention to L1 tiles and run its tile pipeline
+   (:mod:`accelsim.sim.mapping`, :mod:`accelsim.sim.engine`); vector ops, embedding lookups
+   and dispatch in closed form;
+4. schedule the phases on the cores (:mod:`accelsim.sim.schedule`);
+5. energy (:mod:`accelsim.sim.energy`) and the :class:`~accelsim.sim.result.SimResult`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError, Problem
+from ..precision import BitAllocation, WeightFormat
+from . import engine as E
+from .lower import OP, GEMM_OPS, VECTOR_OPS, OpTable, lower, phases, tensor_bits
+from .lower import tensor_storage_bytes, tensor_table
+from .gemm import fast_gemm
+from .mapping import act_home, dma_cost, hw_params
+from .residency import get_policy, plan_memory
+from .result import SimResult
+from .schedule import TOPOLOGIES, phase_noc, schedule, wrap_around
+
+__all__ = ["simulate", "simulate_gemm", "SimOptions"]
+
+
+@dataclass(frozen=True)
+class SimOptions:
+    """Knobs of the model (defaults documented in docs/simulator.md).
+
+    residency : str
+        ``hot-first``, ``offchip`` or ``must-fit``.
+    dataflow : str or None
+        ``weight_stationary`` or ``output_stationary`` to force one; None lets the mapper
+        pick, per GEMM, the fastest of the dataflows the array supports.
+    staging_fraction : float
+        Share of each staging buffer kept for double-buffered tiles (0 < f <= 1).
+    full_pipeline : bool
+        Run every tile instead of extending the steady state in closed form (tests).
+    """
+
+    residency: str = "hot-first"
+    dataflow: str | None = None
+    staging_fraction: float = 0.25
+    full_pipeline: bool = False
+
+    def check(self, hw) -> int:
+        """Validate against ``hw``; returns the dataflow mask for the engine."""
+        problems = []
+        try:
+            get_policy(self.residency)
+        except ConfigError as e:
+            problems.extend(e.problems)
+        if not (0.0 < self.staging_fraction <= 1.0):
+            problems.append(Problem("must be in (0, 1]", key="staging_fraction",
+                                    value=self.staging_fraction))
+        mask = 0
+        ma = hw.cores.mac_array
+        if self.dataflow is None:
+            mask = sum(1 << E.DATAFLOWS.index(d) for d in ma.dataflows)
+        elif self.dataflow not in E.DATAFLOWS:
+            problems.append(Problem(f"must be one of {', '.join(E.DATAFLOWS)}",
+                                    key="dataflow", value=self.dataflow))
+        elif self.dataflow not in ma.dataflows:
+            problems.append(Problem(f"{hw.name} supports {', '.join(ma.dataflows)}",
+                                    key="dataflow", value=self.dataflow))
+        else:
+            mask = 1 << E.DATAFLOWS.index(self.dataflow)
+        if problems:
+            raise ConfigError(problems)
+        return mask
+
+
+def _as_hw(hw):
+    if isinstance(hw, (str, bytes)) or hasattr(hw, "__fspath__") or isinstance(hw, dict):
+        from ..hw import load_hw
+        return load_hw(hw)
+    return hw
+
+
+def simulate(hw, graph, alloc: BitAllocation | None = None, *,
+             residency: str = "hot-first", dataflow: str | None = None,
+             staging_fraction: float = 0.25, full_pipeline: bool = False) -> SimResult:
+    """Simulate one step of ``graph`` on ``hw`` with the weight precisions of ``alloc``.
+
+    Parameters
+    ----------
+    hw : Accelerator or str
+        An accelerator (or a preset name / YAML path).
+    graph : networkx.DiGraph
+        From :func:`accelsim.workload.build_graph`.
+    alloc : BitAllocation, optional
+        Bits per expert and role; default: every weight at 16 bits.
+    residency, dataflow, staging_fraction, full_pipeline
+        See :class:`SimOptions`.
+
+    Returns
+    -------
+    SimResult
+
+    Raises
+    ------
+    ConfigError
+        A bad option, or an allocation that does not fit the graph's model.
+    DoesNotFitError
+        The weights do not fit (``must-fit``, or a chip without off-chip memory).
+
+    Examples
+    --------
+    >>> import accelsim
+    >>> m = accelsim.load_workload("mixtral-8x7b")
+    >>> g = accelsim.build_graph(m, accelsim.Scenario(phase="decode", batch=16))
+    >>> a = accelsim.BitAllocation.uniform(m, 4)
+    >>> r = simulate("h100", g, a)
+    >>> r.bound, r.weight_bytes == a.weight_bytes(m)
+    ('offchip_bandwidth', True)
+    """
+    hw = _as_hw(hw)
+    opts = SimOptions(residency, dataflow, staging_fraction, full_pipeline)
+    mask = opts.check(hw)
+    ot = lower(graph)
+    model = ot.model
+    if alloc is None:
+        alloc = BitAllocation.uniform(model, 16)
+    alloc.check(model)
+    tt = tensor_table(model)
+    bits = tensor_bits(tt, alloc)
+    t_bytes = tensor_storage_bytes(tt, alloc, bits).astype(np.float64)
+    a_bits = alloc.activation_bits or hw.cores.mac_array.default_activation_bits
+    return _run(hw, ot, bits, t_bytes, (tt.out_f * tt.in_f).astype(np.float64),
+                int(a_bits), int(alloc.kv_bits), opts, mask, model.name)
+
+
+def simulate_gemm(hw, m: float, k: int, n: int, *, w_bits: int = 8, a_bits: int | None = None,
+                  dataflow: str | None = None, residency: str = "hot-first",
+                  group_size: int | None = 128, staging_fraction: float = 0.25,
+                  full_pipeline: bool = False) -> SimResult:
+    """Simulate one GEMM: activations ``m x k`` times weights ``k x n`` on ``hw``.
+
+    Weights are stored at ``w_bits`` in the :class:`~accelsim.precision.WeightFormat` with
+    ``group_size`` (scales and zero points included) and placed by ``residency``; activations
+    at ``a_bits`` (default: the array's default). Same result kind as :func:`simulate`.
+
+    Examples
+    --------
+    >>> r = simulate_gemm("gemmini", 64, 256, 256, dataflow="weight_stationary")
+    >>> r.compute_cycles == (256 // 16) * (256 // 16) * (2 * 16 + 16 + 64 - 2)
+    True
+    """
+    hw = _as_hw(hw)
+    problems = []
+    for key, v, lo in (("m", m, 1), ("k", k, 1), ("n", n, 1)):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or (
+                not math.isfinite(v)) or v < lo or v > 2**40:
+            problems.append(Problem(f"must be a number in {lo}..2^40", key=key, value=v))
+    for key, v in (("k", k), ("n", n)):
+        if isinstance(v, (float, np.floating)) and float(v) != int(v):
+            problems.append(Problem("must be an integer", key=key, value=v))
+    for key, v in (("w_bits", w_bits), ("a_bits", a_bits)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer))
+                              or not 1 <= v <= 16):
+            problems.append(Problem("must be an integer in 1..16", key=key, value=v))
+    if problems:
+        raise ConfigError(problems)
+    opts = SimOptions(get_policy(residency).name, dataflow, staging_fraction, full_pipeline)
+    mask = opts.check(hw)
+    nbytes = float(WeightFormat(int(w_bits), group_size).storage_bytes(int(n), int(k)))
+    a = int(a_bits or hw.cores.mac_array.default_activation_bits)
+    r = fast_gemm(hw, hw_params(hw), float(m), int(k), int(n), int(w_bits), a, nbytes,
+                  opts.residency, staging_fraction, mask, full_pipeline)
+    return r if r is not None else _gemm_general(hw, float(m), int(k), int(n), int(w_bits), a,
+                                                 nbytes, opts, mask)
+
+
+def _gemm_general(hw, m: float, k: int, n: int, w_bits: int, a_bits: int, nbytes: float,
+                  opts: SimOptions, mask: int) -> SimResult:
+    """``simulate_gemm`` through the general array path (the reference of the fast path)."""
+    return _run(hw, _gemm_table(m, k, n), np.array([w_bits]), np.array([nbytes]),
+                np.array([float(k) * float(n)]), a_bits, 16, opts, mask, None)
+
+
+def _gemm_table(m: float, k: int, n: int) -> OpTable:
+    f = lambda x: np.array([float(x)])  # noqa: E731
+    z = np.zeros(1)
+    i = np.zeros(1, np.int64)
+    order, ptr, grp = phases(i, i - 1)
+    return OpTable(
+        names=("gemm",), index={"gemm": 0}, op_code=np.array([OP["gemm"]]),
+        layer=i - 1, expert=i - 1, role=("gemm",), tensor=i, m=f(m), k=f(k), n=f(n),
+        tokens=f(m), p_active=f(1.0), macs=f(m * k * n), vector_ops=z, in_elems=f(m * k),
+        out_elems=f(m * n), kv_elems=z, kv_write_elems=z, kv_resident=z,
+        weight_fraction=f(1.0), depth=i, group=i - 1, att_m=z, att_k=z, att_n=z,
+        tensor_density=f(1.0), phase_order=order, phase_ptr=ptr, phase_group=grp,
+        tokens_step=m, model=None, scenario={"gemm": {"m": m, "k": k, "n": n}})
+
+
+def _ceil(x):
+    return np.ceil(x - 1e-9)
+
+
+def _run(hw, ot: OpTable, bits: np.ndarray, t_bytes: np.ndarray, t_numel: np.ndarray,
+         a_bits: int, kv_bits: int, opts: SimOptions, mask: int, model_name) -> SimResult:
+    hp = hw_params(hw)
+    nops, nl = len(ot), len(hp.names)
+    cores, R, C = hp.cores, hp.rows, hp.cols
+    aB, kvB = a_bits / 8.0, kv_bits / 8.0
+    oc, p = ot.op_code, ot.p_active
+    has_t = ot.tensor >= 0
+    is_att = oc == OP["attention"]
+    is_gemm = np.isin(oc, GEMM_OPS) & has_t
+    live = p > 0
+    eng = ((is_gemm & (ot.macs > 0)) | (is_att & (ot.macs > 0))) & live
+    pe = np.where(live, p, 1.0)
+
+    # ------------------------------------------------------------------ residency
+    foot = (ot.in_elems + ot.out_elems) / pe * aB
+    att_idx = np.flatnonzero(is_att)
+    kv_res = ot.kv_resident[att_idx]
+    kv_bytes = kv_res * kvB
+    kv_den = np.where(kv_res > 0, ot.kv_elems[att_idx] / np.where(kv_res > 0, kv_res, 1), 0.0)
+    density = ot.tensor_density if len(ot.tensor_density) == len(t_bytes) else np.ones(
+        len(t_bytes))
+    plan = plan_memory(hw, t_bytes, density, kv_bytes, kv_den, float(foot.max(initial=0.0)),
+                       opts.residency, opts.staging_fraction)
+    sw, sa, so = plan.stage_w, plan.stage_a, plan.stage_o
+    home = act_home(foot, plan.act_reserve, plan.act_levels, hp.offchip)
+    wfrac = np.zeros((nops, nl))
+    wfrac[has_t] = plan.weight_fraction[ot.tensor[has_t]]
+    kv_item = np.full(nops, -1, np.int64)
+    kv_item[att_idx] = np.arange(len(att_idx))
+    wfrac[att_idx] = plan.kv_fraction
+    op_wbits = np.where(has_t, bits[np.maximum(ot.tensor, 0)], 0)
+    op_wbits = np.where(is_att, kv_bits, op_wbits)
+
+    # ------------------------------------------------------------------ GEMMs: tile pipeline
+    e = np.flatnonzero(eng)
+    ge = is_gemm[e]
+    M = np.where(ge, np.maximum(ot.m[e] / pe[e], 1.0), ot.att_m[e])
+    K = np.where(ge, ot.k[e], ot.att_k[e])
+    N = np.where(ge, ot.n[e], ot.att_n[e])
+    cpm = hp.cpm[np.clip(op_wbits[e], 1, 16), min(max(a_bits, 1), 16)]
+    wB = np.where(ge, t_bytes[np.maximum(ot.tensor[e], 0)] / t_numel[np.maximum(ot.tensor[e],
+                                                                               0)], kvB)
+    w_fix, w_pb = dma_cost(wfrac[e], sw, hp)
+    w_stage = wfrac[e, sw] < 1.0 - 1e-9
+    h = home[e]
+    a_dma = h != sa
+    a_fix = np.where(a_dma, hp.setup_cyc + hp.latency_cyc[h], 0.0)
+    a_pb = np.where(a_dma, 1.0 / hp.read_bpc[h], 0.0)
+    o_dma = h != so
+    o_fix = np.where(o_dma, hp.setup_cyc + hp.latency_cyc[h], 0.0)
+    o_pb = np.where(o_dma, 1.0 / hp.write_bpc[h], 0.0)
+    cols_e = np.maximum(_ceil(N / C), 1.0)
+    smax = np.minimum(cores, cols_e)
+    npiece = np.minimum(N, _ceil(cols_e / smax) * C)
+    stage_cap = plan.staging / cores
+    res = E.run_gemms(mask, M, K.astype(np.int64), N.astype(np.int64),
+                      npiece.astype(np.int64), R, C, cpm, wB, aB, aB, hp.acc_bytes, w_fix,
+                      w_pb, a_fix, a_pb, o_fix, o_pb, hp.two_channels, stage_cap, sw, sa, so,
+                      w_stage, a_dma, opts.full_pipeline)
+
+    t1 = np.zeros(nops)
+    ts = np.zeros(nops)
+    cols = np.ones(nops, np.int64)
+    comp = np.zeros(nops)
+    vcyc = ot.vector_ops / hp.vector_rate
+    pr = pe[e]
+    t1[e] = pr * res[:, 0]
+    ts[e] = pr * res[:, 10]
+    comp[e] = pr * res[:, 1]
+    cols[e] = cols_e.astype(np.int64)
+    att_e = is_att[e]
+    t1[e[att_e]] += vcyc[e[att_e]]
+    ts[e[att_e]] += vcyc[e[att_e]] / smax[att_e]
+    dflow = np.full(nops, -1, np.int64)
+    tiles = np.zeros((nops, 3))
+    dflow[e] = res[:, 2].astype(np.int64)
+    tiles[e] = res[:, 3:6]
+
+    # ------------------------------------------------------------------ other ops
+    vec = np.isin(oc, VECTOR_OPS) & live
+    hv = home
+    v_dma = hv != sa
+    data = np.where(v_dma, ot.in_elems * aB / hp.read_bpc[hv] + ot.out_elems * aB
+                    / hp.write_bpc[hv], 0.0)
+    vfix = np.where(v_dma, 2.0 * (hp.setup_cyc + hp.latency_cyc[hv]), 0.0) * pe
+    t1 = np.where(vec, np.maximum(vcyc, data) + vfix, t1)
+    ts = np.where(vec, np.maximum(vcyc, data) / cores + vfix, ts)
+    cols = np.where(vec, cores, cols)
+    emb = (oc == OP["embed"]) & has_t
+    emb_bytes = np.where(emb, ot.weight_fraction * t_bytes[np.maximum(ot.tensor, 0)], 0.0)
+    if emb.any():
+        efix, epb = dma_cost(wfrac[emb], sa, hp)
+        t1[emb] = efix + emb_bytes[emb] * epb
+        ts[emb] = efix + emb_bytes[emb] * epb / cores
+        cols[emb] = cores
+
+    # ------------------------------------------------------------------ traffic per level
+    rd = np.zeros((nops, nl))
+    wr = np.zeros((nops, nl))
+    Wf, Af, Ob = res[:, 6] * pr, res[:, 7] * pr, res[:, 8] * pr
+    src = wfrac[e].copy()
+    src[:, sw] = 0.0
+    rd[e] += Wf[:, None] * src
+    wr[e, sw] += Wf * (1.0 - wfrac[e, sw])
+    Mt = np.maximum(res[:, 3], 1e-9)
+    ws = res[:, 2] == E.WS
+    passes = np.where(ws, _ceil(M / Mt), _ceil(M / R))
+    rd[e, sw] += K * N * wB * passes * pr
+    rd[e, h] += np.where(a_dma, Af, 0.0)
+    wr[e, sa] += np.where(a_dma, Af, 0.0)
+    rd[e, sa] += M * K * aB * _ceil(N / C) * pr
+    kf = np.where(cpm < 1.0, _ceil(K * cpm / R), _ceil(K / R))
+    psum = M * N * hp.acc_bytes * pr * np.where(ws, kf, 1.0)
+    rd[e, so] += psum
+    wr[e, so] += psum
+    wr[e, h] += np.where(o_dma, Ob, 0.0)
+    if len(att_idx):
+        wr[att_idx] += (ot.kv_write_elems[att_idx] * kvB)[:, None] * plan.kv_fraction
+    other = (vec | (oc == OP["dispatch"]) | emb) & live
+    oi = np.flatnonzero(other)
+    rd[oi, hv[oi]] += np.where(emb[oi], 0.0, ot.in_elems[oi] * aB)
+    wr[oi, hv[oi]] += ot.out_elems[oi] * aB
+    if emb.any():
+        rd[emb] += emb_bytes[emb][:, None] * np.where(np.arange(nl) == sa, 0.0, wfrac[emb])
+        wr[emb, sa] += emb_bytes[emb] * (1.0 - wfrac[emb, sa])
+        rd[emb, sa] += emb_bytes[emb]
+
+    # ------------------------------------------------------------------ schedule
+    shared = hp.shared
+    fluid = rd[:, shared] / hp.read_bpc[shared] + wr[:, shared] / hp.write_bpc[shared]
+    noc_bytes = np.where(oc == OP["dispatch"], ot.out_elems * aB,
+                         np.where(oc == OP["combine"], ot.in_elems * aB, 0.0))
+    noc = hw.noc
+    topo = TOPOLOGIES[noc.topology] if noc else TOPOLOGIES["bus"]
+    link = noc.link_bandwidth_bytes_per_s / hp.clock_hz if noc else 1.0
+    hop = noc.hop_latency_s * hp.clock_hz if noc else 0.0
+    T, cc = schedule(ot.phase_ptr, ot.phase_order, ot.phase_group, t1, ts, cols, fluid,
+                     noc_bytes, cores, topo, link, hop)
+    core, span, start, end = wrap_around(ot.phase_ptr, ot.phase_order, T, cc, t1)
+    cycles = float(T.sum())
+    latency = cycles / hp.clock_hz
+
+    # NoC per phase (dispatch / combine), attributed to ops by their bytes
+    e_hop = noc.energy_per_byte_per_hop_j if noc else 0.0
+    noc_t, noc_j = phase_noc(ot.phase_ptr, ot.phase_order, ot.phase_group, cc, noc_bytes,
+                             topo, link, hop, e_hop)
+    noc_cyc = float(noc_t.sum())
+
+    # ------------------------------------------------------------------ energy
+    a_idx = min(max(a_bits, 1), 16)
+    e_mac = ot.macs * hp.e_mac[np.clip(op_wbits, 1, 16), a_idx] * (ot.macs > 0)
+    e_mem = rd * hp.read_j[None, :] + wr * hp.write_j[None, :]
+    e_vec = ot.vector_ops * hp.e_vector
+    op_j = e_mac + e_mem.sum(axis=1) + e_vec + noc_j
+    static = hw.energy.static_power_w * latency
+    energy = float(op_j.sum() + static)
+    breakdown = {"mac": float(e_mac.sum()), "vector": float(e_vec.sum()),
+                 "noc": float(noc_j.sum()), "static": float(static)}
+    for i, name in enumerate(hp.names):
+        breakdown[f"memory:{name}"] = float(e_mem[:, i].sum())
+
+    # ------------------------------------------------------------------ totals
+    moved = rd + wr
+    by_level = moved.sum(axis=0)
+    off = hp.offchip
+    lvl_time = rd.sum(axis=0) / hp.agg_read_bpc + wr.sum(axis=0) / hp.agg_write_bpc
+    vec_total = float(np.where(vec | is_att, vcyc, 0.0).sum())
+    busy = {"compute": float(comp.sum()) / cores, "vector": vec_total / cores,
+            "offchip_bandwidth": float(lvl_time[off]) if off >= 0 else 0.0,
+            "onchip_bandwidth": float(lvl_time[hp.onchip].max(initial=0.0)),
+            "noc": noc_cyc}
+    top = max(busy, key=lambda k: busy[k])
+    bound = top if busy[top] >= 0.5 * cycles else "latency"
+    pe_cycles = float((ot.macs * hp.cpm[np.clip(op_wbits, 1, 16), a_idx]).sum())
+    util = pe_cycles / (R * C * cores * cycles) if cycles > 0 else 0.0
+    stall = np.maximum(t1 - comp - np.where(vec | is_att, vcyc, 0.0), 0.0)
+    warnings = []
+    if res.shape[0] and res[:, 9].any():
+        warnings.append(f"{int(res[:, 9].sum())} GEMM(s) need more staging buffer than "
+                        f"{hp.names[sw]}/{hp.names[sa]}/{hp.names[so]} keep for tiles; "
+                        "simulated with the smallest tile")
+    if off >= 0 and (home[live] == off).any():
+        warnings.append(f"{int((home[live] == off).sum())} op(s) keep activations off chip")
+    tokens = float(ot.tokens_step)
+    op_data = {
+        "names": ot.names, "op_code": oc, "layer": ot.layer, "expert": ot.expert,
+        "role": ot.role, "tensor": ot.tensor,
+        "tensor_names": tensor_table(ot.model).names if ot.model is not None else ("W",),
+        "w_bits": op_wbits, "a_bits": a_bits, "p_active": p, "m": ot.m, "k": ot.k,
+        "n": ot.n, "macs": ot.macs, "core": core, "cores": span, "start_cycle": start,
+        "end_cycle": end, "cycles": t1, "compute_cycles": comp,
+        "vector_cycles": np.where(vec | is_att, vcyc, 0.0), "stall_cycles": stall,
+        "dataflow": dflow, "tiles": tiles, "bytes": moved, "energy_j": op_j,
+        "level_names": hp.names}
+    names = hp.names
+    return SimResult(
+        hw=hw.name, model=model_name, scenario=dict(ot.scenario), residency=plan.policy,
+        clock_hz=hp.clock_hz, cores=cores, cycles=cycles, latency_s=latency, tokens=tokens,
+        tokens_per_s=tokens / latency if latency > 0 else float("inf"), energy_j=energy,
+        energy_breakdown_j=breakdown, weight_bytes=float(t_bytes.sum()),
+        weight_bytes_by_level=dict(zip(names, plan.weight_bytes_by_level.tolist())),
+        kv_bytes_by_level=dict(zip(names, plan.kv_bytes_by_level.tolist())),
+        activation_bytes_by_level=dict(zip(names, plan.act_reserve.tolist())),
+        staging_bytes_by_level=dict(zip(names, plan.staging.tolist())),
+        bytes_by_level=dict(zip(names, by_level.tolist())),
+        offchip_bytes=float(by_level[off]) if off >= 0 else 0.0,
+        onchip_bytes_moved=float(by_level[hp.onchip].sum()),
+        macs=float(ot.macs.sum()), mac_utilization=util, compute_cycles=float(comp.sum()),
+        stall_cycles=float(stall.sum()), vector_cycles=vec_total, noc_cycles=noc_cyc,
+        busy_cycles=busy, bound=bound, warnings=tuple(warnings), op_data=op_data,
+        phase_data={"T": T, "c": cc, "order": ot.phase_order, "ptr": ot.phase_ptr})
+
+
+def with_options(opts: SimOptions, **changes: Any) -> SimOptions:
+    return replace(opts, **changes)

@@ -1,0 +1,559 @@
+"""The tile pipeline: one GEMM on one core, tile by tile, in numba.
+
+A GEMM ``M x K`` (activations) times ``K x N`` (weights) is cut into L1 tiles
+``Mt x Kt x Nt`` (chosen by :func:`best_tiling`) and run in a fixed loop order, outermost
+first: weight-stationary ``n, m, k``; output-stationary ``m, n, k``. For every tile the DMA
+loads the operands that changed (double-buffered: the load of tile ``s+1`` may start when the
+compute of tile ``s-1`` has freed its buffer), the array computes its folds, and after the
+last ``k`` tile the output block is stored (double-buffered output slots)::
+
+    load(s+1)  start = max(dma free, compute end(s-1));        end = start + L(s+1)
+    compute(s) start = max(load end(s), compute end(s-1)[, store end(block-2)])
+    store(b)   start = max(compute end, store channel free);    end = start + S
+
+With one DMA channel loads and stores share it (and the loads of the two operands add up);
+with two or more, weights and activations load in parallel and stores have their own channel.
+Load and store times are ``setup + latency + bytes / bandwidth`` of the source level
+(:mod:`accelsim.sim.mapping` builds them).
+
+Compute cycles of a tile follow SCALE-Sim's systolic model with an ``R x C`` array:
+weight-stationary ``ceil(Kt / R') * ceil(Nt / C) * (2R + C + Mt - 2) * s``, output-stationary
+``ceil(Mt / R) * ceil(Nt / C) * (2R + C + Kt' - 2) * s``, where ``c = cycles_per_mac`` of
+the arithmetic: ``c >= 1`` (bit-serial, multi-pass) stretches every fold, ``s = c``;
+``c < 1`` (several MACs per PE per cycle) packs the reduction, ``R' = R / c``,
+``Kt' = Kt * c``, ``s = 1``.
+
+**Closed-form steady state.** The state of the pipeline is a handful of time stamps and each
+step is a max-plus map, which is homogeneous: shifting the state by ``d`` shifts the result by
+``d``. So once one step (or one block of steps) of a run of identical steps has moved every
+time stamp by the same ``d``, every remaining identical step will too, and the engine jumps
+over them. Tiles differ only at the edges of each dimension, so the engine simulates the fill,
+a few steady steps and the drain at every loop level, and extends the rest exactly.
+``full=True`` runs every tile instead (the tests compare both, and both with the plain Python
+:func:`pipeline_reference`).
+
+Examples
+--------
+>>> t, comp, *_ = pipeline(0, 64.0, 256, 256, 64.0, 256, 256, 16, 16, 1.0,
+...                        1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, False, False)
+>>> comp == 16 * 16 * (2 * 16 + 16 + 64 - 2)   # SCALE-Sim: folds x (2R + C + M - 2)
+True
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, types
+from numba.typed import Dict
+
+__all__ = ["WS", "OS", "DATAFLOWS", "fold_cycles", "pipeline", "best_tiling",
+           "pipeline_reference", "tile_candidates"]
+
+WS, OS = 0, 1
+DATAFLOWS = ("weight_stationary", "output_stationary")
+
+# state vector components
+_T_DMA, _T_ST, _LD, _C1, _O1, _O2 = 0, 1, 2, 3, 4, 5
+_NSTATE = 6
+_KEY = types.UniTuple(types.float64, 14)
+_KCOMPS = np.array([_T_DMA, _LD, _C1])
+_BCOMPS = np.array([_T_DMA, _LD, _C1, _O1, _O2])
+_BCOMPS_ST = np.array([_T_DMA, _T_ST, _LD, _C1, _O1, _O2])
+
+
+@njit(cache=True)
+def fold_cycles(df, R, C, m, k, n, cpm):  # pragma: no cover - numba
+    """Array cycles of one tile ``m x k x n`` (SCALE-Sim's fold model, see module doc)."""
+    if df == WS:
+        if cpm < 1.0:
+            folds = math.ceil(k * cpm / R - 1e-9) * math.ceil(n / C)
+            return folds * (2.0 * R + C + m - 2.0)
+        folds = math.ceil(k / R) * math.ceil(n / C)
+        return folds * (2.0 * R + C + m - 2.0) * cpm
+    folds = math.ceil(m / R - 1e-9) * math.ceil(n / C)
+    if cpm < 1.0:
+        return folds * (2.0 * R + C + k * cpm - 2.0)
+    return folds * (2.0 * R + C + k - 2.0) * cpm
+
+
+@njit(cache=True)
+def _ntiles(total, t):  # pragma: no cover - numba
+    return max(1, int(math.ceil(total / t - 1e-9)))
+
+
+@njit(cache=True)
+def _size(i, n, t, total):  # pragma: no cover - numba
+    if i == n - 1:
+        return total - (n - 1) * t
+    return t
+
+
+@njit(cache=True)
+def _dims(df, a, b, k, nA, nB, nK, At, Bt, Kt, Atot, Btot, Ktot):  # pragma: no cover
+    """Tile sizes (m, k, n) of tile (a, b, k) of the loop nest."""
+    sa = _size(a, nA, At, Atot)
+    sb = _size(b, nB, Bt, Btot)
+    sk = _size(k, nK, Kt, Ktot)
+    if df == WS:      # outer n, middle m
+        return sb, sk, sa
+    return sa, sk, sb  # outer m, middle n
+
+
+@njit(cache=True)
+def _load_time(df, a, b, k, nB, nK, m_sz, k_sz, n_sz, wB, aB, w_dma, w_fix, w_pb,
+               a_dma, a_fix, a_pb, two_ch):  # pragma: no cover - numba
+    """DMA time and fetched bytes (weights, activations) of tile (a, b, k)."""
+    first = a == 0 and b == 0 and k == 0
+    need_p = nK > 1 or b == 0              # operand indexed by (outer, k)
+    need_q = nK > 1 or nB > 1 or first     # operand indexed by (middle, k)
+    if df == WS:
+        need_w, need_a = need_p, need_q
+    else:
+        need_w, need_a = need_q, need_p
+    wb = k_sz * n_sz * wB if need_w else 0.0
+    ab = m_sz * k_sz * aB if need_a else 0.0
+    tw = w_fix + wb * w_pb if (need_w and w_dma) else 0.0
+    ta = a_fix + ab * a_pb if (need_a and a_dma) else 0.0
+    t = max(tw, ta) if two_ch else tw + ta
+    return t, wb, ab
+
+
+@njit(cache=True)
+def _step(s, X, L_next, has_next, first_k, last_k, S, o_dma, two_ch):  # pragma: no cover
+    ld_next = 0.0
+    if has_next:
+        st = max(s[_T_DMA], s[_C1])
+        ld_next = st + L_next
+        s[_T_DMA] = ld_next
+    start = max(s[_LD], s[_C1])
+    if first_k:
+        start = max(start, s[_O2])
+    end = start + X
+    s[_C1] = end
+    if last_k:
+        if o_dma:
+            if two_ch:
+                sst = max(end, s[_T_ST])
+                se = sst + S
+                s[_T_ST] = se
+            else:
+                sst = max(end, s[_T_DMA])
+                se = sst + S
+                s[_T_DMA] = se
+        else:
+            se = end
+        s[_O2] = s[_O1]
+        s[_O1] = se
+    s[_LD] = ld_next
+
+
+@njit(cache=True)
+def _uniform(cur, prev, ref_prev_delta, comps, ncomp):  # pragma: no cover - numba
+    """True when cur - prev is the same shift d in every listed component."""
+    d0 = cur[comps[0]] - prev[comps[0]]
+    tol = 1e-9 * max(1.0, abs(d0)) + 1e-12 * max(1.0, abs(cur[comps[0]]))
+    for i in range(1, ncomp):
+        c = comps[i]
+        if abs((cur[c] - prev[c]) - d0) > tol:
+            return False
+    return True
+
+
+@njit(cache=True)
+def _shift(s, comps, d, j):  # pragma: no cover - numba
+    for i in range(comps.shape[0]):
+        s[comps[i]] += j * d
+
+
+@njit(cache=True)
+def pipeline(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb, a_fix, a_pb,
+             o_fix, o_pb, two_ch, full):  # pragma: no cover - numba
+    """Cycles of one GEMM on one core with the given L1 tiles.
+
+    ``w_fix, w_pb`` (``a_*``, ``o_*``): cycles per transfer and per byte of a weight
+    (activation, output) DMA; both 0 means the operand is already in its staging buffer (no
+    DMA). Returns ``(cycles, compute_cycles, weight_fetch_bytes, act_fetch_bytes,
+    output_bytes, steps_simulated)``; fetch bytes count every tile (re)load whether or not it
+    needs a DMA.
+    """
+    w_dma = w_fix > 0.0 or w_pb > 0.0
+    a_dma = a_fix > 0.0 or a_pb > 0.0
+    o_dma = o_fix > 0.0 or o_pb > 0.0
+    if df == WS:
+        Atot, At, Btot, Bt = float(N), float(Nt), float(M), float(Mt)
+    else:
+        Atot, At, Btot, Bt = float(M), float(Mt), float(N), float(Nt)
+    Ktot, Ktf = float(K), float(Kt)
+    nA, nB, nK = _ntiles(Atot, At), _ntiles(Btot, Bt), _ntiles(Ktot, Ktf)
+    s = np.zeros(_NSTATE)
+    m0, k0, n0 = _dims(df, 0, 0, 0, nA, nB, nK, At, Bt, Ktf, Atot, Btot, Ktot)
+    L0, wbytes, abytes = _load_time(df, 0, 0, 0, nB, nK, m0, k0, n0, wB, aB, w_dma, w_fix,
+                                    w_pb, a_dma, a_fix, a_pb, two_ch)
+    s[_T_DMA] = L0
+    s[_LD] = L0
+    comp = 0.0
+    obytes = 0.0
+    steps = 0
+    kcomps = _KCOMPS
+    bcomps = _BCOMPS_ST if (two_ch and o_dma) else _BCOMPS
+    # state after the last and the second-to-last unit at each level; increments (compute,
+    # weight, act, out bytes) of the last outer and middle blocks
+    buf = np.zeros((8, _NSTATE))
+    pA, pA2, pB, pB2, pK, pK2, incA, incB = (buf[0], buf[1], buf[2], buf[3], buf[4],
+                                             buf[5], buf[6], buf[7])
+    a = 0
+    while a < nA:
+        if (not full) and 2 <= a <= nA - 3 and _uniform(pA, pA2, 0.0, bcomps,
+                                                        bcomps.shape[0]):
+            j = nA - 2 - a
+            _shift(s, bcomps, pA[bcomps[0]] - pA2[bcomps[0]], j)
+            comp += j * incA[0]
+            wbytes += j * incA[1]
+            abytes += j * incA[2]
+            obytes += j * incA[3]
+            a = nA - 2
+            pA[:] = s
+            continue
+        a0, a1, a2, a3 = comp, wbytes, abytes, obytes
+        b = 0
+        while b < nB:
+            if (not full) and 2 <= b <= nB - 3 and _uniform(pB, pB2, 0.0, bcomps,
+                                                            bcomps.shape[0]):
+                j = nB - 2 - b
+                _shift(s, bcomps, pB[bcomps[0]] - pB2[bcomps[0]], j)
+                comp += j * incB[0]
+                wbytes += j * incB[1]
+                abytes += j * incB[2]
+                obytes += j * incB[3]
+                b = nB - 2
+                pB[:] = s
+                continue
+            b0, b1, b2, b3 = comp, wbytes, abytes, obytes
+            k = 0
+            lastX, lastW, lastA = 0.0, 0.0, 0.0
+            while k < nK:
+                if (not full) and 2 <= k <= nK - 3 and _uniform(pK, pK2, 0.0, kcomps, 3):
+                    j = nK - 2 - k
+                    _shift(s, kcomps, pK[kcomps[0]] - pK2[kcomps[0]], j)
+                    comp += j * lastX
+                    wbytes += j * lastW
+                    abytes += j * lastA
+                    k = nK - 2
+                    pK[:] = s
+                    continue
+                m_sz, k_sz, n_sz = _dims(df, a, b, k, nA, nB, nK, At, Bt, Ktf, Atot, Btot,
+                                         Ktot)
+                X = fold_cycles(df, R, C, m_sz, k_sz, n_sz, cpm)
+                has_next = True
+                if k + 1 < nK:
+                    na, nb, nk = a, b, k + 1
+                elif b + 1 < nB:
+                    na, nb, nk = a, b + 1, 0
+                elif a + 1 < nA:
+                    na, nb, nk = a + 1, 0, 0
+                else:
+                    has_next = False
+                    na, nb, nk = a, b, k
+                Ln, wbn, abn = 0.0, 0.0, 0.0
+                if has_next:
+                    mm, kk, nn = _dims(df, na, nb, nk, nA, nB, nK, At, Bt, Ktf, Atot, Btot,
+                                       Ktot)
+                    Ln, wbn, abn = _load_time(df, na, nb, nk, nB, nK, mm, kk, nn, wB, aB,
+                                              w_dma, w_fix, w_pb, a_dma, a_fix, a_pb, two_ch)
+                last_k = k == nK - 1
+                S = 0.0
+                if last_k:
+                    ob = m_sz * n_sz * oB
+                    obytes += ob
+                    if o_dma:
+                        S = o_fix + ob * o_pb
+                _step(s, X, Ln, has_next, k == 0, last_k, S, o_dma, two_ch)
+                pK2[:] = pK
+                pK[:] = s
+                comp += X
+                wbytes += wbn
+                abytes += abn
+                lastX, lastW, lastA = X, wbn, abn
+                steps += 1
+                k += 1
+            incB[0], incB[1] = comp - b0, wbytes - b1
+            incB[2], incB[3] = abytes - b2, obytes - b3
+            pB2[:] = pB
+            pB[:] = s
+            b += 1
+        incA[0], incA[1] = comp - a0, wbytes - a1
+        incA[2], incA[3] = abytes - a2, obytes - a3
+        pA2[:] = pA
+        pA[:] = s
+        a += 1
+    t = max(s[_C1], s[_O1], s[_T_DMA])
+    if two_ch and o_dma:
+        t = max(t, s[_T_ST])
+    return t, comp, wbytes, abytes, obytes, steps
+
+
+@njit(cache=True)
+def _in(arr, c):  # pragma: no cover - numba
+    for i in range(arr.shape[0]):
+        if arr[i] == c:
+            return True
+    return False
+
+
+@njit(cache=True)
+def _lower_bound(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb, a_fix, a_pb,
+                 o_fix, o_pb, two_ch):  # pragma: no cover - numba
+    """A lower bound of :func:`pipeline` (total compute; total DMA), in closed form."""
+    nM, nK, nN = _ntiles(M, Mt), _ntiles(float(K), float(Kt)), _ntiles(float(N), float(Nt))
+    comp = 0.0
+    for im in range(2):
+        cm = nM - 1 if im == 0 else 1
+        sm = Mt if im == 0 else M - (nM - 1) * Mt
+        if cm == 0:
+            continue
+        for ik in range(2):
+            ck = nK - 1 if ik == 0 else 1
+            sk = Kt if ik == 0 else K - (nK - 1) * Kt
+            if ck == 0:
+                continue
+            for i_n in range(2):
+                cn = nN - 1 if i_n == 0 else 1
+                sn = Nt if i_n == 0 else N - (nN - 1) * Nt
+                if cn == 0:
+                    continue
+                comp += cm * ck * cn * fold_cycles(df, R, C, sm, sk, sn, cpm)
+    if df == WS:
+        nA, nB = nN, nM
+        p_tot, q_tot = K * N * wB, M * K * aB
+        p_fix, p_pb, q_fix, q_pb = w_fix, w_pb, a_fix, a_pb
+    else:
+        nA, nB = nM, nN
+        p_tot, q_tot = M * K * aB, K * N * wB
+        p_fix, p_pb, q_fix, q_pb = a_fix, a_pb, w_fix, w_pb
+    rp = nB if nK > 1 else 1
+    p_loads, p_bytes = nA * nK * rp, p_tot * rp
+    if nK > 1 or nB > 1:
+        q_loads, q_bytes = nA * nB * nK, q_tot * nA
+    else:
+        q_loads, q_bytes = 1, q_tot
+    tp = p_loads * p_fix + p_bytes * p_pb
+    tq = q_loads * q_fix + q_bytes * q_pb
+    ts = nA * nB * o_fix + M * N * oB * o_pb
+    if two_ch:
+        dma = max(max(tp, tq), ts)
+    else:
+        dma = tp + tq + ts
+    return max(comp, dma)
+
+
+@njit(cache=True)
+def _pow2_count(lo, hi):  # pragma: no cover - numba
+    """How many of lo, 2lo, 4lo, ... are < hi."""
+    c = 0
+    x = lo
+    while x < hi:
+        c += 1
+        x *= 2.0
+    return c
+
+
+@njit(cache=True)
+def tile_candidates(M, K, N, R, C):  # pragma: no cover - numba
+    """The fixed menu of L1 tiles: ``Mt`` in {R*2^i < M} + {M}; ``(Kt, Nt)`` along a chain
+    that grows ``Kt`` (R*2^i, then K) and then ``Nt`` (C*2^j, then N). The menu does not
+    depend on capacities or bits, so more buffer never removes a candidate."""
+    nm = _pow2_count(float(R), M) + 1
+    ms = np.empty(nm)
+    x = float(R)
+    for i in range(nm - 1):
+        ms[i] = x
+        x *= 2.0
+    ms[nm - 1] = M
+    nk = _pow2_count(float(R), float(K)) + 1
+    nn = _pow2_count(2.0 * C, float(N)) + (1 if N > C else 0)
+    ks = np.empty(nk + nn)
+    ns = np.empty(nk + nn)
+    x = float(R)
+    n0 = float(min(N, C))
+    for i in range(nk - 1):
+        ks[i] = x
+        ns[i] = n0
+        x *= 2.0
+    ks[nk - 1] = float(K)
+    ns[nk - 1] = n0
+    x = 2.0 * C
+    for i in range(nn):
+        ks[nk + i] = float(K)
+        ns[nk + i] = x if x < N else float(N)
+        x *= 2.0
+    return ms, ks, ns
+
+
+@njit(cache=True)
+def best_tiling(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fix, a_pb,
+                o_fix, o_pb, two_ch, stage_cap, lw, la, lo, w_stage, a_stage,
+                full):  # pragma: no cover - numba
+    """The fastest L1 tiling of the menu that fits the staging buffers (double-buffered).
+
+    ``stage_cap[l]``: staging bytes per core of level ``l``; weight tiles go to level ``lw``
+    when ``w_stage`` (the weights are not all resident there), activation tiles to ``la``
+    when ``a_stage``, output tiles (accumulator width) to ``lo``. Candidates are tried in
+    order of a closed-form lower bound and the search stops when the bound reaches the best
+    time, so the answer is the exact minimum over the feasible menu. When nothing fits, the
+    smallest tile is used and ``overflow`` is set.
+
+    Returns ``(cycles, compute, dataflow, Mt, Kt, Nt, weight_fetch_bytes, act_fetch_bytes,
+    output_bytes, overflow)``.
+    """
+    ms, ks, ns = tile_candidates(M, K, N, R, C)
+    ncand = 2 * ms.shape[0] * ks.shape[0]
+    lb = np.empty(ncand)
+    cdf = np.empty(ncand, np.int64)
+    cm = np.empty(ncand)
+    ckt = np.empty(ncand)
+    cnt = np.empty(ncand)
+    use = np.zeros(stage_cap.shape[0])
+    n = 0
+    for df in range(2):
+        if not (df_mask >> df) & 1:
+            continue
+        for i in range(ms.shape[0]):
+            for j in range(ks.shape[0]):
+                Mt, Kt, Nt = ms[i], ks[j], ns[j]
+                use[:] = 0.0
+                if w_stage:
+                    use[lw] += 2.0 * Kt * Nt * wB
+                if a_stage:
+                    use[la] += 2.0 * Mt * Kt * aB
+                use[lo] += 2.0 * Mt * Nt * accB
+                ok = True
+                for lv in range(use.shape[0]):
+                    if use[lv] > stage_cap[lv]:
+                        ok = False
+                if not ok:
+                    continue
+                lb[n] = _lower_bound(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix,
+                                     w_pb, a_fix, a_pb, o_fix, o_pb, two_ch)
+                cdf[n], cm[n], ckt[n], cnt[n] = df, Mt, Kt, Nt
+                n += 1
+    overflow = False
+    if n == 0:
+        overflow = True
+        for df in range(2):
+            if (df_mask >> df) & 1:
+                lb[n] = 0.0
+                cdf[n], cm[n], ckt[n], cnt[n] = df, ms[0], ks[0], ns[0]
+                n += 1
+    order = np.argsort(lb[:n], kind="mergesort")
+    best = (np.inf, 0.0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    for ii in range(n):
+        c = order[ii]
+        if lb[c] >= best[0]:
+            break
+        r = pipeline(cdf[c], M, K, N, cm[c], ckt[c], cnt[c], R, C, cpm, wB, aB, oB, w_fix,
+                     w_pb, a_fix, a_pb, o_fix, o_pb, two_ch, full)
+        if r[0] < best[0]:
+            best = (r[0], r[1], cdf[c], cm[c], ckt[c], cnt[c], r[2], r[3], r[4])
+    return (best[0], best[1], best[2], best[3], best[4], best[5], best[6], best[7], best[8],
+            overflow)
+
+
+def pipeline_reference(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb, a_fix,
+                       a_pb, o_fix, o_pb, two_ch):
+    """Plain-Python tile-by-tile model of :func:`pipeline` (an explicit list of tiles and the
+    recurrences of the module docstring), for tests. Returns ``(cycles, compute_cycles)``."""
+    def n_tiles(total, t):
+        return max(1, math.ceil(total / t - 1e-9))
+
+    def sizes(total, t):
+        n = n_tiles(total, t)
+        return [t] * (n - 1) + [total - (n - 1) * t]
+
+    ms, ks, ns = sizes(float(M), float(Mt)), sizes(float(K), float(Kt)), sizes(float(N),
+                                                                             float(Nt))
+    outer, middle = (ns, ms) if df == WS else (ms, ns)
+    tiles = []
+    for a, sa in enumerate(outer):
+        for b, sb in enumerate(middle):
+            for k, sk in enumerate(ks):
+                m_sz, n_sz = (sb, sa) if df == WS else (sa, sb)
+                tiles.append((a, b, k, m_sz, sk, n_sz))
+    nB, nK = len(middle), len(ks)
+    w_dma, a_dma, o_dma = w_fix + w_pb > 0, a_fix + a_pb > 0, o_fix + o_pb > 0
+    prev_w = prev_a = None
+    loads = []
+    for (a, b, k, m_sz, k_sz, n_sz) in tiles:
+        w_key = (k, a) if df == WS else (k, b)
+        a_key = (b, k) if df == WS else (a, k)
+        tw = (w_fix + k_sz * n_sz * wB * w_pb) if (w_dma and w_key != prev_w) else 0.0
+        ta = (a_fix + m_sz * k_sz * aB * a_pb) if (a_dma and a_key != prev_a) else 0.0
+        prev_w, prev_a = w_key, a_key
+        loads.append(max(tw, ta) if two_ch else tw + ta)
+    dma = st_ch = 0.0
+    load_end = [0.0] * len(tiles)
+    load_end[0] = dma = loads[0]
+    comp_end = [0.0] * len(tiles)
+    store_end: list[float] = []
+    compute = 0.0
+    for s, (a, b, k, m_sz, k_sz, n_sz) in enumerate(tiles):
+        c_prev = comp_end[s - 1] if s >= 1 else 0.0
+        if s + 1 < len(tiles):
+            load_end[s + 1] = dma = max(dma, c_prev) + loads[s + 1]
+        x = float(fold_cycles(df, R, C, m_sz, k_sz, n_sz, cpm))
+        compute += x
+        start = max(load_end[s], c_prev)
+        if k == 0 and len(store_end) >= 2:
+            start = max(start, store_end[-2])
+        comp_end[s] = start + x
+        if k == nK - 1:
+            if not o_dma:
+                store_end.append(comp_end[s])
+            elif two_ch:
+                st_ch = max(comp_end[s], st_ch) + o_fix + m_sz * n_sz * oB * o_pb
+                store_end.append(st_ch)
+            else:
+                dma = max(comp_end[s], dma) + o_fix + m_sz * n_sz * oB * o_pb
+                store_end.append(dma)
+    del nB
+    return max(comp_end[-1], store_end[-1], dma, st_ch), compute
+
+
+#: Columns of :func:`run_gemms`' result.
+GEMM_COLS = ("cycles", "compute", "dataflow", "tile_m", "tile_k", "tile_n", "w_fetch",
+             "a_fetch", "o_bytes", "overflow", "piece_cycles")
+
+
+@njit(cache=True)
+def run_gemms(df_mask, M, K, N, Npiece, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fix,
+              a_pb, o_fix, o_pb, two_ch, stage_cap, lw, la, lo, w_stage, a_stage,
+              full):  # pragma: no cover - numba
+    """:func:`best_tiling` for every GEMM (whole, and the piece ``Npiece`` columns wide that
+    one core gets when the op is split): an array [ops x len(GEMM_COLS)]. Ops with identical
+    inputs (the experts of a layer, the layers of a model) are simulated once."""
+    n = M.shape[0]
+    out = np.zeros((n, 11))
+    seen = Dict.empty(key_type=_KEY, value_type=types.int64)
+    for i in range(n):
+        key = (M[i], float(K[i]), float(N[i]), float(Npiece[i]), cpm[i], wB[i], w_fix[i],
+               w_pb[i], a_fix[i], a_pb[i], o_fix[i], o_pb[i],
+               1.0 if w_stage[i] else 0.0, 1.0 if a_stage[i] else 0.0)
+        if key in seen:
+            out[i, :] = out[seen[key], :]
+            continue
+        seen[key] = i
+        r = best_tiling(df_mask, M[i], K[i], N[i], R, C, cpm[i], wB[i], aB, oB, accB,
+                        w_fix[i], w_pb[i], a_fix[i], a_pb[i], o_fix[i], o_pb[i], two_ch,
+                        stage_cap, lw, la, lo, w_stage[i], a_stage[i], full)
+        out[i, 0], out[i, 1], out[i, 2], out[i, 3] = r[0], r[1], r[2], r[3]
+        out[i, 4], out[i, 5], out[i, 6], out[i, 7] = r[4], r[5], r[6], r[7]
+        out[i, 8], out[i, 9] = r[8], 1.0 if r[9] else 0.0
+        if Npiece[i] < N[i]:
+            r2 = best_tiling(df_mask, M[i], K[i], Npiece[i], R, C, cpm[i], wB[i], aB, oB,
+                             accB, w_fix[i], w_pb[i], a_fix[i], a_pb[i], o_fix[i], o_pb[i],
+                             two_ch, stage_cap, lw, la, lo, w_stage[i], a_stage[i], full)
+            out[i, 10] = min(r2[0], r[0])
+        else:
+            out[i, 10] = r[0]
+    return out

@@ -1,0 +1,311 @@
+"""Residency: where weights, the KV cache and activations live in the memory hierarchy.
+
+Capacity of every on-chip level is budgeted in this order (docs/simulator.md):
+
+1. **Tile staging.** The innermost level holding weights (``stage_w``), activations
+   (``stage_a``) and outputs (``stage_o``) are the staging buffers the MAC array works from.
+   Each keeps ``staging_fraction`` of its capacity for double-buffered tiles; a level that
+   holds nothing but outputs (an accumulator) is all staging.
+2. **Activations.** The largest activation working set of any op (its input plus output at
+   the activation bits) is reserved next, innermost level first.
+3. **Weights and KV cache**, by a registered policy:
+
+   ``hot-first``
+       tensors sorted by expected reads per byte per step (a routed expert's weights are read
+       with probability ``p_active``, so routing frequencies decide), ties in model order;
+       the hottest fill the innermost levels first; a tensor may straddle two levels.
+   ``offchip``
+       everything in the off-chip level (the baseline of a weight-streaming accelerator).
+   ``must-fit``
+       every weight on chip (hottest innermost), else :class:`~accelsim.errors.DoesNotFitError`
+       naming the shortfall; the KV cache then goes hot-first where there is room.
+
+Whatever does not fit on chip goes off chip; a chip without an off-chip level (NorthPole,
+Stripes) that cannot hold the model raises :class:`~accelsim.errors.DoesNotFitError`.
+
+Examples
+--------
+>>> sorted(RESIDENCY_POLICIES)
+['hot-first', 'must-fit', 'offchip']
+>>> get_policy("hot_first").name
+'hot-first'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+from numba import njit
+
+from ..errors import ConfigError, DoesNotFitError, did_you_mean
+from ..units import format_quantity
+
+__all__ = ["ResidencyPolicy", "HotFirst", "Offchip", "MustFit", "RESIDENCY_POLICIES",
+           "register_residency", "get_policy", "MemoryPlan", "PlacementRequest", "plan_memory",
+           "fill_levels"]
+
+
+@dataclass(frozen=True)
+class PlacementRequest:
+    """What a policy places: items (weight tensors, then one KV cache per attention op)."""
+
+    bytes: np.ndarray        # per item
+    density: np.ndarray      # expected reads per byte per step
+    is_kv: np.ndarray        # bool per item
+    free: np.ndarray         # bytes per level available after staging and activations
+    allow_w: np.ndarray      # bool per level: may hold weights
+    allow_kv: np.ndarray     # bool per level: may hold the KV cache
+    onchip: np.ndarray       # bool per level
+    offchip: int             # index of the off-chip level, -1 if none
+
+
+class ResidencyPolicy(Protocol):
+    """Places items in levels: returns fractions [items x levels] (rows sum to 1 where the
+    item fits) and leaves unplaced bytes as a row sum below 1."""
+
+    name: str
+    description: str
+
+    def place(self, req: PlacementRequest) -> np.ndarray: ...
+
+
+@njit(cache=True)
+def fill_levels(order, sizes, kinds, free, allow):  # pragma: no cover - numba
+    """Greedy fill: items in ``order`` take what is left of the allowed levels, innermost
+    first, possibly straddling. ``allow[kind, level]``. Returns fractions [items, levels]."""
+    n, nl = sizes.shape[0], free.shape[0]
+    frac = np.zeros((n, nl))
+    left = free.copy()
+    for j in range(order.shape[0]):
+        i = order[j]
+        need = sizes[i]
+        if need <= 0.0:
+            # zero-byte items live at their innermost allowed level
+            for lv in range(nl):
+                if allow[kinds[i], lv]:
+                    frac[i, lv] = 1.0
+                    break
+            continue
+        rest = need
+        for lv in range(nl):
+            if rest <= 0.0:
+                break
+            if not allow[kinds[i], lv] or left[lv] <= 0.0:
+                continue
+            take = min(rest, left[lv])
+            frac[i, lv] = take / need
+            left[lv] -= take
+            rest -= take
+    return frac
+
+
+def _hot_order(req: PlacementRequest, subset: np.ndarray | None = None) -> np.ndarray:
+    idx = np.arange(req.bytes.shape[0]) if subset is None else np.flatnonzero(subset)
+    return idx[np.argsort(-req.density[idx], kind="stable")]
+
+
+def _allow(req: PlacementRequest, onchip_only: bool = False) -> np.ndarray:
+    a = np.stack([req.allow_w, req.allow_kv])
+    if onchip_only:
+        a = a & req.onchip[None, :]
+    return a
+
+
+class HotFirst:
+    name = "hot-first"
+    description = ("hottest tensors (expected reads per byte per step) in the innermost "
+                   "levels; the rest further out")
+
+    def place(self, req: PlacementRequest) -> np.ndarray:
+        return fill_levels(_hot_order(req), req.bytes.astype(np.float64),
+                           req.is_kv.astype(np.int64), req.free.astype(np.float64),
+                           _allow(req))
+
+
+class Offchip:
+    name = "offchip"
+    description = "all weights and the KV cache in the off-chip memory"
+
+    def place(self, req: PlacementRequest) -> np.ndarray:
+        if req.offchip < 0:
+            raise ConfigError.single("the 'offchip' residency policy needs an off-chip memory "
+                                     "level, and this accelerator has none", key="residency",
+                                     value="offchip")
+        frac = np.zeros((req.bytes.shape[0], req.free.shape[0]))
+        frac[:, req.offchip] = 1.0
+        return frac
+
+
+class MustFit:
+    name = "must-fit"
+    description = "every weight on chip (else an error); the KV cache hot-first"
+
+    def place(self, req: PlacementRequest) -> np.ndarray:
+        sizes = req.bytes.astype(np.float64)
+        kinds = req.is_kv.astype(np.int64)
+        allow = _allow(req, onchip_only=True)
+        wmask = ~req.is_kv
+        frac_w = fill_levels(_hot_order(req, wmask), sizes, kinds, req.free.astype(np.float64),
+                             allow)
+        left = req.free - (frac_w * sizes[:, None]).sum(axis=0)
+        short = float((sizes * (1.0 - frac_w.sum(axis=1)))[wmask].sum())
+        if short > 0.5:
+            raise _NotOnChip(short, float(sizes[wmask].sum()))
+        frac_kv = fill_levels(_hot_order(req, req.is_kv), sizes, kinds,
+                              np.maximum(left, 0.0), _allow(req))
+        return np.where(wmask[:, None], frac_w, frac_kv)
+
+
+class _NotOnChip(Exception):
+    def __init__(self, short: float, need: float):
+        self.short, self.need = short, need
+
+
+#: Residency policies by name.
+RESIDENCY_POLICIES: dict[str, ResidencyPolicy] = {}
+
+
+def register_residency(policy: ResidencyPolicy) -> ResidencyPolicy:
+    """Add a policy to :data:`RESIDENCY_POLICIES` (by its ``name``)."""
+    RESIDENCY_POLICIES[policy.name] = policy
+    return policy
+
+
+for _p in (HotFirst(), Offchip(), MustFit()):
+    register_residency(_p)
+
+
+def get_policy(name: str | ResidencyPolicy) -> ResidencyPolicy:
+    """A policy by name (``hot-first``, ``offchip``, ``must-fit``; ``_`` for ``-`` is fine)."""
+    if not isinstance(name, str):
+        return name
+    key = name.strip().lower().replace("_", "-")
+    if key in RESIDENCY_POLICIES:
+        return RESIDENCY_POLICIES[key]
+    raise ConfigError.single(f"unknown residency policy{did_you_mean(name, RESIDENCY_POLICIES)}"
+                             f"; policies: {', '.join(sorted(RESIDENCY_POLICIES))}",
+                             key="residency", value=name)
+
+
+@dataclass(frozen=True, eq=False)
+class MemoryPlan:
+    """Where everything lives. Arrays over levels are innermost first (``hw.memory`` order).
+
+    ``item_fraction[i, l]``: share of item ``i`` (weight tensors of the model's
+    :class:`~accelsim.sim.lower.TensorTable`, then one KV cache per attention op) in level
+    ``l``. ``staging`` and ``act_reserve`` are chip-total bytes per level; ``act_cumulative``
+    the activation bytes that fit in level ``l`` and all levels inside it.
+    """
+
+    policy: str
+    level_names: tuple[str, ...]
+    stage_w: int
+    stage_a: int
+    stage_o: int
+    staging: np.ndarray
+    act_reserve: np.ndarray
+    act_levels: np.ndarray
+    item_fraction: np.ndarray
+    n_weights: int
+    weight_bytes_by_level: np.ndarray
+    kv_bytes_by_level: np.ndarray
+
+    @property
+    def weight_fraction(self) -> np.ndarray:
+        return self.item_fraction[: self.n_weights]
+
+    @property
+    def kv_fraction(self) -> np.ndarray:
+        return self.item_fraction[self.n_weights:]
+
+
+def _innermost(hw, kind: str, fallback: int) -> int:
+    for i, m in enumerate(hw.memory):
+        if kind in m.holds:
+            return i
+    return fallback
+
+
+def plan_memory(hw, weight_bytes: np.ndarray, weight_density: np.ndarray,
+                kv_bytes: np.ndarray, kv_density: np.ndarray, act_working_set: float,
+                policy: str | ResidencyPolicy = "hot-first", staging_fraction: float = 0.25,
+                ) -> MemoryPlan:
+    """Budget every level and place weights and KV cache with ``policy``.
+
+    Raises
+    ------
+    DoesNotFitError
+        ``must-fit`` with weights that do not fit on chip, or any policy when the model does
+        not fit in the whole hierarchy.
+    """
+    pol = get_policy(policy)
+    mem = hw.memory
+    nl = len(mem)
+    cap = np.array([hw.level_capacity(m) for m in mem], dtype=np.float64)
+    onchip = np.array([m.scope != "offchip" for m in mem])
+    off = next((i for i, m in enumerate(mem) if m.scope == "offchip"), -1)
+    sw = _innermost(hw, "weights", 0)
+    sa = _innermost(hw, "activations", sw)
+    so = _innermost(hw, "outputs", sa)
+    staging = np.zeros(nl)
+    for lv in {sw, sa, so}:
+        if onchip[lv]:
+            only_outputs = set(mem[lv].holds) <= {"outputs"}
+            staging[lv] = cap[lv] * (1.0 if only_outputs else staging_fraction)
+    free = np.where(onchip, cap - staging, np.where(np.arange(nl) == off, cap, 0.0))
+    holds_act = np.array(["activations" in m.holds for m in mem])
+    act = np.zeros(nl)
+    need = float(act_working_set)
+    for lv in range(nl):
+        if need <= 0:
+            break
+        if holds_act[lv] and onchip[lv]:
+            act[lv] = min(need, free[lv])
+            need -= act[lv]
+    free = free - act
+    items_bytes = np.concatenate([weight_bytes, kv_bytes]).astype(np.float64)
+    req = PlacementRequest(
+        bytes=items_bytes, density=np.concatenate([weight_density, kv_density]),
+        is_kv=np.concatenate([np.zeros(len(weight_bytes), bool), np.ones(len(kv_bytes), bool)]),
+        free=free, allow_w=np.array(["weights" in m.holds for m in mem]),
+        allow_kv=np.array(["kv" in m.holds for m in mem]), onchip=onchip, offchip=off)
+    try:
+        frac = pol.place(req)
+    except _NotOnChip as e:
+        raise DoesNotFitError(_must_fit_message(hw, e, cap, staging, act, req)) from None
+    placed = frac * items_bytes[:, None]
+    unplaced = items_bytes - placed.sum(axis=1)
+    if unplaced.sum() > 0.5 + 1e-9 * items_bytes.sum():
+        raise DoesNotFitError(_no_room_message(hw, items_bytes, len(weight_bytes), free, req))
+    nw = len(weight_bytes)
+    return MemoryPlan(pol.name, tuple(m.name for m in mem), sw, sa, so, staging, act,
+                      holds_act & (onchip | (np.arange(nl) == off)), frac, nw,
+                      placed[:nw].sum(axis=0), placed[nw:].sum(axis=0))
+
+
+def _size(x: float) -> str:
+    return format_quantity(float(x), "size")
+
+
+def _must_fit_message(hw, e, cap, staging, act, req) -> str:
+    parts = [f"{m.name} {_size(c)}" + (f" less {_size(s)} tile staging" if s else "")
+             + (f" less {_size(a)} activations" if a else "")
+             for m, c, s, a, ok in zip(hw.memory, cap, staging, act, req.allow_w & req.onchip)
+             if ok]
+    room = float((req.free * (req.allow_w & req.onchip)).sum())
+    levels = "; ".join(parts) or "no on-chip level holds weights"
+    return (f"must-fit: the weights need {_size(e.need)} at this allocation but {hw.name} has "
+            f"{_size(room)} on chip for weights ({levels}), {_size(e.short)} short; use "
+            f"fewer bits, a smaller model, or --residency hot-first")
+
+
+def _no_room_message(hw, items_bytes, nw, free, req) -> str:
+    w, kv = float(items_bytes[:nw].sum()), float(items_bytes[nw:].sum())
+    room = float((free * (req.allow_w | req.allow_kv)).sum())
+    where = ("it has no off-chip memory" if req.offchip < 0 else
+             f"its memory holds {_size(room)} for weights and KV cache")
+    return (f"the weights ({_size(w)}) and KV cache ({_size(kv)}) do not fit on {hw.name}: "
+            f"{where}; use fewer bits, a smaller model, a shorter context or smaller batch, "
+            f"or an accelerator with more memory")

@@ -1,0 +1,176 @@
+"""``SimResult``: totals of one simulated step, the per-op table and the per-core timeline.
+
+The per-op :class:`pandas.DataFrame` (``ops``) and the per-core timeline (``timeline``) are
+built on first access from arrays kept in the record, so a sweep that only reads totals pays
+nothing for them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+__all__ = ["SimResult", "TOTAL_KEYS", "BOUNDS"]
+
+#: What ``bound`` may say (docs/simulator.md).
+BOUNDS = ("compute", "vector", "offchip_bandwidth", "onchip_bandwidth", "noc", "latency")
+
+#: Scalar totals, in the order of ``to_dict()`` and of the CSV row.
+TOTAL_KEYS = ("latency_s", "cycles", "tokens", "tokens_per_s", "energy_j", "weight_bytes",
+              "offchip_bytes", "onchip_bytes_moved", "macs", "mac_utilization",
+              "compute_cycles", "stall_cycles", "vector_cycles", "noc_cycles", "bound")
+
+
+@dataclass(frozen=True, eq=False)
+class SimResult:
+    """One simulated step (or one GEMM).
+
+    Totals: ``latency_s`` and ``cycles`` of the step; ``tokens`` processed and
+    ``tokens_per_s``; ``energy_j`` (with ``energy_breakdown_j``: mac, vector, noc, static and
+    ``memory:<level>``); ``weight_bytes`` of the whole model under the allocation and where
+    they live (``weight_bytes_by_level``, also ``kv_bytes_by_level``); bytes read plus
+    written at every level in this step (``bytes_by_level``), ``offchip_bytes`` (crossing
+    the off-chip interface) and ``onchip_bytes_moved`` (all on-chip levels);
+    ``compute_cycles`` (MAC-array busy cycles summed over ops and cores), ``stall_cycles``
+    (cycles an op held a core without computing: waiting for DMA, fill and drain),
+    ``vector_cycles``, ``noc_cycles``; ``mac_utilization`` (useful PE-cycles at the bits used
+    over ``cores x PEs x cycles``); ``busy_cycles`` per resource and ``bound``, the resource
+    that limits (one of :data:`BOUNDS`; ``latency`` when no resource is busy for at least half
+    the step: DMA setup, access latency, pipeline fill and dependencies dominate).
+    """
+
+    hw: str
+    model: str | None
+    scenario: dict
+    residency: str
+    clock_hz: float
+    cores: int
+    cycles: float
+    latency_s: float
+    tokens: float
+    tokens_per_s: float
+    energy_j: float
+    energy_breakdown_j: dict
+    weight_bytes: float
+    weight_bytes_by_level: dict
+    kv_bytes_by_level: dict
+    activation_bytes_by_level: dict
+    staging_bytes_by_level: dict
+    bytes_by_level: dict
+    offchip_bytes: float
+    onchip_bytes_moved: float
+    macs: float
+    mac_utilization: float
+    compute_cycles: float
+    stall_cycles: float
+    vector_cycles: float
+    noc_cycles: float
+    busy_cycles: dict
+    bound: str
+    warnings: tuple[str, ...] = ()
+    op_data: dict = field(default_factory=dict, repr=False)
+    phase_data: dict = field(default_factory=dict, repr=False)
+
+    # ------------------------------------------------------------------ tables
+    @cached_property
+    def ops(self):
+        """One row per op: name, op, layer, expert, role, weight, w_bits, a_bits, p_active,
+        m, k, n, macs, core (first core), cores, start_cycle, end_cycle, cycles (core-cycles
+        of work), compute_cycles, vector_cycles, stall_cycles, dataflow, tile_m, tile_k,
+        tile_n, ``bytes_<level>`` (read plus written), energy_j."""
+        import pandas as pd
+
+        from .engine import DATAFLOWS
+        from .lower import OP_NAMES
+        d = {k: (np.asarray(v) if isinstance(v, tuple) and k not in (
+            "names", "role", "tensor_names", "level_names") else v)
+            for k, v in self.op_data.items()}
+        n = len(d["names"])
+        tn = d["tensor_names"]
+        cols = {
+            "name": list(d["names"]), "op": [OP_NAMES[int(c)] for c in d["op_code"]],
+            "layer": d["layer"], "expert": d["expert"], "role": list(d["role"]),
+            "weight": [tn[t] if t >= 0 else None for t in d["tensor"]],
+            "w_bits": d["w_bits"], "a_bits": np.full(n, d["a_bits"])}
+        for k in ("p_active", "m", "k", "n", "macs", "core", "cores", "start_cycle",
+                  "end_cycle", "cycles", "compute_cycles", "vector_cycles", "stall_cycles"):
+            cols[k] = d[k]
+        cols["dataflow"] = [DATAFLOWS[x] if x >= 0 else None for x in d["dataflow"]]
+        for j, k in enumerate(("tile_m", "tile_k", "tile_n")):
+            cols[k] = d["tiles"][:, j]
+        for i, name in enumerate(d["level_names"]):
+            cols[f"bytes_{name}"] = d["bytes"][:, i]
+        cols["energy_j"] = d["energy_j"]
+        df = pd.DataFrame(cols)
+        for c in ("layer", "expert"):
+            df[c] = df[c].astype("Int64").where(df[c] >= 0)
+        return df
+
+    @cached_property
+    def timeline(self):
+        """Per-core timeline: one row per piece of an op on a core (core, op, start_cycle,
+        end_cycle), from the wrap-around placement of every phase."""
+        import pandas as pd
+        p, d = self.phase_data, self.op_data
+        rows_core, rows_op, rows_s, rows_e = [], [], [], []
+        t0 = 0.0
+        names, t1 = d["names"], d["cycles"]
+        for ph in range(len(p["T"])):
+            Tp, c = float(p["T"][ph]), int(p["c"][ph])
+            j, tau = 0, 0.0
+            for i in p["order"][p["ptr"][ph]:p["ptr"][ph + 1]]:
+                left = float(t1[i])
+                while left > 1e-9 * max(1.0, Tp) and j < c:
+                    take = min(left, Tp - tau)
+                    rows_core.append(j)
+                    rows_op.append(names[i])
+                    rows_s.append(t0 + tau)
+                    rows_e.append(t0 + tau + take)
+                    left -= take
+                    tau += take
+                    if tau >= Tp * (1 - 1e-12):
+                        j, tau = j + 1, 0.0
+            t0 += Tp
+        return pd.DataFrame({"core": np.array(rows_core, np.int64), "op": rows_op,
+                             "start_cycle": rows_s, "end_cycle": rows_e})
+
+    # ------------------------------------------------------------------ export
+    def to_dict(self, ops: bool = False) -> dict[str, Any]:
+        """Totals as plain Python values (JSON-ready); ``ops=True`` adds ``ops``, a list of
+        row dicts."""
+        d: dict[str, Any] = {"hw": self.hw, "model": self.model, "scenario": self.scenario,
+                             "residency": self.residency}
+        for k in TOTAL_KEYS:
+            v = getattr(self, k)
+            d[k] = v if isinstance(v, str) else float(v)
+        d.update({
+            "weight_bytes_by_level": _floats(self.weight_bytes_by_level),
+            "kv_bytes_by_level": _floats(self.kv_bytes_by_level),
+            "activation_bytes_by_level": _floats(self.activation_bytes_by_level),
+            "staging_bytes_by_level": _floats(self.staging_bytes_by_level),
+            "bytes_by_level": _floats(self.bytes_by_level),
+            "energy_breakdown_j": _floats(self.energy_breakdown_j),
+            "busy_cycles": _floats(self.busy_cycles),
+            "cores": int(self.cores), "clock_hz": float(self.clock_hz),
+            "warnings": list(self.warnings),
+        })
+        if ops:
+            df = self.ops.astype(object).where(self.ops.notna(), None)
+            d["ops"] = df.to_dict(orient="records")
+        return d
+
+    def summary_rows(self) -> list[dict[str, Any]]:
+        """``[{"quantity", "value"}]`` rows of the totals (the CLI's table)."""
+        rows = [{"quantity": k, "value": getattr(self, k)} for k in TOTAL_KEYS]
+        for name, v in self.weight_bytes_by_level.items():
+            rows.append({"quantity": f"weight_bytes[{name}]", "value": v})
+        for name, v in self.bytes_by_level.items():
+            rows.append({"quantity": f"bytes_moved[{name}]", "value": v})
+        return rows
+
+
+def _floats(d: dict) -> dict:
+    return {str(k): float(v) for k, v in d.items()}

@@ -12,14 +12,15 @@ expert subject to any of
   expert at that level; an expert's share is the core-cycles of its ops (per-op table)
   spread over all cores; the rest of the step is the base. The sum is only an estimate (residency -- what fits on chip --
   and the balance of experts over cores are not additive), so the chosen allocation is
-  re-simulated and, while it misses the budget, the latency budget given to the solver is
-  tightened by the miss and the problem solved again (at most :data:`MAX_REPAIRS` times);
+  re-simulated; when it misses the budget, the latency target given to the solver is
+  bisected (:data:`MAX_REPAIRS` steps) between the all-lowest allocation (simulated first:
+  if even that misses, the budget is infeasible) and the budget, keeping the best answer
+  the simulator accepts;
 * an **average-bits** cap when ``avg_bits`` is given.
 
 With a latency budget the weights must also fit the chip: the memory budget is at most the
-capacity of the levels that may hold weights (:func:`weight_capacity_bytes`); when a
-re-simulation still reports that they do not fit (KV cache, staging), the memory target
-shrinks by 2 % and the problem is solved again.
+capacity of the levels that may hold weights (:func:`weight_capacity_bytes`); an answer the
+simulator still cannot place (KV cache, staging buffers) counts as a miss in the repair.
 
 Importance is the activation frequency when known (else uniform); distortion is the measured
 sensitivity when known at every level (else the proxy ``4^-bits``). The knapsack is solved by
@@ -57,7 +58,7 @@ __all__ = ["BudgetResult", "ExpertCosts", "expert_costs", "budget_allocation",
            "pareto_front", "MAX_REPAIRS", "in_unit_of", "expert_latency_table",
            "weight_capacity_bytes"]
 
-MAX_REPAIRS = 6
+MAX_REPAIRS = 8
 
 
 def in_unit_of(value: float, text: str | None, kind: str) -> str:
@@ -235,35 +236,50 @@ def budget_allocation(req, *, simulate: Callable | None = None,
     flat_loss = loss.reshape(n, C)
     rows, budgets, kinds = _constraints(req, costs)
     lat_row = kinds.index("latency") if "latency" in kinds else None
-    x, repairs, sim_lat = None, 0, None
-    target = budgets.copy()
-    for repairs in range(MAX_REPAIRS + 1):
-        x = _solve(req, rows, flat_loss, target, kinds, costs)
-        if lat_row is None:
-            break
-        sim_lat = _resimulate(req, _to_alloc(req, x, levels, meta), simulate)
-        if sim_lat is None:         # did not fit the chip: ask for fewer bytes
-            target[kinds.index("memory")] *= 0.98
-            continue
-        if sim_lat <= req.latency_budget_s * (1 + 1e-9):
-            break
-        # tighten the additive estimate by the miss, then solve again
-        target[lat_row] -= (sim_lat - req.latency_budget_s) * 1.05
-    else:
-        lowest = _resimulate(req, _to_alloc(req, np.zeros(n, dtype=np.int64), levels, meta),
-                             simulate)
-        if lowest is not None and lowest > req.latency_budget_s:
-            raise _latency_infeasible(req, lowest)
-        last = "did not fit" if sim_lat is None else \
-            f"last simulated {in_unit_of(sim_lat, req_text(req, 'latency'), 'time')}"
-        raise InfeasibleError(f"no allocation found within the budgets after {MAX_REPAIRS} "
-                              f"repairs ({last})")
+    x = _solve(req, rows, flat_loss, budgets, kinds, costs)
+    repairs, sim_lat = 0, None
+    if lat_row is not None:
+        x, sim_lat, repairs = _repair(req, rows, flat_loss, budgets, kinds, costs, x, meta,
+                                      simulate, lat_row)
     alloc = _to_alloc(req, x, levels, meta)
     bound = None
     if kinds == ["memory"] and req.memory_scope == "global":
         bound = float(mckp_lp_bound(rows[0], flat_loss, budgets[0]))
     return BudgetResult(alloc, int(alloc.weight_bytes(req.model)),
                         float(flat_loss[np.arange(n), x].sum()), bound, sim_lat, repairs)
+
+
+def _repair(req, rows, loss, budgets, kinds, costs, x, meta, simulate, lat_row):
+    """Re-simulate; while the answer misses the latency budget (or does not fit the chip),
+    bisect the latency target handed to the solver between the all-lowest allocation
+    (checked first) and the budget, keeping the best answer that the simulator accepts."""
+    levels, n = costs.levels, rows[0].shape[0]
+    ok = lambda t: t is not None and t <= req.latency_budget_s * (1 + 1e-9)  # noqa: E731
+    t = _resimulate(req, _to_alloc(req, x, levels, meta), simulate)
+    if ok(t):
+        return x, t, 0
+    best = np.zeros(n, dtype=np.int64)
+    t_best = _resimulate(req, _to_alloc(req, best, levels, meta), simulate)
+    if not ok(t_best):
+        if t_best is None:
+            raise infeasible(f"the weights do not fit {getattr(req.hw, 'name', 'the chip')} "
+                             f"even with every expert at {levels[0]} bits", np.nan)
+        raise _latency_infeasible(req, t_best)
+    lo, hi = float(rows[lat_row][:, 0].sum()), float(budgets[lat_row])
+    target = budgets.copy()
+    for i in range(1, MAX_REPAIRS + 1):
+        target[lat_row] = 0.5 * (lo + hi)
+        try:
+            xm = _solve(req, rows, loss, target, kinds, costs)
+        except InfeasibleError:
+            lo = target[lat_row]
+            continue
+        tm = _resimulate(req, _to_alloc(req, xm, levels, meta), simulate)
+        if ok(tm):
+            best, t_best, lo = xm, tm, target[lat_row]
+        else:
+            hi = target[lat_row]
+    return best, t_best, MAX_REPAIRS
 
 
 def req_text(req, kind: str) -> str | None:

@@ -256,9 +256,10 @@ def solve_mckp_multi(costs, loss, budgets, *, method: str = "auto",
                      iterations: int = 40) -> np.ndarray:
     """Like :func:`solve_mckp` with ``k`` budgets: ``costs`` is [k, items, choices].
 
-    Exact (HiGHS) for small instances; otherwise the first budget is kept as the knapsack
-    constraint and the others are priced into the loss with multipliers found by bisection
-    (Lagrangian relaxation), so the answer is feasible but may be a little above optimum.
+    Exact (HiGHS) for small instances; otherwise each budget in turn is kept as the knapsack
+    constraint and the others are priced into the loss with a multiplier found by bisection
+    (Lagrangian relaxation); the best feasible answer is kept. It is feasible but may be a
+    little above optimum when several budgets bind at once.
 
     Raises
     ------
@@ -296,6 +297,29 @@ def _feasible(cs, x, bs) -> bool:
 
 
 def _lagrangian(cs, l, bs, iterations: int) -> np.ndarray:
+    """Try each budget as the knapsack constraint with the others priced in by a common
+    multiplier (bisection on the smallest feasible one); keep the best feasible answer.
+    When one budget alone already satisfies the others (multiplier 0), that answer is the
+    single-budget greedy's, which is near-optimal."""
+    best, best_loss, minimum = None, np.inf, None
+    ar = np.arange(cs.shape[1])
+    for j in range(len(bs)):
+        order = [j] + [i for i in range(len(bs)) if i != j]
+        try:
+            x = _priced(cs[order], l, bs[order], iterations)
+        except InfeasibleError as exc:
+            minimum = exc.minimum if minimum is None else minimum
+            continue
+        v = float(l[ar, x].sum())
+        if v < best_loss:
+            best, best_loss = x, v
+    if best is None:
+        raise infeasible("no choice satisfies all budgets together (each alone is "
+                         "feasible)", minimum if minimum is not None else np.nan)
+    return best
+
+
+def _priced(cs, l, bs, iterations: int) -> np.ndarray:
     # normalise every extra budget so that one multiplier scale fits all
     extra = cs[1:] / np.where(bs[1:] != 0, np.abs(bs[1:]), 1.0)[:, None, None]
     span = max(float(np.ptp(l)), 1e-300) * l.shape[0]
@@ -314,8 +338,7 @@ def _lagrangian(cs, l, bs, iterations: int) -> np.ndarray:
         hi *= 4.0
     else:
         mins = cs.min(axis=2).sum(axis=1)
-        raise infeasible("no choice satisfies all budgets together (each alone is "
-                         "feasible)", float(mins[1]))
+        raise infeasible("no choice satisfies all budgets together", float(mins[1]))
     best = x
     for _ in range(iterations):
         mid = 0.5 * (lo + hi)

@@ -33,10 +33,14 @@ from .spec import Point
 __all__ = ["evaluate_point", "build_hw", "load_model_cached", "scenario_of", "graph_cached",
            "METRICS", "noise_equivalent_bits"]
 
-#: Result columns of a successful point, in order (the simulator's totals first).
+#: Result columns of a successful point, in order: the simulator's totals, then the total
+#: MACs of the step, the expert bits actually allocated, weights left off chip and the
+#: accuracy proxy.
 METRICS = ("latency_s", "tokens_per_s", "energy_j", "weight_bytes", "offchip_bytes", "bound",
            "cycles", "compute_cycles", "stall_cycles", "mac_utilization",
-           "onchip_bytes_moved", "macs", "expert_avg_bits", "noise_equiv_bits")
+           "onchip_bytes_moved", "macs", "expert_avg_bits", "offchip_weight_bytes",
+           "noise_equiv_bits")
+_SIM_TOTALS = METRICS[:12]
 
 
 @lru_cache(maxsize=32)
@@ -86,6 +90,8 @@ def scenario_of(params: Mapping[str, Any]):
                     capacity_factor=params["capacity_factor"], seed=int(params["seed"]))
 
 
+# the routing permutation depends on the seed only for Zipf routing: other points share
+# their graph across seeds
 _SCENARIO_KEYS = ("workload", "phase", "batch", "seq_len", "context", "routing",
                   "capacity_factor", "seed")
 
@@ -136,10 +142,14 @@ def evaluate_point(point: Point) -> dict[str, Any]:
     hw = build_hw(p["hw"], tuple(sorted(point.overrides.items())))
     model = load_model_cached(p["workload"])
     graph, shares = graph_cached(p)
-    alloc = make_allocation(model, p, hw=hw, graph=graph)
-    res = simulate(hw, graph, alloc).to_dict()
-    out = {k: res.get(k) for k in METRICS[:11]}
-    out["macs"] = float(graph.graph["total_macs"])
+    alloc = make_allocation(model, p, hw=hw, scenario=scenario_of(p), shares=shares)
+    res = simulate(hw, graph, alloc, residency=p["residency"], dataflow=p["dataflow"])
+    out: dict[str, Any] = {k: getattr(res, k) for k in _SIM_TOTALS}
+    for k, v in out.items():
+        out[k] = v if isinstance(v, str) else float(v)
+    off = hw.offchip
     out["expert_avg_bits"] = alloc.average_expert_bits()
+    out["offchip_weight_bytes"] = float(res.weight_bytes_by_level.get(off.name, 0.0)
+                                        if off is not None else 0.0)
     out["noise_equiv_bits"] = noise_equivalent_bits(alloc.expert_bits, shares)
     return out

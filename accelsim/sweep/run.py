@@ -23,7 +23,7 @@ from ..errors import ConfigError
 from .evaluate import METRICS, evaluate_point
 from .executors import Executor, make_executor, run_chunk
 from .spec import Point, SweepSpec
-from .store import PartStore, check_out, write_table
+from .store import PartStore, canonical_table, check_out, write_table
 
 __all__ = ["run_sweep", "SweepResult", "default_chunk", "results_table"]
 
@@ -76,10 +76,8 @@ def results_table(spec: SweepSpec, rows) -> Any:
     rest = sorted(c for c in extra if c not in METRICS and c not in spec.columns)
     evald = evald.reindex(columns=["point_id", *known, *rest, "error"])
     table = params.merge(evald, on="point_id", how="left", validate="one_to_one")
-    for col in table.columns:
-        if table[col].dtype == object:
-            table[col] = table[col].astype(object).where(table[col].notna(), None)
-    return table.sort_values("point_id", kind="stable").reset_index(drop=True)
+    table = table.sort_values("point_id", kind="stable").reset_index(drop=True)
+    return canonical_table(table)
 
 
 def _chunks(points: Sequence[Point], size: int) -> list[list[Point]]:

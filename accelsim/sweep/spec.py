@@ -173,6 +173,24 @@ def _method(v: Any, base: Path) -> str:
     return v
 
 
+def _quantity(kind: str) -> Callable:
+    def check(v: Any, base: Path) -> Any:
+        from ..units import parse_quantity
+        try:
+            x = parse_quantity(v, kind)
+        except ConfigError as exc:
+            raise ValueError(exc.problems[0].reason) from None
+        if not x > 0:
+            raise ValueError("must be > 0")
+        return v
+    return check
+
+
+def _residency(v: Any, base: Path) -> str:
+    from ..sim import RESIDENCY_POLICIES
+    return _choice(*sorted(RESIDENCY_POLICIES))(v, base)
+
+
 def _override_value(v: Any, base: Path) -> Any:
     if isinstance(v, (dict, list)) or v is None:
         # keeping columns scalar keeps the results table tidy
@@ -204,9 +222,17 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
        "activation bits (default: the accelerator's)"),
     _P("kv_bits", "allocation", _number(1, 16, integer=True), 16, "KV-cache bits"),
     _P("other_bits", "allocation", _optional(_number(1, 16, integer=True)), None,
-       "bits of attention, shared experts and dense FFNs (default 16)"),
+       "bits of attention, shared experts and dense FFNs (default: the allocator's, 4)"),
     _P("group_size", "allocation", _optional(_number(1, 1 << 20, integer=True)), 128,
        "quantization group size along the input dimension (null: per channel)"),
+    _P("memory_budget", "allocation", _optional(_quantity("size")), None,
+       "weight-memory budget of the 'budget' method, like '24 GB'", _as_written),
+    _P("latency_budget", "allocation", _optional(_quantity("time")), None,
+       "step-latency budget of the 'budget' method, like '20 ms'", _as_written),
+    _P("residency", "simulator", _residency, "hot-first",
+       "where weights live: hot-first, offchip or must-fit"),
+    _P("dataflow", "simulator", _optional(_choice("weight_stationary", "output_stationary")),
+       None, "force a dataflow (default: the fastest the array supports, per GEMM)"),
     _P("phase", "scenario", _choice("decode", "prefill"), "decode", "inference phase",
        always_column=True),
     _P("batch", "scenario", _number(1, 1 << 24, integer=True), 1, "sequences per step",
@@ -470,9 +496,8 @@ def _cross_check(points: list[Point], params: dict[str, _Collected], file: str |
                 check_allocation(model, p.params)
             except ConfigError as exc:
                 for q in exc.problems:
-                    name = q.key if q.key in PARAMS else "method"
-                    problems.append(Problem(q.reason, file=file, key=where(name,
-                                            p.params.get(name)), value=p.params.get(name)))
+                    problems.append(_nest(q, file, where("signals", p.params["signals"]),
+                                          "signals"))
 
 
 def _nest(q: Problem, file: str | None, key: str, what: str) -> Problem:

@@ -32,7 +32,10 @@ from typing import Any, Sequence
 from ..errors import ConfigError
 
 __all__ = ["PartStore", "parts_dir", "OUT_SUFFIXES", "check_out", "write_table",
-           "read_table"]
+           "read_table", "canonical_table", "TEXT_COLUMNS"]
+
+#: Columns that hold text even when every value is missing.
+TEXT_COLUMNS = ("bound", "error")
 
 OUT_SUFFIXES = (".parquet", ".pq", ".csv")
 _MANIFEST = "manifest.json"
@@ -85,17 +88,34 @@ def write_table(df, path: str | os.PathLike) -> None:
         raise
 
 
+def canonical_table(df):
+    """Results in one representation whatever wrote or read them: text columns (and
+    :data:`TEXT_COLUMNS`) as ``object`` with None for a missing value; numbers untouched.
+    Parquet and CSV readers (and pandas versions) differ in how they type text."""
+    import pandas as pd
+    out = df.copy()
+    for col in out.columns:
+        s = out[col]
+        text = col in TEXT_COLUMNS or not (pd.api.types.is_numeric_dtype(s)
+                                           or pd.api.types.is_bool_dtype(s))
+        if text:
+            obj = s.astype(object)
+            out[col] = obj.where(s.notna(), None)
+    return out
+
+
 def read_table(path: str | os.PathLike):
-    """Read a results file (parquet or CSV) into a DataFrame; ConfigError if unreadable."""
+    """Read a results file (parquet or CSV) into a DataFrame (text columns as in
+    :func:`canonical_table`); ConfigError if unreadable."""
     import pandas as pd
     p = Path(path).expanduser()
     if not p.is_file():
         raise ConfigError.single("no such results file", file=str(path))
     try:
         if p.suffix.lower() == ".csv":
-            return pd.read_csv(p)
+            return canonical_table(pd.read_csv(p))
         if p.suffix.lower() in (".parquet", ".pq"):
-            return pd.read_parquet(p)
+            return canonical_table(pd.read_parquet(p))
     except Exception as exc:  # pyarrow and the CSV parser raise many kinds
         raise ConfigError.single(f"cannot read results ({type(exc).__name__}: "
                                  f"{str(exc).splitlines()[0] if str(exc) else ''})",

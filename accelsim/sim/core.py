@@ -260,8 +260,7 @@ def _run(hw, ot: OpTable, bits: np.ndarray, t_bytes: np.ndarray, t_numel: np.nda
     o_fix = np.where(o_dma, hp.setup_cyc + hp.latency_cyc[h], 0.0)
     o_pb = np.where(o_dma, 1.0 / hp.write_bpc[h], 0.0)
     cols_e = np.maximum(_ceil(N / C), 1.0)
-    smax = np.minimum(cores, cols_e)
-    npiece = np.minimum(N, _ceil(cols_e / smax) * C)
+    npiece = np.minimum(N, C)
     stage_cap = plan.staging / cores
     res = E.run_gemms(mask, M, K.astype(np.int64), N.astype(np.int64),
                       npiece.astype(np.int64), R, C, cpm, wB, aB, aB, hp.acc_bytes, w_fix,
@@ -280,7 +279,7 @@ def _run(hw, ot: OpTable, bits: np.ndarray, t_bytes: np.ndarray, t_numel: np.nda
     cols[e] = cols_e.astype(np.int64)
     att_e = is_att[e]
     t1[e[att_e]] += vcyc[e[att_e]]
-    ts[e[att_e]] += vcyc[e[att_e]] / smax[att_e]
+    ts[e[att_e]] += vcyc[e[att_e]] / cols_e[att_e]
     dflow = np.full(nops, -1, np.int64)
     tiles = np.zeros((nops, 3))
     dflow[e] = res[:, 2].astype(np.int64)
@@ -293,16 +292,18 @@ def _run(hw, ot: OpTable, bits: np.ndarray, t_bytes: np.ndarray, t_numel: np.nda
     data = np.where(v_dma, ot.in_elems * aB / hp.read_bpc[hv] + ot.out_elems * aB
                     / hp.write_bpc[hv], 0.0)
     vfix = np.where(v_dma, 2.0 * (hp.setup_cyc + hp.latency_cyc[hv]), 0.0) * pe
+    vcols = np.maximum(_ceil(ot.out_elems / hw.cores.vector_unit.lanes), 1.0)
     t1 = np.where(vec, np.maximum(vcyc, data) + vfix, t1)
-    ts = np.where(vec, np.maximum(vcyc, data) / cores + vfix, ts)
-    cols = np.where(vec, cores, cols)
+    ts = np.where(vec, np.maximum(vcyc, data) / vcols + vfix, ts)
+    cols = np.where(vec, vcols.astype(np.int64), cols)
     emb = (oc == OP["embed"]) & has_t
     emb_bytes = np.where(emb, ot.weight_fraction * t_bytes[np.maximum(ot.tensor, 0)], 0.0)
     if emb.any():
         efix, epb = dma_cost(wfrac[emb], sa, hp)
+        rows = np.maximum(_ceil(ot.tokens[emb]), 1.0)
         t1[emb] = efix + emb_bytes[emb] * epb
-        ts[emb] = efix + emb_bytes[emb] * epb / cores
-        cols[emb] = cores
+        ts[emb] = efix + emb_bytes[emb] * epb / rows
+        cols[emb] = rows.astype(np.int64)
 
     # ------------------------------------------------------------------ traffic per level
     rd = np.zeros((nops, nl))

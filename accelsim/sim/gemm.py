@@ -96,8 +96,8 @@ def fast_gemm(hw, hp, m: float, k: int, n: int, w_bits: int, a_bits: int, nbytes
     wB = nbytes / (float(k) * float(n))
     w_fix = w_pb = 0.0
     for lv in range(nl):
-        if lv != sw and frac[lv] > 1e-12:
-            w_fix += hp.setup_cyc + lat[lv]
+        if lv != sw and frac[lv] > 0.0:
+            w_fix += frac[lv] * (hp.setup_cyc + lat[lv])
             w_pb += frac[lv] / rbw[lv]
     w_stage = frac[sw] < 1.0 - 1e-9
     a_dma, o_dma = home != sa, home != so
@@ -106,8 +106,7 @@ def fast_gemm(hw, hp, m: float, k: int, n: int, w_bits: int, a_bits: int, nbytes
     o_fix = hp.setup_cyc + lat[home] if o_dma else 0.0
     o_pb = 1.0 / wbw[home] if o_dma else 0.0
     cols = max(_ceil(N / C), 1.0)
-    smax = min(cores, cols)
-    npiece = int(min(N, _ceil(cols / smax) * C))
+    npiece = int(min(N, C))
     stage_cap = np.array(staging) / cores  # the engine wants an array
     r = E.best_tiling(mask, M, K, N, R, C, cpm, wB, aB, aB, hp.acc_bytes, w_fix, w_pb, a_fix,
                       a_pb, o_fix, o_pb, hp.two_channels, stage_cap, sw, sa, so, w_stage, a_dma,
@@ -145,7 +144,7 @@ def fast_gemm(hw, hp, m: float, k: int, n: int, w_bits: int, a_bits: int, nbytes
         fl = max(fl, rd[lv] / rbw[lv] + wr[lv] / wbw[lv])
     T = max(t1 / cores, fl)
     if T < t1:
-        T = max(T, op_time(t1, ts, int(cols), cores, cores))
+        T = max(T, op_time(t1, ts, int(cols), cores))
     span = 1 if t1 <= T * (1 + 1e-9) else min(cores, int(math.ceil(t1 / T - 1e-9)))
     end = t1 if span == 1 else T
     cycles = T

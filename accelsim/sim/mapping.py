@@ -5,10 +5,10 @@ The L1 tiling and loop order of each GEMM are chosen by
 fastest feasible one); this module prepares its inputs and turns its outputs into bytes read
 and written at every memory level.
 
-**DMA cost of an operand.** An operand whose bytes live, by fractions ``f_l``, in levels other
-than its staging buffer is loaded tile by tile; one tile of ``B`` bytes costs
-``sum_l [f_l > 0] (setup + latency_l) + B * sum_l f_l / bandwidth_l`` cycles (one transfer per
-source level). Core-scope levels give every core their own bandwidth; a chip or off-chip level
+**DMA cost of an operand.** A tensor placed across levels has a share ``f_l`` of its tiles in
+level ``l``; a tile of ``B`` bytes from level ``l`` costs ``setup + latency_l + B /
+bandwidth_l`` cycles and tiles already in the staging buffer cost nothing, so the expected
+cost of a tile is ``sum_{l != stage} f_l (setup + latency_l + B / bandwidth_l)``. Core-scope levels give every core their own bandwidth; a chip or off-chip level
 gives one core its full bandwidth (sharing between cores is the scheduler's fluid bound).
 
 **Traffic of a GEMM** (expected bytes, times ``p_active``), with ``Wf``/``Af`` the bytes the
@@ -124,12 +124,12 @@ def hw_params(hw) -> HwParams:
 
 
 def dma_cost(frac: np.ndarray, stage: int, lv: HwParams) -> tuple[np.ndarray, np.ndarray]:
-    """Per-transfer cycles and cycles per byte of loading operands whose bytes are spread
-    over levels by ``frac`` [ops x levels] into staging level ``stage``."""
+    """Expected cycles per transfer and per byte of loading a tile of operands whose tiles
+    live, by fractions ``frac`` [ops x levels], in the levels; tiles already in the staging
+    level ``stage`` need no transfer."""
     src = frac.copy()
     src[:, stage] = 0.0
-    used = src > 1e-12
-    fix = (used * (lv.setup_cyc + lv.latency_cyc)[None, :]).sum(axis=1)
+    fix = (src * (lv.setup_cyc + lv.latency_cyc)[None, :]).sum(axis=1)
     pb = (src / lv.read_bpc[None, :]).sum(axis=1)
     return fix, pb
 

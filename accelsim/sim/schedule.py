@@ -9,9 +9,10 @@ run one after the other and the ops of a phase run concurrently on the cores. Ph
                   sum_i F_i,l  for every shared level l,   fluid bandwidth bound
                   noc_p(c) )                      dispatch / combine over the NoC
 
-``t_i(1)`` is op ``i`` on one core; ``t_i(s)`` interpolates between that and its time split
-``s_max = min(cores, cols_i)`` ways along N (``cols_i`` = column tiles of the array, both
-times from the tile pipeline), linearly in the number of column tiles per piece. ``F_i,l`` is
+``t_i(1)`` is op ``i`` on one core; ``t_i(s)`` interpolates between that and the time of a
+piece one column tile wide (``cols_i`` = column tiles of the array along N; both times from the
+tile pipeline), linearly in the column tiles per piece, ``ceil(cols_i / s)``. Neither anchor
+depends on the number of cores. ``F_i,l`` is
 the op's bytes at a chip or off-chip level over that level's bandwidth. Experts of a layer
 are thereby spread over the cores by their expected load (the first term is McNaughton's
 wrap-around bound, reached by splitting at most one op per core), dense ops are split across
@@ -77,18 +78,14 @@ def noc_cost(nbytes, c, topo, link_bpc, hop_cyc):  # pragma: no cover - numba
 
 
 @njit(cache=True)
-def op_time(t1, ts, cols, cores, c):  # pragma: no cover - numba
-    """Time of an op on ``min(c, cols)`` cores (see module doc)."""
-    smax = min(cores, cols)
-    if smax <= 1:
+def op_time(t1, ts, cols, c):  # pragma: no cover - numba
+    """Time of an op split over ``min(c, cols)`` cores: linear in the column tiles per piece
+    between ``t1`` (all ``cols`` on one core) and ``ts`` (one column tile)."""
+    if cols <= 1 or c <= 1:
         return t1
     s = min(c, cols)
-    b1 = float(cols)
-    bmax = math.ceil(cols / smax)
-    bs = math.ceil(cols / s)
-    if b1 <= bmax:
-        return t1
-    return ts + (t1 - ts) * (bs - bmax) / (b1 - bmax)
+    b = math.ceil(cols / s)
+    return ts + (t1 - ts) * (b - 1.0) / (cols - 1.0)
 
 
 @njit(cache=True)
@@ -123,7 +120,7 @@ def _phase_time(p, ph_ptr, order, t1, ts, cols, W, T1, FL, NB, cores, c, topo, l
         for idx in range(ph_ptr[p], ph_ptr[p + 1]):
             i = order[idx]
             if t1[i] > t:
-                t = max(t, op_time(t1[i], ts[i], cols[i], cores, c))
+                t = max(t, op_time(t1[i], ts[i], cols[i], c))
     if NB[p] > 0.0:
         t = max(t, noc_cost(NB[p], c, topo, link, hop)[0])
     return t

@@ -1,0 +1,176 @@
+"""``accelsim simulate``: one inference step (or one GEMM) on an accelerator.
+
+Examples (shell)::
+
+    accelsim simulate --hw h100 --workload mixtral-8x7b --bits 4 --batch 16
+    accelsim simulate --hw gemmini --gemm 64,4096,14336 --bits 8 --format json
+    accelsim simulate --hw spyre --workload mixtral-8x7b --alloc alloc.yaml --ops --format csv
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import replace
+
+import click
+
+from ..errors import ConfigError, Problem
+from ._common import check_out_path, emit, format_option, render_table, to_json
+
+__all__ = ["command"]
+
+_RESIDENCY = ("hot-first", "offchip", "must-fit")
+_DATAFLOWS = ("weight_stationary", "output_stationary")
+
+
+def _parse_gemm(text: str) -> tuple[float, int, int]:
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        if len(parts) != 3:
+            raise ValueError
+        m, k, n = float(parts[0]), int(parts[1]), int(parts[2])
+    except ValueError:
+        raise ConfigError.single("must be M,K,N (activations M x K, weights K x N), like "
+                                 "'64,4096,14336'", key="--gemm", value=text) from None
+    if not (m >= 1 and k >= 1 and n >= 1):
+        raise ConfigError.single("M, K and N must be >= 1", key="--gemm", value=text)
+    return m, k, n
+
+
+def _check_combination(hw, workload, gemm, bits, alloc, ops, fmt) -> None:
+    problems = []
+    if gemm is None and workload is None:
+        problems.append(Problem("give --workload WL (a model step) or --gemm M,K,N",
+                                key="--workload"))
+    if gemm is not None and workload is not None:
+        problems.append(Problem("--gemm and --workload exclude each other", key="--gemm"))
+    if bits is not None and alloc is not None:
+        problems.append(Problem("--bits and --alloc exclude each other", key="--alloc"))
+    if gemm is not None and alloc is not None:
+        problems.append(Problem("--gemm takes --bits (weight bits), not --alloc",
+                                key="--alloc"))
+    if problems:
+        raise ConfigError(problems)
+
+
+def _csv(rows: list[dict], columns: list[str]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in columns})
+    return buf.getvalue().rstrip("\n")
+
+
+def _totals_row(res) -> dict:
+    d = res.to_dict()
+    row = {"hw": d["hw"], "model": d["model"] or "", "residency": d["residency"]}
+    for k in ("latency_s", "cycles", "tokens", "tokens_per_s", "energy_j", "weight_bytes",
+              "offchip_bytes", "onchip_bytes_moved", "macs", "mac_utilization",
+              "compute_cycles", "stall_cycles", "vector_cycles", "noc_cycles", "bound"):
+        row[k] = d[k]
+    for name, v in d["weight_bytes_by_level"].items():
+        row[f"weight_bytes[{name}]"] = v
+    for name, v in d["bytes_by_level"].items():
+        row[f"bytes_moved[{name}]"] = v
+    return row
+
+
+def _render(res, fmt: str, ops: bool) -> str:
+    if fmt == "json":
+        return to_json(res.to_dict(ops=ops))
+    if fmt == "csv":
+        if ops:
+            df = res.ops
+            rows = df.astype(object).where(df.notna(), None).to_dict(orient="records")
+            return _csv(rows, list(df.columns))
+        row = _totals_row(res)
+        return _csv([row], list(row))
+    head = (f"{res.hw}: " + (f"{res.model}, " if res.model else "")
+            + ", ".join(f"{k}={v}" for k, v in res.scenario.items() if k != "routing")
+            + f", residency {res.residency}")
+    text = head + "\n\n" + render_table(res.summary_rows(), ["quantity", "value"])
+    if res.warnings:
+        text += "\n\nwarnings:\n" + "\n".join(f"- {w}" for w in res.warnings)
+    if ops:
+        cols = ["name", "op", "w_bits", "core", "cores", "start_cycle", "end_cycle", "cycles",
+                "compute_cycles", "stall_cycles", "dataflow", "energy_j"]
+        df = res.ops
+        text += "\n\n" + render_table(df[cols].astype(object).where(df[cols].notna(), None)
+                                      .to_dict(orient="records"), cols)
+    return text
+
+
+@click.command("simulate")
+@click.option("--hw", "hw_name", required=True, metavar="HW",
+              help="Accelerator: a preset name or a YAML path.")
+@click.option("--workload", "workload", metavar="WL",
+              help="MoE model: a preset name, a YAML path or a config.json.")
+@click.option("--gemm", "gemm", metavar="M,K,N",
+              help="Simulate one GEMM (activations M x K, weights K x N) instead of a step.")
+@click.option("--bits", type=click.IntRange(1, 16), default=None,
+              help="Uniform weight bits (experts, attention, shared; router and embeddings "
+                   "stay 16). With --gemm: the weight bits (default 8). Default: 16.")
+@click.option("--alloc", "alloc_path", type=click.Path(dir_okay=False), metavar="FILE",
+              help="A BitAllocation file (YAML or JSON), e.g. from 'accelsim allocate'.")
+@click.option("--activation-bits", type=click.IntRange(1, 16), default=None,
+              help="Activation bits (default: the allocation's, else the accelerator's).")
+@click.option("--kv-bits", type=click.IntRange(1, 16), default=None,
+              help="KV-cache bits (default: the allocation's, 16).")
+@click.option("--batch", type=click.IntRange(1, 1 << 24), default=1, show_default=True,
+              help="Sequences in the step.")
+@click.option("--phase", type=click.Choice(["prefill", "decode"]), default="decode",
+              show_default=True)
+@click.option("--context", type=click.IntRange(0, 1 << 24), default=0, show_default=True,
+              help="Decode: tokens already in the KV cache.")
+@click.option("--seq-len", type=click.IntRange(1, 1 << 24), default=1, show_default=True,
+              help="Prefill: prompt length.")
+@click.option("--routing", default="uniform", show_default=True,
+              help="uniform, zipf:ALPHA, trace:FILE (.npz/.csv) or freq:FILE.npz.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Routing seed (zipf).")
+@click.option("--residency", type=click.Choice(_RESIDENCY), default="hot-first",
+              show_default=True, help="Where weights live (docs/simulator.md).")
+@click.option("--dataflow", type=click.Choice(_DATAFLOWS), default=None,
+              help="Force a dataflow (default: the fastest the array supports, per GEMM).")
+@format_option("table", "json", "csv")
+@click.option("--ops", "with_ops", is_flag=True,
+              help="Add the per-op table (json: key 'ops'; csv: the op table instead of "
+                   "the totals).")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="Write here instead of stdout (atomically).")
+def command(hw_name, workload, gemm, bits, alloc_path, activation_bits, kv_bits, batch, phase,
+            context, seq_len, routing, seed, residency, dataflow, fmt, with_ops, out):
+    """Simulate one inference step of WL (or one GEMM) on HW: latency, throughput, energy,
+    memory footprint per level and traffic."""
+    from ..hw import load_hw
+    _check_combination(hw_name, workload, gemm, bits, alloc_path, with_ops, fmt)
+    check_out_path(out)
+    hw = load_hw(hw_name)
+    if gemm is not None:
+        from ..sim import simulate_gemm
+        m, k, n = _parse_gemm(gemm)
+        res = simulate_gemm(hw, m, k, n, w_bits=bits or 8, a_bits=activation_bits,
+                            dataflow=dataflow, residency=residency)
+    else:
+        from ..precision import BitAllocation
+        from ..sim import simulate
+        from ..workload import Scenario, build_graph, load_workload, parse_routing
+        model = load_workload(workload)
+        scenario = Scenario(phase=phase, batch=batch, seq_len=seq_len, context=context,
+                            routing=parse_routing(routing), seed=seed)
+        if alloc_path is not None:
+            alloc = BitAllocation.load(alloc_path, model)
+        else:
+            alloc = BitAllocation.uniform(model, bits or 16)
+        changes = {}
+        if activation_bits is not None:
+            changes["activation_bits"] = activation_bits
+        if kv_bits is not None:
+            changes["kv_bits"] = kv_bits
+        if changes:
+            alloc = replace(alloc, **changes)
+        scenario.expert_load(model)  # routing problems surface before any work
+        res = simulate(hw, build_graph(model, scenario), alloc, residency=residency,
+                       dataflow=dataflow)
+    emit(_render(res, fmt, with_ops), out)

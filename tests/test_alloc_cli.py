@@ -146,3 +146,36 @@ def test_subprocess_help_and_error():
                        capture_output=True, text=True)
     assert r.returncode == 2
     assert r.stderr.startswith("accelsim: error:") and "router_norm" in r.stderr
+
+
+TINY = """
+name: tiny-mixtral
+family: mixtral
+hidden_size: 8
+num_layers: 2
+vocab_size: 16
+attention: {kind: gqa, num_heads: 2, num_kv_heads: 2, head_dim: 4}
+moe: {num_experts: 4, top_k: 2, expert_ffn_size: 6}
+"""
+
+
+def test_checkpoint_signals_through_the_cli(run_cli, tmp_path):
+    from test_alloc_signals import write_mixtral
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    ft = write_mixtral(tmp_path / "ft.safetensors", seed=1)
+    write_mixtral(tmp_path / "pt.safetensors", seed=2, router_scale=0.0)  # PT norms all 0
+    out = tmp_path / "a.yaml"
+    rc, stdout, err = run_cli("allocate", "--workload", tmp_path / "tiny.yaml", "--method",
+                              "router-norm", "--order", "router", "--avg-bits", "2",
+                              "--levels", "3,1", "--checkpoint", tmp_path / "ft.safetensors",
+                              "--pretrained", tmp_path / "pt.safetensors", "--out", out)
+    assert rc == 0, err
+    bits = BitAllocation.load(out).expert_bits
+    for i in range(2):
+        # change = FT norm - 0: the two experts with the smallest router norms get 3 bits
+        norms = np.linalg.norm(ft[f"model.layers.{i}.block_sparse_moe.gate.weight"], axis=1)
+        assert sorted(np.flatnonzero(bits[i] == 3)) == sorted(np.argsort(norms)[:2])
+    rc, _, err = run_cli("allocate", "--workload", tmp_path / "tiny.yaml", "--method",
+                         "hessian", "--avg-bits", "2", "--levels", "3,2,1", "--checkpoint",
+                         tmp_path / "ft.safetensors")
+    assert rc == 0, err

@@ -10,8 +10,9 @@ expert subject to any of
 * a **latency budget** for one inference step of ``scenario`` on accelerator ``hw``. Per-expert
   latency at each level comes from the simulator: one simulation per level with every
   expert at that level; an expert's share is the core-cycles of its ops (per-op table)
-  spread over all cores; the rest of the step is the base. The sum is only an estimate (residency -- what fits on chip --
-  and the balance of experts over cores are not additive), so the chosen allocation is
+  spread over all cores; the rest of the step is the base. The sum is only an estimate
+  (residency -- what fits on chip -- and the balance of experts over cores are not
+  additive), so the chosen allocation is
   re-simulated; when it misses the budget, the latency target given to the solver is
   bisected (:data:`MAX_REPAIRS` steps) between the all-lowest allocation (simulated first:
   if even that misses, the budget is infeasible) and the budget, keeping the best answer
@@ -293,12 +294,14 @@ def _constraints(req, costs: ExpertCosts):
     mem = req.memory_budget_bytes
     if req.latency_budget_s is not None:
         cap = weight_capacity_bytes(req.hw)
-        if costs.fixed_bytes + costs.bytes[..., 0].sum() > cap:
+        least = costs.fixed_bytes + costs.bytes[..., 0].sum()
+        if least > cap:
             from ..errors import DoesNotFitError
+            text = req_text(req, "memory")
             raise DoesNotFitError(
-                f"the weights need at least {in_unit_of(costs.fixed_bytes + costs.bytes[..., 0].sum(), req_text(req, 'memory'), 'size')} "
-                f"(every expert at {costs.levels[0]} bits) but {req.hw.name} holds "
-                f"{in_unit_of(cap, req_text(req, 'memory'), 'size')} of weights")
+                f"the weights need at least {in_unit_of(least, text, 'size')} (every expert "
+                f"at {costs.levels[0]} bits) but {req.hw.name} holds "
+                f"{in_unit_of(cap, text, 'size')} of weights")
         mem = cap if mem is None else min(mem, cap)
     if mem is not None:
         free = mem - costs.fixed_bytes

@@ -153,6 +153,23 @@ def test_cli_sweep_with_an_existing_dask_cluster(run_cli, cfg):
     pd.testing.assert_frame_equal(read_table(cfg / "r.parquet"), run_sweep(load_sweep(spec)).table)
 
 
+def test_cli_sweep_dask_local_cluster_of_worker_processes_and_progress_bar(run_cli, cfg):
+    pytest.importorskip("distributed")
+    spec = _spec_file(cfg, SMALL)
+    rc, stdout, err = run_cli("sweep", spec, "--out", cfg / "r.parquet", "--dask-local", "2",
+                              "--progress")
+    assert rc == 0, err
+    assert "on dask x2" in stdout
+    assert "sweep: 100%" in err and "12/12" in err  # tqdm, forced on a non-terminal
+    pd.testing.assert_frame_equal(read_table(cfg / "r.parquet"),
+                                  run_sweep(load_sweep(spec)).table)
+
+
+def test_cli_no_progress_bar_when_stderr_is_not_a_terminal(run_cli, cfg):
+    rc, _, err = run_cli("sweep", _spec_file(cfg, SMALL), "--out", cfg / "r.csv")
+    assert rc == 0 and err == ""
+
+
 def _interrupt_after(n):
     state = {"left": n}
 

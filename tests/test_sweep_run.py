@@ -89,13 +89,13 @@ def test_processes_give_the_serial_results(serial_table):
     pd.testing.assert_frame_equal(res.table, serial_table)
 
 
-def test_dask_local_cluster_threads_and_processes_give_the_serial_results(serial_table):
+def test_dask_local_cluster_gives_the_serial_results(serial_table):
     pytest.importorskip("distributed")
-    for processes in (False, True):
-        res = run_sweep(_spec(), executor="dask", workers=2, local=True, processes=processes,
-                        evaluate=fake_eval, chunk=8)
-        assert res.executor == "dask"
-        pd.testing.assert_frame_equal(res.table, serial_table)
+    # thread workers here; worker processes in test_sweep_cli (--dask-local)
+    res = run_sweep(_spec(), executor="dask", workers=2, local=True, processes=False,
+                    evaluate=fake_eval, chunk=8)
+    assert res.executor == "dask" and res.workers == 2
+    pd.testing.assert_frame_equal(res.table, serial_table)
 
 
 def test_dask_existing_cluster_by_address(serial_table):

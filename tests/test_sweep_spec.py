@@ -272,3 +272,36 @@ def test_missing_spec_file_and_relative_missing_file(tmp_path):
         load_sweep(s)
     p = ei.value.problems[0]
     assert p.file == str(s) and p.key == "fixed.hw" and "no such file" in p.reason
+
+
+# ----------------------------------------------------------------------------- examples, docs
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_example_sweep_is_mixtral_on_three_presets_three_methods_three_bit_widths():
+    from accelsim.presets import list_presets
+    spec = load_sweep(ROOT / "examples" / "sweep.yaml")
+    assert len(spec) >= 100
+    cols = [p.columns for p in spec.points]
+    assert {c["workload"] for c in cols} == {"mixtral-8x7b"}
+    chips = {c["hw"] for c in cols}
+    assert len(chips) >= 3 and chips <= set(list_presets("hw"))
+    assert len({c["method"] for c in cols}) >= 3
+    assert len({c["avg_bits"] for c in cols}) >= 3
+    # every method at every width on every chip
+    assert len({(c["hw"], c["method"], c["avg_bits"]) for c in cols}) == \
+        len(chips) * len({c["method"] for c in cols}) * len({c["avg_bits"] for c in cols})
+
+
+def test_hardware_example_validates():
+    spec = load_sweep(ROOT / "examples" / "sweep-hardware.yaml")
+    assert len(spec) == 24
+    assert {p.overrides["cores.mac_array.rows"] for p in spec.points} == {8, 16, 32}
+
+
+def test_docs_describe_every_parameter_and_column():
+    from accelsim.sweep import METRICS, PARAMS
+    text = (ROOT / "docs" / "sweeps.md").read_text()
+    for name in [*PARAMS, *METRICS, "point_id", "error"]:
+        assert f"`{name}`" in text, name

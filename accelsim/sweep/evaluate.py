@@ -20,6 +20,8 @@ Examples
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from functools import lru_cache
 from typing import Any, Mapping
 
@@ -131,18 +133,61 @@ def noise_equivalent_bits(expert_bits: np.ndarray, shares: np.ndarray) -> float:
     return -math.log2(mean) / 2.0
 
 
+#: Parameters an allocation depends on (besides the routing shares, fixed by ``routing`` and
+#: ``seed``); the ``budget`` method also depends on the chip and the scenario.
+_ALLOC_KEYS = ("workload", "routing", "seed", "method", "avg_bits", "levels", "signals",
+               "other_bits", "group_size", "activation_bits", "kv_bits")
+
+
+class _Lru:
+    """A small thread-safe LRU map (Dask may run several chunks in threads of a worker)."""
+
+    def __init__(self, size: int):
+        self.size, self._d, self._lock = size, OrderedDict(), threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            if key in self._d:
+                self._d.move_to_end(key)
+                return self._d[key]
+        return None
+
+    def put(self, key, value) -> None:
+        with self._lock:
+            self._d[key] = value
+            while len(self._d) > self.size:
+                self._d.popitem(last=False)
+
+
+_ALLOCS = _Lru(256)
+
+
+def _allocation(point: Point, model, hw, shares):
+    """The point's allocation; points that differ only in chip or batch share it (solving
+    an allocation, PMQ's per-layer programs for example, can cost more than simulating)."""
+    from .allocation import make_allocation
+    p = point.params
+    key = tuple(p.get(k) for k in _ALLOC_KEYS)
+    if p["method"] == "budget":
+        key = tuple(sorted((k, str(v)) for k, v in p.items()))
+    alloc = _ALLOCS.get(key)
+    if alloc is None:
+        alloc = make_allocation(model, p, hw=hw, scenario=scenario_of(p), shares=shares)
+        _ALLOCS.put(key, alloc)
+    return alloc
+
+
 def evaluate_point(point: Point) -> dict[str, Any]:
     """Simulate one point; the :data:`METRICS` columns.
 
     Raises whatever the stages raise; the executors record it as the point's error.
     """
     from ..sim import simulate
-    from .allocation import make_allocation
     p = point.params
     hw = build_hw(p["hw"], tuple(sorted(point.overrides.items())))
     model = load_model_cached(p["workload"])
     graph, shares = graph_cached(p)
-    alloc = make_allocation(model, p, hw=hw, scenario=scenario_of(p), shares=shares)
+    alloc = _allocation(point, model, hw, shares)
     res = simulate(hw, graph, alloc, residency=p["residency"], dataflow=p["dataflow"])
     out: dict[str, Any] = {k: getattr(res, k) for k in _SIM_TOTALS}
     for k, v in out.items():

@@ -100,8 +100,9 @@ def _warm() -> None:
     import accelsim.sweep.evaluate  # noqa: F401
 
 
-#: Modules the fork server imports once, so that every worker forks with them loaded.
-PRELOAD = ["accelsim.sweep.evaluate", "accelsim.sim"]
+#: Modules the fork server imports once, so that every worker forks with them loaded
+#: (``_warm`` also loads the simulator's compiled numba functions).
+PRELOAD = ["accelsim.sweep._warm"]
 
 
 def _mp_context():

@@ -80,8 +80,16 @@ def results_table(spec: SweepSpec, rows) -> Any:
     return canonical_table(table)
 
 
+#: Chunks gather points that share these values (in this order), so that a worker reuses its
+#: cached allocation and graph across a chunk; the table is sorted by ``point_id`` anyway.
+LOCALITY = ("workload", "method", "avg_bits", "levels", "signals", "routing", "seed",
+            "phase", "batch", "seq_len", "context")
+
+
 def _chunks(points: Sequence[Point], size: int) -> list[list[Point]]:
-    return [list(points[i:i + size]) for i in range(0, len(points), size)]
+    ordered = sorted(points, key=lambda p: (tuple(str(p.params.get(k)) for k in LOCALITY),
+                                            p.id))
+    return [ordered[i:i + size] for i in range(0, len(ordered), size)]
 
 
 def run_sweep(spec: SweepSpec, out: str | os.PathLike | None = None, *,

@@ -214,7 +214,7 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
     _P("avg_bits", "allocation", _number(1, 16), _REQUIRED,
        "target average bits per routed expert", always_column=True),
     _P("levels", "allocation", _optional(_levels), None,
-       "bit levels of the allocation, high to low (default: the method's)", _levels_column),
+       "bit levels of the allocation, high to low (default: floor(avg_bits)+1, floor, floor-1)", _levels_column),
     _P("signals", "allocation", _optional(_file), None,
        "NPZ file of expert signals for the allocation methods (default: synthetic, seeded)",
        _as_written),

@@ -4,6 +4,7 @@ Run from the repository root::
 
     python benchmarks/bench_kernels.py            # full sizes (about 1-2 minutes, ~3 GB RAM)
     python benchmarks/bench_kernels.py --quick    # smaller sizes, a smoke test
+    python benchmarks/bench_kernels.py --only gemm --only packing
 
 Prints a markdown report: the machine, the load average before and after (the numbers are
 only meaningful on an otherwise idle machine), and for each case the minimum and median
@@ -150,6 +151,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
     ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--only", choices=("gemm", "packing", "expert"), action="append",
+                    help="run only these sections (repeatable)")
     args = ap.parse_args(argv)
     r = 3 if args.quick else args.repeats
     T, K, N = (16, 1024, 2048) if args.quick else (64, 4096, 14336)
@@ -159,23 +162,30 @@ def main(argv=None):
              f"numba {numba.__version__} ({numba.config.NUMBA_NUM_THREADS} threads, "
              f"layer {numba.config.THREADING_LAYER}); numpy {np.__version__}",
              f"- load average before: {load0[0]:.2f}"]
+    only = set(args.only or ("gemm", "packing", "expert"))
     gemm_rows, pack_rows, exp_rows = [], [], []
-    bench_gemm(T, K, N, r, gemm_rows)
-    bench_packing(N * K, r, pack_rows)
-    bench_expert("DeepSeek-V2-Lite expert (2048, 1408)", 2048, 1408, 64, r, exp_rows)
-    if not args.quick:
-        bench_expert("Mixtral-8x7B expert (4096, 14336)", 4096, 14336, 64, max(3, r // 3),
-                     exp_rows)
+    if "gemm" in only:
+        bench_gemm(T, K, N, r, gemm_rows)
+    if "packing" in only:
+        bench_packing(N * K, r, pack_rows)
+    if "expert" in only:
+        bench_expert("DeepSeek-V2-Lite expert (2048, 1408)", 2048, 1408, 64, r, exp_rows)
+        if not args.quick:
+            bench_expert("Mixtral-8x7B expert (4096, 14336)", 4096, 14336, 64,
+                         max(3, r // 3), exp_rows)
     lines.append(f"- load average after: {os.getloadavg()[0]:.2f}")
-    lines += ["", f"## GEMM ({T} x {K}) x ({K} -> {N})", "",
-              table(["kernel", "min ms", "median ms", "throughput",
-                     "vs BLAS: min/min / paired median"], gemm_rows),
-              "", f"## Packing ({N * K / 1e6:.1f} M codes)", "",
-              table(["bits", "pack ms", "pack Gcodes/s", "pack GB/s (packed)", "unpack ms",
-                     "unpack Gcodes/s", "unpack GB/s (packed)"], pack_rows),
-              "", "## Expert forward, 64 tokens", "",
-              table(["expert", "path", "min ms", "median ms",
-                     "speed vs float: min/min / paired median"], exp_rows)]
+    if gemm_rows:
+        lines += ["", f"## GEMM ({T} x {K}) x ({K} -> {N})", "",
+                  table(["kernel", "min ms", "median ms", "throughput",
+                         "vs BLAS: min/min / paired median"], gemm_rows)]
+    if pack_rows:
+        lines += ["", f"## Packing ({N * K / 1e6:.1f} M codes)", "",
+                  table(["bits", "pack ms", "pack Gcodes/s", "pack GB/s (packed)", "unpack ms",
+                         "unpack Gcodes/s", "unpack GB/s (packed)"], pack_rows)]
+    if exp_rows:
+        lines += ["", "## Expert forward, 64 tokens", "",
+                  table(["expert", "path", "min ms", "median ms",
+                         "speed vs float: min/min / paired median"], exp_rows)]
     print("\n".join(lines))
 
 

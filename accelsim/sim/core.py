@@ -207,6 +207,31 @@ def _ceil(x):
     return np.ceil(x - 1e-9)
 
 
+def _fluid(hp, rd: np.ndarray, wr: np.ndarray) -> np.ndarray:
+    """Busy cycles each op causes on the shared (chip and off-chip) levels."""
+    sh = hp.shared_mask
+    return (rd * sh / hp.read_bpc).sum(axis=1) + (wr * sh / hp.write_bpc).sum(axis=1)
+
+
+def _shared_coefficients(hp, f, sw, sa, so, h, a_dma, o_dma, M, K, N, wB, aB, kf, R, C):
+    """Per GEMM, the shared-level busy cycles as a function of its tiling (see
+    :func:`accelsim.sim.engine._shared_cycles`): [ops x 5]."""
+    sh, rbw, wbw, acc = hp.shared_mask, hp.read_bpc, hp.write_bpc, hp.acc_bytes
+    src = f.copy()
+    src[:, sw] = 0.0
+    c_w = (src * sh / rbw).sum(axis=1) + sh[sw] * (1.0 - f[:, sw]) / wbw[sw]
+    c_a = np.where(a_dma, sh[h] / rbw[h] + sh[sa] / wbw[sa], 0.0)
+    c_warr = sh[sw] / rbw[sw]
+    base = (sh[sa] / rbw[sa] * M * K * aB * _ceil(N / C)
+            + np.where(o_dma, sh[h] / wbw[h], 0.0) * M * N * aB)
+    ps = sh[so] * (1.0 / rbw[so] + 1.0 / wbw[so]) * M * N * acc
+    out = np.empty((len(M), 5))
+    out[:, 0], out[:, 1], out[:, 2] = c_w, c_a, c_warr
+    out[:, 3] = base + ps * kf
+    out[:, 4] = base + ps + c_warr * K * N * wB * _ceil(M / R)
+    return out
+
+
 def _run(hw, ot: OpTable, bits: np.ndarray, t_bytes: np.ndarray, t_numel: np.ndarray,
          a_bits: int, kv_bits: int, opts: SimOptions, mask: int, model_name) -> SimResult:
     hp = hw_params(hw)
@@ -248,8 +273,8 @@ def _run(hw, ot: OpTable, bits: np.ndarray, t_bytes: np.ndarray, t_numel: np.nda
     K = np.where(ge, ot.k[e], ot.att_k[e])
     N = np.where(ge, ot.n[e], ot.att_n[e])
     cpm = hp.cpm[np.clip(op_wbits[e], 1, 16), min(max(a_bits, 1), 16)]
-    wB = np.where(ge, t_bytes[np.maximum(ot.tensor[e], 0)] / t_numel[np.maximum(ot.tensor[e],
-                                                                               0)], kvB)
+    tix = np.maximum(ot.tensor[e], 0)
+    wB = np.where(ge, t_bytes[tix] / t_numel[tix], kvB)
     w_fix, w_pb = dma_cost(wfrac[e], sw, hp)
     w_stage = wfrac[e, sw] < 1.0 - 1e-9
     h = home[e]
@@ -259,31 +284,22 @@ def _run(hw, ot: OpTable, bits: np.ndarray, t_bytes: np.ndarray, t_numel: np.nda
     o_dma = h != so
     o_fix = np.where(o_dma, hp.setup_cyc + hp.latency_cyc[h], 0.0)
     o_pb = np.where(o_dma, 1.0 / hp.write_bpc[h], 0.0)
-    cols_e = np.maximum(_ceil(N / C), 1.0)
-    npiece = np.minimum(N, C)
-    stage_cap = plan.staging / cores
-    res = E.run_gemms(mask, M, K.astype(np.int64), N.astype(np.int64),
-                      npiece.astype(np.int64), R, C, cpm, wB, aB, aB, hp.acc_bytes, w_fix,
-                      w_pb, a_fix, a_pb, o_fix, o_pb, hp.two_channels, stage_cap, sw, sa, so,
-                      w_stage, a_dma, opts.full_pipeline)
-
-    t1 = np.zeros(nops)
-    ts = np.zeros(nops)
-    cols = np.ones(nops, np.int64)
-    comp = np.zeros(nops)
-    vcyc = ot.vector_ops / hp.vector_rate
+    kf = np.where(cpm < 1.0, _ceil(K * cpm / R), _ceil(K / R))
+    flc = _shared_coefficients(hp, wfrac[e], sw, sa, so, h, a_dma, o_dma, M, K, N, wB, aB,
+                               kf, R, C)
+    if len(att_idx):
+        kvw = (ot.kv_write_elems[att_idx] * kvB)[:, None] * plan.kv_fraction
+        kv_sh = (kvw * hp.shared_mask / hp.write_bpc).sum(axis=1)
+        pos = np.searchsorted(e, att_idx)
+        ok = (pos < len(e)) & (e[np.minimum(pos, len(e) - 1)] == att_idx)
+        flc[pos[ok], 3] += kv_sh[ok]
+        flc[pos[ok], 4] += kv_sh[ok]
+    fronts, npts, overflow = E.run_gemms(
+        mask, M, K.astype(np.int64), N.astype(np.int64), R, C, cpm, wB, aB, aB, hp.acc_bytes,
+        w_fix, w_pb, a_fix, a_pb, o_fix, o_pb, hp.two_channels, plan.staging / cores, sw, sa,
+        so, w_stage, a_dma, flc, opts.full_pipeline)
     pr = pe[e]
-    t1[e] = pr * res[:, 0]
-    ts[e] = pr * res[:, 10]
-    comp[e] = pr * res[:, 1]
-    cols[e] = cols_e.astype(np.int64)
-    att_e = is_att[e]
-    t1[e[att_e]] += vcyc[e[att_e]]
-    ts[e[att_e]] += vcyc[e[att_e]] / cols_e[att_e]
-    dflow = np.full(nops, -1, np.int64)
-    tiles = np.zeros((nops, 3))
-    dflow[e] = res[:, 2].astype(np.int64)
-    tiles[e] = res[:, 3:6]
+    vcyc = ot.vector_ops / hp.vector_rate
 
     # ------------------------------------------------------------------ other ops
     vec = np.isin(oc, VECTOR_OPS) & live
@@ -292,43 +308,24 @@ def _run(hw, ot: OpTable, bits: np.ndarray, t_bytes: np.ndarray, t_numel: np.nda
     data = np.where(v_dma, ot.in_elems * aB / hp.read_bpc[hv] + ot.out_elems * aB
                     / hp.write_bpc[hv], 0.0)
     vfix = np.where(v_dma, 2.0 * (hp.setup_cyc + hp.latency_cyc[hv]), 0.0) * pe
-    vcols = np.maximum(_ceil(ot.out_elems / hw.cores.vector_unit.lanes), 1.0)
-    t1 = np.where(vec, np.maximum(vcyc, data) + vfix, t1)
-    ts = np.where(vec, np.maximum(vcyc, data) / vcols + vfix, ts)
-    cols = np.where(vec, vcols.astype(np.int64), cols)
-    emb = (oc == OP["embed"]) & has_t
+    t_other = np.where(vec, np.maximum(vcyc, data) + vfix, 0.0)
+    cols = np.ones(nops, np.int64)
+    cols = np.where(vec, np.maximum(_ceil(ot.out_elems / hw.cores.vector_unit.lanes), 1.0),
+                    cols).astype(np.int64)
+    emb = (oc == OP["embed"]) & has_t & live
     emb_bytes = np.where(emb, ot.weight_fraction * t_bytes[np.maximum(ot.tensor, 0)], 0.0)
     if emb.any():
         efix, epb = dma_cost(wfrac[emb], sa, hp)
-        rows = np.maximum(_ceil(ot.tokens[emb]), 1.0)
-        t1[emb] = efix + emb_bytes[emb] * epb
-        ts[emb] = efix + emb_bytes[emb] * epb / rows
-        cols[emb] = rows.astype(np.int64)
+        t_other[emb] = efix + emb_bytes[emb] * epb
+        cols[emb] = np.maximum(_ceil(ot.tokens[emb]), 1.0).astype(np.int64)
+    cols[e] = np.maximum(_ceil(N / C), 1.0).astype(np.int64)
 
-    # ------------------------------------------------------------------ traffic per level
+    # traffic of the ops whose traffic does not depend on a tiling
     rd = np.zeros((nops, nl))
     wr = np.zeros((nops, nl))
-    Wf, Af, Ob = res[:, 6] * pr, res[:, 7] * pr, res[:, 8] * pr
-    src = wfrac[e].copy()
-    src[:, sw] = 0.0
-    rd[e] += Wf[:, None] * src
-    wr[e, sw] += Wf * (1.0 - wfrac[e, sw])
-    Mt = np.maximum(res[:, 3], 1e-9)
-    ws = res[:, 2] == E.WS
-    passes = np.where(ws, _ceil(M / Mt), _ceil(M / R))
-    rd[e, sw] += K * N * wB * passes * pr
-    rd[e, h] += np.where(a_dma, Af, 0.0)
-    wr[e, sa] += np.where(a_dma, Af, 0.0)
-    rd[e, sa] += M * K * aB * _ceil(N / C) * pr
-    kf = np.where(cpm < 1.0, _ceil(K * cpm / R), _ceil(K / R))
-    psum = M * N * hp.acc_bytes * pr * np.where(ws, kf, 1.0)
-    rd[e, so] += psum
-    wr[e, so] += psum
-    wr[e, h] += np.where(o_dma, Ob, 0.0)
     if len(att_idx):
         wr[att_idx] += (ot.kv_write_elems[att_idx] * kvB)[:, None] * plan.kv_fraction
-    other = (vec | (oc == OP["dispatch"]) | emb) & live
-    oi = np.flatnonzero(other)
+    oi = np.flatnonzero((vec | (oc == OP["dispatch"]) | emb) & live)
     rd[oi, hv[oi]] += np.where(emb[oi], 0.0, ot.in_elems[oi] * aB)
     wr[oi, hv[oi]] += ot.out_elems[oi] * aB
     if emb.any():
@@ -337,16 +334,49 @@ def _run(hw, ot: OpTable, bits: np.ndarray, t_bytes: np.ndarray, t_numel: np.nda
         rd[emb, sa] += emb_bytes[emb]
 
     # ------------------------------------------------------------------ schedule
-    shared = hp.shared
-    fluid = rd[:, shared] / hp.read_bpc[shared] + wr[:, shared] / hp.write_bpc[shared]
+    FT = np.zeros((nops, E.FRONT_MAX))
+    FF = np.zeros((nops, E.FRONT_MAX))
+    NF = np.ones(nops, np.int64)
+    FT[:, 0] = t_other
+    FF[:, 0] = _fluid(hp, rd, wr)
+    FT[e] = fronts[:, :, 0] * pr[:, None]
+    FF[e] = fronts[:, :, 9] * pr[:, None]
+    NF[e] = npts
+    att_e = is_att[e]
+    FT[e[att_e]] += vcyc[e[att_e]][:, None]
     noc_bytes = np.where(oc == OP["dispatch"], ot.out_elems * aB,
                          np.where(oc == OP["combine"], ot.in_elems * aB, 0.0))
     noc = hw.noc
     topo = TOPOLOGIES[noc.topology] if noc else TOPOLOGIES["bus"]
     link = noc.link_bandwidth_bytes_per_s / hp.clock_hz if noc else 1.0
     hop = noc.hop_latency_s * hp.clock_hz if noc else 0.0
-    T, cc = schedule(ot.phase_ptr, ot.phase_order, ot.phase_group, t1, ts, cols, fluid,
-                     noc_bytes, cores, topo, link, hop)
+    T, cc, choice = schedule(ot.phase_ptr, ot.phase_order, ot.phase_group, FT, FF, NF, cols,
+                             noc_bytes, cores, topo, link, hop)
+    t1 = FT[np.arange(nops), choice]
+
+    # traffic of the chosen tilings
+    P = fronts[np.arange(len(e)), choice[e]]
+    comp = np.zeros(nops)
+    comp[e] = pr * P[:, 1]
+    dflow = np.full(nops, -1, np.int64)
+    tiles = np.zeros((nops, 3))
+    dflow[e] = P[:, 2].astype(np.int64)
+    tiles[e] = P[:, 3:6]
+    Wf, Af, Ob = P[:, 6] * pr, P[:, 7] * pr, P[:, 8] * pr
+    src = wfrac[e].copy()
+    src[:, sw] = 0.0
+    rd[e] += Wf[:, None] * src
+    wr[e, sw] += Wf * (1.0 - wfrac[e, sw])
+    ws = P[:, 2] == E.WS
+    passes = np.where(ws, _ceil(M / np.maximum(P[:, 3], 1e-9)), _ceil(M / R))
+    rd[e, sw] += K * N * wB * passes * pr
+    rd[e, h] += np.where(a_dma, Af, 0.0)
+    wr[e, sa] += np.where(a_dma, Af, 0.0)
+    rd[e, sa] += M * K * aB * _ceil(N / C) * pr
+    psum = M * N * hp.acc_bytes * pr * np.where(ws, kf, 1.0)
+    rd[e, so] += psum
+    wr[e, so] += psum
+    wr[e, h] += np.where(o_dma, Ob, 0.0)
     core, span, start, end = wrap_around(ot.phase_ptr, ot.phase_order, T, cc, t1)
     cycles = float(T.sum())
     latency = cycles / hp.clock_hz
@@ -386,8 +416,8 @@ def _run(hw, ot: OpTable, bits: np.ndarray, t_bytes: np.ndarray, t_numel: np.nda
     util = pe_cycles / (R * C * cores * cycles) if cycles > 0 else 0.0
     stall = np.maximum(t1 - comp - np.where(vec | is_att, vcyc, 0.0), 0.0)
     warnings = []
-    if res.shape[0] and res[:, 9].any():
-        warnings.append(f"{int(res[:, 9].sum())} GEMM(s) need more staging buffer than "
+    if overflow.any():
+        warnings.append(f"{int(overflow.sum())} GEMM(s) need more staging buffer than "
                         f"{hp.names[sw]}/{hp.names[sa]}/{hp.names[so]} keep for tiles; "
                         "simulated with the smallest tile")
     if off >= 0 and (home[live] == off).any():

@@ -48,8 +48,8 @@ import numpy as np
 from numba import njit, types
 from numba.typed import Dict
 
-__all__ = ["WS", "OS", "DATAFLOWS", "fold_cycles", "pipeline", "best_tiling",
-           "pipeline_reference", "tile_candidates"]
+__all__ = ["WS", "OS", "DATAFLOWS", "fold_cycles", "pipeline", "best_tiling", "tiling_front",
+           "pipeline_reference", "tile_candidates", "run_gemms", "FRONT_COLS"]
 
 WS, OS = 0, 1
 DATAFLOWS = ("weight_stationary", "output_stationary")
@@ -57,7 +57,7 @@ DATAFLOWS = ("weight_stationary", "output_stationary")
 # state vector components
 _T_DMA, _T_ST, _LD, _C1, _O1, _O2 = 0, 1, 2, 3, 4, 5
 _NSTATE = 6
-_KEY = types.UniTuple(types.float64, 14)
+_KEY = types.UniTuple(types.float64, 18)
 _KCOMPS = np.array([_T_DMA, _LD, _C1])
 _BCOMPS = np.array([_T_DMA, _LD, _C1, _O1, _O2])
 _BCOMPS_ST = np.array([_T_DMA, _T_ST, _LD, _C1, _O1, _O2])
@@ -303,6 +303,31 @@ def _in(arr, c):  # pragma: no cover - numba
 
 
 @njit(cache=True)
+def _fetches(df, M, K, N, Mt, Kt, Nt, wB, aB):  # pragma: no cover - numba
+    """Closed-form tile (re)loads of the loop nest: ``(loads of the operand indexed by
+    (outer, k), loads of the one indexed by (middle, k), weight bytes, activation bytes)``.
+    Weight-stationary (n, m, k): weights reload per m block unless K is one tile;
+    activations per n block unless there is one m block and one K tile. Output-stationary
+    (m, n, k) the other way round."""
+    nM, nK, nN = _ntiles(M, Mt), _ntiles(float(K), float(Kt)), _ntiles(float(N), float(Nt))
+    if df == WS:
+        nA, nB = nN, nM
+        p_tot, q_tot = K * N * wB, M * K * aB
+    else:
+        nA, nB = nM, nN
+        p_tot, q_tot = M * K * aB, K * N * wB
+    rp = nB if nK > 1 else 1
+    p_loads, p_bytes = nA * nK * rp, p_tot * rp
+    if nK > 1 or nB > 1:
+        q_loads, q_bytes = nA * nB * nK, q_tot * nA
+    else:
+        q_loads, q_bytes = 1, q_tot
+    if df == WS:
+        return p_loads, q_loads, p_bytes, q_bytes
+    return p_loads, q_loads, q_bytes, p_bytes
+
+
+@njit(cache=True)
 def _lower_bound(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb, a_fix, a_pb,
                  o_fix, o_pb, two_ch):  # pragma: no cover - numba
     """A lower bound of :func:`pipeline` (total compute; total DMA), in closed form."""
@@ -324,20 +349,15 @@ def _lower_bound(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb, a_
                 if cn == 0:
                     continue
                 comp += cm * ck * cn * fold_cycles(df, R, C, sm, sk, sn, cpm)
+    p_loads, q_loads, wf, af = _fetches(df, M, K, N, Mt, Kt, Nt, wB, aB)
     if df == WS:
         nA, nB = nN, nM
-        p_tot, q_tot = K * N * wB, M * K * aB
+        p_bytes, q_bytes = wf, af
         p_fix, p_pb, q_fix, q_pb = w_fix, w_pb, a_fix, a_pb
     else:
         nA, nB = nM, nN
-        p_tot, q_tot = M * K * aB, K * N * wB
+        p_bytes, q_bytes = af, wf
         p_fix, p_pb, q_fix, q_pb = a_fix, a_pb, w_fix, w_pb
-    rp = nB if nK > 1 else 1
-    p_loads, p_bytes = nA * nK * rp, p_tot * rp
-    if nK > 1 or nB > 1:
-        q_loads, q_bytes = nA * nB * nK, q_tot * nA
-    else:
-        q_loads, q_bytes = 1, q_tot
     tp = p_loads * p_fix + p_bytes * p_pb
     tq = q_loads * q_fix + q_bytes * q_pb
     ts = nA * nB * o_fix + M * N * oB * o_pb
@@ -391,25 +411,45 @@ def tile_candidates(M, K, N, R, C):  # pragma: no cover - numba
     return ms, ks, ns
 
 
+#: Columns of a tiling front point (:func:`tiling_front`).
+FRONT_COLS = ("cycles", "compute", "dataflow", "tile_m", "tile_k", "tile_n", "w_fetch",
+              "a_fetch", "o_bytes", "shared_cycles")
+FRONT_MAX = 16
+
+
 @njit(cache=True)
-def best_tiling(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fix, a_pb,
-                o_fix, o_pb, two_ch, stage_cap, lw, la, lo, w_stage, a_stage,
-                full):  # pragma: no cover - numba
-    """The fastest L1 tiling of the menu that fits the staging buffers (double-buffered).
+def _shared_cycles(df, M, K, N, Mt, Wf, Af, R, wB, flc):  # pragma: no cover - numba
+    """Busy cycles of the shared (chip and off-chip) levels: linear in the fetched bytes with
+    the per-op coefficients ``flc`` = (per weight byte fetched, per activation byte fetched,
+    per weight byte the array reads, constant for weight-stationary, constant for
+    output-stationary)."""
+    if df == WS:
+        passes = math.ceil(M / Mt - 1e-9)
+        return flc[0] * Wf + flc[1] * Af + flc[2] * K * N * wB * passes + flc[3]
+    return flc[0] * Wf + flc[1] * Af + flc[4]
+
+
+@njit(cache=True)
+def tiling_front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fix, a_pb,
+                 o_fix, o_pb, two_ch, stage_cap, lw, la, lo, w_stage, a_stage, flc,
+                 full):  # pragma: no cover - numba
+    """The Pareto front, over the feasible tiling menu, of (cycles on one core, busy cycles
+    of the shared levels): a tiling that re-reads weights may be faster on its own core and
+    yet slow a phase whose cores share the DRAM; the scheduler picks from the front.
 
     ``stage_cap[l]``: staging bytes per core of level ``l``; weight tiles go to level ``lw``
     when ``w_stage`` (the weights are not all resident there), activation tiles to ``la``
-    when ``a_stage``, output tiles (accumulator width) to ``lo``. Candidates are tried in
-    order of a closed-form lower bound and the search stops when the bound reaches the best
-    time, so the answer is the exact minimum over the feasible menu. When nothing fits, the
-    smallest tile is used and ``overflow`` is set.
+    when ``a_stage``, output tiles (accumulator width) to ``lo``; double-buffered.
+    Candidates are tried in order of a closed-form lower bound of their cycles and skipped
+    when a point already found is no slower and no busier, so the front is exact over the
+    menu. When nothing fits, the smallest tile is used and ``overflow`` is set.
 
-    Returns ``(cycles, compute, dataflow, Mt, Kt, Nt, weight_fetch_bytes, act_fetch_bytes,
-    output_bytes, overflow)``.
+    Returns ``(front [points x len(FRONT_COLS)] sorted by cycles, points, overflow)``.
     """
     ms, ks, ns = tile_candidates(M, K, N, R, C)
     ncand = 2 * ms.shape[0] * ks.shape[0]
     lb = np.empty(ncand)
+    fl = np.empty(ncand)
     cdf = np.empty(ncand, np.int64)
     cm = np.empty(ncand)
     ckt = np.empty(ncand)
@@ -436,6 +476,8 @@ def best_tiling(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fi
                     continue
                 lb[n] = _lower_bound(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix,
                                      w_pb, a_fix, a_pb, o_fix, o_pb, two_ch)
+                _, _, wf, af = _fetches(df, M, K, N, Mt, Kt, Nt, wB, aB)
+                fl[n] = _shared_cycles(df, M, K, N, Mt, wf, af, R, wB, flc)
                 cdf[n], cm[n], ckt[n], cnt[n] = df, Mt, Kt, Nt
                 n += 1
     overflow = False
@@ -443,21 +485,66 @@ def best_tiling(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fi
         overflow = True
         for df in range(2):
             if (df_mask >> df) & 1:
+                Mt, Kt, Nt = ms[0], ks[0], ns[0]
                 lb[n] = 0.0
-                cdf[n], cm[n], ckt[n], cnt[n] = df, ms[0], ks[0], ns[0]
+                _, _, wf, af = _fetches(df, M, K, N, Mt, Kt, Nt, wB, aB)
+                fl[n] = _shared_cycles(df, M, K, N, Mt, wf, af, R, wB, flc)
+                cdf[n], cm[n], ckt[n], cnt[n] = df, Mt, Kt, Nt
                 n += 1
     order = np.argsort(lb[:n], kind="mergesort")
-    best = (np.inf, 0.0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    front = np.zeros((FRONT_MAX, 10))
+    nf = 0
     for ii in range(n):
         c = order[ii]
-        if lb[c] >= best[0]:
-            break
+        skip = False
+        for f in range(nf):
+            if front[f, 0] <= lb[c] and front[f, 9] <= fl[c]:
+                skip = True
+                break
+        if skip:
+            continue
         r = pipeline(cdf[c], M, K, N, cm[c], ckt[c], cnt[c], R, C, cpm, wB, aB, oB, w_fix,
                      w_pb, a_fix, a_pb, o_fix, o_pb, two_ch, full)
-        if r[0] < best[0]:
-            best = (r[0], r[1], cdf[c], cm[c], ckt[c], cnt[c], r[2], r[3], r[4])
-    return (best[0], best[1], best[2], best[3], best[4], best[5], best[6], best[7], best[8],
-            overflow)
+        t = r[0]
+        dominated = False
+        for f in range(nf):
+            if front[f, 0] <= t and front[f, 9] <= fl[c]:
+                dominated = True
+                break
+        if dominated:
+            continue
+        # drop points the new one dominates, then insert keeping the order by cycles
+        k = 0
+        for f in range(nf):
+            if not (t <= front[f, 0] and fl[c] <= front[f, 9]):
+                front[k, :] = front[f, :]
+                k += 1
+        nf = k
+        if nf == FRONT_MAX:
+            continue
+        pos = nf
+        while pos > 0 and front[pos - 1, 0] > t:
+            front[pos, :] = front[pos - 1, :]
+            pos -= 1
+        front[pos, 0], front[pos, 1], front[pos, 2] = t, r[1], cdf[c]
+        front[pos, 3], front[pos, 4], front[pos, 5] = cm[c], ckt[c], cnt[c]
+        front[pos, 6], front[pos, 7], front[pos, 8], front[pos, 9] = r[2], r[3], r[4], fl[c]
+        nf += 1
+    return front[:nf].copy(), nf, overflow
+
+
+@njit(cache=True)
+def best_tiling(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fix, a_pb,
+                o_fix, o_pb, two_ch, stage_cap, lw, la, lo, w_stage, a_stage,
+                full):  # pragma: no cover - numba
+    """The fastest tiling of the feasible menu on one core (the front's first point when the
+    shared levels are ignored): ``(cycles, compute, dataflow, Mt, Kt, Nt,
+    weight_fetch_bytes, act_fetch_bytes, output_bytes, overflow)``."""
+    front, nf, overflow = tiling_front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix,
+                                       w_pb, a_fix, a_pb, o_fix, o_pb, two_ch, stage_cap, lw,
+                                       la, lo, w_stage, a_stage, np.zeros(5), full)
+    p = front[0]
+    return (p[0], p[1], int(p[2]), p[3], p[4], p[5], p[6], p[7], p[8], overflow)
 
 
 def pipeline_reference(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb, a_fix,
@@ -520,40 +607,33 @@ def pipeline_reference(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_
     return max(comp_end[-1], store_end[-1], dma, st_ch), compute
 
 
-#: Columns of :func:`run_gemms`' result.
-GEMM_COLS = ("cycles", "compute", "dataflow", "tile_m", "tile_k", "tile_n", "w_fetch",
-             "a_fetch", "o_bytes", "overflow", "piece_cycles")
-
-
 @njit(cache=True)
-def run_gemms(df_mask, M, K, N, Npiece, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fix,
-              a_pb, o_fix, o_pb, two_ch, stage_cap, lw, la, lo, w_stage, a_stage,
+def run_gemms(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fix, a_pb,
+              o_fix, o_pb, two_ch, stage_cap, lw, la, lo, w_stage, a_stage, flc,
               full):  # pragma: no cover - numba
-    """:func:`best_tiling` for every GEMM (whole, and the piece ``Npiece`` columns wide that
-    one core gets when the op is split): an array [ops x len(GEMM_COLS)]. Ops with identical
-    inputs (the experts of a layer, the layers of a model) are simulated once."""
+    """:func:`tiling_front` for every GEMM: ``(fronts [ops x FRONT_MAX x len(FRONT_COLS)],
+    points per op, overflow per op)``. Ops with identical inputs (the experts of a layer,
+    the layers of a model) are simulated once."""
     n = M.shape[0]
-    out = np.zeros((n, 11))
+    out = np.zeros((n, FRONT_MAX, 10))
+    npts = np.zeros(n, np.int64)
+    ovf = np.zeros(n, np.bool_)
     seen = Dict.empty(key_type=_KEY, value_type=types.int64)
     for i in range(n):
-        key = (M[i], float(K[i]), float(N[i]), float(Npiece[i]), cpm[i], wB[i], w_fix[i],
-               w_pb[i], a_fix[i], a_pb[i], o_fix[i], o_pb[i],
-               1.0 if w_stage[i] else 0.0, 1.0 if a_stage[i] else 0.0)
+        key = (M[i], float(K[i]), float(N[i]), cpm[i], wB[i], w_fix[i], w_pb[i], a_fix[i],
+               a_pb[i], o_fix[i], o_pb[i], 1.0 if w_stage[i] else 0.0,
+               1.0 if a_stage[i] else 0.0, flc[i, 0], flc[i, 1], flc[i, 2], flc[i, 3],
+               flc[i, 4])
         if key in seen:
-            out[i, :] = out[seen[key], :]
+            j = seen[key]
+            out[i] = out[j]
+            npts[i], ovf[i] = npts[j], ovf[j]
             continue
         seen[key] = i
-        r = best_tiling(df_mask, M[i], K[i], N[i], R, C, cpm[i], wB[i], aB, oB, accB,
-                        w_fix[i], w_pb[i], a_fix[i], a_pb[i], o_fix[i], o_pb[i], two_ch,
-                        stage_cap, lw, la, lo, w_stage[i], a_stage[i], full)
-        out[i, 0], out[i, 1], out[i, 2], out[i, 3] = r[0], r[1], r[2], r[3]
-        out[i, 4], out[i, 5], out[i, 6], out[i, 7] = r[4], r[5], r[6], r[7]
-        out[i, 8], out[i, 9] = r[8], 1.0 if r[9] else 0.0
-        if Npiece[i] < N[i]:
-            r2 = best_tiling(df_mask, M[i], K[i], Npiece[i], R, C, cpm[i], wB[i], aB, oB,
-                             accB, w_fix[i], w_pb[i], a_fix[i], a_pb[i], o_fix[i], o_pb[i],
-                             two_ch, stage_cap, lw, la, lo, w_stage[i], a_stage[i], full)
-            out[i, 10] = min(r2[0], r[0])
-        else:
-            out[i, 10] = r[0]
-    return out
+        front, nf, of = tiling_front(df_mask, M[i], K[i], N[i], R, C, cpm[i], wB[i], aB, oB,
+                                     accB, w_fix[i], w_pb[i], a_fix[i], a_pb[i], o_fix[i],
+                                     o_pb[i], two_ch, stage_cap, lw, la, lo, w_stage[i],
+                                     a_stage[i], flc[i], full)
+        out[i, :nf, :] = front
+        npts[i], ovf[i] = nf, of
+    return out, npts, ovf

@@ -16,7 +16,7 @@ import numpy as np
 
 from . import engine as E
 from .result import SimResult
-from .schedule import op_time
+from .schedule import split_share
 
 __all__ = ["fast_gemm"]
 
@@ -106,21 +106,32 @@ def fast_gemm(hw, hp, m: float, k: int, n: int, w_bits: int, a_bits: int, nbytes
     o_fix = hp.setup_cyc + lat[home] if o_dma else 0.0
     o_pb = 1.0 / wbw[home] if o_dma else 0.0
     cols = max(_ceil(N / C), 1.0)
-    npiece = int(min(N, C))
-    stage_cap = np.array(staging) / cores  # the engine wants an array
-    r = E.best_tiling(mask, M, K, N, R, C, cpm, wB, aB, aB, hp.acc_bytes, w_fix, w_pb, a_fix,
-                      a_pb, o_fix, o_pb, hp.two_channels, stage_cap, sw, sa, so, w_stage, a_dma,
-                      full)
-    t1, comp = float(r[0]), float(r[1])
-    ts = t1
-    if npiece < N:
-        ts = min(E.best_tiling(mask, M, K, npiece, R, C, cpm, wB, aB, aB, hp.acc_bytes, w_fix,
-                               w_pb, a_fix, a_pb, o_fix, o_pb, hp.two_channels, stage_cap, sw,
-                               sa, so, w_stage, a_dma, full)[0], t1)
+    kf = _ceil(K * cpm / R) if cpm < 1.0 else _ceil(K / R)
+    sh = [0.0 if hp.core_scope[i] else 1.0 for i in range(nl)]
+    acc = hp.acc_bytes
+    c_w = sum(frac[i] * sh[i] / rbw[i] for i in range(nl) if i != sw) + sh[sw] * (
+        1.0 - frac[sw]) / wbw[sw]
+    c_a = (sh[home] / rbw[home] + sh[sa] / wbw[sa]) if a_dma else 0.0
+    c_warr = sh[sw] / rbw[sw]
+    base = (sh[sa] / rbw[sa] * M * K * aB * _ceil(N / C)
+            + (sh[home] / wbw[home] if o_dma else 0.0) * M * N * aB)
+    ps = sh[so] * (1.0 / rbw[so] + 1.0 / wbw[so]) * M * N * acc
+    flc = np.array([c_w, c_a, c_warr, base + ps * kf,
+                    base + ps + c_warr * K * N * wB * _ceil(M / R)])
+    stage_cap = np.array(staging) / cores  # the engine wants arrays
+    front, nf, overflow = E.tiling_front(mask, M, K, N, R, C, cpm, wB, aB, aB, acc, w_fix,
+                                         w_pb, a_fix, a_pb, o_fix, o_pb, hp.two_channels,
+                                         stage_cap, sw, sa, so, w_stage, a_dma, flc, full)
+    pts = front.tolist()
+    share = split_share(int(cols), cores)
+    T = min(max(share * q[0], q[9]) for q in pts)
+    best = min(range(nf), key=lambda f: (max(pts[f][0] / cores, pts[f][9]), f))
+    r = pts[best]
+    t1, comp = r[0], r[1]
     # traffic
     rd = [0.0] * nl
     wr = [0.0] * nl
-    Wf, Af, Ob = float(r[6]), float(r[7]), float(r[8])
+    Wf, Af, Ob = r[6], r[7], r[8]
     for lv in range(nl):
         if lv != sw:
             rd[lv] += Wf * frac[lv]
@@ -138,13 +149,7 @@ def fast_gemm(hw, hp, m: float, k: int, n: int, w_bits: int, a_bits: int, nbytes
     wr[so] += psum
     if o_dma:
         wr[home] += Ob
-    # schedule: one op, one phase, all cores
-    fl = 0.0
-    for lv in py["shared"]:
-        fl = max(fl, rd[lv] / rbw[lv] + wr[lv] / wbw[lv])
-    T = max(t1 / cores, fl)
-    if T < t1:
-        T = max(T, op_time(t1, ts, int(cols), cores))
+    # schedule: one op, one phase, all cores (T computed above from the front)
     span = 1 if t1 <= T * (1 + 1e-9) else min(cores, int(math.ceil(t1 / T - 1e-9)))
     end = t1 if span == 1 else T
     cycles = T
@@ -169,7 +174,7 @@ def fast_gemm(hw, hp, m: float, k: int, n: int, w_bits: int, a_bits: int, nbytes
     util = macs * cpm / (R * C * cores * cycles) if cycles > 0 else 0.0
     stall = max(t1 - comp, 0.0)
     warnings = []
-    if r[9]:
+    if overflow:
         warnings.append(f"1 GEMM(s) need more staging buffer than {hp.names[sw]}/"
                         f"{hp.names[sa]}/{hp.names[so]} keep for tiles; simulated with the "
                         "smallest tile")

@@ -65,6 +65,7 @@ class HwParams:
     setup_cyc: float
     two_channels: bool
     shared: np.ndarray          # indices of chip and off-chip levels
+    shared_mask: np.ndarray     # 1.0 for chip and off-chip levels
     cpm: np.ndarray             # cycles_per_mac[w, a]
     e_mac: np.ndarray           # joules per MAC [w, a]
     e_vector: float
@@ -105,7 +106,7 @@ def hw_params(hw) -> HwParams:
         read_j=np.array([m.read_energy_per_byte_j for m in mem]),
         write_j=np.array([m.write_energy for m in mem]), setup_cyc=hw.dma.setup_s * f,
         two_channels=hw.dma.channels >= 2,
-        shared=np.flatnonzero(~core), cpm=cycles_per_mac_table(ma),
+        shared=np.flatnonzero(~core), shared_mask=(~core).astype(np.float64), cpm=cycles_per_mac_table(ma),
         e_mac=mac_energy_table(hw), e_vector=vector_op_energy(hw), rows=ma.rows,
         cols=ma.cols, cores=cores, clock_hz=f,
         vector_rate=hw.cores.vector_unit.lanes * hw.cores.vector_unit.ops_per_lane_per_cycle,

@@ -1,27 +1,28 @@
 """Multi-core scheduling: level-synchronous list scheduling of the op DAG, with a NoC.
 
 Ops of equal depth in the DAG (longest path from the graph's source) form a *phase*; phases
-run one after the other and the ops of a phase run concurrently on the cores. Phase ``p`` on
-``c`` cores takes::
+run one after the other and the ops of a phase share the cores. Every op comes with a small
+Pareto front of tilings, each with ``t`` (cycles on one core at the full bandwidth of the
+shared levels) and ``F`` (busy cycles it causes on the chip and off-chip levels, which are one
+request stream, as a core's DMA is). On ``c`` cores phase ``p`` takes::
 
-    T_p(c) = max( sum_i t_i(1) / c,              work spread over c cores
-                  max_i t_i(min(c, cols_i)),     the op that cannot be split further
-                  sum_i F_i,l  for every shared level l,   fluid bandwidth bound
-                  noc_p(c) )                      dispatch / combine over the NoC
+    T_p(c) = max( sum_i min_f max(t_if / c, F_if),        work: each op over all c cores
+                  max_i min_f max(a_i(c) t_if, F_if),      the op that splits least
+                  noc_p(c) )                               dispatch / combine over the NoC
 
-``t_i(1)`` is op ``i`` on one core; ``t_i(s)`` interpolates between that and the time of a
-piece one column tile wide (``cols_i`` = column tiles of the array along N; both times from the
-tile pipeline), linearly in the column tiles per piece, ``ceil(cols_i / s)``. Neither anchor
-depends on the number of cores. ``F_i,l`` is
-the op's bytes at a chip or off-chip level over that level's bandwidth. Experts of a layer
-are thereby spread over the cores by their expected load (the first term is McNaughton's
-wrap-around bound, reached by splitting at most one op per core), dense ops are split across
-cores (the second term).
+with ``a_i(c) = ceil(cols_i / s) / cols_i`` for ``s = min(c, cols_i)``: an op splits along N
+into at most ``cols_i`` pieces (column tiles of the array), and a piece takes its share of the
+op's time. The first term is at least the usual ``max(sum t / c, sum F)`` bound and equals it
+when the ops of a phase are alike (the experts of a layer); the reported tiling of an op is the
+one minimising its first-term share, so the reported shared-level traffic fits in the phase.
+Because every term is a minimum over candidates, more buffer (more candidates), more
+bandwidth or cores (smaller ``t`` and ``F``) and fewer bits never lengthen a phase.
 
-The phases of one MoE layer's dispatch, routed experts and combine may use fewer cores:
-``c`` in ``1..cores`` minimising their summed time, since spreading experts costs a NoC
-dispatch that a small step may not win back. Every other phase uses all cores. This keeps the
-schedule monotone: more cores never slow a step (greedy list scheduling can, Graham 1969).
+Experts of a layer are thereby spread over the cores by their expected load, and dense ops are
+split across cores. The phases of one MoE layer's dispatch, routed experts and combine may use
+fewer cores: ``c`` in ``1..cores`` minimising their summed time, since spreading experts costs
+a NoC dispatch that a small step may not win back. Every other phase uses all cores. Greedy
+list scheduling can get slower with more cores (Graham 1969); this schedule cannot.
 
 NoC time for ``B`` bytes dispatched over ``c`` cores (a share ``(c - 1) / c`` leaves its core)
 is ``max(B' h / (links * bw), B' / 2 / (bisection * bw)) + h * hop_latency`` with the mean hop
@@ -42,7 +43,7 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["TOPOLOGIES", "noc_cost", "op_time", "schedule", "wrap_around", "phase_noc"]
+__all__ = ["TOPOLOGIES", "noc_cost", "split_share", "schedule", "wrap_around", "phase_noc"]
 
 TOPOLOGIES = {"mesh": 0, "ring": 1, "crossbar": 2, "bus": 3, "none": 3}
 
@@ -78,60 +79,65 @@ def noc_cost(nbytes, c, topo, link_bpc, hop_cyc):  # pragma: no cover - numba
 
 
 @njit(cache=True)
-def op_time(t1, ts, cols, c):  # pragma: no cover - numba
-    """Time of an op split over ``min(c, cols)`` cores: linear in the column tiles per piece
-    between ``t1`` (all ``cols`` on one core) and ``ts`` (one column tile)."""
+def split_share(cols, c):  # pragma: no cover - numba
+    """Share of an op's time taken by its longest piece when split over ``c`` cores."""
     if cols <= 1 or c <= 1:
-        return t1
+        return 1.0
     s = min(c, cols)
-    b = math.ceil(cols / s)
-    return ts + (t1 - ts) * (b - 1.0) / (cols - 1.0)
+    return math.ceil(cols / s) / cols
 
 
 @njit(cache=True)
-def _phase_consts(ph_ptr, order, t1, fluid, noc_bytes):  # pragma: no cover - numba
-    """Per phase: summed work, largest single-core op time, fluid bound, NoC bytes."""
-    nph = ph_ptr.shape[0] - 1
-    W = np.zeros(nph)
-    T1 = np.zeros(nph)
-    FL = np.zeros(nph)
-    NB = np.zeros(nph)
-    fl = np.zeros(fluid.shape[1])
-    for p in range(nph):
-        fl[:] = 0.0
-        for idx in range(ph_ptr[p], ph_ptr[p + 1]):
-            i = order[idx]
-            W[p] += t1[i]
-            T1[p] = max(T1[p], t1[i])
-            NB[p] += noc_bytes[i]
-            for j in range(fluid.shape[1]):
-                fl[j] += fluid[i, j]
-        for j in range(fluid.shape[1]):
-            FL[p] = max(FL[p], fl[j])
-    return W, T1, FL, NB
+def _work(i, c, ft, ff, nf):  # pragma: no cover - numba
+    best = np.inf
+    arg = 0
+    for f in range(nf[i]):
+        v = max(ft[i, f] / c, ff[i, f])
+        if v < best:
+            best = v
+            arg = f
+    return best, arg
 
 
 @njit(cache=True)
-def _phase_time(p, ph_ptr, order, t1, ts, cols, W, T1, FL, NB, cores, c, topo, link,
+def _crit(i, c, cols, ft, ff, nf):  # pragma: no cover - numba
+    a = split_share(cols[i], c)
+    best = np.inf
+    for f in range(nf[i]):
+        v = max(a * ft[i, f], ff[i, f])
+        if v < best:
+            best = v
+    return best
+
+
+@njit(cache=True)
+def _phase_time(p, ph_ptr, order, ft, ff, nf, cols, NB, c, topo, link,
                 hop):  # pragma: no cover - numba
-    t = max(W[p] / c, FL[p])
-    if t < T1[p]:
-        # some op may not be spread thin enough: its own time bounds the phase
-        for idx in range(ph_ptr[p], ph_ptr[p + 1]):
-            i = order[idx]
-            if t1[i] > t:
-                t = max(t, op_time(t1[i], ts[i], cols[i], c))
+    w = 0.0
+    m = 0.0
+    for idx in range(ph_ptr[p], ph_ptr[p + 1]):
+        i = order[idx]
+        w += _work(i, c, ft, ff, nf)[0]
+        x = _crit(i, c, cols, ft, ff, nf)
+        if x > m:
+            m = x
+    t = max(w, m)
     if NB[p] > 0.0:
         t = max(t, noc_cost(NB[p], c, topo, link, hop)[0])
     return t
 
 
 @njit(cache=True)
-def schedule(ph_ptr, order, ph_group, t1, ts, cols, fluid, noc_bytes, cores, topo, link,
+def schedule(ph_ptr, order, ph_group, ft, ff, nf, cols, noc_bytes, cores, topo, link,
              hop):  # pragma: no cover - numba
-    """Phase times and core counts: ``(T[phase], c[phase])``."""
+    """Phase times, core counts and the chosen front point of every op:
+    ``(T[phase], c[phase], choice[op])``. ``ft``/``ff`` [ops x points]: cycles and
+    shared-level busy cycles of each op's front, ``nf`` points per op."""
     nph = ph_ptr.shape[0] - 1
-    W, T1, FL, NB = _phase_consts(ph_ptr, order, t1, fluid, noc_bytes)
+    NB = np.zeros(nph)
+    for p in range(nph):
+        for idx in range(ph_ptr[p], ph_ptr[p + 1]):
+            NB[p] += noc_bytes[order[idx]]
     T = np.zeros(nph)
     cc = np.full(nph, cores, np.int64)
     done = np.zeros(nph, np.bool_)
@@ -141,8 +147,7 @@ def schedule(ph_ptr, order, ph_group, t1, ts, cols, fluid, noc_bytes, cores, top
             continue
         g = ph_group[p]
         if g < 0 or cores == 1:
-            T[p] = _phase_time(p, ph_ptr, order, t1, ts, cols, W, T1, FL, NB, cores, cores,
-                               topo, link, hop)
+            T[p] = _phase_time(p, ph_ptr, order, ft, ff, nf, cols, NB, cores, topo, link, hop)
             done[p] = True
             continue
         nm = 0
@@ -155,18 +160,22 @@ def schedule(ph_ptr, order, ph_group, t1, ts, cols, fluid, noc_bytes, cores, top
         for c in range(cores, 0, -1):
             tot = 0.0
             for u in range(nm):
-                tot += _phase_time(members[u], ph_ptr, order, t1, ts, cols, W, T1, FL, NB,
-                                   cores, c, topo, link, hop)
+                tot += _phase_time(members[u], ph_ptr, order, ft, ff, nf, cols, NB, c, topo,
+                                   link, hop)
             if tot < best * (1.0 - 1e-12):
                 best = tot
                 bestc = c
         for u in range(nm):
             q = members[u]
             cc[q] = bestc
-            T[q] = _phase_time(q, ph_ptr, order, t1, ts, cols, W, T1, FL, NB, cores, bestc,
-                               topo, link, hop)
+            T[q] = _phase_time(q, ph_ptr, order, ft, ff, nf, cols, NB, bestc, topo, link, hop)
             done[q] = True
-    return T, cc
+    choice = np.zeros(ft.shape[0], np.int64)
+    for p in range(nph):
+        for idx in range(ph_ptr[p], ph_ptr[p + 1]):
+            i = order[idx]
+            choice[i] = _work(i, cc[p], ft, ff, nf)[1]
+    return T, cc, choice
 
 
 @njit(cache=True)

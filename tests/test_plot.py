@@ -10,8 +10,15 @@ import pandas as pd
 import pytest
 
 from accelsim.hw import load_hw
-from accelsim.plot import (bits_tradeoff, core_timeline, op_breakdown, pareto_front,
-                           pareto_mask, plot_table, roofline)
+from accelsim.plot import (
+    bits_tradeoff,
+    core_timeline,
+    op_breakdown,
+    pareto_front,
+    pareto_mask,
+    plot_table,
+    roofline,
+)
 
 
 def _brute_front(values, maximize):
@@ -188,7 +195,35 @@ def test_core_timeline_bars_per_core():
     assert r.meta["cores"] == [0, 1]
     assert r.data.groupby("core")["duration"].sum().to_dict() == {0: 350, 1: 60}
     ax = r.figure.axes[0]
-    assert sum(len(c.get_paths()) for c in ax.collections) == 5
+    assert len(ax.patches) == 5  # one bar per op piece
+    assert sorted(p.get_width() for p in ax.patches) == [10, 50, 50, 100, 200]
+
+
+def _toy_result():
+    import yaml
+    from test_sweep_spec import TOY_WL
+
+    from accelsim.precision import BitAllocation
+    from accelsim.sim import simulate
+    from accelsim.workload import Scenario, build_graph, load_workload
+    m = load_workload(yaml.safe_load(TOY_WL))
+    return simulate(load_hw("spyre"), build_graph(m, Scenario(batch=4)),
+                    BitAllocation.uniform(m, 4))
+
+
+def test_breakdown_and_timeline_of_a_real_simulation_account_for_every_cycle():
+    res = _toy_result()
+    b = op_breakdown(res)
+    assert b.data["compute_cycles"].sum() == pytest.approx(res.compute_cycles)
+    assert b.data["stall_cycles"].sum() == pytest.approx(res.stall_cycles)
+    assert set(b.data["op"]) <= {"gemm", "attention", "norm", "router", "topk", "dispatch",
+                                 "combine", "elementwise", "embed", "lm_head"}
+    t = core_timeline(res)
+    # the timeline spreads every op's core-cycles of work over the cores
+    assert t.data["duration"].sum() == pytest.approx(res.ops["cycles"].sum())
+    assert t.data["end_cycle"].max() <= res.cycles * (1 + 1e-9)
+    assert set(t.data["op"]) <= set(res.ops["op"])
+    assert len(t.meta["cores"]) <= res.cores
 
 
 def test_figures_use_an_agg_canvas_without_pyplot():
@@ -255,7 +290,7 @@ def test_cli_plot_bad_input(run_cli, results, tmp_path, monkeypatch, args, reaso
     base = ["plot", results, "--x", "avg_bits"]
     if "--y" not in args:
         base += ["--y", "latency_s"]
-    rc, stdout, err = run_cli(*base, *args)
+    rc, _, err = run_cli(*base, *args)
     assert rc == 2, err
     assert reason in err
     assert not list(tmp_path.glob("f.*"))
@@ -269,3 +304,27 @@ def test_cli_plot_unreadable_results(run_cli, tmp_path):
     rc, _, err = run_cli("plot", tmp_path / "none.csv", "--x", "a", "--y", "b", "--out",
                          tmp_path / "f.png")
     assert rc == 2 and "no such results file" in err
+
+
+def test_roofline_points_of_real_sweep_points_stay_under_both_roofs(tmp_path):
+    from test_sweep_spec import TINY_HW, TOY_WL
+
+    from accelsim.sweep import run_sweep, sweep_from_dict
+    (tmp_path / "tiny.yaml").write_text(TINY_HW)
+    (tmp_path / "toy.yaml").write_text(TOY_WL)
+    spec = sweep_from_dict({"fixed": {"workload": "toy.yaml", "hw": "tiny.yaml"},
+                            "axes": [{"grid": {"avg_bits": [2, 4, 8],
+                                               "batch": [1, 16, 256]}},
+                                     {"zip": {"phase": ["decode", "prefill"],
+                                              "seq_len": [1, 64]}}]},
+                           base_dir=tmp_path)
+    table = run_sweep(spec).table
+    hw = load_hw(tmp_path / "tiny.yaml")
+    r = roofline(hw, table, label="phase")
+    pts = r.data["points"]
+    assert len(pts) == 18
+    peak = 8 * 8 * 500e6          # tiny: 8 x 8 int8 array at 500 MHz
+    bw = 4e9                      # tiny: DRAM 4 GB/s
+    assert r.data["roofs"]["peak_macs_per_s"].max() == pytest.approx(peak)
+    assert (pts["macs_per_s"] <= peak * (1 + 1e-9)).all()
+    assert (pts["macs_per_s"] <= bw * pts["intensity_macs_per_byte"] * (1 + 1e-9)).all()

@@ -9,16 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from test_sweep_spec import TINY_HW, TOY_WL
 
 from accelsim.alloc import DEFAULT_ROLE_BITS, AllocRequest, allocate
 from accelsim.hw import load_hw
 from accelsim.precision import BitAllocation
 from accelsim.sim import simulate
-from accelsim.sweep import (evaluate_point, load_sweep, noise_equivalent_bits, parts_dir,
-                            read_table, run_sweep)
+from accelsim.sweep import evaluate_point, load_sweep, parts_dir, read_table, run_sweep
 from accelsim.sweep.allocation import synthetic_signals
 from accelsim.workload import Scenario, Zipf, build_graph, load_workload
-from test_sweep_spec import TINY_HW, TOY_WL
 
 
 @pytest.fixture

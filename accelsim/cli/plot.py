@@ -14,6 +14,7 @@ __all__ = ["command"]
 def _filter(df, where: tuple[str, ...], file: str):
     """Keep the rows where every ``COL=VALUE`` holds (numbers compared as numbers)."""
     import pandas as pd
+
     from ..plot._base import check_columns
     conds = []
     problems = []

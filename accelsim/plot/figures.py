@@ -231,38 +231,35 @@ def core_timeline(timeline, *, max_ops: int = 20000, color_by: str = "op") -> Pl
     """What each core does when: one row per core, one bar per op from its start to its end
     cycle, coloured by ``color_by``.
 
-    ``timeline``: a table with ``core``, ``start_cycle``, ``end_cycle`` (the simulator's
-    per-core timeline or its per-op table), or a ``SimResult``. At most ``max_ops`` bars are
-    drawn (the longest); ``data`` holds every row drawn.
+    ``timeline``: a ``SimResult`` (its per-core ``timeline``, with each piece's op kind taken
+    from ``ops``) or a table with ``core``, ``start_cycle``, ``end_cycle`` (and ``color_by``
+    if it is to colour). At most ``max_ops`` bars are drawn (the longest); ``data`` holds
+    every bar drawn, with its ``duration``.
     """
     import pandas as pd
     table = timeline
-    if not hasattr(table, "columns"):
-        table = getattr(timeline, "timeline", None)
-        table = table() if callable(table) else table
-        if table is None:
-            table = timeline.ops
+    if not hasattr(table, "columns"):  # a SimResult: timeline pieces named by op
+        kinds = timeline.ops[["name", "op"]].rename(columns={"op": "kind"})
+        table = (timeline.timeline.rename(columns={"op": "name"})
+                 .merge(kinds, on="name", how="left").rename(columns={"kind": "op"}))
     check_columns(table, ["core", "start_cycle", "end_cycle"])
-    t = table.copy()
-    t = t[t["end_cycle"] > t["start_cycle"]]
+    t = table[table["end_cycle"] > table["start_cycle"]]
     t = t.assign(duration=t["end_cycle"] - t["start_cycle"])
     if len(t) > max_ops:
         t = t.nlargest(max_ops, "duration")
     t = t.sort_values(["core", "start_cycle"], kind="stable").reset_index(drop=True)
     cores = sorted(t["core"].unique().tolist())
-    fig, axes = new_figure(width=9.0, height=max(2.5, 0.25 * len(cores) + 1.2))
+    row = {c: i for i, c in enumerate(cores)}
+    fig, axes = new_figure(width=9.0, height=max(2.5, 0.2 * len(cores) + 1.2))
     ax = axes[0, 0]
-    kinds = list(dict.fromkeys(t[color_by].astype(str))) if color_by in t else ["op"]
-    for i, k in enumerate(kinds):
-        sub = t[t[color_by].astype(str) == k] if color_by in t else t
-        for core, g in sub.groupby("core"):
-            ax.broken_barh(list(zip(g["start_cycle"], g["duration"])),
-                           (cores.index(core) - 0.4, 0.8), color=f"C{i % 10}",
-                           label=k if core == sub["core"].iloc[0] else None)
+    groups = t.groupby(t[color_by].astype(str), sort=False) if color_by in t else [("", t)]
+    n = 0
+    for n, (kind, g) in enumerate(groups):
+        ax.barh(g["core"].map(row), g["duration"], left=g["start_cycle"], height=0.8,
+                color=f"C{n % 10}", label=kind or None)
     ax.set_yticks(range(len(cores)), [str(c) for c in cores])
     ax.set_xlabel("cycle")
     ax.set_ylabel("core")
-    if len(kinds) <= 12:
-        ax.legend(fontsize="small", ncols=min(4, len(kinds)))
+    if color_by in t and n < 12:
+        ax.legend(fontsize="small", ncols=4)
     return PlotResult(fig, pd.DataFrame(t), {"cores": cores})
-

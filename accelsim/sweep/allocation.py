@@ -60,7 +60,7 @@ def available_methods() -> list[str]:
 
 def default_levels(avg_bits: float) -> tuple[int, ...]:
     """Three consecutive widths around ``avg_bits`` (see the module docstring)."""
-    hi = min(16, int(math.floor(avg_bits)) + 1)
+    hi = min(16, math.floor(avg_bits) + 1)
     return (hi, hi - 1, hi - 2) if hi - 2 >= 1 else (2, 1)
 
 

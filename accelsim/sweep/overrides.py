@@ -11,10 +11,14 @@ Examples
 --------
 >>> parse_key_path("memory[name=dram].read_bandwidth")
 ('memory', ('name', 'dram'), 'read_bandwidth')
->>> raw = {"cores": {"mac_array": {"rows": 16}}, "memory": [{"name": "dram", "capacity": "1 GiB"}]}
->>> new = apply_overrides(raw, {"cores.mac_array.rows": 32, "memory[name=dram].capacity": "2 GiB"})
->>> new["cores"]["mac_array"]["rows"], new["memory"][0]["capacity"], raw["cores"]["mac_array"]["rows"]
-(32, '2 GiB', 16)
+>>> raw = {"cores": {"mac_array": {"rows": 16}},
+...        "memory": [{"name": "dram", "capacity": "1 GiB"}]}
+>>> new = apply_overrides(raw, {"cores.mac_array.rows": 32,
+...                             "memory[name=dram].capacity": "2 GiB"})
+>>> new["cores"]["mac_array"]["rows"], new["memory"][0]["capacity"]
+(32, '2 GiB')
+>>> raw["cores"]["mac_array"]["rows"]   # the input is left alone
+16
 """
 
 from __future__ import annotations

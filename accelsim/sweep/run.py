@@ -6,8 +6,8 @@ Examples
 >>> spec = load_sweep({"fixed": {"workload": "mixtral-8x7b", "hw": "gemmini"},
 ...                    "axes": [{"grid": {"avg_bits": [4, 8]}}]})
 >>> res = run_sweep(spec, evaluate=_bits_only)
->>> res.table[["point_id", "avg_bits", "twice", "error"]].to_dict("records")
-[{'point_id': 0, 'avg_bits': 4.0, 'twice': 8.0, 'error': None}, {'point_id': 1, 'avg_bits': 8.0, 'twice': 16.0, 'error': None}]
+>>> res.table[["point_id", "avg_bits", "twice", "error"]].values.tolist()
+[[0, 4.0, 8.0, None], [1, 8.0, 16.0, None]]
 """
 
 from __future__ import annotations

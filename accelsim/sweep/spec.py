@@ -214,7 +214,8 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
     _P("avg_bits", "allocation", _number(1, 16), _REQUIRED,
        "target average bits per routed expert", always_column=True),
     _P("levels", "allocation", _optional(_levels), None,
-       "bit levels of the allocation, high to low (default: floor(avg_bits)+1, floor, floor-1)", _levels_column),
+       "bit levels of the allocation, high to low (default: floor(avg_bits)+1, floor, "
+       "floor-1)", _levels_column),
     _P("signals", "allocation", _optional(_file), None,
        "NPZ file of expert signals for the allocation methods (default: synthetic, seeded)",
        _as_written),
@@ -457,8 +458,8 @@ def _cross_check(points: list[Point], params: dict[str, _Collected], file: str |
                  problems: list[Problem]) -> None:
     """Load every workload and accelerator, apply every override combination, check every
     allocation: all before any point runs."""
-    from .evaluate import build_hw, load_model_cached
     from .allocation import check_allocation
+    from .evaluate import load_model_cached
 
     def where(name: str, value: Any) -> str:
         c = params.get(name)

@@ -143,3 +143,44 @@ def test_double_buffering_overlaps_dma_and_compute():
         t, comp = E.pipeline(*args, True)[:2]
         assert comp == 8 * X_target
         assert t == pytest.approx(100 + 7 * max(100, X_target) + X_target)
+
+
+def test_closed_form_fetch_bytes_match_the_pipeline_counters():
+    rng = np.random.default_rng(13)
+    for _ in range(200):
+        args = _random_case(rng, small=False)
+        df, M, K, N, Mt, Kt, Nt = args[:7]
+        wB, aB = args[10], args[11]
+        _, _, wf, af = E._fetches(df, M, K, N, Mt, Kt, Nt, wB, aB)
+        r = E.pipeline(*args, False)
+        assert r[2] == pytest.approx(wf, rel=1e-9) and r[3] == pytest.approx(af, rel=1e-9)
+
+
+def test_tiling_front_is_the_exact_pareto_front_of_the_menu():
+    rng = np.random.default_rng(17)
+    for _ in range(30):
+        M, K, N = float(rng.integers(1, 200)), int(rng.integers(16, 2000)), int(
+            rng.integers(16, 2000))
+        cap = np.array([65536.0, float(rng.choice([16384, 262144])), 0.0])
+        flc = np.array([1 / 16, 0.0, 0.0, 5.0, 7.0])   # DRAM weights: re-reads cost
+        args = dict(cpm=1.0, wB=1.0, aB=1.0, oB=1.0, accB=4.0, w_fix=50.0, w_pb=1 / 16,
+                    a_fix=0.0, a_pb=0.0, o_fix=0.0, o_pb=0.0)
+        front, nf, _ = E.tiling_front(3, M, K, N, 16, 16, *args.values(), False, cap, 1, 1, 0,
+                                      True, False, flc, False)
+        ms, ks, ns = E.tile_candidates(M, K, N, 16, 16)
+        pts = []
+        for df in (0, 1):
+            for Mt in ms:
+                for Kt, Nt in zip(ks, ns):
+                    if 2 * Kt * Nt > cap[1] or 2 * Mt * Nt * 4.0 > cap[0]:
+                        continue
+                    t = E.pipeline(df, M, K, N, Mt, Kt, Nt, 16, 16, 1.0, 1.0, 1.0, 1.0, 50.0,
+                                   1 / 16, 0.0, 0.0, 0.0, 0.0, False, False)[0]
+                    _, _, wf, af = E._fetches(df, M, K, N, Mt, Kt, Nt, 1.0, 1.0)
+                    pts.append((t, E._shared_cycles(df, M, K, N, Mt, wf, af, 16, 1.0, flc)))
+        pareto = sorted({p for p in pts if not any(q[0] <= p[0] and q[1] <= p[1] and q != p
+                                                   for q in pts)})
+        got = sorted((front[i, 0], front[i, 9]) for i in range(nf))
+        assert len(got) == len(pareto)
+        for g_, p_ in zip(got, pareto):
+            assert g_ == pytest.approx(p_, rel=1e-12)

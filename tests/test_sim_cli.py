@@ -1,0 +1,120 @@
+"""``accelsim simulate``: formats, --ops, --out, --gemm, --alloc, --routing, errors."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+
+import pytest
+
+from accelsim.precision import BitAllocation
+from accelsim.sim import simulate, simulate_gemm
+from accelsim.workload import Scenario, build_graph, load_workload
+
+WL = ("--hw", "h100", "--workload", "mixtral-8x7b", "--bits", "4", "--batch", "4")
+
+
+def test_table(run_cli):
+    rc, out, err = run_cli("simulate", *WL)
+    assert rc == 0, err
+    for word in ("latency_s", "tokens_per_s", "energy_j", "bound", "weight_bytes[hbm3]"):
+        assert word in out
+
+
+def test_json_matches_the_api(run_cli):
+    rc, out, err = run_cli("simulate", *WL, "--context", "128", "--format", "json")
+    assert rc == 0, err
+    d = json.loads(out)
+    m = load_workload("mixtral-8x7b")
+    r = simulate("h100", build_graph(m, Scenario(batch=4, context=128)),
+                 BitAllocation.uniform(m, 4))
+    for k in ("latency_s", "cycles", "tokens_per_s", "energy_j", "weight_bytes",
+              "offchip_bytes", "onchip_bytes_moved", "mac_utilization", "compute_cycles",
+              "stall_cycles"):
+        assert d[k] == pytest.approx(getattr(r, k), rel=1e-12)
+    assert d["bound"] == r.bound
+    assert d["weight_bytes_by_level"] == pytest.approx(r.weight_bytes_by_level)
+    assert "ops" not in d
+
+
+def test_json_and_csv_with_ops(run_cli):
+    rc, out, _ = run_cli("simulate", *WL, "--format", "json", "--ops")
+    d = json.loads(out)
+    n = build_graph(load_workload("mixtral-8x7b"), Scenario(batch=4)).number_of_nodes()
+    assert rc == 0 and len(d["ops"]) == n and d["ops"][0]["name"] == "embed"
+    rc, out, _ = run_cli("simulate", *WL, "--format", "csv", "--ops")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert rc == 0 and len(rows) == n and "start_cycle" in rows[0]
+
+
+def test_csv_totals_is_one_row(run_cli):
+    rc, out, _ = run_cli("simulate", *WL, "--format", "csv")
+    lines = out.strip().splitlines()
+    assert rc == 0 and len(lines) == 2
+    row = next(csv.DictReader(io.StringIO(out)))
+    assert row["bound"] and float(row["latency_s"]) > 0 and "weight_bytes[hbm3]" in row
+
+
+def test_gemm(run_cli):
+    rc, out, err = run_cli("simulate", "--hw", "gemmini", "--gemm", "64,256,256", "--format",
+                           "json")
+    assert rc == 0, err
+    d = json.loads(out)
+    assert d["compute_cycles"] == simulate_gemm("gemmini", 64, 256, 256).compute_cycles
+    assert d["model"] is None and d["macs"] == 64 * 256 * 256
+
+
+def test_alloc_file_and_routing(run_cli, tmp_path):
+    m = load_workload("mixtral-8x7b")
+    a = BitAllocation.uniform(m, 3)
+    path = tmp_path / "alloc.yaml"
+    a.save(path, m)
+    rc, out, err = run_cli("simulate", "--hw", "h100", "--workload", "mixtral-8x7b", "--alloc",
+                           str(path), "--routing", "zipf:1.2", "--format", "json")
+    assert rc == 0, err
+    r = simulate("h100", build_graph(m, Scenario(routing=__import__(
+        "accelsim.workload", fromlist=["Zipf"]).Zipf(1.2))), a)
+    assert json.loads(out)["latency_s"] == pytest.approx(r.latency_s, rel=1e-12)
+
+
+def test_out_file(run_cli, tmp_path):
+    target = tmp_path / "r.json"
+    rc, out, _ = run_cli("simulate", "--hw", "gemmini", "--gemm", "8,64,64", "--format",
+                         "json", "--out", str(target))
+    assert rc == 0 and out == "" and json.loads(target.read_text())["cycles"] > 0
+    bad = tmp_path / "nope" / "r.json"
+    rc, _, err = run_cli("simulate", "--hw", "gemmini", "--gemm", "8,64,64", "--out", str(bad))
+    assert rc == 2 and "directory does not exist" in err and not bad.parent.exists()
+
+
+@pytest.mark.parametrize("args,msg", [
+    (("--hw", "gemmini"), "give --workload"),
+    (("--hw", "gemmini", "--gemm", "1,2,3", "--workload", "mixtral-8x7b"), "exclude"),
+    (("--hw", "gemmini", "--workload", "mixtral-8x7b", "--bits", "4", "--alloc", "x.yaml"),
+     "--bits and --alloc exclude"),
+    (("--hw", "gemmini", "--gemm", "1,2"), "must be M,K,N"),
+    (("--hw", "gemmini", "--gemm", "0,2,3"), "must be >= 1"),
+    (("--hw", "gemmini", "--workload", "mixtral-8x7b", "--routing", "zipff:1"),
+     "routing must be"),
+    (("--hw", "gemmini", "--workload", "mixtral-8x7b", "--bits", "4", "--residency",
+      "must-fit"), "must-fit: the weights need"),
+    (("--hw", "northpole", "--workload", "mixtral-8x7b", "--bits", "4"),
+     "no off-chip memory"),
+    (("--hw", "gemmini", "--gemm", "4,4,4", "--dataflow", "output_stationary", "--hw",
+      "northpole"), "northpole supports weight_stationary"),
+    (("--hw", "nopole", "--gemm", "4,4,4"), "unknown accelerator preset"),
+])
+def test_errors_are_one_line_exit_2(run_cli, args, msg):
+    rc, out, err = run_cli("simulate", *args)
+    assert rc == 2 and msg in err and "Traceback" not in err and out == ""
+
+
+def test_subprocess_entry_point():
+    p = subprocess.run([sys.executable, "-m", "accelsim.cli", "simulate", "--hw", "gemmini",
+                        "--gemm", "16,64,64", "--format", "json"], capture_output=True,
+                       text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["compute_cycles"] > 0

@@ -12,6 +12,7 @@ import yaml
 from test_sweep_spec import TINY_HW, TOY_WL
 
 from accelsim.alloc import DEFAULT_ROLE_BITS, AllocRequest, allocate
+from accelsim.errors import ConfigError
 from accelsim.hw import load_hw
 from accelsim.precision import BitAllocation
 from accelsim.sim import simulate
@@ -247,3 +248,31 @@ def test_cli_sweep_bad_paths(run_cli, cfg):
     assert rc == 2 and ".parquet or .csv" in err
     rc, _, err = run_cli("sweep", spec, "--out", cfg / "nodir" / "r.csv")
     assert rc == 2 and "directory does not exist" in err
+
+
+def test_signals_file_drives_router_norm_by_the_papers_rule(cfg):
+    from accelsim.sweep.allocation import make_allocation
+    change = np.array([[0.4, 0.1, 0.3, 0.2], [0.1, 0.2, 0.3, 0.4]])
+    np.savez(cfg / "sig.npz", router_norm_change=change)
+    spec = load_sweep(_spec_file(cfg, """\
+        fixed: {workload: toy.yaml, hw: tiny.yaml, method: router-norm, avg_bits: 2.5,
+                levels: [3, 2], signals: sig.npz}
+        """))
+    p = spec.points[0]
+    assert p.columns["signals"] == "sig.npz" and p.columns["levels"] == "3,2"
+    alloc = make_allocation(load_workload(cfg / "toy.yaml"), p.params)
+    # two levels: round((2.5 - 2) / (3 - 2) * 4) = 2 experts at 3 bits, the two with the
+    # smallest router-norm change
+    assert alloc.expert_bits.tolist() == [[2, 3, 2, 3], [3, 3, 2, 2]]
+    row = run_sweep(spec).table.iloc[0]
+    assert row["error"] is None and row["expert_avg_bits"] == 2.5
+
+
+def test_signals_file_of_the_wrong_shape_is_a_spec_error(cfg):
+    np.savez(cfg / "sig.npz", router_norm_change=np.ones((3, 4)))
+    with pytest.raises(ConfigError) as ei:
+        load_sweep(_spec_file(cfg, """\
+            fixed: {workload: toy.yaml, hw: tiny.yaml, method: router-norm, avg_bits: 3,
+                    signals: sig.npz}
+            """))
+    assert "fixed.signals" in str(ei.value) and "must have shape (2, 4)" in str(ei.value)

@@ -57,7 +57,7 @@ def command(spec, out, workers, dask_local, dask_address, resume, chunk, show_pr
     --out, with every swept parameter as a column. A point that fails is recorded in the
     'error' column. See docs/sweeps.md."""
     from ..sweep import load_sweep, run_sweep
-    from ..sweep.store import check_out
+    from ..sweep.store import check_out, parts_dir
 
     given = [n for n, v in (("--workers", workers), ("--dask-local", dask_local),
                             ("--dask", dask_address)) if v is not None]
@@ -77,6 +77,11 @@ def command(spec, out, workers, dask_local, dask_address, resume, chunk, show_pr
     try:
         res = run_sweep(sweep, out, executor=kind, workers=n, chunk=chunk, resume=resume,
                         progress=progress, **opts)
+    except KeyboardInterrupt:
+        close()
+        click.echo(f"accelsim: note: finished chunks are kept in {parts_dir(out)}; run the "
+                   "same command with --resume to continue", err=True)
+        raise
     finally:
         close()
     ran = res.points - res.reused

@@ -482,7 +482,7 @@ def _cross_check(points: list[Point], params: dict[str, _Collected], file: str |
                 models[wl] = load_model_cached(wl)
             except ConfigError as exc:
                 for q in exc.problems:
-                    problems.append(_nest(q, file, where("workload", wl), "workload"))
+                    problems.append(_nest(q, file, where("workload", wl)))
         ov = tuple(sorted(p.overrides.items(), key=lambda kv: kv[0]))
         hkey = ("hw", p.params["hw"], ov)
         if hkey not in seen:
@@ -497,11 +497,10 @@ def _cross_check(points: list[Point], params: dict[str, _Collected], file: str |
                 check_allocation(model, p.params)
             except ConfigError as exc:
                 for q in exc.problems:
-                    problems.append(_nest(q, file, where("signals", p.params["signals"]),
-                                          "signals"))
+                    problems.append(_nest(q, file, where("signals", p.params["signals"])))
 
 
-def _nest(q: Problem, file: str | None, key: str, what: str) -> Problem:
+def _nest(q: Problem, file: str | None, key: str) -> Problem:
     """A problem of a file the spec names, reported at the spec key that names it."""
     inner = ": ".join(x for x in (q.file, q.key) if x)
     reason = f"{inner}: {q.reason}" if inner else q.reason
@@ -516,7 +515,7 @@ def _check_hw(p: Point, ov: tuple, file: str | None, where: Callable,
         raw, _ = _raw_hw(hw)
     except ConfigError as exc:
         for q in exc.problems:
-            problems.append(_nest(q, file, where("hw", hw), "hw"))
+            problems.append(_nest(q, file, where("hw", hw)))
         return
     bad = False
     for key, value in ov:
@@ -534,7 +533,7 @@ def _check_hw(p: Point, ov: tuple, file: str | None, where: Callable,
     except ConfigError as exc:
         if not ov:
             for q in exc.problems:
-                problems.append(_nest(q, file, where("hw", hw), "hw"))
+                problems.append(_nest(q, file, where("hw", hw)))
             return
         # the overridden file is invalid: name the override whose key the problem is about,
         # else every override of this point

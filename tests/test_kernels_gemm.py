@@ -3,6 +3,8 @@ close to the float product of the dequantized operands."""
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from accelsim.errors import ConfigError
 from accelsim.kernels.gemm import PARALLEL_MIN_MACS
@@ -122,3 +124,18 @@ def test_group_too_large_for_int32_is_refused():
                        np.zeros((1, 1), np.int32), 70000, 1, 8)
     with pytest.raises(ConfigError, match="overflow"):
         int_gemm(np.zeros((1, 70000), np.int8), np.ones(1, np.float32), ops)
+
+
+@settings(max_examples=40, deadline=None)
+@given(t=st.integers(0, 9), n=st.integers(1, 7), k=st.integers(1, 40),
+       bits=st.integers(1, 8), symmetric=st.booleans(),
+       group_size=st.one_of(st.none(), st.integers(1, 48)), seed=st.integers(0, 2**16))
+def test_property_kernels_agree_with_reference(t, n, k, bits, symmetric, group_size, seed):
+    w, x = _case(t, n, k, seed)
+    qt = quantize_rtn(w, bits, group_size, symmetric)
+    xq, xs = quantize_activations(x) if t else (np.zeros((0, k), np.int8),
+                                                np.zeros(0, np.float32))
+    y = int_gemm(xq, xs, qt)
+    assert y.shape == (t, n)
+    np.testing.assert_array_equal(y, int_gemm_reference(xq, xs, qt))
+    np.testing.assert_array_equal(bitserial_gemm(xq, xs, qt), y)

@@ -155,9 +155,37 @@ def schedule(ph_ptr, order, ph_group, ft, ff, nf, cols, noc_bytes, cores, topo, 
             if ph_group[q] == g:
                 members[nm] = q
                 nm += 1
-        best = np.inf
+        # work and critical-op terms only shrink with more cores, so with them taken at
+        # all cores a candidate c's cost is bounded below; most c are never evaluated
+        wc = np.empty(nm)
+        tmin = np.zeros(nm)     # sum over ops of their smallest one-core time
+        for u in range(nm):
+            q = members[u]
+            w = 0.0
+            m = 0.0
+            for idx in range(ph_ptr[q], ph_ptr[q + 1]):
+                i = order[idx]
+                w += _work(i, cores, ft, ff, nf)[0]
+                m = max(m, _crit(i, cores, cols, ft, ff, nf))
+                x = np.inf
+                for f in range(nf[i]):
+                    x = min(x, ft[i, f])
+                tmin[u] += x
+            wc[u] = max(w, m)
+        best = 0.0
+        for u in range(nm):
+            q = members[u]
+            best += max(wc[u], noc_cost(NB[q], cores, topo, link, hop)[0] if NB[q] > 0.0
+                        else 0.0)
         bestc = cores
-        for c in range(cores, 0, -1):
+        for c in range(cores - 1, 0, -1):
+            lb = 0.0
+            for u in range(nm):
+                q = members[u]
+                lb += max(max(wc[u], tmin[u] / c),
+                          noc_cost(NB[q], c, topo, link, hop)[0] if NB[q] > 0.0 else 0.0)
+            if lb >= best * (1.0 - 1e-12):
+                continue
             tot = 0.0
             for u in range(nm):
                 tot += _phase_time(members[u], ph_ptr, order, ft, ff, nf, cols, NB, c, topo,

@@ -1,0 +1,150 @@
+"""Benchmarks of the simulator (issue 3, item 12).
+
+Run from the repository root::
+
+    python benchmarks/bench_sim.py            # every case (about a minute on an idle machine)
+    python benchmarks/bench_sim.py --quick    # fewer repeats and shorter loops
+
+Prints a markdown report: the machine, the load average before and after (the numbers are
+only meaningful on an otherwise idle machine), and for each case the minimum and median wall
+time over the repeats. Results are recorded by hand in ``docs/performance.md``.
+
+Cases:
+
+1. One Mixtral-8x7B decode step (32 layers, batch 16, context 512) through ``simulate()``
+   after JIT warm-up, on several presets; uniform allocations, and a mixed-bit allocation with
+   Zipf routing (every expert of every layer different: no two GEMMs alike). Target: <= 10 ms.
+2. One GEMM design point through ``simulate_gemm()`` (Mixtral ``w1``: 64 x 4096 x 14336 on
+   gemmini, and on h100's 132 cores). Target: <= 100 us.
+3. A 1,000-point loop: 1,000 distinct GEMM points (random shapes and bits) on gemmini, and
+   1,000 Mixtral-8x7B decode steps with random per-expert allocations on h100.
+4. The tile pipeline alone: one Mixtral expert GEMM on a 16 x 16 array with 16 x 16 tiles
+   (229,376 tiles), closed-form steady state against the full tile-by-tile run.
+5. Cold start: first ``simulate()`` in this process (numba loads its on-disk cache).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+
+import numpy as np
+
+
+def timed(fn, repeats: int):
+    out, times = None, []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t)
+    return out, min(times), statistics.median(times)
+
+
+def row(case: str, tmin: float, tmed: float, unit: str = "ms", note: str = "") -> str:
+    f = 1e3 if unit == "ms" else 1e6 if unit == "us" else 1.0
+    return f"| {case} | {tmin * f:.3g} | {tmed * f:.3g} | {unit} | {note} |"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    reps = 5 if args.quick else 30
+    loop = 100 if args.quick else 1000
+    load0 = os.getloadavg()
+
+    t0 = time.perf_counter()
+    import accelsim
+    from accelsim.sim import engine as E
+    from accelsim.sim import simulate, simulate_gemm
+    from accelsim.workload import Zipf
+    t_import = time.perf_counter() - t0
+
+    m = accelsim.load_workload("mixtral-8x7b")
+    g = accelsim.build_graph(m, accelsim.Scenario(phase="decode", batch=16, context=512))
+    gz = accelsim.build_graph(m, accelsim.Scenario(phase="decode", batch=16, context=512,
+                                                   routing=Zipf(1.2), seed=1))
+    rng = np.random.default_rng(0)
+    mixed = accelsim.BitAllocation.uniform(m, 4).with_expert_bits(
+        rng.choice([2, 3, 4], size=(32, 8)))
+
+    lines = []
+    hw = accelsim.load_hw("h100")
+    t = time.perf_counter()
+    simulate(hw, g, accelsim.BitAllocation.uniform(m, 4))
+    lines.append(row("cold: first simulate() in the process (numba cache load, lowering)",
+                     time.perf_counter() - t, time.perf_counter() - t, "ms",
+                     f"import accelsim {t_import * 1e3:.0f} ms"))
+
+    # 1. Mixtral-8x7B decode step
+    for name, bits in (("gemmini", 2), ("h100", 4), ("spyre", 4), ("rapid", 2)):
+        hw = accelsim.load_hw(name)
+        a = accelsim.BitAllocation.uniform(m, bits)
+        simulate(hw, g, a)
+        r, tmin, tmed = timed(lambda: simulate(hw, g, a), reps)
+        lines.append(row(f"Mixtral-8x7B decode b16, {name} ({hw.cores.count} cores), "
+                         f"uniform {bits}-bit", tmin, tmed, "ms",
+                         f"{r.latency_s * 1e3:.3g} ms simulated, {r.bound}"))
+    for name in ("h100", "spyre"):
+        hw = accelsim.load_hw(name)
+        simulate(hw, gz, mixed)
+        r, tmin, tmed = timed(lambda: simulate(hw, gz, mixed), reps)
+        lines.append(row(f"Mixtral-8x7B decode b16, {name}, mixed 2/3/4-bit, zipf 1.2",
+                         tmin, tmed, "ms", f"{r.latency_s * 1e3:.3g} ms simulated"))
+
+    # 2. one GEMM design point
+    for name in ("gemmini", "h100"):
+        hw = accelsim.load_hw(name)
+        simulate_gemm(hw, 64, 4096, 14336, w_bits=4)
+        r, tmin, tmed = timed(lambda: simulate_gemm(hw, 64, 4096, 14336, w_bits=4),
+                              reps * 20)
+        lines.append(row(f"simulate_gemm 64 x 4096 x 14336, 4-bit, {name}", tmin, tmed, "us",
+                         f"{r.cycles:.4g} cycles simulated"))
+
+    # 3. 1,000-point loops
+    hw = accelsim.load_hw("gemmini")
+    pts = [(float(rng.integers(1, 2048)), int(rng.integers(64, 16384)),
+            int(rng.integers(64, 16384)), int(rng.choice([2, 4, 8]))) for _ in range(loop)]
+    t = time.perf_counter()
+    for (mm, kk, nn, b) in pts:
+        simulate_gemm(hw, mm, kk, nn, w_bits=b)
+    dt = time.perf_counter() - t
+    lines.append(row(f"{loop} distinct GEMM points (random shapes, 2/4/8-bit), gemmini", dt,
+                     dt, "s", f"{dt / loop * 1e6:.0f} us per point"))
+    hw = accelsim.load_hw("h100")
+    allocs = [accelsim.BitAllocation.uniform(m, 4).with_expert_bits(
+        rng.choice([2, 3, 4, 8], size=(32, 8))) for _ in range(loop)]
+    t = time.perf_counter()
+    for a in allocs:
+        simulate(hw, g, a)
+    dt = time.perf_counter() - t
+    lines.append(row(f"{loop} Mixtral-8x7B decode steps, random per-expert bits, h100", dt,
+                     dt, "s", f"{dt / loop * 1e3:.2f} ms per step"))
+
+    # 4. tile pipeline alone
+    pargs = (E.WS, 4.0, 4096, 14336, 4.0, 16.0, 16.0, 16, 16, 1.0, 0.5, 1.0, 1.0,
+             120.0, 1 / 16, 0.0, 0.0, 20.0, 1 / 16, False)
+    E.pipeline(*pargs, False)
+    E.pipeline(*pargs, True)
+    rc, tmin, tmed = timed(lambda: E.pipeline(*pargs, False), reps * 10)
+    lines.append(row("tile pipeline, Mixtral expert on 16x16, 229,376 tiles, closed form",
+                     tmin, tmed, "us", f"{rc[5]} steps simulated"))
+    rf, tmin, tmed = timed(lambda: E.pipeline(*pargs, True), 3)
+    lines.append(row("the same, full tile-by-tile run", tmin, tmed, "ms",
+                     f"{rf[5]} steps; same cycles: {rf[0] == rc[0]}"))
+
+    load1 = os.getloadavg()
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+          f"{platform.python_version()}, numpy {np.__version__}")
+    print(f"load average before {load0[0]:.2f}, after {load1[0]:.2f}; min and median of "
+          f"{reps} runs unless noted\n")
+    print("| case | min | median | unit | note |")
+    print("|---|---|---|---|---|")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

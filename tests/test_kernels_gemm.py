@@ -139,3 +139,15 @@ def test_property_kernels_agree_with_reference(t, n, k, bits, symmetric, group_s
     assert y.shape == (t, n)
     np.testing.assert_array_equal(y, int_gemm_reference(xq, xs, qt))
     np.testing.assert_array_equal(bitserial_gemm(xq, xs, qt), y)
+
+
+def test_operand_validation_and_dtype_normalisation():
+    codes = np.array([[1, 2, 3]], np.uint8)
+    xq = np.array([[1, -1, 2]], np.int8)
+    good = GemmOperands(codes, np.ones((1, 2), np.float64), np.zeros((1, 2), np.int64), 2, 1, 2)
+    # float64 scales / int64 zeros are converted: 1 - 2 + 6 = 5
+    np.testing.assert_array_equal(int_gemm(xq, np.ones(1, np.float32), good), [[5.0]])
+    with pytest.raises(ConfigError, match="shape"):
+        int_gemm(xq, np.ones(1), good._replace(scales=np.ones((1, 3))))
+    with pytest.raises(ConfigError, match="uint8"):
+        int_gemm(xq, np.ones(1), good._replace(codes=codes.astype(np.int16)))

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from accelsim.kernels.gemm import GemmOperands
+from accelsim.kernels.gemm import GemmOperands, kernel_operands
 
 __all__ = ["dequantize", "dequantize_reference"]
 
@@ -53,11 +53,14 @@ def _dequant_parallel(codes, scales, zeros, gs, mult, out):  # pragma: no cover 
                       (c + 1) * n // chunks)
 
 
-def dequantize(ops: GemmOperands) -> np.ndarray:
+def dequantize(ops) -> np.ndarray:
     """float32 ``(out_features, in_features)`` weights from integer operands (numba).
+
+    ``ops``: a :class:`GemmOperands` or a QuantizedTensor.
 
     ``QuantizedTensor.dequantize()`` calls this with its cached operands.
     """
+    ops = kernel_operands(ops)
     out = np.empty(ops.codes.shape, dtype=np.float32)
     args = (ops.codes, ops.scales, ops.zeros, np.int64(ops.group_size),
             np.int32(ops.weight_mult), out)
@@ -70,6 +73,7 @@ def dequantize(ops: GemmOperands) -> np.ndarray:
 
 def dequantize_reference(ops: GemmOperands) -> np.ndarray:
     """numpy version of :func:`dequantize`."""
+    ops = kernel_operands(ops)
     k = ops.codes.shape[1]
 
     def expand(a):

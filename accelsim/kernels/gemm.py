@@ -37,7 +37,8 @@ from numba import njit, prange
 
 from accelsim.errors import ConfigError
 
-__all__ = ["GemmOperands", "int_gemm", "bitserial_gemm", "group_row_sums", "check_gemm_inputs"]
+__all__ = ["GemmOperands", "int_gemm", "bitserial_gemm", "group_row_sums", "check_gemm_inputs",
+           "kernel_operands"]
 
 _INT32_MAX = 2**31 - 1
 _CHUNKS = 256                 # work items handed to the thread pool per call
@@ -230,14 +231,40 @@ def group_row_sums(xq: np.ndarray, group_size: int) -> np.ndarray:
     return np.add.reduceat(xq.astype(np.int32), starts, axis=1).astype(np.int32)
 
 
-def _operands(qt) -> GemmOperands:
-    if isinstance(qt, GemmOperands):
-        return qt
-    get = getattr(qt, "gemm_operands", None)
-    if get is None:
-        raise ConfigError.single("must be a QuantizedTensor (or GemmOperands)", key="qt",
-                                 value=type(qt).__name__)
-    return get()
+def _readonly(a: np.ndarray, dtype) -> np.ndarray:
+    # one array type per kernel argument (numba compiles writable and read-only separately)
+    v = np.ascontiguousarray(a, dtype=dtype).view()
+    v.setflags(write=False)
+    return v
+
+
+def kernel_operands(qt) -> GemmOperands:
+    """The :class:`GemmOperands` of ``qt`` checked and in the kernels' exact array types.
+
+    ``qt`` is a QuantizedTensor (anything with ``gemm_operands()``) or a GemmOperands.
+    """
+    ops = qt if isinstance(qt, GemmOperands) else None
+    if ops is None:
+        get = getattr(qt, "gemm_operands", None)
+        if get is None:
+            raise ConfigError.single("must be a QuantizedTensor (or GemmOperands)", key="qt",
+                                     value=type(qt).__name__)
+        ops = get()
+    codes = np.asarray(ops.codes)
+    if codes.ndim != 2 or codes.dtype != np.uint8:
+        raise ConfigError.single("must be a 2-D uint8 array", key="codes",
+                                 value=f"{codes.dtype} {codes.shape}")
+    gs = int(ops.group_size)
+    if gs < 1:
+        raise ConfigError.single("must be >= 1", key="group_size", value=gs)
+    want = (codes.shape[0], -(-codes.shape[1] // gs))
+    for name in ("scales", "zeros"):
+        if np.shape(getattr(ops, name)) != want:
+            raise ConfigError.single(f"must have shape {want}", key=name,
+                                     value=np.shape(getattr(ops, name)))
+    return GemmOperands(_readonly(codes, np.uint8), _readonly(ops.scales, np.float32),
+                        _readonly(ops.zeros, np.int32), gs, int(ops.weight_mult),
+                        int(ops.bits))
 
 
 def check_gemm_inputs(xq, xs, qt):
@@ -245,7 +272,7 @@ def check_gemm_inputs(xq, xs, qt):
 
     ``xq`` must be a 2-D int8 array ``(tokens, in_features)``; ``xs`` one float scale per token.
     """
-    ops = _operands(qt)
+    ops = kernel_operands(qt)
     xq = np.asarray(xq)
     if xq.ndim != 2 or xq.dtype != np.int8:
         raise ConfigError.single("must be a 2-D int8 array (tokens, in_features)", key="xq",

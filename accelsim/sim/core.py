@@ -207,6 +207,17 @@ def _ceil(x):
     return np.ceil(x - 1e-9)
 
 
+def _unique_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index of the first occurrence of every distinct row, and each row's position among
+    them (rows compared bit for bit)."""
+    a = np.ascontiguousarray(a, dtype=np.float64) + 0.0   # -0.0 -> 0.0
+    if a.shape[0] == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    v = a.view(np.dtype((np.void, a.dtype.itemsize * a.shape[1]))).ravel()
+    _, first, inverse = np.unique(v, return_index=True, return_inverse=True)
+    return first, inverse.ravel()
+
+
 def _fluid(hp, rd: np.ndarray, wr: np.ndarray) -> np.ndarray:
     """Busy cycles each op causes on the shared (chip and off-chip) levels."""
     sh = hp.shared_mask
@@ -294,10 +305,17 @@ def _run(hw, ot: OpTable, bits: np.ndarray, t_bytes: np.ndarray, t_numel: np.nda
         ok = (pos < len(e)) & (e[np.minimum(pos, len(e) - 1)] == att_idx)
         flc[pos[ok], 3] += kv_sh[ok]
         flc[pos[ok], 4] += kv_sh[ok]
+    # the experts of a layer and the layers of a model repeat: simulate each distinct GEMM once
+    key = np.column_stack([M, K, N, cpm, wB, w_fix, w_pb, a_fix, a_pb, o_fix, o_pb, w_stage,
+                           a_dma, flc])
+    first, inverse = _unique_rows(key)
+    u = first
     fronts, npts, overflow = E.run_gemms(
-        mask, M, K.astype(np.int64), N.astype(np.int64), R, C, cpm, wB, aB, aB, hp.acc_bytes,
-        w_fix, w_pb, a_fix, a_pb, o_fix, o_pb, hp.two_channels, plan.staging / cores, sw, sa,
-        so, w_stage, a_dma, flc, opts.full_pipeline)
+        mask, M[u], K[u].astype(np.int64), N[u].astype(np.int64), R, C, cpm[u], wB[u], aB, aB,
+        hp.acc_bytes, w_fix[u], w_pb[u], a_fix[u], a_pb[u], o_fix[u], o_pb[u],
+        hp.two_channels, plan.staging / cores, sw, sa, so, w_stage[u], a_dma[u], flc[u],
+        opts.full_pipeline)
+    fronts, npts, overflow = fronts[inverse], npts[inverse], overflow[inverse]
     pr = pe[e]
     vcyc = ot.vector_ops / hp.vector_rate
 

@@ -45,8 +45,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, types
-from numba.typed import Dict
+from numba import njit
 
 __all__ = ["WS", "OS", "DATAFLOWS", "fold_cycles", "pipeline", "best_tiling", "tiling_front",
            "pipeline_reference", "tile_candidates", "run_gemms", "FRONT_COLS"]
@@ -57,7 +56,6 @@ DATAFLOWS = ("weight_stationary", "output_stationary")
 # state vector components
 _T_DMA, _T_ST, _LD, _C1, _O1, _O2 = 0, 1, 2, 3, 4, 5
 _NSTATE = 6
-_KEY = types.UniTuple(types.float64, 18)
 _KCOMPS = np.array([_T_DMA, _LD, _C1])
 _BCOMPS = np.array([_T_DMA, _LD, _C1, _O1, _O2])
 _BCOMPS_ST = np.array([_T_DMA, _T_ST, _LD, _C1, _O1, _O2])
@@ -414,7 +412,7 @@ def tile_candidates(M, K, N, R, C):  # pragma: no cover - numba
 #: Columns of a tiling front point (:func:`tiling_front`).
 FRONT_COLS = ("cycles", "compute", "dataflow", "tile_m", "tile_k", "tile_n", "w_fetch",
               "a_fetch", "o_bytes", "shared_cycles")
-FRONT_MAX = 16
+FRONT_MAX = 8
 
 
 @njit(cache=True)
@@ -612,24 +610,13 @@ def run_gemms(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fix,
               o_fix, o_pb, two_ch, stage_cap, lw, la, lo, w_stage, a_stage, flc,
               full):  # pragma: no cover - numba
     """:func:`tiling_front` for every GEMM: ``(fronts [ops x FRONT_MAX x len(FRONT_COLS)],
-    points per op, overflow per op)``. Ops with identical inputs (the experts of a layer,
-    the layers of a model) are simulated once."""
+    points per op, overflow per op)``. The caller passes each distinct op once
+    (:func:`accelsim.sim.core._unique_rows`)."""
     n = M.shape[0]
     out = np.zeros((n, FRONT_MAX, 10))
     npts = np.zeros(n, np.int64)
     ovf = np.zeros(n, np.bool_)
-    seen = Dict.empty(key_type=_KEY, value_type=types.int64)
     for i in range(n):
-        key = (M[i], float(K[i]), float(N[i]), cpm[i], wB[i], w_fix[i], w_pb[i], a_fix[i],
-               a_pb[i], o_fix[i], o_pb[i], 1.0 if w_stage[i] else 0.0,
-               1.0 if a_stage[i] else 0.0, flc[i, 0], flc[i, 1], flc[i, 2], flc[i, 3],
-               flc[i, 4])
-        if key in seen:
-            j = seen[key]
-            out[i] = out[j]
-            npts[i], ovf[i] = npts[j], ovf[j]
-            continue
-        seen[key] = i
         front, nf, of = tiling_front(df_mask, M[i], K[i], N[i], R, C, cpm[i], wB[i], aB, oB,
                                      accB, w_fix[i], w_pb[i], a_fix[i], a_pb[i], o_fix[i],
                                      o_pb[i], two_ch, stage_cap, lw, la, lo, w_stage[i],

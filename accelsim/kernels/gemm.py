@@ -24,8 +24,10 @@ with the activations is formed separately, and the planes are combined by shift-
 the two kernels agree bit for bit (and with the numpy reference in
 :mod:`accelsim.kernels.reference`).
 
-Exactness: ``|d| <= 2 * 128 * (2**bits - 1) * group_size`` must stay below ``2**31``;
-:func:`int_gemm` checks this (any ``group_size`` up to 32,896 is fine at 8 bits).
+Exactness: with ``|xq| <= 128``, ``|d| <= 128 * group_size * max(2 * (2**bits - 1), 3)``
+(the 3 is for 1-bit codes, ``m = 2``), which must stay below ``2**31`` so that the whole
+group computation fits an int32 datapath; :func:`int_gemm` checks this (any ``group_size``
+up to 32,896 is fine at 8 bits).
 """
 
 from __future__ import annotations
@@ -285,7 +287,7 @@ def check_gemm_inputs(xq, xs, qt):
     if xs.shape != (xq.shape[0],) or xs.dtype.kind != "f":
         raise ConfigError.single("must be a float array with one scale per token row", key="xs",
                                  value=f"{xs.dtype} {xs.shape}")
-    bound = 2 * 128 * (2**ops.bits - 1) * ops.group_size
+    bound = 128 * ops.group_size * max(2 * (2**ops.bits - 1), 3)
     if bound > _INT32_MAX:
         raise ConfigError.single(
             f"group of {ops.group_size} columns at {ops.bits} bits can overflow the int32 "

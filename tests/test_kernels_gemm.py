@@ -119,11 +119,20 @@ def test_input_validation():
         bitserial_gemm(np.zeros((2, 8), np.int8), np.ones(2, np.float32), np.ones((3, 8)))
 
 
-def test_group_too_large_for_int32_is_refused():
-    ops = GemmOperands(np.zeros((1, 70000), np.uint8), np.ones((1, 1), np.float32),
-                       np.zeros((1, 1), np.int32), 70000, 1, 8)
-    with pytest.raises(ConfigError, match="overflow"):
-        int_gemm(np.zeros((1, 70000), np.int8), np.ones(1, np.float32), ops)
+@pytest.mark.parametrize("bits,mult,ok,too_big", [(8, 1, 32_896, 32_897),
+                                                   (1, 2, 5_592_405, 5_592_406)])
+def test_group_too_large_for_int32_is_refused(bits, mult, ok, too_big):
+    # |d| <= 128 * group * max(2 * (2^bits - 1), 3) must stay below 2^31
+    assert 128 * ok * max(2 * (2**bits - 1), 3) < 2**31 <= 128 * too_big * max(2 * (2**bits - 1), 3)
+    for group, fails in ((ok, False), (too_big, True)):
+        ops = GemmOperands(np.zeros((1, group), np.uint8), np.ones((1, 1), np.float32),
+                           np.zeros((1, 1), np.int32), group, mult, bits)
+        xq, xs = np.zeros((1, group), np.int8), np.ones(1, np.float32)
+        if fails:
+            with pytest.raises(ConfigError, match="overflow"):
+                int_gemm(xq, xs, ops)
+        else:
+            assert int_gemm(xq, xs, ops).shape == (1, 1)
 
 
 @settings(max_examples=40, deadline=None)

@@ -147,17 +147,25 @@ class ExpertErrorNorms:
     q3: float
 
 
-def expert_error_norms(pair: ExpertPair) -> ExpertErrorNorms:
-    """Exact spectral norms of one expert's quantization errors and quantized matrices."""
-    def norm_of(name: str, err: bool) -> float:
-        if name not in pair.w:
+ALL_NORMS = ("e1", "e2", "e3", "q1", "q2", "q3")
+#: Norms each bound method needs.
+METHOD_NORMS = {"analytic": ALL_NORMS, "hybrid": ("q1", "q2", "q3")}
+
+
+def expert_error_norms(pair: ExpertPair, names: tuple[str, ...] = ALL_NORMS
+                       ) -> ExpertErrorNorms:
+    """Exact spectral norms of one expert's quantization errors ``e*`` and quantized
+    matrices ``q*``; only ``names`` are computed (the others are NaN)."""
+    def norm_of(field: str) -> float:
+        if field not in names:
+            return float("nan")
+        mat = "w" + field[1]
+        if mat not in pair.w:
             return 0.0
-        m = pair.w[name] - pair.q[name] if err else pair.q[name]
+        m = pair.w[mat] - pair.q[mat] if field[0] == "e" else pair.q[mat]
         return spectral_norm(m)
 
-    return ExpertErrorNorms(e1=norm_of("w1", True), e2=norm_of("w2", True),
-                            e3=norm_of("w3", True), q1=norm_of("w1", False),
-                            q2=norm_of("w2", False), q3=norm_of("w3", False))
+    return ExpertErrorNorms(**{f: norm_of(f) for f in ALL_NORMS})
 
 
 def _ball_hidden_bound(act: Activation, s: np.ndarray, b: np.ndarray | None,
@@ -215,7 +223,7 @@ def pair_output_bound(pair: ExpertPair, x: np.ndarray, *, eps: float | np.ndarra
     eps = np.asarray(eps, dtype=np.float64)
     if np.any(~np.isfinite(eps)) or np.any(eps < 0):
         raise ConfigError.single("eps must be finite and >= 0", key="eps", value=eps)
-    nr = norms if norms is not None else expert_error_norms(pair)
+    nr = norms if norms is not None else expert_error_norms(pair, METHOD_NORMS[method])
     act = pair.act
     if method == "analytic":
         s, b, h = pair.hidden(x)

@@ -47,7 +47,8 @@ import numpy as np
 
 from ..errors import ConfigError
 from .activations import get_activation
-from .bounds import ExpertPair, dequantized, expert_error_norms, pair_output_bound
+from .bounds import (METHOD_NORMS, ExpertPair, dequantized, expert_error_norms,
+                     pair_output_bound)
 from .routing import pairwise_row_distances, radius_from_logits, topk_indices
 
 __all__ = ["MoELayerWeights", "MoEStack", "QuantizedStack", "LayerCertificate",
@@ -324,6 +325,9 @@ def _layer(st: MoEStack, lw: MoELayerWeights, ql: _QuantLayer, h: np.ndarray,
     x, rms = _normalize(h, lw.norm_weight, st.norm, st.norm_eps)
     xq, _ = _normalize(hq, lw.norm_weight, st.norm, st.norm_eps)
     eps_x = norm_perturbation(eps, rms, st.d, lw.norm_weight)
+    # a normalised token never exceeds sqrt(d) max|gamma| in norm
+    xcap = np.inf if rms is None else np.sqrt(st.d) * (
+        1.0 if lw.norm_weight is None else float(np.max(np.abs(lw.norm_weight))))
 
     # routing: float reference, deployed router at the float token, deployed at the real one
     z, zq, zm = x @ lw.router.T, x @ ql.router.T, xq @ ql.router.T
@@ -358,7 +362,8 @@ def _layer(st: MoEStack, lw: MoELayerWeights, ql: _QuantLayer, h: np.ndarray,
                 pair_output_bound(pair, x[idx], eps=eps_x[idx], method=method,
                                   norms=norms_cache[e]),
                 f_norm[idx, e] + _output_sup(pair, norms_cache[e],
-                                             np.linalg.norm(x[idx], axis=1) + eps_x[idx]))
+                                             np.minimum(xcap, np.linalg.norm(x[idx], axis=1)
+                                                        + eps_x[idx])))
             w_e = np.where(sel[idx] == e, g[idx], 0.0).sum(axis=1)
             moe[idx] += w_e[:, None] * f
         jdx = np.flatnonzero(np.any(selm == e, axis=1))
@@ -384,8 +389,8 @@ def _layer(st: MoEStack, lw: MoELayerWeights, ql: _QuantLayer, h: np.ndarray,
         nr = norms_cache[E + s]
         err = err + np.minimum(
             pair_output_bound(pair, x, eps=eps_x, method=method, norms=nr),
-            np.linalg.norm(f, axis=1) + _output_sup(pair, nr, np.linalg.norm(x, axis=1)
-                                                    + eps_x))
+            np.linalg.norm(f, axis=1) + _output_sup(pair, nr, np.minimum(
+                xcap, np.linalg.norm(x, axis=1) + eps_x)))
     return h + moe, hq + moe_q, eps + err, cert, unchanged
 
 
@@ -419,7 +424,7 @@ def certify_stack(qstack: QuantizedStack, tokens: Any, *, method: str = "hybrid"
     eps = np.zeros(h.shape[0])
     out = []
     for lw, ql in zip(st.layers, qstack.layers):
-        norms = [expert_error_norms(p) for p in ql.experts + ql.shared]
+        norms = [expert_error_norms(p, METHOD_NORMS[method]) for p in ql.experts + ql.shared]
         eps = eps * (1.0 + attn_lipschitz)
         eps_in = eps
         h, hq, eps, cert, unchanged = _layer(st, lw, ql, h, hq, eps, method, norms)

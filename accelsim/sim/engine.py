@@ -624,3 +624,15 @@ def run_gemms(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fix,
         out[i, :nf, :] = front
         npts[i], ovf[i] = nf, of
     return out, npts, ovf
+
+
+@njit(cache=True)
+def front_packed(p, stage_cap, flc):  # pragma: no cover - numba
+    """:func:`tiling_front` with its scalars packed in one float array (one typed argument
+    instead of twenty: numba's dispatch cost dominates a single GEMM point). ``p`` =
+    (df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fix, a_pb, o_fix, o_pb,
+    two_ch, lw, la, lo, w_stage, a_stage, full)."""
+    return tiling_front(int(p[0]), p[1], int(p[2]), int(p[3]), int(p[4]), int(p[5]), p[6],
+                        p[7], p[8], p[9], p[10], p[11], p[12], p[13], p[14], p[15], p[16],
+                        p[17] != 0.0, stage_cap, int(p[18]), int(p[19]), int(p[20]),
+                        p[21] != 0.0, p[22] != 0.0, flc, p[23] != 0.0)

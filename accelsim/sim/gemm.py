@@ -119,9 +119,10 @@ def fast_gemm(hw, hp, m: float, k: int, n: int, w_bits: int, a_bits: int, nbytes
     flc = np.array([c_w, c_a, c_warr, base + ps * kf,
                     base + ps + c_warr * K * N * wB * _ceil(M / R)])
     stage_cap = np.array(staging) / cores  # the engine wants arrays
-    front, nf, overflow = E.tiling_front(mask, M, K, N, R, C, cpm, wB, aB, aB, acc, w_fix,
-                                         w_pb, a_fix, a_pb, o_fix, o_pb, hp.two_channels,
-                                         stage_cap, sw, sa, so, w_stage, a_dma, flc, full)
+    packed = np.array([mask, M, K, N, R, C, cpm, wB, aB, aB, acc, w_fix, w_pb, a_fix, a_pb,
+                       o_fix, o_pb, hp.two_channels, sw, sa, so, w_stage, a_dma, full],
+                      dtype=np.float64)
+    front, nf, overflow = E.front_packed(packed, stage_cap, flc)
     pts = front.tolist()
     share = split_share(int(cols), cores)
     T = min(max(share * q[0], q[9]) for q in pts)

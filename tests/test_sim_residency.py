@@ -116,3 +116,18 @@ def test_hot_first_keeps_the_hottest_experts_on_chip(small):
     on = ex["bytes_dram"] == 0
     assert on.any() and (~on).any()
     assert ex.loc[on, "p_active"].min() >= ex.loc[~on, "p_active"].max() - 1e-12
+
+
+def test_unusual_holds(small):
+    g = build_graph(small, Scenario(batch=4))
+    alloc = BitAllocation.uniform(small, 4)
+    d = _hw(l1="4 MiB")
+    d["memory"][0]["holds"] = ["weights"]            # no level holds activations
+    d["memory"][1]["holds"] = ["weights", "kv"]
+    r = simulate(hw_from_dict(d), g, alloc)
+    assert r.latency_s > 0 and sum(r.weight_bytes_by_level.values()) == alloc.weight_bytes(
+        small)
+    d = _hw(l1="64 KiB")
+    d["memory"][1]["holds"] = ["activations", "kv"]  # DRAM may not hold weights
+    with pytest.raises(DoesNotFitError, match="off-chip memory does not hold weights.*l1"):
+        simulate(hw_from_dict(d), g, alloc)

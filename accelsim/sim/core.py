@@ -268,7 +268,7 @@ def _run(hw, ot: OpTable, bits: np.ndarray, t_bytes: np.ndarray, t_numel: np.nda
     plan = plan_memory(hw, t_bytes, density, kv_bytes, kv_den, float(foot.max(initial=0.0)),
                        opts.residency, opts.staging_fraction)
     sw, sa, so = plan.stage_w, plan.stage_a, plan.stage_o
-    home = act_home(foot, plan.act_reserve, plan.act_levels, hp.offchip)
+    home = act_home(foot, plan.act_reserve, plan.act_levels, hp.offchip, sa)
     wfrac = np.zeros((nops, nl))
     wfrac[has_t] = plan.weight_fraction[ot.tensor[has_t]]
     kv_item = np.full(nops, -1, np.int64)

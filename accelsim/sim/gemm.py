@@ -82,7 +82,7 @@ def fast_gemm(hw, hp, m: float, k: int, n: int, w_bits: int, a_bits: int, nbytes
     # activation home
     act_lv = [("activations" in holds[i]) and (onchip[i] or i == off) for i in range(nl)]
     idx = [i for i in range(nl) if act_lv[i]]
-    home = off if (off >= 0 and act_lv[off]) else idx[-1]
+    home = off if (off >= 0 and act_lv[off]) else (idx[-1] if idx else sa)
     cum = 0.0
     for lv in range(nl):
         if act_lv[lv]:

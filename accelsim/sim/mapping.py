@@ -136,12 +136,15 @@ def dma_cost(frac: np.ndarray, stage: int, lv: HwParams) -> tuple[np.ndarray, np
 
 
 def act_home(footprint: np.ndarray, act_reserve: np.ndarray, act_levels: np.ndarray,
-             offchip: int) -> np.ndarray:
+             offchip: int, default: int) -> np.ndarray:
     """Level holding each op's activations: the innermost activation level whose reserve,
     together with the reserves inside it, holds the op's working set; else off chip (or the
-    outermost activation level when there is no off-chip memory)."""
-    cum = np.cumsum(np.where(act_levels, act_reserve, 0.0))
+    outermost activation level when there is no off-chip memory). With no level that holds
+    activations at all, they stay in ``default`` (the activation staging buffer)."""
     idx = np.flatnonzero(act_levels)
+    if idx.size == 0:
+        return np.full(footprint.shape[0], default, dtype=np.int64)
+    cum = np.cumsum(np.where(act_levels, act_reserve, 0.0))
     fallback = offchip if (offchip >= 0 and act_levels[offchip]) else int(idx[-1])
     home = np.full(footprint.shape[0], fallback, dtype=np.int64)
     for lvl in idx[::-1]:

@@ -303,9 +303,17 @@ def _must_fit_message(hw, e, cap, staging, act, req) -> str:
 
 def _no_room_message(hw, items_bytes, nw, free, req) -> str:
     w, kv = float(items_bytes[:nw].sum()), float(items_bytes[nw:].sum())
+    names = [m.name for m in hw.memory]
+    w_lv = [names[i] for i in np.flatnonzero(req.allow_w)]
+    room_w = float((free * req.allow_w).sum())
     room = float((free * (req.allow_w | req.allow_kv)).sum())
-    where = ("it has no off-chip memory" if req.offchip < 0 else
-             f"its memory holds {_size(room)} for weights and KV cache")
+    if req.offchip < 0:
+        where = "it has no off-chip memory"
+    elif not req.allow_w[req.offchip]:
+        where = (f"its off-chip memory does not hold weights, and the levels that do "
+                 f"({', '.join(w_lv)}) have {_size(room_w)} left")
+    else:
+        where = f"its memory holds {_size(room)} for weights and KV cache"
     return (f"the weights ({_size(w)}) and KV cache ({_size(kv)}) do not fit on {hw.name}: "
             f"{where}; use fewer bits, a smaller model, a shorter context or smaller batch, "
             f"or an accelerator with more memory")

@@ -65,10 +65,11 @@ def _load_alloc(spec: str, model):
 @click.option("--tokens", type=click.IntRange(1, 1 << 20), default=256, show_default=True,
               help="Random tokens pushed through the stack.")
 @click.option("--layers", type=click.IntRange(1, 4096), default=None,
-              help="First N MoE layers (default 4).")
+              help="First N MoE layers (default 4; 2 for models with > 16 experts).")
 @click.option("--scale", type=click.IntRange(1, 1 << 16), default=None,
               help="Synthetic weights: divide hidden and FFN sizes by S (default: the "
-                   "smallest power of two giving sizes <= 512; 1 = real size, slow).")
+                   "smallest power of two giving sizes <= 512 and <= 4M expert weights "
+                   "per layer; 1 = real size, slow).")
 @click.option("--bound", "method", type=click.Choice(["hybrid", "analytic"]),
               default="hybrid", show_default=True,
               help="Expert bound: hybrid evaluates the quantized expert at the float token; "

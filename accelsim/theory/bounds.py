@@ -223,7 +223,10 @@ def pair_output_bound(pair: ExpertPair, x: np.ndarray, *, eps: float | np.ndarra
     eps = np.asarray(eps, dtype=np.float64)
     if np.any(~np.isfinite(eps)) or np.any(eps < 0):
         raise ConfigError.single("eps must be finite and >= 0", key="eps", value=eps)
-    nr = norms if norms is not None else expert_error_norms(pair, METHOD_NORMS[method])
+    if norms is None:
+        need = METHOD_NORMS[method] if (method == "analytic" or np.any(eps > 0)) else ()
+        norms = expert_error_norms(pair, need)
+    nr = norms
     act = pair.act
     if method == "analytic":
         s, b, h = pair.hidden(x)
@@ -237,9 +240,11 @@ def pair_output_bound(pair: ExpertPair, x: np.ndarray, *, eps: float | np.ndarra
     sq, bq, hq = pair.hidden(x, quantized=True)
     fq = hq @ pair.q["w2"].T
     err0 = np.linalg.norm(f - fq, axis=-1)
-    eta = _ball_hidden_bound(act, sq, bq, nr.q1 * eps, nr.q3 * eps)
+    ball = 0.0
+    if np.any(eps > 0):
+        ball = nr.q2 * _ball_hidden_bound(act, sq, bq, nr.q1 * eps, nr.q3 * eps)
     allowance = ROUNDING * (np.linalg.norm(f, axis=-1) + np.linalg.norm(fq, axis=-1))
-    return (err0 + nr.q2 * eta) * (1.0 + ROUNDING) + allowance
+    return (err0 + ball) * (1.0 + ROUNDING) + allowance
 
 
 def measured_output_error(weights: Mapping[str, Any], quantized: Mapping[str, Any], x: Any,

@@ -27,13 +27,15 @@ from ..errors import ConfigError, UnsupportedModelError
 from .stack import (FAMILY_GATE, MoELayerWeights, MoEStack, certify_stack, quantize_stack,
                     synthetic_stack)
 
-__all__ = ["CertifyReport", "certify_model", "auto_scale", "DEFAULT_MAX_DIM",
-           "DEFAULT_LAYERS"]
+__all__ = ["CertifyReport", "certify_model", "auto_scale", "default_layers",
+           "DEFAULT_MAX_DIM", "DEFAULT_LAYERS", "DEFAULT_LAYER_WEIGHTS"]
 
 #: Synthetic default: the smallest power-of-two reduction with max(d, ffn) <= this.
 DEFAULT_MAX_DIM = 512
 #: Default number of MoE layers (the first ones).
 DEFAULT_LAYERS = 4
+#: Synthetic default: at most this many routed-expert weights per layer.
+DEFAULT_LAYER_WEIGHTS = 4_000_000
 
 _NORM_NAMES = {"switch": "encoder.block.{i}.layer.1.layer_norm.weight"}
 _DECODER_NORM = "model.layers.{i}.post_attention_layernorm.weight"
@@ -47,13 +49,24 @@ class CertifyReport:
     setup: dict = field(default_factory=dict)
 
 
-def auto_scale(model, max_dim: int = DEFAULT_MAX_DIM) -> int:
-    """Smallest power of two ``s`` with ``max(hidden, expert ffn) / s <= max_dim``."""
-    big = max(model.hidden_size, model.moe.expert_ffn_size, model.shared_ffn_size)
+def auto_scale(model, max_dim: int = DEFAULT_MAX_DIM,
+               max_layer_weights: int = DEFAULT_LAYER_WEIGHTS) -> int:
+    """Smallest power of two ``s`` with ``max(hidden, expert ffn) / s <= max_dim`` and at
+    most ``max_layer_weights`` routed-expert weights per layer at that scale."""
+    m = model.moe
+    big = max(model.hidden_size, m.expert_ffn_size, model.shared_ffn_size)
+    per_layer = m.num_experts * len(model.expert_matrices) * model.hidden_size * \
+        m.expert_ffn_size
     s = 1
-    while big / s > max_dim:
+    while big / s > max_dim or per_layer / (s * s) > max_layer_weights:
         s *= 2
     return s
+
+
+def default_layers(model) -> int:
+    """:data:`DEFAULT_LAYERS`, but 2 for models with more than 16 experts per layer."""
+    n = DEFAULT_LAYERS if model.moe.num_experts <= 16 else 2
+    return min(n, model.num_moe_layers)
 
 
 def _checkpoint_stack(model, path: str, layers: int) -> MoEStack:
@@ -121,7 +134,7 @@ def certify_model(model, alloc, *, checkpoint: str | None = None, tokens: int = 
     tokens : int
         Number of random tokens ``h_0 ~ N(0, 1)``.
     layers : int, optional
-        First MoE layers to use (default :data:`DEFAULT_LAYERS`, at most all).
+        First MoE layers to use (default :func:`default_layers`).
     scale : int, optional
         Synthetic only: divide hidden and FFN sizes by this (default :func:`auto_scale`).
     method : {'hybrid', 'analytic'}
@@ -135,7 +148,7 @@ def certify_model(model, alloc, *, checkpoint: str | None = None, tokens: int = 
     alloc.check(model)
     if not 1 <= int(tokens) <= 1 << 20:
         raise ConfigError.single("must be in 1..1048576", key="--tokens", value=tokens)
-    n_layers = min(DEFAULT_LAYERS, model.num_moe_layers) if layers is None else int(layers)
+    n_layers = default_layers(model) if layers is None else int(layers)
     if not 1 <= n_layers <= model.num_moe_layers:
         raise ConfigError.single(f"must be in 1..{model.num_moe_layers} for {model.name}",
                                  key="--layers", value=layers)

@@ -325,6 +325,7 @@ def _layer(st: MoEStack, lw: MoELayerWeights, ql: _QuantLayer, h: np.ndarray,
     x, rms = _normalize(h, lw.norm_weight, st.norm, st.norm_eps)
     xq, _ = _normalize(hq, lw.norm_weight, st.norm, st.norm_eps)
     eps_x = norm_perturbation(eps, rms, st.d, lw.norm_weight)
+    perturbed = bool(np.any(eps_x > 0))
     # a normalised token never exceeds sqrt(d) max|gamma| in norm
     xcap = np.inf if rms is None else np.sqrt(st.d) * (
         1.0 if lw.norm_weight is None else float(np.max(np.abs(lw.norm_weight))))
@@ -358,12 +359,12 @@ def _layer(st: MoEStack, lw: MoELayerWeights, ql: _QuantLayer, h: np.ndarray,
         if idx.size:
             f = pair.forward(x[idx])
             f_norm[idx, e] = np.linalg.norm(f, axis=1)
-            bnd[idx, e] = np.minimum(
-                pair_output_bound(pair, x[idx], eps=eps_x[idx], method=method,
-                                  norms=norms_cache[e]),
-                f_norm[idx, e] + _output_sup(pair, norms_cache[e],
-                                             np.minimum(xcap, np.linalg.norm(x[idx], axis=1)
-                                                        + eps_x[idx])))
+            bnd[idx, e] = pair_output_bound(pair, x[idx], eps=eps_x[idx], method=method,
+                                            norms=norms_cache[e])
+            if perturbed:
+                bnd[idx, e] = np.minimum(bnd[idx, e], f_norm[idx, e] + _output_sup(
+                    pair, norms_cache[e],
+                    np.minimum(xcap, np.linalg.norm(x[idx], axis=1) + eps_x[idx])))
             w_e = np.where(sel[idx] == e, g[idx], 0.0).sum(axis=1)
             moe[idx] += w_e[:, None] * f
         jdx = np.flatnonzero(np.any(selm == e, axis=1))
@@ -387,10 +388,11 @@ def _layer(st: MoEStack, lw: MoELayerWeights, ql: _QuantLayer, h: np.ndarray,
         moe += f
         moe_q += pair.forward(xq, quantized=True)
         nr = norms_cache[E + s]
-        err = err + np.minimum(
-            pair_output_bound(pair, x, eps=eps_x, method=method, norms=nr),
-            np.linalg.norm(f, axis=1) + _output_sup(pair, nr, np.minimum(
-                xcap, np.linalg.norm(x, axis=1) + eps_x)))
+        b = pair_output_bound(pair, x, eps=eps_x, method=method, norms=nr)
+        if perturbed:
+            b = np.minimum(b, np.linalg.norm(f, axis=1) + _output_sup(
+                pair, nr, np.minimum(xcap, np.linalg.norm(x, axis=1) + eps_x)))
+        err = err + b
     return h + moe, hq + moe_q, eps + err, cert, unchanged
 
 
@@ -424,8 +426,10 @@ def certify_stack(qstack: QuantizedStack, tokens: Any, *, method: str = "hybrid"
     eps = np.zeros(h.shape[0])
     out = []
     for lw, ql in zip(st.layers, qstack.layers):
-        norms = [expert_error_norms(p, METHOD_NORMS[method]) for p in ql.experts + ql.shared]
         eps = eps * (1.0 + attn_lipschitz)
+        # the spectral norms only enter through the perturbation ball (and analytic)
+        need = METHOD_NORMS[method] if (method == "analytic" or np.any(eps > 0)) else ()
+        norms = [expert_error_norms(p, need) for p in ql.experts + ql.shared]
         eps_in = eps
         h, hq, eps, cert, unchanged = _layer(st, lw, ql, h, hq, eps, method, norms)
         out.append(LayerCertificate(lw.index, eps_in, cert, unchanged, eps,

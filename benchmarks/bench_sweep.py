@@ -9,6 +9,10 @@ is included. Three rates are printed, medians of ``--repeat`` runs:
 ``steady``  points after the first finished chunk / the time after it: the rate once the
             workers are up, which is what a long sweep converges to.
 
+Then, in this process, the CPU time per point of a serial run, cold (first run: imports,
+numba loading, graphs, allocations) and warm (the same points again, caches full): CPU time
+does not depend on what else the machine runs, wall time does.
+
     python benchmarks/bench_sweep.py                 # both specs below, 3 repeats
     python benchmarks/bench_sweep.py --spec my.yaml --repeat 5
 
@@ -85,6 +89,19 @@ def run_once(spec: Path, executor: str, workers: int, opts: dict) -> dict:
     return {"points": r["points"], "run_s": r["run_s"], "wall_s": wall, "steady": steady}
 
 
+def cpu_per_point(spec: Path) -> tuple[int, float, float]:
+    """(points, cold CPU ms per point, warm CPU ms per point) of a serial run here."""
+    from accelsim.sweep import load_sweep, run_sweep
+    sw = load_sweep(spec)
+    t0 = time.process_time()
+    run_sweep(sw)
+    cold = time.process_time() - t0
+    t0 = time.process_time()
+    run_sweep(sw)
+    warm = time.process_time() - t0
+    return len(sw), 1e3 * cold / len(sw), 1e3 * warm / len(sw)
+
+
 def _load() -> str:
     return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
@@ -103,6 +120,10 @@ def bench(spec: Path, repeat: int, only) -> None:
         steady = statistics.median(r["steady"] for r in runs)
         print(f"{name:<24} {n:>6} {run_s:>7.2f} {n / run_s:>9.1f} {wall_s:>7.2f} "
               f"{n / wall_s:>9.1f} {steady:>11.1f}", flush=True)
+    if not only:
+        n, cold, warm = cpu_per_point(spec)
+        print(f"serial CPU time per point: {cold:.1f} ms cold, {warm:.1f} ms warm "
+              f"({1e3 / warm:.0f} points per CPU-second warm)")
     print(f"load average after: {_load()}")
 
 

@@ -235,7 +235,7 @@ def _shared_coefficients(hp, f, sw, sa, so, h, a_dma, o_dma, M, K, N, wB, aB, kf
     c_warr = sh[sw] / rbw[sw]
     base = (sh[sa] / rbw[sa] * M * K * aB * _ceil(N / C)
             + np.where(o_dma, sh[h] / wbw[h], 0.0) * M * N * aB)
-    ps = sh[so] * (1.0 / rbw[so] + 1.0 / wbw[so]) * M * N * acc
+    ps = sh[so] / wbw[so] * M * N * acc
     out = np.empty((len(M), 5))
     out[:, 0], out[:, 1], out[:, 2] = c_w, c_a, c_warr
     out[:, 3] = base + ps * kf
@@ -314,7 +314,7 @@ def _run(hw, ot: OpTable, bits: np.ndarray, t_bytes: np.ndarray, t_numel: np.nda
         mask, M[u], K[u].astype(np.int64), N[u].astype(np.int64), R, C, cpm[u], wB[u], aB, aB,
         hp.acc_bytes, w_fix[u], w_pb[u], a_fix[u], a_pb[u], o_fix[u], o_pb[u],
         hp.two_channels, plan.staging / cores, sw, sa, so, w_stage[u], a_dma[u], flc[u],
-        opts.full_pipeline)
+        opts.full_pipeline, 1.0 / hp.read_bpc[sw], 1.0 / hp.read_bpc[sa], sw == sa)
     fronts, npts, overflow = fronts[inverse], npts[inverse], overflow[inverse]
     pr = pe[e]
     vcyc = ot.vector_ops / hp.vector_rate
@@ -391,8 +391,8 @@ def _run(hw, ot: OpTable, bits: np.ndarray, t_bytes: np.ndarray, t_numel: np.nda
     rd[e, h] += np.where(a_dma, Af, 0.0)
     wr[e, sa] += np.where(a_dma, Af, 0.0)
     rd[e, sa] += M * K * aB * _ceil(N / C) * pr
+    # partial sums accumulate in place: one access per update (the last one is the drain)
     psum = M * N * hp.acc_bytes * pr * np.where(ws, kf, 1.0)
-    rd[e, so] += psum
     wr[e, so] += psum
     wr[e, h] += np.where(o_dma, Ob, 0.0)
     core, span, start, end = wrap_around(ot.phase_ptr, ot.phase_order, T, cc, t1)
@@ -422,7 +422,10 @@ def _run(hw, ot: OpTable, bits: np.ndarray, t_bytes: np.ndarray, t_numel: np.nda
     moved = rd + wr
     by_level = moved.sum(axis=0)
     off = hp.offchip
-    lvl_time = rd.sum(axis=0) / hp.agg_read_bpc + wr.sum(axis=0) / hp.agg_write_bpc
+    # off chip, reads and writes share the bus; on-chip SRAM banks take DMA writes while the
+    # array reads (double buffering), so a level is busy for the longer of the two
+    r_t, w_t = rd.sum(axis=0) / hp.agg_read_bpc, wr.sum(axis=0) / hp.agg_write_bpc
+    lvl_time = np.where(hp.onchip, np.maximum(r_t, w_t), r_t + w_t)
     vec_total = float(np.where(vec | is_att, vcyc, 0.0).sum())
     busy = {"compute": float(comp.sum()) / cores, "vector": vec_total / cores,
             "offchip_bandwidth": float(lvl_time[off]) if off >= 0 else 0.0,

@@ -47,7 +47,7 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["WS", "OS", "DATAFLOWS", "fold_cycles", "pipeline", "best_tiling", "tiling_front",
+__all__ = ["WS", "OS", "DATAFLOWS", "fold_cycles", "tile_cycles", "pipeline", "best_tiling", "tiling_front",
            "pipeline_reference", "tile_candidates", "run_gemms", "FRONT_COLS"]
 
 WS, OS = 0, 1
@@ -74,6 +74,22 @@ def fold_cycles(df, R, C, m, k, n, cpm):  # pragma: no cover - numba
     if cpm < 1.0:
         return folds * (2.0 * R + C + k * cpm - 2.0)
     return folds * (2.0 * R + C + k - 2.0) * cpm
+
+
+@njit(cache=True)
+def tile_cycles(df, R, C, m, k, n, cpm, wB, aB, fw, fa, fsame):  # pragma: no cover - numba
+    """``(cycles, fold cycles)`` of one tile: the folds, or longer when the staging buffers
+    cannot feed the array that fast. The array reads its weights once per tile
+    (weight-stationary) or once per ``R`` rows (output-stationary), and its activations once
+    per ``C``-column fold; ``fw``/``fa`` are cycles per byte of the weight and activation
+    staging buffers, read in parallel unless they are one buffer (``fsame``)."""
+    fold = fold_cycles(df, R, C, m, k, n, cpm)
+    if fw == 0.0 and fa == 0.0:
+        return fold, fold
+    wfeed = k * n * wB * (1.0 if df == WS else math.ceil(m / R - 1e-9))
+    afeed = m * k * aB * math.ceil(n / C)
+    feed = wfeed * fw + afeed * fa if fsame else max(wfeed * fw, afeed * fa)
+    return max(fold, feed), fold
 
 
 @njit(cache=True)
@@ -167,14 +183,16 @@ def _shift(s, comps, d, j):  # pragma: no cover - numba
 
 @njit(cache=True)
 def pipeline(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb, a_fix, a_pb,
-             o_fix, o_pb, two_ch, full):  # pragma: no cover - numba
+             o_fix, o_pb, two_ch, full, fw=0.0, fa=0.0, fsame=True):  # pragma: no cover
     """Cycles of one GEMM on one core with the given L1 tiles.
 
     ``w_fix, w_pb`` (``a_*``, ``o_*``): cycles per transfer and per byte of a weight
     (activation, output) DMA; both 0 means the operand is already in its staging buffer (no
-    DMA). Returns ``(cycles, compute_cycles, weight_fetch_bytes, act_fetch_bytes,
-    output_bytes, steps_simulated)``; fetch bytes count every tile (re)load whether or not it
-    needs a DMA.
+    DMA). ``fw, fa, fsame``: operand feed from the staging buffers (:func:`tile_cycles`;
+    0 = unlimited). Returns ``(cycles, compute_cycles, weight_fetch_bytes, act_fetch_bytes,
+    output_bytes, steps_simulated)``; compute cycles are the folds (a tile waiting for its
+    operands to be fed counts as stall); fetch bytes count every tile (re)load whether or not
+    it needs a DMA.
     """
     w_dma = w_fix > 0.0 or w_pb > 0.0
     a_dma = a_fix > 0.0 or a_pb > 0.0
@@ -243,7 +261,7 @@ def pipeline(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb, a_fix,
                     continue
                 m_sz, k_sz, n_sz = _dims(df, a, b, k, nA, nB, nK, At, Bt, Ktf, Atot, Btot,
                                          Ktot)
-                X = fold_cycles(df, R, C, m_sz, k_sz, n_sz, cpm)
+                X, Xf = tile_cycles(df, R, C, m_sz, k_sz, n_sz, cpm, wB, aB, fw, fa, fsame)
                 has_next = True
                 if k + 1 < nK:
                     na, nb, nk = a, b, k + 1
@@ -270,10 +288,10 @@ def pipeline(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb, a_fix,
                 _step(s, X, Ln, has_next, k == 0, last_k, S, o_dma, two_ch)
                 pK2[:] = pK
                 pK[:] = s
-                comp += X
+                comp += Xf
                 wbytes += wbn
                 abytes += abn
-                lastX, lastW, lastA = X, wbn, abn
+                lastX, lastW, lastA = Xf, wbn, abn
                 steps += 1
                 k += 1
             incB[0], incB[1] = comp - b0, wbytes - b1
@@ -327,7 +345,7 @@ def _fetches(df, M, K, N, Mt, Kt, Nt, wB, aB):  # pragma: no cover - numba
 
 @njit(cache=True)
 def _lower_bound(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb, a_fix, a_pb,
-                 o_fix, o_pb, two_ch):  # pragma: no cover - numba
+                 o_fix, o_pb, two_ch, fw=0.0, fa=0.0, fsame=True):  # pragma: no cover
     """A lower bound of :func:`pipeline` (total compute; total DMA), in closed form."""
     nM, nK, nN = _ntiles(M, Mt), _ntiles(float(K), float(Kt)), _ntiles(float(N), float(Nt))
     comp = 0.0
@@ -346,7 +364,8 @@ def _lower_bound(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb, a_
                 sn = Nt if i_n == 0 else N - (nN - 1) * Nt
                 if cn == 0:
                     continue
-                comp += cm * ck * cn * fold_cycles(df, R, C, sm, sk, sn, cpm)
+                comp += cm * ck * cn * tile_cycles(df, R, C, sm, sk, sn, cpm, wB, aB, fw,
+                                                   fa, fsame)[0]
     p_loads, q_loads, wf, af = _fetches(df, M, K, N, Mt, Kt, Nt, wB, aB)
     if df == WS:
         nA, nB = nN, nM
@@ -430,7 +449,7 @@ def _shared_cycles(df, M, K, N, Mt, Wf, Af, R, wB, flc):  # pragma: no cover - n
 @njit(cache=True)
 def tiling_front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fix, a_pb,
                  o_fix, o_pb, two_ch, stage_cap, lw, la, lo, w_stage, a_stage, flc,
-                 full):  # pragma: no cover - numba
+                 full, fw=0.0, fa=0.0, fsame=True):  # pragma: no cover - numba
     """The Pareto front, over the feasible tiling menu, of (cycles on one core, busy cycles
     of the shared levels): a tiling that re-reads weights may be faster on its own core and
     yet slow a phase whose cores share the DRAM; the scheduler picks from the front.
@@ -473,7 +492,7 @@ def tiling_front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_f
                 if not ok:
                     continue
                 lb[n] = _lower_bound(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix,
-                                     w_pb, a_fix, a_pb, o_fix, o_pb, two_ch)
+                                     w_pb, a_fix, a_pb, o_fix, o_pb, two_ch, fw, fa, fsame)
                 _, _, wf, af = _fetches(df, M, K, N, Mt, Kt, Nt, wB, aB)
                 fl[n] = _shared_cycles(df, M, K, N, Mt, wf, af, R, wB, flc)
                 cdf[n], cm[n], ckt[n], cnt[n] = df, Mt, Kt, Nt
@@ -502,7 +521,7 @@ def tiling_front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_f
         if skip:
             continue
         r = pipeline(cdf[c], M, K, N, cm[c], ckt[c], cnt[c], R, C, cpm, wB, aB, oB, w_fix,
-                     w_pb, a_fix, a_pb, o_fix, o_pb, two_ch, full)
+                     w_pb, a_fix, a_pb, o_fix, o_pb, two_ch, full, fw, fa, fsame)
         t = r[0]
         dominated = False
         for f in range(nf):
@@ -534,19 +553,20 @@ def tiling_front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_f
 @njit(cache=True)
 def best_tiling(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fix, a_pb,
                 o_fix, o_pb, two_ch, stage_cap, lw, la, lo, w_stage, a_stage,
-                full):  # pragma: no cover - numba
+                full, fw=0.0, fa=0.0, fsame=True):  # pragma: no cover - numba
     """The fastest tiling of the feasible menu on one core (the front's first point when the
     shared levels are ignored): ``(cycles, compute, dataflow, Mt, Kt, Nt,
     weight_fetch_bytes, act_fetch_bytes, output_bytes, overflow)``."""
     front, nf, overflow = tiling_front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix,
                                        w_pb, a_fix, a_pb, o_fix, o_pb, two_ch, stage_cap, lw,
-                                       la, lo, w_stage, a_stage, np.zeros(5), full)
+                                       la, lo, w_stage, a_stage, np.zeros(5), full, fw, fa,
+                                       fsame)
     p = front[0]
     return (p[0], p[1], int(p[2]), p[3], p[4], p[5], p[6], p[7], p[8], overflow)
 
 
 def pipeline_reference(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb, a_fix,
-                       a_pb, o_fix, o_pb, two_ch):
+                       a_pb, o_fix, o_pb, two_ch, fw=0.0, fa=0.0, fsame=True):
     """Plain-Python tile-by-tile model of :func:`pipeline` (an explicit list of tiles and the
     recurrences of the module docstring), for tests. Returns ``(cycles, compute_cycles)``."""
     def n_tiles(total, t):
@@ -586,8 +606,13 @@ def pipeline_reference(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_
         c_prev = comp_end[s - 1] if s >= 1 else 0.0
         if s + 1 < len(tiles):
             load_end[s + 1] = dma = max(dma, c_prev) + loads[s + 1]
-        x = float(fold_cycles(df, R, C, m_sz, k_sz, n_sz, cpm))
-        compute += x
+        fold = float(fold_cycles(df, R, C, m_sz, k_sz, n_sz, cpm))
+        compute += fold
+        x = fold
+        if fw or fa:   # operand feed from the staging buffers
+            wfeed = k_sz * n_sz * wB * (1 if df == WS else math.ceil(m_sz / R - 1e-9))
+            afeed = m_sz * k_sz * aB * math.ceil(n_sz / C)
+            x = max(fold, wfeed * fw + afeed * fa if fsame else max(wfeed * fw, afeed * fa))
         start = max(load_end[s], c_prev)
         if k == 0 and len(store_end) >= 2:
             start = max(start, store_end[-2])
@@ -608,7 +633,7 @@ def pipeline_reference(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_
 @njit(cache=True)
 def run_gemms(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fix, a_pb,
               o_fix, o_pb, two_ch, stage_cap, lw, la, lo, w_stage, a_stage, flc,
-              full):  # pragma: no cover - numba
+              full, fw, fa, fsame):  # pragma: no cover - numba
     """:func:`tiling_front` for every GEMM: ``(fronts [ops x FRONT_MAX x len(FRONT_COLS)],
     points per op, overflow per op)``. The caller passes each distinct op once
     (:func:`accelsim.sim.core._unique_rows`)."""
@@ -620,7 +645,7 @@ def run_gemms(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fix,
         front, nf, of = tiling_front(df_mask, M[i], K[i], N[i], R, C, cpm[i], wB[i], aB, oB,
                                      accB, w_fix[i], w_pb[i], a_fix[i], a_pb[i], o_fix[i],
                                      o_pb[i], two_ch, stage_cap, lw, la, lo, w_stage[i],
-                                     a_stage[i], flc[i], full)
+                                     a_stage[i], flc[i], full, fw, fa, fsame)
         out[i, :nf, :] = front
         npts[i], ovf[i] = nf, of
     return out, npts, ovf
@@ -631,8 +656,9 @@ def front_packed(p, stage_cap, flc):  # pragma: no cover - numba
     """:func:`tiling_front` with its scalars packed in one float array (one typed argument
     instead of twenty: numba's dispatch cost dominates a single GEMM point). ``p`` =
     (df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fix, a_pb, o_fix, o_pb,
-    two_ch, lw, la, lo, w_stage, a_stage, full)."""
+    two_ch, lw, la, lo, w_stage, a_stage, full, fw, fa, fsame)."""
     return tiling_front(int(p[0]), p[1], int(p[2]), int(p[3]), int(p[4]), int(p[5]), p[6],
                         p[7], p[8], p[9], p[10], p[11], p[12], p[13], p[14], p[15], p[16],
                         p[17] != 0.0, stage_cap, int(p[18]), int(p[19]), int(p[20]),
-                        p[21] != 0.0, p[22] != 0.0, flc, p[23] != 0.0)
+                        p[21] != 0.0, p[22] != 0.0, flc, p[23] != 0.0, p[24], p[25],
+                        p[26] != 0.0)

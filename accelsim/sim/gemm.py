@@ -115,13 +115,13 @@ def fast_gemm(hw, hp, m: float, k: int, n: int, w_bits: int, a_bits: int, nbytes
     c_warr = sh[sw] / rbw[sw]
     base = (sh[sa] / rbw[sa] * M * K * aB * _ceil(N / C)
             + (sh[home] / wbw[home] if o_dma else 0.0) * M * N * aB)
-    ps = sh[so] * (1.0 / rbw[so] + 1.0 / wbw[so]) * M * N * acc
+    ps = sh[so] / wbw[so] * M * N * acc
     flc = np.array([c_w, c_a, c_warr, base + ps * kf,
                     base + ps + c_warr * K * N * wB * _ceil(M / R)])
     stage_cap = np.array(staging) / cores  # the engine wants arrays
     packed = np.array([mask, M, K, N, R, C, cpm, wB, aB, aB, acc, w_fix, w_pb, a_fix, a_pb,
-                       o_fix, o_pb, hp.two_channels, sw, sa, so, w_stage, a_dma, full],
-                      dtype=np.float64)
+                       o_fix, o_pb, hp.two_channels, sw, sa, so, w_stage, a_dma, full,
+                       1.0 / rbw[sw], 1.0 / rbw[sa], sw == sa], dtype=np.float64)
     front, nf, overflow = E.front_packed(packed, stage_cap, flc)
     pts = front.tolist()
     share = split_share(int(cols), cores)
@@ -146,7 +146,6 @@ def fast_gemm(hw, hp, m: float, k: int, n: int, w_bits: int, a_bits: int, nbytes
     rd[sa] += M * K * aB * _ceil(N / C)
     kf = _ceil(K * cpm / R) if cpm < 1.0 else _ceil(K / R)
     psum = M * N * hp.acc_bytes * (kf if ws else 1.0)
-    rd[so] += psum
     wr[so] += psum
     if o_dma:
         wr[home] += Ob
@@ -164,7 +163,8 @@ def fast_gemm(hw, hp, m: float, k: int, n: int, w_bits: int, a_bits: int, nbytes
     for i, name in enumerate(hp.names):
         breakdown[f"memory:{name}"] = e_mem[i]
     moved = [rd[i] + wr[i] for i in range(nl)]
-    lvl_time = [rd[i] / py["agg_read_bpc"][i] + wr[i] / py["agg_write_bpc"][i]
+    lvl_time = [(max if onchip[i] else sum)((rd[i] / py["agg_read_bpc"][i],
+                                             wr[i] / py["agg_write_bpc"][i]))
                 for i in range(nl)]
     busy = {"compute": comp / cores, "vector": 0.0,
             "offchip_bandwidth": lvl_time[off] if off >= 0 else 0.0,

@@ -19,9 +19,9 @@ pipeline fetched tile by tile (reloads included):
   ``m`` block (weight-stationary) or per ``R`` rows (output-stationary);
 - activations: ``Af`` read from the op's activation home and written to the staging level
   when they differ; the array reads them once per ``C``-column fold;
-- outputs: partial sums at accumulator width in the output staging level (read-modify-write
-  once per ``K`` fold, weight-stationary), then ``M x N`` outputs at activation width written
-  to the activation home.
+- outputs: partial sums at accumulator width in the output staging level (one
+  accumulate-in-place access per ``K`` fold, weight-stationary), then ``M x N`` outputs at
+  activation width written to the activation home.
 
 Examples
 --------

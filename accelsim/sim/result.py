@@ -40,6 +40,18 @@ class SimResult:
     over ``cores x PEs x cycles``); ``busy_cycles`` per resource and ``bound``, the resource
     that limits (one of :data:`BOUNDS`; ``latency`` when no resource is busy for at least half
     the step: DMA setup, access latency, pipeline fill and dependencies dominate).
+
+    Examples
+    --------
+    >>> from accelsim.sim import simulate_gemm
+    >>> r = simulate_gemm("gemmini", 64, 256, 256)
+    >>> r.cycles == r.compute_cycles + r.stall_cycles, r.bound
+    (True, 'compute')
+    >>> row = r.ops.iloc[0]
+    >>> row["op"], int(row["cores"]), row["dataflow"]
+    ('gemm', 1, 'weight_stationary')
+    >>> sorted(r.to_dict()["weight_bytes_by_level"])
+    ['accumulator', 'dram', 'scratchpad']
     """
 
     hw: str

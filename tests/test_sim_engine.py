@@ -58,13 +58,21 @@ def _random_case(rng, small: bool):
             w_fix, w_pb, a_fix, a_pb, o_fix, o_pb, bool(rng.integers(0, 2)))
 
 
+def _feed(rng):
+    """Operand feed from the staging buffers: none, or cycles per byte of each buffer."""
+    if rng.random() < 0.4:
+        return 0.0, 0.0, True
+    return float(rng.uniform(0.01, 0.2)), float(rng.uniform(0.01, 0.2)), bool(rng.random() < .5)
+
+
 def test_closed_form_equals_full_run_and_reference():
     rng = np.random.default_rng(7)
     for _ in range(150):
         args = _random_case(rng, small=True)
-        closed = E.pipeline(*args, False)
-        full = E.pipeline(*args, True)
-        ref = E.pipeline_reference(*args)
+        feed = _feed(rng)
+        closed = E.pipeline(*args, False, *feed)
+        full = E.pipeline(*args, True, *feed)
+        ref = E.pipeline_reference(*args, *feed)
         assert closed[:5] == pytest.approx(full[:5], rel=1e-9), args
         assert full[0] == pytest.approx(ref[0], rel=1e-12), args
         assert full[1] == pytest.approx(ref[1], rel=1e-12), args
@@ -75,8 +83,9 @@ def test_closed_form_equals_full_run_on_large_shapes():
     jumped = 0
     for _ in range(150):
         args = _random_case(rng, small=False)
-        closed = E.pipeline(*args, False)
-        full = E.pipeline(*args, True)
+        feed = _feed(rng)
+        closed = E.pipeline(*args, False, *feed)
+        full = E.pipeline(*args, True, *feed)
         assert closed[:5] == pytest.approx(full[:5], rel=1e-9), args
         jumped += closed[5] < full[5]
     assert jumped > 50
@@ -98,8 +107,9 @@ def test_lower_bound_is_a_lower_bound():
     rng = np.random.default_rng(3)
     for _ in range(200):
         args = _random_case(rng, small=False)
-        lb = E._lower_bound(*args)
-        assert lb <= E.pipeline(*args, False)[0] * (1 + 1e-12)
+        feed = _feed(rng)
+        lb = E._lower_bound(*args, *feed)
+        assert lb <= E.pipeline(*args, False, *feed)[0] * (1 + 1e-12)
 
 
 def test_best_tiling_is_the_minimum_of_the_feasible_menu():
@@ -184,3 +194,16 @@ def test_tiling_front_is_the_exact_pareto_front_of_the_menu():
         assert len(got) == len(pareto)
         for g_, p_ in zip(got, pareto):
             assert g_ == pytest.approx(p_, rel=1e-12)
+
+
+def test_operand_feed_limits_output_stationary_on_gemmini():
+    # gemmini's scratchpad feeds one 16-byte row per cycle: a weight-stationary fold needs
+    # exactly that (R weight rows, then M activation rows); output-stationary streams a weight
+    # row and an activation row every cycle, twice the feed
+    fw = fa = 1 / 16
+    ws = E.tile_cycles(E.WS, 16, 16, 64.0, 256.0, 256.0, 1.0, 1.0, 1.0, fw, fa, True)
+    assert ws[0] == ws[1] == _scalesim_ws(16, 16, 64, 256, 256)
+    os_ = E.tile_cycles(E.OS, 16, 16, 64.0, 256.0, 256.0, 1.0, 1.0, 1.0, fw, fa, True)
+    assert os_[1] == _scalesim_os(16, 16, 64, 256, 256)
+    feed = (256 * 256 * 4 + 64 * 256 * 16) / 16     # weights per 16 rows, acts per fold
+    assert os_[0] == max(os_[1], feed)

@@ -470,7 +470,7 @@ def overhead_section(cfg: ValidateConfig, progress: Progress = _noop) -> Section
     from ..workload import load_workload
     sec = Section("Allocation overhead")
     rows = []
-    for name in (cfg.model, "deepseek-v3"):
+    for name in (cfg.model,) if cfg.quick else (cfg.model, "deepseek-v3"):
         model = load_workload(name)
         sig = _signals(model, cfg.seed)
         budget = BitAllocation.uniform(model, 3).weight_bytes(model) * 0.9
@@ -510,7 +510,7 @@ def accuracy_section(cfg: ValidateConfig, progress: Progress = _noop) -> Section
     datasets = ("synthetic", "digits")
     for data in datasets:
         progress(f"accuracy: {data}")
-        ec = (ExperimentConfig(data=data, seeds=2, bits=(2.0, 2.5), steps=120, samples=800)
+        ec = (ExperimentConfig(data=data, seeds=2, bits=(2.5,), steps=100, samples=600)
               if cfg.quick else ExperimentConfig(data=data, seeds=3))
         rows += run_experiment(ec)
     df = pd.DataFrame(rows)
@@ -566,8 +566,8 @@ def guarantee_section(cfg: ValidateConfig, progress: Progress = _noop) -> Sectio
     model = load_workload(cfg.model)
     alloc = allocations(model, cfg)[f"router-norm-{cfg.mixed_bits[1]:g}"]
     progress("guarantees: certifying routing")
-    rep = certify_model(model, alloc, tokens=64 if cfg.quick else 256,
-                        layers=2 if cfg.quick else 4, seed=cfg.seed)
+    rep = certify_model(model, alloc, tokens=32 if cfg.quick else 256,
+                        layers=1 if cfg.quick else 4, seed=cfg.seed)
     df = pd.DataFrame(rep.rows)
     sec.tables["certified_routing"] = df
     share_col = next((c for c in df.columns if "certified" in c and "share" in c),

@@ -1,0 +1,108 @@
+"""`accelsim validate`: output contract and the model-size numbers, on a reduced config."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from accelsim.report import ValidateConfig, run_validate
+from accelsim.report.claims import PAPER_SIZES_GB, allocations, size_section
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("rep") / "report"
+    cfg = ValidateConfig(quick=True, chips=("northpole", "h100"), batches=(1,))
+    return run_validate(out, config=cfg)
+
+
+def test_files_and_claims_contract(report):
+    out = report.out_dir
+    for f in ("report.md", "claims.json", "model_size.csv", "latency.csv", "accuracy.csv",
+              "model_size.png", "latency_vs_bits.png", "certified_routing.csv"):
+        assert (out / f).is_file(), f
+    claims = json.loads((out / "claims.json").read_text())
+    assert claims and all(set(c) == {"claim", "measured", "baseline", "verdict", "details"}
+                          for c in claims)
+    assert {c["verdict"] for c in claims} <= {"supported", "not supported", "inconclusive"}
+    text = (out / "report.md").read_text()
+    assert "![model_size](model_size.png)" in text
+    # no temporary directory is left beside the report
+    assert [p.name for p in out.parent.iterdir()] == ["report"]
+
+
+def _formula_gb(bits_expert: float, attention_bits: int) -> float:
+    """Mixtral-8x7B bytes from the storage rule: codes at b bits, fp16 scale + uint8 zero
+    per 128 weights (1-bit: no zero), embeddings, lm_head and router in fp16, norms fp16."""
+    d, f, L, E, V = 4096, 14336, 32, 8, 32000
+
+    def mat(o, i, b):
+        if b >= 16:
+            return 2 * o * i
+        g = o * math.ceil(i / 128)
+        return math.ceil(o * i * b / 8) + 2 * g + (0 if b == 1 else g)
+
+    attn = 2 * mat(4096, 4096, attention_bits) + 2 * mat(1024, 4096, attention_bits)
+    per_expert = {b: 2 * mat(f, d, b) + mat(d, f, b) for b in (1, 2, 3, 4, 8, 16)}
+    n = {2.75: {3: 7, 1: 1}, 2.5: {3: 6, 2: 0, 1: 2}, 2.125: {3: 3, 2: 3, 1: 2}}
+    if bits_expert in n:
+        experts = sum(c * per_expert[b] for b, c in n[bits_expert].items())
+    else:
+        experts = E * per_expert[int(bits_expert)]
+    per_layer = attn + experts + E * d * 2 + 2 * d * 2
+    return (L * per_layer + 2 * V * d * 2 + d * 2) / 1e9
+
+
+@pytest.mark.parametrize("label,bits,attn", [("fp16", 16, 16), ("uniform-3", 3, 4),
+                                             ("uniform-2", 2, 4), ("router-norm-2.75", 2.75, 4),
+                                             ("router-norm-2.5", 2.5, 4),
+                                             ("router-norm-2.125", 2.125, 4)])
+def test_sizes_match_storage_formula(report, label, bits, attn):
+    df = pd.read_csv(report.out_dir / "model_size.csv")
+    row = df[(df.model == "mixtral-8x7b") & (df.allocation == label)].iloc[0]
+    assert row.weight_gb == pytest.approx(_formula_gb(bits, attn), rel=1e-12)
+    assert row.paper_gb == PAPER_SIZES_GB[label]
+
+
+def test_size_verdicts_follow_tolerance(report):
+    for c in report.claims:
+        if "weights at" in c["claim"]:
+            rel = abs(c["measured"] - c["baseline"]) / c["baseline"]
+            assert (c["verdict"] == "supported") == (rel <= 0.05)
+
+
+def test_mixed_allocations_have_the_paper_counts():
+    from accelsim.workload import load_workload
+    m = load_workload("mixtral-8x7b")
+    a = allocations(m, ValidateConfig())
+    # worked example of the paper's rule with E = 8, levels 3/2/1 (n_low, n_mid, n_high)
+    for label, want in (("router-norm-2.75", (1, 0, 7)), ("router-norm-2.5", (2, 0, 6)),
+                        ("router-norm-2.125", (2, 3, 3))):
+        row = a[label].expert_bits[0]
+        assert ((row == 1).sum(), (row == 2).sum(), (row == 3).sum()) == want
+
+
+def test_latency_rows_and_northpole_chip_groups(report):
+    df = pd.read_csv(report.out_dir / "latency.csv")
+    assert set(df.chip) == {"northpole", "h100"}
+    npole = df[df.chip == "northpole"].set_index("allocation")
+    # a NorthPole chip holds at most 224 MiB: the group is at least weights / 224 MiB
+    for label in ("int8", "router-norm-2.5"):
+        r = npole.loc[label]
+        assert r.fits and r.chips >= math.ceil(r.weight_bytes / (224 * 2**20))
+    assert npole.loc["router-norm-2.5"].chips < npole.loc["int8"].chips
+    h = df[(df.chip == "h100")].set_index("allocation")
+    assert not h.loc["fp16"].fits            # 93.4 GB > 80 GB of HBM
+    # decode at batch 1 reads at least the active weights once: latency >= bytes / bandwidth
+    active_bytes = h.loc["int8"].offchip_bytes
+    assert h.loc["int8"].latency_s >= active_bytes / 3.35e12 * (1 - 1e-9)
+
+
+def test_cli_refuses_out_that_is_a_file(tmp_path, run_cli):
+    f = tmp_path / "x"
+    f.write_text("")
+    rc, out, err = run_cli("validate", "--out", str(f), "--quick")
+    assert rc == 2 and "--out" in err

@@ -88,7 +88,9 @@ def test_certify_model_synthetic_rows_and_setup(mixtral):
 
 def test_auto_scale_is_the_smallest_power_of_two(mixtral):
     assert auto_scale(mixtral) == 32          # 14336 / 32 = 448 <= 512 < 896
-    assert auto_scale(mixtral, 1 << 20) == 1
+    assert auto_scale(mixtral, 1 << 20, 1 << 40) == 1
+    # DeepSeek-V3: 256 x 3 x 7168 x 2048 weights / s^2 <= 4e6 needs s >= 54 -> 64
+    assert auto_scale(load_workload("deepseek-v3")) == 64
 
 
 def test_certify_model_from_a_checkpoint(tmp_path, mixtral):

@@ -12,9 +12,11 @@ exactly once per matrix (:func:`expert_error_norms`):
 
 ``analytic`` (the default; needs only the float forward pass at ``x``)::
 
-    alpha = ||E1|| ||x|| + ||Q1|| eps          >= ||Q1 (x + delta) - W1 x||
-    beta  = ||E3|| ||x|| + ||Q3|| eps          >= ||Q3 (x + delta) - W3 x||
-    eta   = L alpha ||b||_inf + L alpha beta + ||phi(a)||_inf beta   (SwiGLU, a=W1x, b=W3x)
+    alpha = ||E1|| ||x|| + ||Q1|| eps          >= ||Q1 (x + delta) - W1 x||_2
+    beta  = ||E3|| ||x|| + ||Q3|| eps          >= ||Q3 (x + delta) - W3 x||_2
+    (alpha_inf, beta_inf: the same with the largest row norms, >= the infinity norms)
+    eta   = L min(alpha ||b||_inf, alpha_inf ||b||_2) + L min(alpha beta_inf, alpha_inf beta)
+            + min(||phi(a)||_inf beta, ||phi(a)||_2 beta_inf)   (SwiGLU, a = W1 x, b = W3 x)
     eta   = L alpha                                                (ReLU, GELU)
     B     = ||E2|| ||h|| + ||Q2|| eta                              (h = hidden of f at x)
 
@@ -145,6 +147,12 @@ class ExpertErrorNorms:
     q1: float
     q2: float
     q3: float
+    # largest row L2 norm of E1, E3, Q1, Q3: bounds the largest entry of E x (for the
+    # infinity-norm forms of the product terms)
+    e1_row: float = float("nan")
+    e3_row: float = float("nan")
+    q1_row: float = float("nan")
+    q3_row: float = float("nan")
 
 
 ALL_NORMS = ("e1", "e2", "e3", "q1", "q2", "q3")
@@ -165,19 +173,32 @@ def expert_error_norms(pair: ExpertPair, names: tuple[str, ...] = ALL_NORMS
         m = pair.w[mat] - pair.q[mat] if field[0] == "e" else pair.q[mat]
         return spectral_norm(m)
 
-    return ExpertErrorNorms(**{f: norm_of(f) for f in ALL_NORMS})
+    def row_of(field: str) -> float:
+        mat = "w" + field[1]
+        if mat not in pair.w:
+            return 0.0
+        m = pair.w[mat] - pair.q[mat] if field[0] == "e" else pair.q[mat]
+        return float(np.max(np.linalg.norm(m, axis=1)) * (1.0 + ROUNDING))
+
+    rows = {f + "_row": row_of(f) for f in ("e1", "e3", "q1", "q3")}
+    return ExpertErrorNorms(**{f: norm_of(f) for f in ALL_NORMS}, **rows)
 
 
 def _ball_hidden_bound(act: Activation, s: np.ndarray, b: np.ndarray | None,
-                       alpha: np.ndarray, beta: np.ndarray) -> np.ndarray:
-    """Bound on ||h(a', b') - h(a, b)|| given ||a' - a|| <= alpha, ||b' - b|| <= beta,
-    with ``s = phi(a)`` (derivation: docs/theory.md, section 1)."""
+                       alpha: np.ndarray, beta: np.ndarray, alpha_inf: np.ndarray,
+                       beta_inf: np.ndarray) -> np.ndarray:
+    """Bound on ``||h(a', b') - h(a, b)||`` given ``||a' - a||_2 <= alpha``,
+    ``||a' - a||_inf <= alpha_inf`` and the same for ``b`` with ``beta``, with
+    ``s = phi(a)`` (docs/theory.md, section 1). Each product term takes the smaller of its
+    two Hoelder forms ``||u v||_2 <= min(||u||_2 ||v||_inf, ||u||_inf ||v||_2)``."""
     lip = act.lipschitz
     if not act.gated:
         return lip * alpha
-    b_inf = np.max(np.abs(b), axis=-1)
-    s_inf = np.max(np.abs(s), axis=-1)
-    return lip * alpha * b_inf + lip * alpha * beta + s_inf * beta
+    b_inf, b_2 = np.max(np.abs(b), axis=-1), np.linalg.norm(b, axis=-1)
+    s_inf, s_2 = np.max(np.abs(s), axis=-1), np.linalg.norm(s, axis=-1)
+    return (lip * np.minimum(alpha * b_inf, alpha_inf * b_2)
+            + lip * np.minimum(alpha * beta_inf, alpha_inf * beta)
+            + np.minimum(s_inf * beta, s_2 * beta_inf))
 
 
 def expert_output_bound(weights: Mapping[str, Any], quantized: Mapping[str, Any], x: Any,
@@ -233,7 +254,9 @@ def pair_output_bound(pair: ExpertPair, x: np.ndarray, *, eps: float | np.ndarra
         xn = np.linalg.norm(x, axis=-1)
         alpha = nr.e1 * xn + nr.q1 * eps
         beta = nr.e3 * xn + nr.q3 * eps
-        eta = _ball_hidden_bound(act, s, b, alpha, beta)
+        alpha_inf = nr.e1_row * xn + nr.q1_row * eps
+        beta_inf = nr.e3_row * xn + nr.q3_row * eps
+        eta = _ball_hidden_bound(act, s, b, alpha, beta, alpha_inf, beta_inf)
         bound = nr.e2 * np.linalg.norm(h, axis=-1) + nr.q2 * eta
         return bound * (1.0 + ROUNDING)
     f = pair.forward(x)
@@ -242,7 +265,8 @@ def pair_output_bound(pair: ExpertPair, x: np.ndarray, *, eps: float | np.ndarra
     err0 = np.linalg.norm(f - fq, axis=-1)
     ball = 0.0
     if np.any(eps > 0):
-        ball = nr.q2 * _ball_hidden_bound(act, sq, bq, nr.q1 * eps, nr.q3 * eps)
+        ball = nr.q2 * _ball_hidden_bound(act, sq, bq, nr.q1 * eps, nr.q3 * eps,
+                                          nr.q1_row * eps, nr.q3_row * eps)
     allowance = ROUNDING * (np.linalg.norm(f, axis=-1) + np.linalg.norm(fq, axis=-1))
     return (err0 + ball) * (1.0 + ROUNDING) + allowance
 

@@ -43,6 +43,7 @@ from .data import DATASETS, Tasks
 from .toymoe import ToyParams, accuracy, init_params, routing, train
 
 __all__ = ["ExperimentConfig", "ExpertSignals", "METHODS", "ALLOCATORS", "run_experiment",
+           "expert_sensitivity",
            "expert_signals", "allocate", "levels_for", "TrainedModel", "train_model"]
 
 METHODS = ("router-norm", "reverse", "frequency", "random", "uniform")
@@ -211,3 +212,26 @@ def _row(data: str, method: str, avg: float, vals: Sequence[float]) -> dict:
     return {"data": data, "method": method, "avg_bits": avg, "accuracy": float(a.mean()),
             "accuracy_std": float(a.std(ddof=1)) if a.size > 1 else 0.0,
             "seeds": int(a.size)}
+
+
+def expert_sensitivity(cfg: ExperimentConfig, bits: int = 1) -> list[dict]:
+    """Per seed and expert: the signals and the test-accuracy drop when that expert alone is
+    quantized to ``bits`` (the others stay float) -- the quantity the paper's ranking is
+    meant to predict. Rows ``{"seed", "expert", "norm_change", "frequency",
+    "max_variance", "accuracy_drop"}``."""
+    rows = []
+    for seed in range(int(cfg.seeds)):
+        model = train_model(cfg, seed)
+        t, p = model.tasks, model.finetuned
+        sig = expert_signals(model)
+        base = accuracy(p, t.test_X, t.test_y)
+        for e in range(p.experts):
+            b = np.full(p.experts, 16)
+            b[e] = bits
+            w = p.w.copy()
+            w[e] = _quantized_experts(p.w[e:e + 1], b[e:e + 1])[0]
+            rows.append({"seed": seed, "expert": e, "norm_change": float(sig.norm_change[e]),
+                         "frequency": float(sig.frequency[e]),
+                         "max_variance": float(sig.max_variance[e]),
+                         "accuracy_drop": base - accuracy(p, t.test_X, t.test_y, w)})
+    return rows

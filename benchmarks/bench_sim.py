@@ -84,14 +84,14 @@ def main() -> None:
         hw = accelsim.load_hw(name)
         a = accelsim.BitAllocation.uniform(m, bits)
         simulate(hw, g, a)
-        r, tmin, tmed = timed(lambda: simulate(hw, g, a), reps)
+        r, tmin, tmed = timed(lambda hw=hw, a=a: simulate(hw, g, a), reps)
         lines.append(row(f"Mixtral-8x7B decode b16, {name} ({hw.cores.count} cores), "
                          f"uniform {bits}-bit", tmin, tmed, "ms",
                          f"{r.latency_s * 1e3:.3g} ms simulated, {r.bound}"))
     for name in ("h100", "spyre"):
         hw = accelsim.load_hw(name)
         simulate(hw, gz, mixed)
-        r, tmin, tmed = timed(lambda: simulate(hw, gz, mixed), reps)
+        r, tmin, tmed = timed(lambda hw=hw: simulate(hw, gz, mixed), reps)
         lines.append(row(f"Mixtral-8x7B decode b16, {name}, mixed 2/3/4-bit, zipf 1.2",
                          tmin, tmed, "ms", f"{r.latency_s * 1e3:.3g} ms simulated"))
 
@@ -99,7 +99,7 @@ def main() -> None:
     for name in ("gemmini", "h100"):
         hw = accelsim.load_hw(name)
         simulate_gemm(hw, 64, 4096, 14336, w_bits=4)
-        r, tmin, tmed = timed(lambda: simulate_gemm(hw, 64, 4096, 14336, w_bits=4),
+        r, tmin, tmed = timed(lambda hw=hw: simulate_gemm(hw, 64, 4096, 14336, w_bits=4),
                               reps * 20)
         lines.append(row(f"simulate_gemm 64 x 4096 x 14336, 4-bit, {name}", tmin, tmed, "us",
                          f"{r.cycles:.4g} cycles simulated"))

@@ -14,8 +14,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -271,8 +270,6 @@ def _run(hw, ot: OpTable, bits: np.ndarray, t_bytes: np.ndarray, t_numel: np.nda
     home = act_home(foot, plan.act_reserve, plan.act_levels, hp.offchip, sa)
     wfrac = np.zeros((nops, nl))
     wfrac[has_t] = plan.weight_fraction[ot.tensor[has_t]]
-    kv_item = np.full(nops, -1, np.int64)
-    kv_item[att_idx] = np.arange(len(att_idx))
     wfrac[att_idx] = plan.kv_fraction
     op_wbits = np.where(has_t, bits[np.maximum(ot.tensor, 0)], 0)
     op_wbits = np.where(is_att, kv_bits, op_wbits)
@@ -472,6 +469,3 @@ def _run(hw, ot: OpTable, bits: np.ndarray, t_bytes: np.ndarray, t_numel: np.nda
         busy_cycles=busy, bound=bound, warnings=tuple(warnings), op_data=op_data,
         phase_data={"T": T, "c": cc, "order": ot.phase_order, "ptr": ot.phase_ptr})
 
-
-def with_options(opts: SimOptions, **changes: Any) -> SimOptions:
-    return replace(opts, **changes)

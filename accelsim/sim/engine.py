@@ -47,7 +47,8 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["WS", "OS", "DATAFLOWS", "fold_cycles", "tile_cycles", "pipeline", "best_tiling", "tiling_front",
+__all__ = ["WS", "OS", "DATAFLOWS", "fold_cycles", "tile_cycles", "pipeline", "best_tiling",
+           "tiling_front",
            "pipeline_reference", "tile_candidates", "run_gemms", "FRONT_COLS"]
 
 WS, OS = 0, 1

@@ -8,7 +8,8 @@ and written at every memory level.
 **DMA cost of an operand.** A tensor placed across levels has a share ``f_l`` of its tiles in
 level ``l``; a tile of ``B`` bytes from level ``l`` costs ``setup + latency_l + B /
 bandwidth_l`` cycles and tiles already in the staging buffer cost nothing, so the expected
-cost of a tile is ``sum_{l != stage} f_l (setup + latency_l + B / bandwidth_l)``. Core-scope levels give every core their own bandwidth; a chip or off-chip level
+cost of a tile is ``sum_{l != stage} f_l (setup + latency_l + B / bandwidth_l)``. Core-scope
+levels give every core their own bandwidth; a chip or off-chip level
 gives one core its full bandwidth (sharing between cores is the scheduler's fluid bound).
 
 **Traffic of a GEMM** (expected bytes, times ``p_active``), with ``Wf``/``Af`` the bytes the
@@ -106,7 +107,8 @@ def hw_params(hw) -> HwParams:
         read_j=np.array([m.read_energy_per_byte_j for m in mem]),
         write_j=np.array([m.write_energy for m in mem]), setup_cyc=hw.dma.setup_s * f,
         two_channels=hw.dma.channels >= 2,
-        shared=np.flatnonzero(~core), shared_mask=(~core).astype(np.float64), cpm=cycles_per_mac_table(ma),
+        shared=np.flatnonzero(~core), shared_mask=(~core).astype(np.float64),
+        cpm=cycles_per_mac_table(ma),
         e_mac=mac_energy_table(hw), e_vector=vector_op_energy(hw), rows=ma.rows,
         cols=ma.cols, cores=cores, clock_hz=f,
         vector_rate=hw.cores.vector_unit.lanes * hw.cores.vector_unit.ops_per_lane_per_cycle,

@@ -27,7 +27,7 @@ Examples
 >>> cfg = ExperimentConfig(data="synthetic", seeds=1, bits=(2.0,), steps=20, samples=200)
 >>> rows = run_experiment(cfg)
 >>> sorted({r["method"] for r in rows})
-['frequency', 'random', 'reverse', 'router-norm', 'uniform']
+['float', 'frequency', 'random', 'reverse', 'router-norm', 'uniform']
 """
 
 from __future__ import annotations

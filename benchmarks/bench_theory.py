@@ -99,7 +99,7 @@ def routing_timing():
                                 "DeepSeek-V3": (256, 7168, 1024, 8)}.items():
         R = rng.normal(0, d ** -0.5, (E, d))
         X = rng.normal(size=(T, d))
-        cert, c, wall = _timed(lambda: certify_routing(R, X, 0.05, k))
+        cert, c, wall = _timed(lambda R=R, X=X, k=k: certify_routing(R, X, 0.05, k))
         print(f"| certify_routing {name} ({E} x {d}, {T} tokens, top-{k}); certified "
               f"{cert.mean():.2f} | {c:.2f} | {wall:.2f} |")
 
@@ -111,7 +111,7 @@ def cli_timing():
             ["theory", "experiment"], ["theory", "experiment", "--data", "digits"]]
     for args in runs:
         with contextlib.redirect_stdout(io.StringIO()):
-            rc, c, wall = _timed(lambda: main(args))
+            rc, c, wall = _timed(lambda args=args: main(args))
         print(f"| `accelsim {' '.join(args)}` (rc {rc}) | {c:.1f} | {wall:.1f} |")
 
 

@@ -59,6 +59,7 @@ def test_digits_tasks_are_disjoint_patches_and_labels():
 def test_levels_and_allocations_use_the_paper_rules():
     assert levels_for(2.0) == (3, 2, 1) and levels_for(2.5) == (3, 2, 1)
     assert levels_for(3.0) == (4, 3, 2) and levels_for(1.5) == (2, 1)
+    assert levels_for(7.5) == (8, 7, 6) and levels_for(8.0) == (8, 7, 6)
     sig = ExpertSignals(norm_change=np.array([0.5, 0.1, 0.9, 0.3, 0.2, 0.8, 0.7, 0.4]),
                         frequency=np.array([0.1, 0.3, 0.05, 0.2, 0.1, 0.1, 0.1, 0.05]),
                         max_variance=np.ones(8))

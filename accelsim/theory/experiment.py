@@ -33,8 +33,8 @@ Examples
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -124,8 +124,9 @@ def expert_signals(model: TrainedModel) -> ExpertSignals:
 
 
 def levels_for(avg_bits: float) -> tuple[int, int, int] | tuple[int, int]:
-    """Three levels ``(b+1, b, b-1)`` around ``b = floor(avg)`` (two when ``b = 1``)."""
-    b = int(math.floor(avg_bits))
+    """Three levels ``(b+1, b, b-1)`` around ``b = floor(avg)``; two, ``(2, 1)``, when
+    ``b = 1``; at most 8 bits (the RTN quantizer's limit): ``(8, 7, 6)`` from ``b = 7``."""
+    b = min(int(math.floor(avg_bits)), 7)
     return (b + 1, b, b - 1) if b >= 2 else (2, 1)
 
 

@@ -34,6 +34,7 @@ from typing import Any, Literal, Mapping
 import numpy as np
 from pydantic import Field
 
+from ._io import jsonable
 from .config import Bounded, Spec, read_mapping, validate
 from .errors import ConfigError, Problem
 
@@ -270,7 +271,7 @@ class BitAllocation:
             "format": {"group_size": self.group_size, "symmetric": self.symmetric,
                        "scale_bits": self.scale_bits, "zero_bits": self.zero_bits,
                        "packing": self.packing},
-            "meta": _jsonable(dict(self.meta)),
+            "meta": jsonable(dict(self.meta)),
         }
         if model is not None:
             d["layers"] = list(model.moe_layers)
@@ -312,14 +313,3 @@ class BitAllocation:
         return cls.from_dict(read_mapping(path, what="allocation file"), file=str(path),
                              model=model)
 
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, np.generic):
-        return x.item()
-    return x

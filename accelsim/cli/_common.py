@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import click
 
+from .._io import jsonable
+from .._io import write_atomic as _write_atomic
 from ..errors import ConfigError
 
 __all__ = ["format_option", "emit", "write_atomic", "to_json", "render_table",
@@ -22,23 +22,8 @@ def format_option(*choices: str, default: str = "table"):
                         show_default=True, help="Output format.")
 
 
-def _clean(x: Any) -> Any:
-    import numpy as np
-    if isinstance(x, Mapping):
-        return {str(k): _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _clean(x.tolist())
-    if isinstance(x, np.generic):
-        return _clean(x.item())
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
 def to_json(data: Any) -> str:
-    return json.dumps(_clean(data), indent=2)
+    return json.dumps(jsonable(data), indent=2)
 
 
 def check_out_path(out: str | None) -> None:
@@ -52,23 +37,8 @@ def check_out_path(out: str | None) -> None:
 
 def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
     """Write to a temporary file beside ``path`` and rename: nothing is half-written."""
-    p = Path(path).expanduser()
-    check_out_path(str(p))
-    mode = "wb" if isinstance(data, bytes) else "w"
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=str(p.resolve().parent))
-    try:
-        with os.fdopen(fd, mode) as fh:
-            fh.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file normal rights
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    check_out_path(str(Path(path).expanduser()))
+    _write_atomic(path, data)
 
 
 def render_table(rows: Sequence[Mapping[str, Any]], columns: Iterable[str] | None = None) -> str:

@@ -223,8 +223,8 @@ def _save(alloc, model, out: str) -> None:
 
 
 def _plain(x):
-    from ._common import _clean
-    return _clean(x)
+    from .._io import jsonable
+    return jsonable(x)
 
 
 def _pareto(req, model, points, out, fmt):

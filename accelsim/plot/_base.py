@@ -21,6 +21,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .._io import atomic_path
 from ..errors import ConfigError, Problem, did_you_mean
 
 __all__ = ["PlotResult", "new_figure", "pareto_mask", "check_columns", "save_figure",
@@ -72,26 +73,12 @@ def new_figure(nrows: int = 1, ncols: int = 1, *, width: float = 6.4, height: fl
 
 def save_figure(fig, path: str | os.PathLike, **kwargs: Any) -> None:
     """Save atomically: a temporary file beside ``path``, then a rename."""
-    import tempfile
     p = Path(path).expanduser()
     suffix = p.suffix.lower()
     if suffix not in FIGURE_SUFFIXES:
         raise ConfigError.single("figure must be a .png, .svg or .pdf file", file=str(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=suffix,
-                               dir=str(p.resolve().parent))
-    os.close(fd)
-    try:
+    with atomic_path(p, suffix=suffix) as tmp:
         fig.savefig(tmp, format=suffix[1:], **kwargs)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def pareto_mask(values: Any, maximize: Sequence[bool]) -> np.ndarray:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from .._io import jsonable
 from .._version import __version__
 from ..errors import ConfigError
 from .claims import (Section, ValidateConfig, accuracy_section, bandwidth_section,
@@ -42,19 +43,6 @@ def _sections(cfg: ValidateConfig, progress: Callable[[str], None]) -> list[Sect
     return [size, lat, bandwidth_section(cfg, lat, progress), fit_section(cfg, progress),
             overhead_section(cfg, progress), accuracy_section(cfg, progress),
             guarantee_section(cfg, progress)]
-
-
-def _clean(x):
-    import numpy as np
-    if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, float) and x != x:
-        return None
-    return x
 
 
 def _report_md(cfg: ValidateConfig, sections: list[Section], seconds: float,
@@ -133,7 +121,7 @@ def run_validate(out_dir: str | os.PathLike = "report", *, quick: bool = False,
                 fig.savefig(tmp / f"{name}.png", dpi=110)
                 figures[name] = f"{name}.png"
                 files.append(f"{name}.png")
-        claims = [_clean(c.to_dict()) for s in sections for c in s.claims]
+        claims = [jsonable(c.to_dict()) for s in sections for c in s.claims]
         (tmp / "claims.json").write_text(json.dumps(claims, indent=2) + "\n")
         (tmp / "report.md").write_text(_report_md(cfg, sections, seconds, figures))
         files += ["claims.json", "report.md"]

@@ -25,10 +25,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
+from .._io import atomic_path, write_atomic
 from ..errors import ConfigError
 
 __all__ = ["PartStore", "parts_dir", "OUT_SUFFIXES", "check_out", "write_table",
@@ -62,30 +62,14 @@ def check_out(out: str | os.PathLike, key: str = "--out") -> Path:
     return p
 
 
-def _replace_atomic(tmp: str, dest: Path) -> None:
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, dest)
-
-
 def write_table(df, path: str | os.PathLike) -> None:
     """Write a DataFrame as parquet or CSV (by suffix), atomically."""
     p = Path(path).expanduser()
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=str(p.resolve().parent))
-    os.close(fd)
-    try:
+    with atomic_path(p) as tmp:
         if p.suffix.lower() == ".csv":
             df.to_csv(tmp, index=False)
         else:
             df.to_parquet(tmp, index=False)
-        _replace_atomic(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def canonical_table(df):
@@ -148,10 +132,7 @@ class PartStore:
         return set()
 
     def _write_manifest(self) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".tmp", dir=str(self.dir))
-        with os.fdopen(fd, "w") as fh:
-            json.dump(self._manifest(), fh)
-        _replace_atomic(tmp, self.dir / _MANIFEST)
+        write_atomic(self.dir / _MANIFEST, json.dumps(self._manifest()))
 
     def _resume(self) -> set[int]:
         man = self.dir / _MANIFEST
@@ -184,17 +165,8 @@ class PartStore:
             return
         ids = [int(r["point_id"]) for r in rows]
         name = f"part-{min(ids):08d}-{max(ids):08d}.parquet"
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=str(self.dir))
-        os.close(fd)
-        try:
+        with atomic_path(self.dir / name) as tmp:
             pd.DataFrame.from_records(list(rows)).to_parquet(tmp, index=False)
-            os.replace(tmp, self.dir / name)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
 
     def read(self):
         """Every row written so far, one DataFrame sorted by ``point_id``."""

@@ -450,13 +450,16 @@ def fit_section(cfg: ValidateConfig, progress: Progress = _noop) -> Section:
         budget_row = str(exc)
     sec.tables["fit"] = df
     best = df.groupby("method").min_memory_bytes.min()
+    fp16 = BitAllocation.uniform(model, 16).weight_bytes(model) + kv
+    h100 = load_hw("h100").offchip.capacity_bytes
     sec.claims.append(Claim(
-        f"{cfg.model} at about 2 bits per expert fits one 80 GB GPU with room to spare, "
-        f"FP16 does not", round(float(best.min()) / 1e9, 3), 80.0,
-        SUPPORTED if best.min() < 80e9 else NOT_SUPPORTED,
-        f"smallest memory per method (weights + batch-1 KV cache at context {cfg.context}): "
+        f"{cfg.model} with low-bit experts fits one H100 (80 GB), FP16 does not",
+        round(float(best.min()) / 1e9, 3), round(fp16 / 1e9, 3),
+        SUPPORTED if best.min() <= h100 < fp16 else NOT_SUPPORTED,
+        f"FP16 needs {fp16 / 1e9:.2f} GB with a batch-1 KV cache at context {cfg.context}; "
+        f"the H100 has {h100 / 1e9:.2f} GB. Smallest memory per method: "
         + ", ".join(f"{m} {v / 1e9:.2f} GB" for m, v in best.items())
-        + (f". The budget method reports: {budget_row}" if budget_row else "")))
+        + (f". The budget method at 1 GB reports: {budget_row}" if budget_row else "")))
     sec.text.append(_table_md(df))
     return sec
 

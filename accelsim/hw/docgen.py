@@ -316,6 +316,7 @@ def _bounds_text(model, key: str, prop: Mapping[str, Any]) -> str:
 
 
 def _default_text(model, key: str, prop: Mapping[str, Any], required: bool) -> str:
+    from pydantic import BaseModel
     if required:
         return "required"
     if "default" in prop:
@@ -331,7 +332,7 @@ def _default_text(model, key: str, prop: Mapping[str, Any], required: bool) -> s
     value = _factory_default(model, key)
     if isinstance(value, list):
         return "`[" + ", ".join(str(v) for v in value) + "]`" if value else "`[]`"
-    if hasattr(value, "model_fields"):
+    if isinstance(value, BaseModel):
         return "all defaults"
     return "none"
 

@@ -21,6 +21,8 @@ Cases:
 4. The tile pipeline alone: one Mixtral expert GEMM on a 16 x 16 array with 16 x 16 tiles
    (229,376 tiles), closed-form steady state against the full tile-by-tile run.
 5. Cold start: first ``simulate()`` in this process (numba loads its on-disk cache).
+6. Feasibility without simulating: ``fits()`` against ``simulate()`` for Mixtral-8x7B int8
+   on 318 (does not fit) and 319 NorthPole chips (``accelsim validate``'s chip-group search).
 """
 
 from __future__ import annotations
@@ -135,6 +137,27 @@ def main() -> None:
     rf, tmin, tmed = timed(lambda: E.pipeline(*pargs, True), 3)
     lines.append(row("the same, full tile-by-tile run", tmin, tmed, "ms",
                      f"{rf[5]} steps; same cycles: {rf[0] == rc[0]}"))
+
+    # 6. feasibility without simulating (accelsim validate's chip-group search)
+    from accelsim.errors import DoesNotFitError
+    from accelsim.report.claims import ValidateConfig, allocations, chip_variant
+    from accelsim.sim import fits
+    g1 = accelsim.build_graph(m, accelsim.Scenario(batch=1, context=512))
+    a8 = allocations(m, ValidateConfig())["int8"]
+    for chips in (318, 319):
+        hw, _ = chip_variant("northpole", 0, chips)
+        ok, tmin, tmed = timed(lambda hw=hw: fits(hw, g1, a8), reps)
+        lines.append(row(f"fits(): Mixtral-8x7B int8 on {chips} NorthPole chips", tmin, tmed,
+                         "ms", f"fits: {ok}"))
+
+        def sim(hw=hw):
+            try:
+                return simulate(hw, g1, a8).latency_s
+            except DoesNotFitError:
+                return None
+        r, tmin, tmed = timed(sim, 3)
+        lines.append(row(f"simulate(): the same ({chips} chips)", tmin, tmed, "ms",
+                         "DoesNotFitError" if r is None else f"{r * 1e3:.4g} ms simulated"))
 
     load1 = os.getloadavg()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "

@@ -131,3 +131,46 @@ def test_unusual_holds(small):
     d["memory"][1]["holds"] = ["activations", "kv"]  # DRAM may not hold weights
     with pytest.raises(DoesNotFitError, match="off-chip memory does not hold weights.*l1"):
         simulate(hw_from_dict(d), g, alloc)
+
+
+@pytest.mark.parametrize("offchip,policy", [(False, "hot-first"), (True, "must-fit")])
+def test_memory_plan_fails_exactly_when_simulate_does(small, offchip, policy):
+    """memory_plan/fits, the cheap feasibility check, agree with simulate across the point
+    where the model (4-bit weights, 6,165 KiB, plus KV cache, activations and staging) stops
+    fitting a scanned on-chip capacity: same error message, same placement when it fits."""
+    from accelsim.sim import fits, memory_plan
+    g = build_graph(small, Scenario(phase="decode", batch=4, context=256))
+    alloc = BitAllocation.uniform(small, 4)
+    outcomes = set()
+    for kib in range(6144, 12289, 512):
+        hw = hw_from_dict(_hw(l1=f"{kib} KiB", offchip=offchip))
+        try:
+            r = simulate(hw, g, alloc, residency=policy)
+        except DoesNotFitError as e:
+            with pytest.raises(DoesNotFitError) as got:
+                memory_plan(hw, g, alloc, residency=policy)
+            assert str(got.value) == str(e)
+            assert not fits(hw, g, alloc, residency=policy)
+            outcomes.add(False)
+            continue
+        plan = memory_plan(hw, g, alloc, residency=policy)
+        assert fits(hw, g, alloc, residency=policy)
+        names = plan.level_names
+        assert dict(zip(names, plan.weight_bytes_by_level.tolist())) == r.weight_bytes_by_level
+        assert dict(zip(names, plan.kv_bytes_by_level.tolist())) == r.kv_bytes_by_level
+        assert dict(zip(names, plan.act_reserve.tolist())) == r.activation_bytes_by_level
+        outcomes.add(True)
+    assert outcomes == {True, False}
+
+
+def test_memory_plan_rejects_bad_options_like_simulate(small):
+    from accelsim.sim import fits, memory_plan
+    g = build_graph(small, Scenario(phase="decode", batch=1))
+    hw = hw_from_dict(_hw(offchip=False))
+    for kw in ({"residency": "offchip"}, {"residency": "hotfirst"}, {"staging_fraction": 0}):
+        with pytest.raises(ConfigError):
+            simulate(hw, g, **kw)
+        with pytest.raises(ConfigError):
+            memory_plan(hw, g, **kw)
+        with pytest.raises(ConfigError):
+            fits(hw, g, **kw)

@@ -2,7 +2,9 @@
 energy and memory traffic on a given chip.
 
 ``simulate(hw, graph, alloc)`` runs one inference step of an MoE op graph;
-``simulate_gemm(hw, m, k, n)`` one GEMM. Both return a :class:`SimResult`. The model, its
+``simulate_gemm(hw, m, k, n)`` one GEMM. Both return a :class:`SimResult`.
+``memory_plan(hw, graph, alloc)`` (and ``fits``) only places the model, without simulating:
+the cheap feasibility check. The model, its
 formulas, assumptions and limits are in docs/simulator.md.
 
 Modules: :mod:`~accelsim.sim.lower` (graph -> op table, allocation -> bits and bytes),
@@ -12,11 +14,11 @@ Modules: :mod:`~accelsim.sim.lower` (graph -> op table, allocation -> bits and b
 :mod:`~accelsim.sim.result`.
 """
 
-from .core import SimOptions, simulate, simulate_gemm
-from .residency import (RESIDENCY_POLICIES, HotFirst, MustFit, Offchip, ResidencyPolicy,
-                        get_policy, register_residency)
+from .core import SimOptions, fits, memory_plan, simulate, simulate_gemm
+from .residency import (RESIDENCY_POLICIES, HotFirst, MemoryPlan, MustFit, Offchip,
+                        ResidencyPolicy, get_policy, register_residency)
 from .result import BOUNDS, SimResult
 
-__all__ = ["simulate", "simulate_gemm", "SimResult", "SimOptions", "RESIDENCY_POLICIES",
-           "ResidencyPolicy", "HotFirst", "Offchip", "MustFit", "get_policy",
+__all__ = ["simulate", "simulate_gemm", "memory_plan", "fits", "MemoryPlan", "SimResult",
+           "SimOptions", "RESIDENCY_POLICIES", "ResidencyPolicy", "HotFirst", "Offchip", "MustFit", "get_policy",
            "register_residency", "BOUNDS"]

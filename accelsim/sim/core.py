@@ -3,7 +3,7 @@
 1. lower the graph to an op table (cached per graph) and the allocation to bits and bytes per
    tensor (:mod:`accelsim.sim.lower`);
 2. budget the memory and place weights, KV cache and activations
-   (:mod:`accelsim.sim.residency`);
+   (:mod:`accelsim.sim.residency`); :func:`memory_plan` and :func:`fits` stop here;
 3. map every GEMM and attention to L1 tiles and run its tile pipeline
    (:mod:`accelsim.sim.mapping`, :mod:`accelsim.sim.engine`); vector ops, embedding lookups
    and dispatch in closed form;
@@ -18,18 +18,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ConfigError, Problem
+from ..errors import ConfigError, DoesNotFitError, Problem
 from ..precision import BitAllocation, WeightFormat
 from . import engine as E
 from .lower import OP, GEMM_OPS, VECTOR_OPS, OpTable, lower, phases, tensor_bits
 from .lower import tensor_storage_bytes, tensor_table
 from .gemm import fast_gemm
 from .mapping import act_home, dma_cost, hw_params, unused_reserve
-from .residency import get_policy, plan_memory
+from .residency import MemoryPlan, get_policy, plan_memory
 from .result import SimResult
 from .schedule import TOPOLOGIES, phase_noc, schedule, wrap_around
 
-__all__ = ["simulate", "simulate_gemm", "SimOptions"]
+__all__ = ["simulate", "simulate_gemm", "memory_plan", "fits", "SimOptions"]
 
 
 @dataclass(frozen=True)
@@ -126,6 +126,12 @@ def simulate(hw, graph, alloc: BitAllocation | None = None, *,
     hw = _as_hw(hw)
     opts = SimOptions(residency, dataflow, staging_fraction, full_pipeline)
     mask = opts.check(hw)
+    ot, bits, t_bytes, t_numel, a_bits, kv_bits = _lower_all(hw, graph, alloc)
+    return _run(hw, ot, bits, t_bytes, t_numel, a_bits, kv_bits, opts, mask, ot.model.name)
+
+
+def _lower_all(hw, graph, alloc):
+    """Stage 1: the op table, and bits, storage bytes and elements per tensor."""
     ot = lower(graph)
     model = ot.model
     if alloc is None:
@@ -135,8 +141,83 @@ def simulate(hw, graph, alloc: BitAllocation | None = None, *,
     bits = tensor_bits(tt, alloc)
     t_bytes = tensor_storage_bytes(tt, alloc, bits).astype(np.float64)
     a_bits = alloc.activation_bits or hw.cores.mac_array.default_activation_bits
-    return _run(hw, ot, bits, t_bytes, (tt.out_f * tt.in_f).astype(np.float64),
-                int(a_bits), int(alloc.kv_bits), opts, mask, model.name)
+    return (ot, bits, t_bytes, (tt.out_f * tt.in_f).astype(np.float64), int(a_bits),
+            int(alloc.kv_bits))
+
+
+def memory_plan(hw, graph, alloc: BitAllocation | None = None, *,
+                residency: str = "hot-first", staging_fraction: float = 0.25) -> MemoryPlan:
+    """Where :func:`simulate` would put weights, KV cache and activations, without simulating.
+
+    Runs only the lowering and the residency planning (stages 1 and 2), so it is the cheap
+    way to ask whether a model fits a chip: it raises
+    :class:`~accelsim.errors.DoesNotFitError` exactly when :func:`simulate` with the same
+    arguments would (tested). The lowered graph is cached, so asking many chip variants is
+    cheap.
+
+    Parameters
+    ----------
+    hw, graph, alloc, residency, staging_fraction
+        As for :func:`simulate`.
+
+    Returns
+    -------
+    MemoryPlan
+        ``weight_bytes_by_level``, ``kv_bytes_by_level``, ``act_reserve`` and ``staging``
+        (bytes per level, ``level_names`` order), and the share of every tensor per level.
+
+    Raises
+    ------
+    ConfigError
+        A bad option, or an allocation that does not fit the graph's model.
+    DoesNotFitError
+        The weights do not fit (``must-fit``, or a chip without off-chip memory).
+
+    Examples
+    --------
+    >>> import accelsim
+    >>> m = accelsim.load_workload("mixtral-8x7b")
+    >>> g = accelsim.build_graph(m, accelsim.Scenario(phase="decode", batch=1))
+    >>> p = memory_plan("h100", g, accelsim.BitAllocation.uniform(m, 4))
+    >>> p.level_names[-1], bool(p.weight_bytes_by_level[-1] > 0)
+    ('hbm3', True)
+    >>> fits("northpole", g, accelsim.BitAllocation.uniform(m, 4))
+    False
+    """
+    hw = _as_hw(hw)
+    opts = SimOptions(residency, None, staging_fraction)
+    opts.check(hw)
+    ot, _, t_bytes, _, a_bits, kv_bits = _lower_all(hw, graph, alloc)
+    return _plan(hw, ot, t_bytes, a_bits, kv_bits, opts)[0]
+
+
+def fits(hw, graph, alloc: BitAllocation | None = None, *, residency: str = "hot-first",
+         staging_fraction: float = 0.25) -> bool:
+    """Whether :func:`simulate` would place the model (:func:`memory_plan` without
+    :class:`~accelsim.errors.DoesNotFitError`); a bad option still raises ConfigError."""
+    try:
+        memory_plan(hw, graph, alloc, residency=residency, staging_fraction=staging_fraction)
+    except DoesNotFitError:
+        return False
+    return True
+
+
+def _plan(hw, ot: OpTable, t_bytes: np.ndarray, a_bits: int, kv_bits: int,
+          opts: SimOptions) -> tuple[MemoryPlan, np.ndarray, np.ndarray]:
+    """Stage 2: the memory plan, the activation working set per op, the attention ops."""
+    aB, kvB = a_bits / 8.0, kv_bits / 8.0
+    p = ot.p_active
+    pe = np.where(p > 0, p, 1.0)
+    foot = (ot.in_elems + ot.out_elems) / pe * aB
+    att_idx = np.flatnonzero(ot.op_code == OP["attention"])
+    kv_res = ot.kv_resident[att_idx]
+    kv_bytes = kv_res * kvB
+    kv_den = np.where(kv_res > 0, ot.kv_elems[att_idx] / np.where(kv_res > 0, kv_res, 1), 0.0)
+    density = ot.tensor_density if len(ot.tensor_density) == len(t_bytes) else np.ones(
+        len(t_bytes))
+    plan = plan_memory(hw, t_bytes, density, kv_bytes, kv_den, float(foot.max(initial=0.0)),
+                       opts.residency, opts.staging_fraction)
+    return plan, foot, att_idx
 
 
 def simulate_gemm(hw, m: float, k: int, n: int, *, w_bits: int = 8, a_bits: int | None = None,
@@ -257,15 +338,7 @@ def _run(hw, ot: OpTable, bits: np.ndarray, t_bytes: np.ndarray, t_numel: np.nda
     pe = np.where(live, p, 1.0)
 
     # ------------------------------------------------------------------ residency
-    foot = (ot.in_elems + ot.out_elems) / pe * aB
-    att_idx = np.flatnonzero(is_att)
-    kv_res = ot.kv_resident[att_idx]
-    kv_bytes = kv_res * kvB
-    kv_den = np.where(kv_res > 0, ot.kv_elems[att_idx] / np.where(kv_res > 0, kv_res, 1), 0.0)
-    density = ot.tensor_density if len(ot.tensor_density) == len(t_bytes) else np.ones(
-        len(t_bytes))
-    plan = plan_memory(hw, t_bytes, density, kv_bytes, kv_den, float(foot.max(initial=0.0)),
-                       opts.residency, opts.staging_fraction)
+    plan, foot, att_idx = _plan(hw, ot, t_bytes, a_bits, kv_bits, opts)
     sw, sa, so = plan.stage_w, plan.stage_a, plan.stage_o
     home = act_home(foot, plan.act_reserve, plan.act_levels, hp.offchip, sa)
     wfrac = np.zeros((nops, nl))

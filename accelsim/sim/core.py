@@ -24,7 +24,7 @@ from . import engine as E
 from .lower import OP, GEMM_OPS, VECTOR_OPS, OpTable, lower, phases, tensor_bits
 from .lower import tensor_storage_bytes, tensor_table
 from .gemm import fast_gemm
-from .mapping import act_home, dma_cost, hw_params, unused_reserve
+from .mapping import act_home, dma_cost, hw_params
 from .residency import MemoryPlan, get_policy, plan_memory
 from .result import SimResult
 from .schedule import TOPOLOGIES, phase_noc, schedule, wrap_around
@@ -375,19 +375,15 @@ def _run(hw, ot: OpTable, bits: np.ndarray, t_bytes: np.ndarray, t_numel: np.nda
         ok = (pos < len(e)) & (e[np.minimum(pos, len(e) - 1)] == att_idx)
         flc[pos[ok], 3] += kv_sh[ok]
         flc[pos[ok], 4] += kv_sh[ok]
-    # tiles may also use the activation reserve the op leaves free (all of it when its
-    # activations stream from off chip)
-    stage_cap = (plan.staging[None, :] + unused_reserve(foot[e], h, plan.act_reserve,
-                                                        plan.act_levels)) / cores
     # the experts of a layer and the layers of a model repeat: simulate each distinct GEMM once
     key = np.column_stack([M, K, N, cpm, wB, w_fix, w_pb, a_fix, a_pb, o_fix, o_pb, w_stage,
-                           a_dma, flc, stage_cap[:, [sw, sa, so]]])
+                           a_dma, flc])
     first, inverse = _unique_rows(key)
     u = first
     fronts, npts, overflow = E.run_gemms(
         mask, M[u], K[u].astype(np.int64), N[u].astype(np.int64), R, C, cpm[u], wB[u], aB, aB,
         hp.acc_bytes, w_fix[u], w_pb[u], a_fix[u], a_pb[u], o_fix[u], o_pb[u],
-        hp.two_channels, stage_cap[u], sw, sa, so, w_stage[u], a_dma[u], flc[u],
+        hp.two_channels, plan.staging / cores, sw, sa, so, w_stage[u], a_dma[u], flc[u],
         opts.full_pipeline, 1.0 / hp.read_bpc[sw], 1.0 / hp.read_bpc[sa], sw == sa)
     fronts, npts, overflow = fronts[inverse], npts[inverse], overflow[inverse]
     pr = pe[e]

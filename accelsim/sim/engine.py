@@ -636,9 +636,8 @@ def run_gemms(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fix,
               o_fix, o_pb, two_ch, stage_cap, lw, la, lo, w_stage, a_stage, flc,
               full, fw, fa, fsame):  # pragma: no cover - numba
     """:func:`tiling_front` for every GEMM: ``(fronts [ops x FRONT_MAX x len(FRONT_COLS)],
-    points per op, overflow per op)``. ``stage_cap[i, l]``: staging bytes per core of level
-    ``l`` for op ``i`` (the staging share plus the activation reserve the op leaves free).
-    The caller passes each distinct op once (:func:`accelsim.sim.core._unique_rows`)."""
+    points per op, overflow per op)``. The caller passes each distinct op once
+    (:func:`accelsim.sim.core._unique_rows`)."""
     n = M.shape[0]
     out = np.zeros((n, FRONT_MAX, 10))
     npts = np.zeros(n, np.int64)
@@ -646,7 +645,7 @@ def run_gemms(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fix,
     for i in range(n):
         front, nf, of = tiling_front(df_mask, M[i], K[i], N[i], R, C, cpm[i], wB[i], aB, oB,
                                      accB, w_fix[i], w_pb[i], a_fix[i], a_pb[i], o_fix[i],
-                                     o_pb[i], two_ch, stage_cap[i], lw, la, lo, w_stage[i],
+                                     o_pb[i], two_ch, stage_cap, lw, la, lo, w_stage[i],
                                      a_stage[i], flc[i], full, fw, fa, fsame)
         out[i, :nf, :] = front
         npts[i], ovf[i] = nf, of

@@ -118,16 +118,7 @@ def fast_gemm(hw, hp, m: float, k: int, n: int, w_bits: int, a_bits: int, nbytes
     ps = sh[so] / wbw[so] * M * N * acc
     flc = np.array([c_w, c_a, c_warr, base + ps * kf,
                     base + ps + c_warr * K * N * wB * _ceil(M / R)])
-    # tiles may also use the activation reserve the op leaves free (docs/simulator.md)
-    free_act = list(act)
-    if act_lv[home] and act[home] > 0.0:
-        left = foot
-        for lv in range(home + 1):
-            if act_lv[lv]:
-                used = min(max(left, 0.0), act[lv])
-                free_act[lv] -= used
-                left -= used
-    stage_cap = np.array([(staging[i] + free_act[i]) / cores for i in range(nl)])
+    stage_cap = np.array(staging) / cores  # the engine wants arrays
     packed = np.array([mask, M, K, N, R, C, cpm, wB, aB, aB, acc, w_fix, w_pb, a_fix, a_pb,
                        o_fix, o_pb, hp.two_channels, sw, sa, so, w_stage, a_dma, full,
                        1.0 / rbw[sw], 1.0 / rbw[sa], sw == sa], dtype=np.float64)

@@ -43,8 +43,7 @@ from .energy import mac_energy_table, vector_op_energy
 from .engine import DATAFLOWS
 from .lower import IdentityCache
 
-__all__ = ["HwParams", "hw_params", "dma_cost", "act_home", "unused_reserve",
-           "cycles_per_mac_table"]
+__all__ = ["HwParams", "hw_params", "dma_cost", "act_home", "cycles_per_mac_table"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -155,32 +154,6 @@ def act_home(footprint: np.ndarray, act_reserve: np.ndarray, act_levels: np.ndar
             continue
         home = np.where(footprint <= cum[lvl] * (1 + 1e-12) + 1e-9, lvl, home)
     return home
-
-
-def unused_reserve(footprint: np.ndarray, home: np.ndarray, act_reserve: np.ndarray,
-                   act_levels: np.ndarray) -> np.ndarray:
-    """Activation reserve each op leaves free, per level [ops x levels] (chip totals).
-
-    An op's working set occupies the reserves of the activation levels up to its home,
-    innermost first (the rule of :func:`act_home`); the rest of the reserve, all of it when
-    the op's activations live off chip, is free while the op runs and its tiles may be staged
-    there. The reserve is sized for the largest working set alone, so ops never hold it at the
-    same time.
-
-    Examples
-    --------
-    >>> unused_reserve(np.array([50.0, 300.0]), np.array([0, 2]), np.array([100.0, 0, 0]),
-    ...                np.array([True, False, True])).tolist()
-    [[50.0, 0.0, 0.0], [100.0, 0.0, 0.0]]
-    """
-    res = np.where(act_levels, act_reserve, 0.0)
-    before = np.cumsum(res) - res
-    occupied = np.clip(footprint[:, None] - before[None, :], 0.0, res[None, :])
-    inside = np.arange(res.shape[0])[None, :] <= home[:, None]
-    # a home outside every reserve (off chip) occupies none of it
-    in_reserve = res[home] > 0.0
-    occupied = np.where(inside & in_reserve[:, None], occupied, 0.0)
-    return res[None, :] - occupied
 
 
 def cycles_per_mac_table(mac_array) -> np.ndarray:

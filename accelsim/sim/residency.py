@@ -7,9 +7,7 @@ Capacity of every on-chip level is budgeted in this order (docs/simulator.md):
    Each keeps ``staging_fraction`` of its capacity for double-buffered tiles; a level that
    holds nothing but outputs (an accumulator) is all staging.
 2. **Activations.** The largest activation working set of any op (its input plus output at
-   the activation bits) is reserved next, innermost level first. The reserve holds one op's
-   activations at a time; what an op leaves free of it is staging for that op's tiles
-   (:func:`accelsim.sim.mapping.unused_reserve`).
+   the activation bits) is reserved next, innermost level first.
 3. **Weights and KV cache**, by a registered policy:
 
    ``hot-first``

@@ -345,6 +345,14 @@ def _latency_claims(df: pd.DataFrame, cfg: ValidateConfig) -> list[Claim]:
             verdict = SUPPORTED if all(s > 1.05 for s in known.values()) else (
                 NOT_SUPPORTED if all(s <= 1.0 for s in known.values()) else INCONCLUSIVE)
             text = ", ".join(f"batch {b}: {s:.2f}x" for b, s in known.items())
+            if chip == "northpole":
+                groups = df[(df.chip == chip) & df.fits & (df.batch == cfg.batches[0])]
+                groups = groups.set_index("allocation")["chips"]
+                text += (f". On NorthPole the model needs a group of chips: {int(groups[base])} "
+                         f"for {base}, {int(groups[mixed])} for {mixed}; fewer bits buy "
+                         f"fewer chips. Latency on such a group is set by the simulator's "
+                         f"rule that splits an op across cores only along N (docs/simulator.md, "
+                         f"bound 'latency'), so it barely depends on the bits")
             claims.append(Claim(
                 f"{mixed} lowers decode latency vs {base} on {chip}",
                 {str(b): round(s, 3) for b, s in known.items()}, base, verdict,

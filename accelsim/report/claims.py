@@ -215,13 +215,14 @@ def _raw_preset(name: str) -> dict:
     return json.loads(_raw_preset_cached(name))
 
 
-def chip_variant(name: str, weight_bytes: float, chips: int | None = None):
+def chip_variant(name: str, need_bytes: float, chips: int | None = None):
     """The accelerator a chip preset stands for when the model does not fit it.
 
     ``northpole`` has no off-chip memory: a model larger than one chip runs on a group of
     ``chips`` chips, modelled as one chip with that many times the cores and framebuffer
     (inter-card links are not modelled: optimistic). ``ethos-u65``: the preset's 2 GiB DRAM
-    is a system choice; it is raised to the next power of two that holds the weights.
+    is a system choice; it is raised to the next power of two that holds ``need_bytes``
+    (weights and KV cache) with 10% to spare.
     Returns (accelerator, note).
     """
     from ..hw import hw_from_dict
@@ -240,7 +241,7 @@ def chip_variant(name: str, weight_bytes: float, chips: int | None = None):
             f"card-to-card links not modelled")
     if name == "ethos-u65":
         off = [m for m in raw["memory"] if m["scope"] == "offchip"][0]
-        need = 2 ** math.ceil(math.log2(max(weight_bytes * 1.1, 2**31)))
+        need = 2 ** math.ceil(math.log2(max(need_bytes * 1.1, 2**31)))
         if need > 2**31:
             over = {f"memory[name={off['name']}].capacity": f"{need / 2**30:.0f} GiB"}
             return hw_from_dict(apply_overrides(raw, over)), (
@@ -255,7 +256,10 @@ def _simulate_fitting(chip: str, model, graph, alloc, known: dict) -> tuple[Any,
     from ..sim import simulate
     wb = alloc.weight_bytes(model)
     if chip != "northpole":
-        hw, note = chip_variant(chip, wb)
+        sc = graph.graph["scenario"]
+        kv = (model.kv_bytes_per_token_per_layer(alloc.kv_bits) * model.total_layers
+              * sc["batch"] * (sc["context"] + 1))
+        hw, note = chip_variant(chip, wb + kv)
         return simulate(hw, graph, alloc), 1, note
     from ..hw import load_hw
     one = load_hw("northpole")

@@ -105,3 +105,16 @@ def test_graph_export_bad_suffix_writes_nothing(tmp_path, run_cli):
 def test_usage_error_exit_2(run_cli):
     rc, _, err = run_cli("workload", "graph", "mixtral-8x7b", "--batch", "0")
     assert rc == 2 and "Traceback" not in err
+
+
+def test_schema_describes_every_key_and_spells_out_list_defaults():
+    schema = hw_schema()
+    nodes = [("Accelerator", schema)] + list(schema["$defs"].items())
+    missing = [f"{name}.{key}" for name, node in nodes
+               for key, prop in node.get("properties", {}).items()
+               if not prop.get("description")]
+    assert missing == []
+    weight_bits = schema["$defs"]["MacArray"]["properties"]["weight_bits"]
+    assert weight_bits["default"] == [8]
+    holds = schema["$defs"]["MemoryLevel"]["properties"]["holds"]
+    assert holds["default"] == ["weights", "activations", "outputs", "kv"]

@@ -328,8 +328,10 @@ def _default_text(model, key: str, prop: Mapping[str, Any], required: bool) -> s
             return f"`{_limit(q[0], value) if value else '0 ' + _BASE_UNIT[q[0]]}`"
         if isinstance(value, str):
             return f"`{value}`" if value else '`""`'
-        return f"`{_num(value)}`"
-    value = _factory_default(model, key)
+        if not isinstance(value, list):
+            return f"`{_num(value)}`"
+    else:
+        value = _factory_default(model, key)
     if isinstance(value, list):
         return "`[" + ", ".join(str(v) for v in value) + "]`" if value else "`[]`"
     if isinstance(value, BaseModel):

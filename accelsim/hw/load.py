@@ -92,8 +92,29 @@ def list_hw() -> list[dict[str, str]]:
 
 
 def hw_schema() -> dict[str, Any]:
-    """JSON Schema (draft 2020-12) of the accelerator YAML, keys as written in YAML."""
+    """JSON Schema (draft 2020-12) of the accelerator YAML, keys as written in YAML.
+
+    Every key carries a ``description`` (from the field, else from
+    :data:`accelsim.hw.docgen.MEANINGS`) and list defaults built by a factory are spelled out,
+    so editors show both.
+    """
+    from . import spec
+    from .docgen import MEANINGS  # the meanings docs/hwconfig-reference.md shows too
+
     schema = Accelerator.model_json_schema(by_alias=True, mode="validation")
+    nodes = [("Accelerator", schema)] + list(schema.get("$defs", {}).items())
+    for name, node in nodes:
+        model = getattr(spec, name, None)
+        fields = {(f.alias or n): f for n, f in model.model_fields.items()} if (
+            isinstance(model, type) and hasattr(model, "model_fields")) else {}
+        for key, prop in node.get("properties", {}).items():
+            if "description" not in prop and (name, key) in MEANINGS:
+                prop["description"] = MEANINGS[(name, key)]
+            f = fields.get(key)
+            if f is not None and "default" not in prop and f.default_factory is not None:
+                value = f.default_factory()
+                if isinstance(value, list):
+                    prop["default"] = value
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "accelsim accelerator"
     return schema

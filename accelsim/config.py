@@ -250,9 +250,7 @@ def _descend(tp: Any, next_part: Any) -> tuple[Any, bool]:
         if origin is Annotated:
             tp = get_args(tp)[0]
             continue
-        if origin in (list, tuple) or origin is getattr(__import__("typing"), "Sequence", None):
-            if isinstance(next_part, int):
-                return get_args(tp)[0], False
+        if origin in (list, tuple):
             return get_args(tp)[0], False
         if origin is dict:
             return get_args(tp)[1], False

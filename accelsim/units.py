@@ -94,10 +94,6 @@ def _fail(kind: str, text: object, why: str = "") -> ConfigError:
     return ConfigError.single(reason, value=text)
 
 
-def _lookup(table: dict[str, float], unit: str) -> float | None:
-    return table.get(unit)
-
-
 def parse_quantity(text: object, kind: str, *, clock_hz: float | None = None) -> float:
     """Parse ``text`` such as ``'224 MiB'`` into the base unit of ``kind``.
 
@@ -154,27 +150,27 @@ def _unit_factor(kind: str, unit: str, clock_hz: float | None, text: str) -> flo
 
     f: float | None = None
     if kind == "size" and not den:
-        f = _lookup(_SIZE, num)
+        f = _SIZE.get(num)
     elif kind == "frequency" and not den:
-        f = _lookup(_FREQ, num)
+        f = _FREQ.get(num)
     elif kind == "time" and not den:
-        f = _lookup(_TIME, num)
+        f = _TIME.get(num)
         if f is None and num in _CYCLES:
             f = 1.0 / need_clock()
     elif kind == "energy" and not den:
-        f = _lookup(_ENERGY, num)
+        f = _ENERGY.get(num)
     elif kind == "power" and not den:
-        f = _lookup(_POWER, num)
+        f = _POWER.get(num)
     elif kind == "bandwidth" and den:
-        s = _lookup(_SIZE, num)
+        s = _SIZE.get(num)
         if s is not None:
             if den == "s":
                 f = s
             elif den in _CYCLES:
                 f = s * need_clock()
     elif kind == "energy_per_byte" and den:
-        e = _lookup(_ENERGY, num)
-        s = _lookup(_SIZE, den) if den not in ("byte",) else 1.0
+        e = _ENERGY.get(num)
+        s = _SIZE.get(den) if den not in ("byte",) else 1.0
         if e is not None and s is not None:
             f = e / s
     if f is None:

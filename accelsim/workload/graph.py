@@ -153,7 +153,7 @@ class _Builder:
         macs = tokens * kv_len * heads * (qk_width + v_width)
         kv_elems = 0.0 if cross and self.s.phase == "prefill" else seqs * kv_len * kv_width
         kv_write = 0.0 if cross else tokens * kv_width
-        att = self.node(f"{prefix}.attention".replace(".attn.attention", ".attention"),
+        att = self.node(f"L{L}.xattn.attention" if cross else f"L{L}.attention",
                         "attention", srcs, layer=L, tokens=float(tokens), macs=float(macs),
                         vector_ops=float(tokens * kv_len * heads * SOFTMAX_OPS),
                         in_elems=float(tokens * (qk_width * heads)),

@@ -224,7 +224,8 @@ def test_gemm_fast_path_equals_general_path(name):
         assert a["bound"] == b["bound"]
         assert a["weight_bytes_by_level"] == pytest.approx(b["weight_bytes_by_level"])
         assert a["bytes_by_level"] == pytest.approx(b["bytes_by_level"])
-        for col in ("tile_m", "tile_k", "tile_n", "dataflow", "core", "cores", "end_cycle"):
+        for col in ("tile_m", "tile_k", "tile_n", "dataflow", "core", "cores", "end_cycle",
+                    "k_slices"):
             assert a["ops"][0][col] == pytest.approx(b["ops"][0][col]) if isinstance(
                 a["ops"][0][col], float) else a["ops"][0][col] == b["ops"][0][col]
 
@@ -240,6 +241,39 @@ def test_experts_spread_over_cores():
     ex = eight.ops[eight.ops["role"] == "expert"]
     assert ex["core"].nunique() > 1
     assert eight.noc_cycles > 0 and eight.energy_breakdown_j["noc"] > 0
+
+
+def test_split_k_on_many_cores_by_hand():
+    # 1 x 4096 x 64 on 16 x 16 arrays: 4 column tiles, 256 K tiles of 16 rows. Weights and
+    # activations stay in the per-core L1, so the shared levels are idle (F = 0) and the op's
+    # one-core time t (its own tile pipeline) is the same on 1 and on 1,024 cores.
+    k, n, cores = 4096, 64, 1024
+    one = simulate_gemm(hw_from_dict(hw_dict(cores=1, l1="2 MiB")), 1, k, n, w_bits=8)
+    hw = hw_from_dict(hw_dict(cores=cores, l1="2 MiB"))
+    many = simulate_gemm(hw, 1, k, n, w_bits=8)
+    t = one.cycles
+    assert one.weight_bytes_by_level["l1"] == one.weight_bytes
+    cols, kt = n // 16, k // 16
+    n_only = t / cols                          # today's rule: 4 column pieces, K whole
+    # ks K-slices x 4 column pieces of 16 columns; a binary tree over a path of the mesh:
+    # log2(ks) rounds, each moving 1 x 16 partial sums x 4 B over a 32 B/cycle link (2
+    # cycles) and adding them on 16 lanes (1 cycle), ks - 1 hops of 1 cycle in all
+    times = {1: n_only}
+    for r in range(1, 9):
+        ks = 2 ** r
+        times[ks] = t / cols / ks + r * (16 * 4 / 32 + 16 / 16) + (ks - 1) * 1.0
+    best = min(times, key=times.get)
+    assert 1 < best < kt
+    assert many.cycles == pytest.approx(times[best], rel=1e-12)
+    assert many.cycles < n_only / 10
+    assert int(many.ops["k_slices"].iloc[0]) == best
+    assert many.energy_breakdown_j["noc"] == pytest.approx(
+        math.log2(best) * best / 2 * 16 * 4 * cols * 0.1e-12, rel=1e-9)
+    # on two cores a K split (2 slices x 1 column piece = t / 2 plus a reduction) loses to
+    # the N-only split (2 column pieces of 2 tiles = t / 2): today's rule, unchanged
+    two = simulate_gemm(hw_from_dict(hw_dict(cores=2, l1="2 MiB")), 1, k, n, w_bits=8)
+    assert two.cycles == pytest.approx(t / 2, rel=1e-12)
+    assert int(two.ops["k_slices"].iloc[0]) == 1
 
 
 def test_noc_cost_formulas():

@@ -27,7 +27,7 @@ from .gemm import fast_gemm
 from .mapping import act_home, dma_cost, hw_params
 from .residency import MemoryPlan, get_policy, plan_memory
 from .result import SimResult
-from .schedule import TOPOLOGIES, phase_noc, schedule, wrap_around
+from .schedule import TOPOLOGIES, k_slices, phase_noc, schedule, wrap_around
 
 __all__ = ["simulate", "simulate_gemm", "memory_plan", "fits", "SimOptions"]
 
@@ -407,6 +407,16 @@ def _run(hw, ot: OpTable, bits: np.ndarray, t_bytes: np.ndarray, t_numel: np.nda
         t_other[emb] = efix + emb_bytes[emb] * epb
         cols[emb] = np.maximum(_ceil(ot.tokens[emb]), 1.0).astype(np.int64)
     cols[e] = np.maximum(_ceil(N / C), 1.0).astype(np.int64)
+    # split-K: GEMMs may also split K into slices of R rows; partial sums (accumulator width)
+    # per column tile are reduced over the NoC and added on the vector unit
+    kt = np.ones(nops, np.int64)
+    rb = np.zeros(nops)
+    ra = np.zeros(nops)
+    g_e = e[ge]
+    kt[g_e] = np.maximum(_ceil(K[ge] / R), 1.0).astype(np.int64)
+    per_tile = M[ge] * N[ge] / cols[g_e] * pr[ge]
+    rb[g_e] = per_tile * hp.acc_bytes
+    ra[g_e] = per_tile / hp.vector_rate
 
     # traffic of the ops whose traffic does not depend on a tiling
     rd = np.zeros((nops, nl))
@@ -439,7 +449,7 @@ def _run(hw, ot: OpTable, bits: np.ndarray, t_bytes: np.ndarray, t_numel: np.nda
     link = noc.link_bandwidth_bytes_per_s / hp.clock_hz if noc else 1.0
     hop = noc.hop_latency_s * hp.clock_hz if noc else 0.0
     T, cc, choice = schedule(ot.phase_ptr, ot.phase_order, ot.phase_group, FT, FF, NF, cols,
-                             noc_bytes, cores, topo, link, hop)
+                             kt, rb, ra, noc_bytes, cores, topo, link, hop)
     t1 = FT[np.arange(nops), choice]
 
     # traffic of the chosen tilings
@@ -474,6 +484,17 @@ def _run(hw, ot: OpTable, bits: np.ndarray, t_bytes: np.ndarray, t_numel: np.nda
     noc_t, noc_j = phase_noc(ot.phase_ptr, ot.phase_order, ot.phase_group, cc, noc_bytes,
                              topo, link, hop, e_hop)
     noc_cyc = float(noc_t.sum())
+    # split-K reductions of the ops whose N-only split would overrun their phase
+    ksl = np.ones(nops, np.int64)
+    ph_of = np.empty(nops, np.int64)
+    ph_of[ot.phase_order] = np.repeat(np.arange(len(T)), np.diff(ot.phase_ptr))
+    sh1 = np.where((cols > 1) & (cc[ph_of] > 1),
+                   _ceil(cols / np.minimum(cols, cc[ph_of])) / cols, 1.0)
+    for i in np.flatnonzero((kt > 1) & (sh1 * t1 > T[ph_of] * (1.0 + 1e-9))):
+        ks, _, bh = k_slices(t1[i], cols[i], kt[i], cc[ph_of[i]], rb[i], ra[i], topo, link,
+                             hop, T[ph_of[i]])
+        ksl[i] = ks
+        noc_j[i] += bh * e_hop
 
     # ------------------------------------------------------------------ energy
     a_idx = min(max(a_bits, 1), 16)
@@ -522,7 +543,7 @@ def _run(hw, ot: OpTable, bits: np.ndarray, t_bytes: np.ndarray, t_numel: np.nda
         "n": ot.n, "macs": ot.macs, "core": core, "cores": span, "start_cycle": start,
         "end_cycle": end, "cycles": t1, "compute_cycles": comp,
         "vector_cycles": np.where(vec | is_att, vcyc, 0.0), "stall_cycles": stall,
-        "dataflow": dflow, "tiles": tiles, "bytes": moved, "energy_j": op_j,
+        "dataflow": dflow, "k_slices": ksl, "tiles": tiles, "bytes": moved, "energy_j": op_j,
         "level_names": hp.names}
     names = hp.names
     return SimResult(

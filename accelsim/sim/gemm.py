@@ -16,7 +16,7 @@ import numpy as np
 
 from . import engine as E
 from .result import SimResult
-from .schedule import split_share
+from .schedule import TOPOLOGIES, k_slices, split_k_time, split_share
 
 __all__ = ["fast_gemm"]
 
@@ -124,11 +124,22 @@ def fast_gemm(hw, hp, m: float, k: int, n: int, w_bits: int, a_bits: int, nbytes
                        1.0 / rbw[sw], 1.0 / rbw[sa], sw == sa], dtype=np.float64)
     front, nf, overflow = E.front_packed(packed, stage_cap, flc)
     pts = front.tolist()
-    share = split_share(int(cols), cores)
-    T = min(max(share * q[0], q[9]) for q in pts)
+    noc = hw.noc
+    topo = TOPOLOGIES[noc.topology] if noc else TOPOLOGIES["bus"]
+    link = noc.link_bandwidth_bytes_per_s / hp.clock_hz if noc else 1.0
+    hop = noc.hop_latency_s * hp.clock_hz if noc else 0.0
+    kt = int(max(_ceil(K / R), 1.0))
+    per_tile = M * N / cols
+    rb, ra = per_tile * acc, per_tile / hp.vector_rate
+    T = min(max(split_k_time(q[0], int(cols), kt, cores, rb, ra, topo, link, hop), q[9])
+            for q in pts)
     best = min(range(nf), key=lambda f: (max(pts[f][0] / cores, pts[f][9]), f))
     r = pts[best]
     t1, comp = r[0], r[1]
+    ks, e_noc = 1, 0.0
+    if kt > 1 and split_share(int(cols), cores) * t1 > T * (1.0 + 1e-9):
+        ks, _, bh = k_slices(t1, int(cols), kt, cores, rb, ra, topo, link, hop, T)
+        e_noc = bh * noc.energy_per_byte_per_hop_j if noc else 0.0
     # traffic
     rd = [0.0] * nl
     wr = [0.0] * nl
@@ -158,8 +169,8 @@ def fast_gemm(hw, hp, m: float, k: int, n: int, w_bits: int, a_bits: int, nbytes
     e_mac = macs * py["e_mac"][w_bits][a_bits]
     e_mem = [rd[i] * py["read_j"][i] + wr[i] * py["write_j"][i] for i in range(nl)]
     static = hw.energy.static_power_w * latency
-    op_j = e_mac + sum(e_mem)
-    breakdown = {"mac": e_mac, "vector": 0.0, "noc": 0.0, "static": static}
+    op_j = e_mac + sum(e_mem) + e_noc
+    breakdown = {"mac": e_mac, "vector": 0.0, "noc": e_noc, "static": static}
     for i, name in enumerate(hp.names):
         breakdown[f"memory:{name}"] = e_mem[i]
     moved = [rd[i] + wr[i] for i in range(nl)]
@@ -188,7 +199,8 @@ def fast_gemm(hw, hp, m: float, k: int, n: int, w_bits: int, a_bits: int, nbytes
         "n": (float(n),), "macs": (macs,), "core": (0,), "cores": (span,),
         "start_cycle": (0.0,), "end_cycle": (end,), "cycles": (t1,),
         "compute_cycles": (comp,), "vector_cycles": (0.0,), "stall_cycles": (stall,),
-        "dataflow": (int(r[2]),), "tiles": ((float(r[3]), float(r[4]), float(r[5])),),
+        "dataflow": (int(r[2]),), "k_slices": (int(ks),),
+        "tiles": ((float(r[3]), float(r[4]), float(r[5])),),
         "bytes": (tuple(moved),), "energy_j": (op_j,), "level_names": hp.names}
     names = hp.names
     return SimResult(

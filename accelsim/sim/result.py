@@ -91,8 +91,9 @@ class SimResult:
     def ops(self):
         """One row per op: name, op, layer, expert, role, weight, w_bits, a_bits, p_active,
         m, k, n, macs, core (first core), cores, start_cycle, end_cycle, cycles (core-cycles
-        of work), compute_cycles, vector_cycles, stall_cycles, dataflow, tile_m, tile_k,
-        tile_n, ``bytes_<level>`` (read plus written), energy_j."""
+        of work), compute_cycles, vector_cycles, stall_cycles, dataflow, k_slices (K-slices
+        the op is split into across cores, 1: N only), tile_m, tile_k, tile_n,
+        ``bytes_<level>`` (read plus written), energy_j."""
         import pandas as pd
 
         from .engine import DATAFLOWS
@@ -111,6 +112,7 @@ class SimResult:
                   "end_cycle", "cycles", "compute_cycles", "vector_cycles", "stall_cycles"):
             cols[k] = d[k]
         cols["dataflow"] = [DATAFLOWS[x] if x >= 0 else None for x in d["dataflow"]]
+        cols["k_slices"] = d.get("k_slices", np.ones(n, np.int64))
         for j, k in enumerate(("tile_m", "tile_k", "tile_n")):
             cols[k] = d["tiles"][:, j]
         for i, name in enumerate(d["level_names"]):

@@ -43,7 +43,8 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["TOPOLOGIES", "noc_cost", "split_share", "schedule", "wrap_around", "phase_noc"]
+__all__ = ["TOPOLOGIES", "noc_cost", "split_share", "split_k_time", "k_slices", "schedule",
+           "wrap_around", "phase_noc"]
 
 TOPOLOGIES = {"mesh": 0, "ring": 1, "crossbar": 2, "bus": 3, "none": 3}
 
@@ -88,6 +89,74 @@ def split_share(cols, c):  # pragma: no cover - numba
 
 
 @njit(cache=True)
+def reduce_cost(ks, cols, s, rb, ra, topo, link_bpc, hop_cyc):  # pragma: no cover - numba
+    """Cycles to sum the partial outputs of ``ks`` K-slices of an op split into ``s`` column
+    pieces of ``cols`` column tiles (``rb`` bytes and ``ra`` vector-add cycles per column tile):
+    a binary tree of ``ceil(log2 ks)`` rounds, each moving one piece's partials one tree edge
+    and adding them. Slices of a piece lie on a path, round ``r`` spans ``2^r`` hops
+    (crossbar: one); pieces use disjoint links, except on a bus, where all
+    ``(ks - 1) x cols x rb`` bytes share the one link."""
+    if ks <= 1:
+        return 0.0
+    rounds = 0
+    while (1 << rounds) < ks:
+        rounds += 1
+    per = math.ceil(cols / s)
+    add = rounds * per * ra
+    if topo == 3:
+        return (ks - 1) * cols * rb / link_bpc + add + rounds * hop_cyc
+    hops = float(rounds) if topo == 2 else (1 << rounds) - 1.0
+    return rounds * per * rb / link_bpc + add + hops * hop_cyc
+
+
+@njit(cache=True)
+def split_k_time(t, cols, kt, c, rb, ra, topo, link_bpc, hop_cyc):  # pragma: no cover - numba
+    """Time of an op of ``t`` cycles split over at most ``c`` cores: ``ks`` K-slices (a power
+    of two, at most ``kt`` K tiles) times ``s = min(c // ks, cols)`` column pieces, the longest
+    piece ``ceil(cols / s) / cols x ceil(kt / ks) / kt x t`` plus the reduction
+    (:func:`reduce_cost`); the minimum over ``ks`` (``ks = 1`` is the N-only split)."""
+    best = split_share(cols, c) * t
+    ks = 2
+    while ks <= kt and ks <= c:
+        s = min(c // ks, cols)
+        piece = math.ceil(cols / s) / cols * (math.ceil(kt / ks) / kt) * t
+        v = piece + reduce_cost(ks, cols, s, rb, ra, topo, link_bpc, hop_cyc)
+        if v < best:
+            best = v
+        ks *= 2
+    return best
+
+
+@njit(cache=True)
+def k_slices(t, cols, kt, c, rb, ra, topo, link_bpc, hop_cyc, bound):  # pragma: no cover
+    """``(ks, bytes, byte-hops)``: the fewest K-slices whose split time (as in
+    :func:`split_k_time`) is within ``bound`` (else the fastest), and the NoC traffic of its
+    reduction: ``(ks - 1) x cols x rb`` bytes; byte-hops ``log2(ks) x ks / 2 x cols x rb`` on
+    the path of a mesh or ring (every round moves ``ks / 2`` partials ``2^r`` hops), one hop
+    per byte on a crossbar or bus."""
+    best = split_share(cols, c) * t
+    arg = 1
+    lim = bound * (1.0 + 1e-9)
+    ks = 2
+    while best > lim and ks <= kt and ks <= c:
+        s = min(c // ks, cols)
+        v = (math.ceil(cols / s) / cols * (math.ceil(kt / ks) / kt) * t
+             + reduce_cost(ks, cols, s, rb, ra, topo, link_bpc, hop_cyc))
+        if v < best:
+            best = v
+            arg = ks
+        ks *= 2
+    if arg == 1:
+        return 1, 0.0, 0.0
+    nbytes = (arg - 1) * cols * rb
+    rounds = 0
+    while (1 << rounds) < arg:
+        rounds += 1
+    hops = nbytes if topo >= 2 else rounds * arg / 2.0 * cols * rb
+    return arg, nbytes, hops
+
+
+@njit(cache=True)
 def _work(i, c, ft, ff, nf):  # pragma: no cover - numba
     best = np.inf
     arg = 0
@@ -100,25 +169,25 @@ def _work(i, c, ft, ff, nf):  # pragma: no cover - numba
 
 
 @njit(cache=True)
-def _crit(i, c, cols, ft, ff, nf):  # pragma: no cover - numba
-    a = split_share(cols[i], c)
+def _crit(i, c, cols, kt, rb, ra, ft, ff, nf, topo, link, hop):  # pragma: no cover - numba
     best = np.inf
     for f in range(nf[i]):
-        v = max(a * ft[i, f], ff[i, f])
+        v = max(split_k_time(ft[i, f], cols[i], kt[i], c, rb[i], ra[i], topo, link, hop),
+                ff[i, f])
         if v < best:
             best = v
     return best
 
 
 @njit(cache=True)
-def _phase_time(p, ph_ptr, order, ft, ff, nf, cols, NB, c, topo, link,
+def _phase_time(p, ph_ptr, order, ft, ff, nf, cols, kt, rb, ra, NB, c, topo, link,
                 hop):  # pragma: no cover - numba
     w = 0.0
     m = 0.0
     for idx in range(ph_ptr[p], ph_ptr[p + 1]):
         i = order[idx]
         w += _work(i, c, ft, ff, nf)[0]
-        x = _crit(i, c, cols, ft, ff, nf)
+        x = _crit(i, c, cols, kt, rb, ra, ft, ff, nf, topo, link, hop)
         if x > m:
             m = x
     t = max(w, m)
@@ -128,11 +197,13 @@ def _phase_time(p, ph_ptr, order, ft, ff, nf, cols, NB, c, topo, link,
 
 
 @njit(cache=True)
-def schedule(ph_ptr, order, ph_group, ft, ff, nf, cols, noc_bytes, cores, topo, link,
-             hop):  # pragma: no cover - numba
+def schedule(ph_ptr, order, ph_group, ft, ff, nf, cols, kt, rb, ra, noc_bytes, cores, topo,
+             link, hop):  # pragma: no cover - numba
     """Phase times, core counts and the chosen front point of every op:
     ``(T[phase], c[phase], choice[op])``. ``ft``/``ff`` [ops x points]: cycles and
-    shared-level busy cycles of each op's front, ``nf`` points per op."""
+    shared-level busy cycles of each op's front, ``nf`` points per op; ``cols`` column
+    pieces, ``kt`` K tiles (1: K is not split), ``rb``/``ra`` partial-sum bytes and add
+    cycles per column tile of every op (:func:`split_k_time`)."""
     nph = ph_ptr.shape[0] - 1
     NB = np.zeros(nph)
     for p in range(nph):
@@ -147,7 +218,8 @@ def schedule(ph_ptr, order, ph_group, ft, ff, nf, cols, noc_bytes, cores, topo, 
             continue
         g = ph_group[p]
         if g < 0 or cores == 1:
-            T[p] = _phase_time(p, ph_ptr, order, ft, ff, nf, cols, NB, cores, topo, link, hop)
+            T[p] = _phase_time(p, ph_ptr, order, ft, ff, nf, cols, kt, rb, ra, NB, cores,
+                               topo, link, hop)
             done[p] = True
             continue
         nm = 0
@@ -166,7 +238,7 @@ def schedule(ph_ptr, order, ph_group, ft, ff, nf, cols, noc_bytes, cores, topo, 
             for idx in range(ph_ptr[q], ph_ptr[q + 1]):
                 i = order[idx]
                 w += _work(i, cores, ft, ff, nf)[0]
-                m = max(m, _crit(i, cores, cols, ft, ff, nf))
+                m = max(m, _crit(i, cores, cols, kt, rb, ra, ft, ff, nf, topo, link, hop))
                 x = np.inf
                 for f in range(nf[i]):
                     x = min(x, ft[i, f])
@@ -188,15 +260,16 @@ def schedule(ph_ptr, order, ph_group, ft, ff, nf, cols, noc_bytes, cores, topo, 
                 continue
             tot = 0.0
             for u in range(nm):
-                tot += _phase_time(members[u], ph_ptr, order, ft, ff, nf, cols, NB, c, topo,
-                                   link, hop)
+                tot += _phase_time(members[u], ph_ptr, order, ft, ff, nf, cols, kt, rb, ra,
+                                   NB, c, topo, link, hop)
             if tot < best * (1.0 - 1e-12):
                 best = tot
                 bestc = c
         for u in range(nm):
             q = members[u]
             cc[q] = bestc
-            T[q] = _phase_time(q, ph_ptr, order, ft, ff, nf, cols, NB, bestc, topo, link, hop)
+            T[q] = _phase_time(q, ph_ptr, order, ft, ff, nf, cols, kt, rb, ra, NB, bestc, topo,
+                               link, hop)
             done[q] = True
     choice = np.zeros(ft.shape[0], np.int64)
     for p in range(nph):

@@ -315,7 +315,7 @@ def latency_section(cfg: ValidateConfig, progress: Progress = _noop) -> Section:
                 rows.append(row)
     df = pd.DataFrame(rows)
     sec.tables["latency"] = df
-    sec.claims += _latency_claims(df, cfg)
+    sec.claims += _latency_claims(df, cfg) + _chip_count_claims(df, cfg)
     sec.figures["latency_vs_bits"] = _latency_figure(df, cfg)
     cols = ["chip", "batch", "allocation", "avg_expert_bits", "chips", "latency_s",
             "tokens_per_s", "energy_per_token_j", "bound", "note"]
@@ -354,9 +354,9 @@ def _latency_claims(df: pd.DataFrame, cfg: ValidateConfig) -> list[Claim]:
                 groups = groups.set_index("allocation")["chips"]
                 text += (f". On NorthPole the model needs a group of chips: {int(groups[base])} "
                          f"for {base}, {int(groups[mixed])} for {mixed}; fewer bits buy "
-                         f"fewer chips. Latency on such a group is set by the simulator's "
-                         f"rule that splits an op across cores only along N (docs/simulator.md, "
-                         f"bound 'latency'), so it barely depends on the bits")
+                         f"fewer chips, and a smaller group has fewer cores, so latency is "
+                         f"compared between groups of different sizes (docs/simulator.md: "
+                         f"ops split across cores along N and K)")
             claims.append(Claim(
                 f"{mixed} lowers decode latency vs {base} on {chip}",
                 {str(b): round(s, 3) for b, s in known.items()}, base, verdict,
@@ -364,6 +364,25 @@ def _latency_claims(df: pd.DataFrame, cfg: ValidateConfig) -> list[Claim]:
                 f"chips used: {chips_used}. Below 8 bits only the memory traffic shrinks on "
                 f"chips whose MACs do not run faster at 8-bit activations."))
     return claims
+
+
+def _chip_count_claims(df: pd.DataFrame, cfg: ValidateConfig) -> list[Claim]:
+    """NorthPole keeps every weight on chip: what fewer bits buy there is fewer chips."""
+    if "northpole" not in cfg.chips:
+        return []
+    mixed = f"router-norm-{cfg.mixed_bits[1]:g}"
+    sel = df[(df.chip == "northpole") & df.fits & (df.batch == cfg.batches[0])]
+    groups = sel.set_index("allocation")["chips"]
+    if mixed not in groups.index:
+        return []
+    base = {b: int(groups[b]) for b in ("fp16", "int8") if b in groups.index}
+    ok = all(int(groups[mixed]) < n for n in base.values())
+    return [Claim(
+        f"{mixed} needs fewer NorthPole chips than FP16 and INT8", int(groups[mixed]), base,
+        SUPPORTED if ok and base else INCONCLUSIVE,
+        f"smallest group of 224 MiB chips that holds the weights, KV cache and tile buffers "
+        f"at batch {cfg.batches[0]}, context {cfg.context}: " + ", ".join(
+            f"{a} {int(n)}" for a, n in groups.items()))]
 
 
 def _latency_figure(df: pd.DataFrame, cfg: ValidateConfig):

@@ -398,7 +398,7 @@ def _latency_figure(df: pd.DataFrame, cfg: ValidateConfig):
         ax.set_xlabel("average expert bits")
         ax.set_ylabel("decode step latency (ms)")
         ax.set_yscale("log")
-        ax.set_title(chip)
+        ax.set_title(chip if chip != "northpole" else "northpole (smallest chip group)")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize="small")
     return fig

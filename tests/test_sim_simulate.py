@@ -230,6 +230,60 @@ def test_gemm_fast_path_equals_general_path(name):
                 a["ops"][0][col], float) else a["ops"][0][col] == b["ops"][0][col]
 
 
+def test_tiles_use_the_activation_reserve_the_op_leaves_free():
+    """An op whose activations stream from DRAM (working set 128 KiB in + 128 KiB out, more
+    than the 192 KiB of scratchpad left after the 64 KiB staging share) stages its tiles in the
+    activation reserve it does not use: the whole scratchpad is its staging buffer, exactly as
+    with ``staging_fraction=1`` (no reserve at all). Fast and general path alike."""
+    hw = load_hw("gemmini")
+    kw = dict(w_bits=8, a_bits=8, dataflow="weight_stationary", residency="offchip",
+              group_size=None)
+    r = simulate_gemm(hw, 1024, 128, 128, **kw)
+    whole = simulate_gemm(hw, 1024, 128, 128, staging_fraction=1.0, **kw)
+    assert "1 op(s) keep activations off chip" in r.warnings
+    assert r.activation_bytes_by_level["scratchpad"] == 192 * 1024
+    assert whole.activation_bytes_by_level["scratchpad"] == 0
+    tile = [r.ops.loc[0, c] for c in ("tile_m", "tile_k", "tile_n")]
+    assert tile == [whole.ops.loc[0, c] for c in ("tile_m", "tile_k", "tile_n")]
+    assert r.cycles == whole.cycles and r.compute_cycles == whole.compute_cycles
+    mt, kt, nt = tile
+    assert 2 * mt * kt + 2 * kt * nt > 64 * 1024     # more than the staging share alone
+    from accelsim.precision import WeightFormat
+    nbytes = float(WeightFormat(8, None).storage_bytes(128, 128))
+    ref = _gemm_general(hw, 1024.0, 128, 128, 8, 8, nbytes, SimOptions(
+        "offchip", "weight_stationary"), 1)
+    assert ref.cycles == pytest.approx(r.cycles, rel=1e-9)
+    assert ref.compute_cycles == r.compute_cycles
+
+
+def test_more_scratchpad_across_the_activation_fit_boundary_is_never_slower():
+    """Growing gemmini's scratchpad moves these GEMMs' activations (256-384 KiB working sets)
+    from DRAM onto the chip. Each op keeps the option of streaming them with the reserve as
+    tile space, so no size is slower than a smaller one (the reverted c469e28 lost that
+    option when the activations moved on chip); fast and general path agree at every size."""
+    import copy
+    from pathlib import Path
+    from accelsim.config import read_mapping
+    from accelsim.precision import WeightFormat
+    d = copy.deepcopy(dict(read_mapping(Path(__file__).resolve().parents[1] / "hwconfigs"
+                                        / "gemmini.yaml")))
+    sp = next(m for m in d["memory"] if m["name"] == "scratchpad")
+    kw = dict(w_bits=8, a_bits=8, dataflow="weight_stationary", residency="offchip",
+              group_size=None)
+    for m, k, n in ((1024, 128, 128), (512, 256, 128), (768, 128, 256)):
+        prev = math.inf
+        nbytes = float(WeightFormat(8, None).storage_bytes(n, k))
+        for kib in (192, 256, 320, 352, 384, 448, 512, 1024):
+            sp["capacity"] = f"{kib} KiB"
+            hw = hw_from_dict(d)
+            r = simulate_gemm(hw, m, k, n, **kw)
+            ref = _gemm_general(hw, float(m), k, n, 8, 8, nbytes, SimOptions(
+                "offchip", "weight_stationary"), 1)
+            assert ref.cycles == pytest.approx(r.cycles, rel=1e-9)
+            assert r.cycles <= prev * (1 + 1e-9), (m, k, n, kib)
+            prev = r.cycles
+
+
 # ----------------------------------------------------------------------------- multi-core
 def test_experts_spread_over_cores():
     m = small_model(num_experts=8, top_k=2)

@@ -358,34 +358,74 @@ def _run(hw, ot: OpTable, bits: np.ndarray, t_bytes: np.ndarray, t_numel: np.nda
     wB = np.where(ge, t_bytes[tix] / t_numel[tix], kvB)
     w_fix, w_pb = dma_cost(wfrac[e], sw, hp)
     w_stage = wfrac[e, sw] < 1.0 - 1e-9
-    h = home[e]
-    a_dma = h != sa
-    a_fix = np.where(a_dma, hp.setup_cyc + hp.latency_cyc[h], 0.0)
-    a_pb = np.where(a_dma, 1.0 / hp.read_bpc[h], 0.0)
-    o_dma = h != so
-    o_fix = np.where(o_dma, hp.setup_cyc + hp.latency_cyc[h], 0.0)
-    o_pb = np.where(o_dma, 1.0 / hp.write_bpc[h], 0.0)
     kf = np.where(cpm < 1.0, _ceil(K * cpm / R), _ceil(K / R))
-    flc = _shared_coefficients(hp, wfrac[e], sw, sa, so, h, a_dma, o_dma, M, K, N, wB, aB,
-                               kf, R, C)
     if len(att_idx):
         kvw = (ot.kv_write_elems[att_idx] * kvB)[:, None] * plan.kv_fraction
         kv_sh = (kvw * hp.shared_mask / hp.write_bpc).sum(axis=1)
         pos = np.searchsorted(e, att_idx)
         ok = (pos < len(e)) & (e[np.minimum(pos, len(e) - 1)] == att_idx)
-        flc[pos[ok], 3] += kv_sh[ok]
-        flc[pos[ok], 4] += kv_sh[ok]
-    # the experts of a layer and the layers of a model repeat: simulate each distinct GEMM once
-    key = np.column_stack([M, K, N, cpm, wB, w_fix, w_pb, a_fix, a_pb, o_fix, o_pb, w_stage,
-                           a_dma, flc])
-    first, inverse = _unique_rows(key)
-    u = first
-    fronts, npts, overflow = E.run_gemms(
-        mask, M[u], K[u].astype(np.int64), N[u].astype(np.int64), R, C, cpm[u], wB[u], aB, aB,
-        hp.acc_bytes, w_fix[u], w_pb[u], a_fix[u], a_pb[u], o_fix[u], o_pb[u],
-        hp.two_channels, plan.staging / cores, sw, sa, so, w_stage[u], a_dma[u], flc[u],
-        opts.full_pipeline, 1.0 / hp.read_bpc[sw], 1.0 / hp.read_bpc[sa], sw == sa)
-    fronts, npts, overflow = fronts[inverse], npts[inverse], overflow[inverse]
+
+    def option(h):
+        """Engine inputs of the GEMMs with their activations in levels ``h``."""
+        a_dma, o_dma = h != sa, h != so
+        io = (a_dma, np.where(a_dma, hp.setup_cyc + hp.latency_cyc[h], 0.0),
+              np.where(a_dma, 1.0 / hp.read_bpc[h], 0.0), o_dma,
+              np.where(o_dma, hp.setup_cyc + hp.latency_cyc[h], 0.0),
+              np.where(o_dma, 1.0 / hp.write_bpc[h], 0.0))
+        flc = _shared_coefficients(hp, wfrac[e], sw, sa, so, h, a_dma, o_dma, M, K, N, wB,
+                                   aB, kf, R, C)
+        if len(att_idx):
+            flc[pos[ok], 3] += kv_sh[ok]
+            flc[pos[ok], 4] += kv_sh[ok]
+        return io, flc
+
+    def run(io, flc, stage_cap, need):
+        """Fronts of the GEMMs where ``need``; the others get an empty front."""
+        a_dma, a_fix, a_pb, o_dma, o_fix, o_pb = io
+        # the experts of a layer and the layers of a model repeat: simulate each distinct
+        # GEMM once
+        key = np.column_stack([M, K, N, cpm, wB, w_fix, w_pb, a_fix, a_pb, o_fix, o_pb,
+                               w_stage, a_dma, flc, need])
+        first, inverse = _unique_rows(key)
+        u = first[need[first]]
+        fr = np.zeros((len(first), E.FRONT_MAX, len(E.FRONT_COLS)))
+        nf = np.zeros(len(first), np.int64)
+        of = np.zeros(len(first), bool)
+        fr[need[first]], nf[need[first]], of[need[first]] = E.run_gemms(
+            mask, M[u], K[u].astype(np.int64), N[u].astype(np.int64), R, C, cpm[u], wB[u],
+            aB, aB, hp.acc_bytes, w_fix[u], w_pb[u], a_fix[u], a_pb[u], o_fix[u], o_pb[u],
+            hp.two_channels, stage_cap, sw, sa, so, w_stage[u], a_dma[u], flc[u],
+            opts.full_pipeline, 1.0 / hp.read_bpc[sw], 1.0 / hp.read_bpc[sa], sw == sa)
+        return fr[inverse], nf[inverse], of[inverse]
+
+    # (a) activations at home: tiles in the staging share
+    h_a = home[e]
+    off = hp.offchip
+    h_b = np.full(len(e), off, np.int64)
+    alt = bool(off >= 0 and plan.act_levels[off] and len(e))
+    io_a, flc_a = option(h_a)
+    # an op whose home is off chip has the same costs in (b) with more room: (a) adds nothing
+    fronts, npts, overflow = run(io_a, flc_a, plan.staging / cores,
+                                 h_a != off if alt else np.ones(len(e), bool))
+    # (b) activations streamed from off chip, the activation reserve added to the tile space
+    # (docs/simulator.md): offered to every op at every SRAM size, so more SRAM never
+    # removes an option
+    if alt:
+        io_b, flc_b = option(h_b)
+        res = np.where(plan.act_levels & hp.onchip, plan.act_reserve, 0.0)
+        # a core's share of a per-core level is what its own memory has beyond the staging
+        # share (up to the reserve), whatever the core count, so more cores never shrink it
+        cap = np.asarray(hp.capacity)
+        res = np.where(hp.core_scope, np.minimum(res, (cap - plan.staging) / cores),
+                       res / cores)
+        fr_b, nf_b, of_b = run(io_b, flc_b, plan.staging / cores + res,
+                               np.ones(len(e), bool))
+        # an option that fits nothing offers its smallest tile (flagged), as without (b)
+        of_a = np.where(h_a == off, of_b, overflow)
+        fronts, npts, src = E.merge_fronts(fronts, npts, fr_b, nf_b)
+    else:
+        of_a = of_b = overflow
+        src = np.zeros(fronts.shape[:2], np.int64)
     pr = pe[e]
     vcyc = ot.vector_ops / hp.vector_rate
 
@@ -432,8 +472,8 @@ def _run(hw, ot: OpTable, bits: np.ndarray, t_bytes: np.ndarray, t_numel: np.nda
         rd[emb, sa] += emb_bytes[emb]
 
     # ------------------------------------------------------------------ schedule
-    FT = np.zeros((nops, E.FRONT_MAX))
-    FF = np.zeros((nops, E.FRONT_MAX))
+    FT = np.zeros((nops, fronts.shape[1]))
+    FF = np.zeros((nops, fronts.shape[1]))
     NF = np.ones(nops, np.int64)
     FT[:, 0] = t_other
     FF[:, 0] = _fluid(hp, rd, wr)
@@ -454,6 +494,10 @@ def _run(hw, ot: OpTable, bits: np.ndarray, t_bytes: np.ndarray, t_numel: np.nda
 
     # traffic of the chosen tilings
     P = fronts[np.arange(len(e)), choice[e]]
+    streamed = src[np.arange(len(e)), choice[e]] == 1
+    overflow = np.where(streamed, of_b, of_a)
+    h = np.where(streamed, h_b, h_a)
+    a_dma, o_dma = h != sa, h != so
     comp = np.zeros(nops)
     comp[e] = pr * P[:, 1]
     dflow = np.full(nops, -1, np.int64)

@@ -49,7 +49,7 @@ from numba import njit
 
 __all__ = ["WS", "OS", "DATAFLOWS", "fold_cycles", "tile_cycles", "pipeline", "best_tiling",
            "tiling_front",
-           "pipeline_reference", "tile_candidates", "run_gemms", "FRONT_COLS"]
+           "pipeline_reference", "tile_candidates", "run_gemms", "merge_fronts", "FRONT_COLS"]
 
 WS, OS = 0, 1
 DATAFLOWS = ("weight_stationary", "output_stationary")
@@ -663,3 +663,49 @@ def front_packed(p, stage_cap, flc):  # pragma: no cover - numba
                         p[17] != 0.0, stage_cap, int(p[18]), int(p[19]), int(p[20]),
                         p[21] != 0.0, p[22] != 0.0, flc, p[23] != 0.0, p[24], p[25],
                         p[26] != 0.0)
+
+
+@njit(cache=True)
+def merge_fronts(fa, na, fb, nb):  # pragma: no cover - numba
+    """Per op, the Pareto front over (cycles, shared_cycles) of two fronts of the same op
+    (activations at home, and streamed from off chip with the reserve as tile space):
+    ``(fronts [ops x 2 FRONT_MAX x len(FRONT_COLS)], points per op, source [ops x 2
+    FRONT_MAX], 1 where a point comes from fb)``. Nothing is cut: the points with few shared
+    cycles, which a phase of many cores needs, sit at the end. Ties go to ``fa``; with
+    ``nb = 0`` the result is ``fa`` itself."""
+    n = fa.shape[0]
+    out = np.zeros((n, 2 * FRONT_MAX, 10))
+    cnt = np.zeros(n, np.int64)
+    src = np.zeros((n, 2 * FRONT_MAX), np.int64)
+    for i in range(n):
+        m = na[i] + nb[i]
+        pts = np.empty((m, 10))
+        s = np.empty(m, np.int64)
+        for f in range(na[i]):
+            pts[f, :] = fa[i, f, :]
+            s[f] = 0
+        for f in range(nb[i]):
+            pts[na[i] + f, :] = fb[i, f, :]
+            s[na[i] + f] = 1
+        order = np.arange(m)
+        # insertion sort by (cycles, shared cycles, source): at most 2 x FRONT_MAX points
+        for a in range(1, m):
+            j = a
+            while j > 0:
+                x, y = order[j - 1], order[j]
+                if (pts[x, 0], pts[x, 9], s[x]) > (pts[y, 0], pts[y, 9], s[y]):
+                    order[j - 1], order[j] = y, x
+                    j -= 1
+                else:
+                    break
+        best = np.inf
+        k = 0
+        for a in range(m):
+            c = order[a]
+            if pts[c, 9] < best:
+                out[i, k, :] = pts[c, :]
+                src[i, k] = s[c]
+                best = pts[c, 9]
+                k += 1
+        cnt[i] = k
+    return out, cnt, src

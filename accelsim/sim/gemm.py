@@ -100,29 +100,53 @@ def fast_gemm(hw, hp, m: float, k: int, n: int, w_bits: int, a_bits: int, nbytes
             w_fix += frac[lv] * (hp.setup_cyc + lat[lv])
             w_pb += frac[lv] / rbw[lv]
     w_stage = frac[sw] < 1.0 - 1e-9
-    a_dma, o_dma = home != sa, home != so
-    a_fix = hp.setup_cyc + lat[home] if a_dma else 0.0
-    a_pb = 1.0 / rbw[home] if a_dma else 0.0
-    o_fix = hp.setup_cyc + lat[home] if o_dma else 0.0
-    o_pb = 1.0 / wbw[home] if o_dma else 0.0
     cols = max(_ceil(N / C), 1.0)
     kf = _ceil(K * cpm / R) if cpm < 1.0 else _ceil(K / R)
     sh = [0.0 if hp.core_scope[i] else 1.0 for i in range(nl)]
     acc = hp.acc_bytes
     c_w = sum(frac[i] * sh[i] / rbw[i] for i in range(nl) if i != sw) + sh[sw] * (
         1.0 - frac[sw]) / wbw[sw]
-    c_a = (sh[home] / rbw[home] + sh[sa] / wbw[sa]) if a_dma else 0.0
     c_warr = sh[sw] / rbw[sw]
-    base = (sh[sa] / rbw[sa] * M * K * aB * _ceil(N / C)
-            + (sh[home] / wbw[home] if o_dma else 0.0) * M * N * aB)
     ps = sh[so] / wbw[so] * M * N * acc
-    flc = np.array([c_w, c_a, c_warr, base + ps * kf,
-                    base + ps + c_warr * K * N * wB * _ceil(M / R)])
-    stage_cap = np.array(staging) / cores  # the engine wants arrays
-    packed = np.array([mask, M, K, N, R, C, cpm, wB, aB, aB, acc, w_fix, w_pb, a_fix, a_pb,
-                       o_fix, o_pb, hp.two_channels, sw, sa, so, w_stage, a_dma, full,
-                       1.0 / rbw[sw], 1.0 / rbw[sa], sw == sa], dtype=np.float64)
-    front, nf, overflow = E.front_packed(packed, stage_cap, flc)
+
+    def option(h, stage_cap):
+        """The tiling front with the activations in level ``h``."""
+        a_dma, o_dma = h != sa, h != so
+        c_a = (sh[h] / rbw[h] + sh[sa] / wbw[sa]) if a_dma else 0.0
+        base = (sh[sa] / rbw[sa] * M * K * aB * _ceil(N / C)
+                + (sh[h] / wbw[h] if o_dma else 0.0) * M * N * aB)
+        flc = np.array([c_w, c_a, c_warr, base + ps * kf,
+                        base + ps + c_warr * K * N * wB * _ceil(M / R)])
+        packed = np.array([mask, M, K, N, R, C, cpm, wB, aB, aB, acc, w_fix, w_pb,
+                           hp.setup_cyc + lat[h] if a_dma else 0.0,
+                           1.0 / rbw[h] if a_dma else 0.0,
+                           hp.setup_cyc + lat[h] if o_dma else 0.0,
+                           1.0 / wbw[h] if o_dma else 0.0, hp.two_channels, sw, sa, so,
+                           w_stage, a_dma, full, 1.0 / rbw[sw], 1.0 / rbw[sa], sw == sa],
+                          dtype=np.float64)
+        return E.front_packed(packed, np.array(stage_cap), flc)
+
+    # (a) activations at home, tiles in the staging share; (b) streamed from off chip with
+    # the activation reserve added to the tile space (docs/simulator.md)
+    alt = off >= 0 and act_lv[off]
+    if not alt or home != off:
+        front, nf, overflow = option(home, [s_ / cores for s_ in staging])
+    else:
+        # same costs in (b) with more room: (a) adds nothing
+        front, nf, overflow = np.zeros((0, len(E.FRONT_COLS))), 0, True
+    src = [0] * nf
+    if alt:
+        res = [act[i] if act_lv[i] and onchip[i] else 0.0 for i in range(nl)]
+        res = [min(res[i], (cap[i] - staging[i]) / cores) if hp.core_scope[i]
+               else res[i] / cores for i in range(nl)]
+        fb, nb, ob = option(off, [staging[i] / cores + res[i] for i in range(nl)])
+        # an option that fits nothing offers its smallest tile (flagged), as without (b)
+        if nf == 0:
+            front, nf, src = fb, nb, [1] * nb
+        else:
+            fr, cnt, sr = E.merge_fronts(front[None], np.array([nf]), fb[None],
+                                         np.array([nb]))
+            front, nf, src = fr[0, :cnt[0]], int(cnt[0]), sr[0, :cnt[0]].tolist()
     pts = front.tolist()
     noc = hw.noc
     topo = TOPOLOGIES[noc.topology] if noc else TOPOLOGIES["bus"]
@@ -135,6 +159,10 @@ def fast_gemm(hw, hp, m: float, k: int, n: int, w_bits: int, a_bits: int, nbytes
             for q in pts)
     best = min(range(nf), key=lambda f: (max(pts[f][0] / cores, pts[f][9]), f))
     r = pts[best]
+    h = off if src[best] else home
+    if src[best]:
+        overflow = ob
+    a_dma, o_dma = h != sa, h != so
     t1, comp = r[0], r[1]
     ks, e_noc = 1, 0.0
     if kt > 1 and split_share(int(cols), cores) * t1 > T * (1.0 + 1e-9):
@@ -152,14 +180,14 @@ def fast_gemm(hw, hp, m: float, k: int, n: int, w_bits: int, a_bits: int, nbytes
     passes = _ceil(M / max(r[3], 1e-9)) if ws else _ceil(M / R)
     rd[sw] += K * N * wB * passes
     if a_dma:
-        rd[home] += Af
+        rd[h] += Af
         wr[sa] += Af
     rd[sa] += M * K * aB * _ceil(N / C)
     kf = _ceil(K * cpm / R) if cpm < 1.0 else _ceil(K / R)
     psum = M * N * hp.acc_bytes * (kf if ws else 1.0)
     wr[so] += psum
     if o_dma:
-        wr[home] += Ob
+        wr[h] += Ob
     # schedule: one op, one phase, all cores (T computed above from the front)
     span = 1 if t1 <= T * (1 + 1e-9) else min(cores, int(math.ceil(t1 / T - 1e-9)))
     end = t1 if span == 1 else T

@@ -118,10 +118,6 @@ def allocations(model, cfg: ValidateConfig) -> dict[str, BitAllocation]:
     return out
 
 
-def _label_bits(label: str, alloc: BitAllocation) -> float:
-    return alloc.average_expert_bits()
-
-
 # ----------------------------------------------------------------------------- model size
 
 
@@ -264,24 +260,19 @@ def _simulate_fitting(chip: str, model, graph, alloc, known: dict) -> tuple[Any,
     from ..hw import load_hw
     one = load_hw("northpole")
     # the whole on-chip capacity is a strict lower bound on the chips needed (tile staging,
-    # activations and the KV cache take room too); count up from it: a chip group that is
-    # too small fails in the residency planner, before any simulation, so it costs little
+    # activations and the KV cache take room too); count up from it with the residency
+    # planner alone (``fits``), then simulate the smallest group once
+    from ..sim import fits
     key = (alloc.method, alloc.average_expert_bits())
     chips = max(1, math.ceil(wb / one.onchip_weight_capacity_bytes), known.get(key, 1))
     while chips <= 1 << 16:
         hw, note = chip_variant(chip, wb, chips)
-        try:
-            r = simulate(hw, graph, alloc)
-        except DoesNotFitError:
-            chips += 1
-            continue
-        known[key] = chips
-        return r, chips, note
-    raise DoesNotFitError(f"{cfg_name(alloc)} does not fit 65536 NorthPole chips")
-
-
-def cfg_name(alloc: BitAllocation) -> str:
-    return f"{alloc.method} at {alloc.average_expert_bits():g} bits"
+        if fits(hw, graph, alloc):
+            known[key] = chips
+            return simulate(hw, graph, alloc), chips, note
+        chips += 1
+    raise DoesNotFitError(f"{alloc.method} at {alloc.average_expert_bits():g} bits does not "
+                          f"fit 65536 NorthPole chips")
 
 
 def latency_section(cfg: ValidateConfig, progress: Progress = _noop) -> Section:

@@ -207,3 +207,57 @@ def test_operand_feed_limits_output_stationary_on_gemmini():
     assert os_[1] == _scalesim_os(16, 16, 64, 256, 256)
     feed = (256 * 256 * 4 + 64 * 256 * 16) / 16     # weights per 16 rows, acts per fold
     assert os_[0] == max(os_[1], feed)
+
+
+def test_pair_front_equals_the_merge_of_both_fronts():
+    # reference: each option's front over the whole menu (itself checked against brute force
+    # above), merged by merge_fronts; pair_front leaves out (b) tilings that cannot reach it
+    rng = np.random.default_rng(23)
+    checked = 0
+    for _ in range(150):
+        M, K, N = (float(rng.integers(1, 1500)), int(rng.integers(16, 6000)),
+                   int(rng.integers(8, 6000)))
+        R, C = int(rng.choice([8, 16])), int(rng.choice([8, 16, 64]))
+        cpm, wB = float(rng.choice([0.5, 1.0, 2.0])), float(rng.choice([0.5, 1.0]))
+        cap_a = np.array([float(rng.choice([4096, 65536])), float(rng.choice([0, 16384])),
+                          0.0])
+        cap_b = cap_a + np.array([0.0, float(rng.choice([0, 65536, 1 << 20])), 0.0])
+        dominated = rng.random() < 0.8     # (a) no dearer than (b): the skip applies
+        io_a = np.array([float(rng.random() < 0.9), rng.choice([0.0, 20.0]),
+                         rng.choice([0.0, 1 / 64]), rng.choice([0.0, 20.0]),
+                         rng.choice([0.0, 1 / 64]), float(rng.random() < 0.5)])
+        io_b = np.array([float(rng.random() < 0.9), 120.0, 1 / 16, 120.0, 1 / 16, 1.0])
+        if not dominated:
+            io_b[1:5] = rng.random(4) * np.array([200, 0.1, 200, 0.1])
+        scale = np.array([0.1, 0.1, 0.1, 1000.0, 1000.0])
+        flc_a = rng.random(5) * scale
+        flc_b = np.maximum(flc_a + (rng.random(5) if dominated else rng.normal(size=5))
+                           * scale, 0.0)
+        w_fix, w_pb = float(rng.choice([0.0, 50.0])), float(rng.choice([0.0, 1 / 16]))
+        two = bool(rng.random() < 0.5)
+
+        def front(io, flc, cap):
+            if io[0] == 0.0:
+                return np.zeros((E.FRONT_MAX, 10)), 0, True
+            f, nf, of = E.tiling_front(3, M, K, N, R, C, cpm, wB, 1.0, 1.0, 4.0, w_fix, w_pb,
+                                       io[1], io[2], io[3], io[4], two, cap, 1, 1, 0,
+                                       w_pb > 0, io[5] != 0.0, flc, False)
+            return np.pad(f, ((0, E.FRONT_MAX - nf), (0, 0))), nf, of
+
+        fa, na, oa = front(io_a, flc_a, cap_a)
+        fb, nb, ob = front(io_b, flc_b, cap_b)
+        if E.FRONT_MAX in (na, nb):
+            continue     # a cut front: the merge of cut fronts is not the reference
+        ref, rc, rs = E.merge_fronts(fa[None], np.array([na]), fb[None], np.array([nb]))
+        p = np.array([3, M, K, N, R, C, cpm, wB, 1.0, 1.0, 4.0, w_fix, w_pb, two, 1, 1, 0,
+                      w_pb > 0, 0, 0.0, 0.0, 1.0])
+        got, src, of_a, of_b = E.pair_packed(p, np.stack([io_a, io_b]),
+                                             np.stack([flc_a, flc_b]),
+                                             np.stack([cap_a, cap_b]))
+        assert len(got) == rc[0]
+        np.testing.assert_allclose(got, ref[0, :rc[0]], rtol=1e-12)
+        assert (src == rs[0, :rc[0]]).all()
+        if io_a[0] and io_b[0]:
+            assert (of_a, of_b) == (oa, ob)
+        checked += 1
+    assert checked > 100

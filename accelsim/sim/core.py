@@ -13,12 +13,14 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import ConfigError, DoesNotFitError, Problem
+from ..hw.spec import Accelerator
 from ..precision import BitAllocation, WeightFormat
 from . import engine as E
 from .lower import OP, GEMM_OPS, VECTOR_OPS, OpTable, lower, phases, tensor_bits
@@ -80,6 +82,8 @@ class SimOptions:
 
 
 def _as_hw(hw):
+    if isinstance(hw, Accelerator):
+        return hw
     if isinstance(hw, (str, bytes)) or hasattr(hw, "__fspath__") or isinstance(hw, dict):
         from ..hw import load_hw
         return load_hw(hw)
@@ -237,6 +241,20 @@ def simulate_gemm(hw, m: float, k: int, n: int, *, w_bits: int = 8, a_bits: int 
     True
     """
     hw = _as_hw(hw)
+    if (type(m) in _NUM and type(k) is int and type(n) is int and type(w_bits) is int
+            and 1 <= m <= 2**40 and 1 <= k <= 2**40 and 1 <= n <= 2**40 and 1 <= w_bits <= 16
+            and (a_bits is None or (type(a_bits) is int and 1 <= a_bits <= 16))
+            and dataflow is None and residency in _POLICY_NAMES
+            and type(staging_fraction) is float and 0.0 < staging_fraction <= 1.0
+            and (group_size is None or type(group_size) is int and group_size >= 1)):
+        # plain arguments (the common case in loops over design points): no checks needed
+        hp = hw_params(hw)
+        a = int(a_bits or hw.cores.mac_array.default_activation_bits)
+        r = fast_gemm(hw, hp, float(m), k, n, w_bits, a,
+                      _storage_bytes(w_bits, group_size, n, k), residency, staging_fraction,
+                      hp.dataflow_mask, bool(full_pipeline))
+        if r is not None:
+            return r
     problems = []
     for key, v, lo in (("m", m, 1), ("k", k, 1), ("n", n, 1)):
         if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or (
@@ -253,12 +271,22 @@ def simulate_gemm(hw, m: float, k: int, n: int, *, w_bits: int = 8, a_bits: int 
         raise ConfigError(problems)
     opts = SimOptions(get_policy(residency).name, dataflow, staging_fraction, full_pipeline)
     mask = opts.check(hw)
-    nbytes = float(WeightFormat(int(w_bits), group_size).storage_bytes(int(n), int(k)))
+    nbytes = _storage_bytes(int(w_bits), group_size, int(n), int(k))
     a = int(a_bits or hw.cores.mac_array.default_activation_bits)
     r = fast_gemm(hw, hw_params(hw), float(m), int(k), int(n), int(w_bits), a, nbytes,
                   opts.residency, staging_fraction, mask, full_pipeline)
     return r if r is not None else _gemm_general(hw, float(m), int(k), int(n), int(w_bits), a,
                                                  nbytes, opts, mask)
+
+
+_NUM = (int, float)
+_POLICY_NAMES = ("hot-first", "offchip", "must-fit")
+
+
+@functools.lru_cache(maxsize=4096)
+def _storage_bytes(w_bits: int, group_size: int | None, n: int, k: int) -> float:
+    """Bytes of a ``k x n`` weight matrix at ``w_bits`` (:class:`WeightFormat` defaults)."""
+    return float(WeightFormat(w_bits, group_size).storage_bytes(n, k))
 
 
 def _gemm_general(hw, m: float, k: int, n: int, w_bits: int, a_bits: int, nbytes: float,
@@ -365,67 +393,56 @@ def _run(hw, ot: OpTable, bits: np.ndarray, t_bytes: np.ndarray, t_numel: np.nda
         pos = np.searchsorted(e, att_idx)
         ok = (pos < len(e)) & (e[np.minimum(pos, len(e) - 1)] == att_idx)
 
-    def option(h):
-        """Engine inputs of the GEMMs with their activations in levels ``h``."""
+    def option(h, do):
+        """Engine inputs of the GEMMs with their activations in levels ``h``: per op
+        (evaluate, a_fix, a_pb, o_fix, o_pb, a_stage) and the shared-level coefficients."""
         a_dma, o_dma = h != sa, h != so
-        io = (a_dma, np.where(a_dma, hp.setup_cyc + hp.latency_cyc[h], 0.0),
-              np.where(a_dma, 1.0 / hp.read_bpc[h], 0.0), o_dma,
-              np.where(o_dma, hp.setup_cyc + hp.latency_cyc[h], 0.0),
-              np.where(o_dma, 1.0 / hp.write_bpc[h], 0.0))
+        io = np.column_stack([do, np.where(a_dma, hp.setup_cyc + hp.latency_cyc[h], 0.0),
+                              np.where(a_dma, 1.0 / hp.read_bpc[h], 0.0),
+                              np.where(o_dma, hp.setup_cyc + hp.latency_cyc[h], 0.0),
+                              np.where(o_dma, 1.0 / hp.write_bpc[h], 0.0), a_dma])
         flc = _shared_coefficients(hp, wfrac[e], sw, sa, so, h, a_dma, o_dma, M, K, N, wB,
                                    aB, kf, R, C)
         if len(att_idx):
             flc[pos[ok], 3] += kv_sh[ok]
             flc[pos[ok], 4] += kv_sh[ok]
-        return io, flc
+        return io.astype(np.float64), flc
 
-    def run(io, flc, stage_cap, need):
-        """Fronts of the GEMMs where ``need``; the others get an empty front."""
-        a_dma, a_fix, a_pb, o_dma, o_fix, o_pb = io
-        # the experts of a layer and the layers of a model repeat: simulate each distinct
-        # GEMM once
-        key = np.column_stack([M, K, N, cpm, wB, w_fix, w_pb, a_fix, a_pb, o_fix, o_pb,
-                               w_stage, a_dma, flc, need])
-        first, inverse = _unique_rows(key)
-        u = first[need[first]]
-        fr = np.zeros((len(first), E.FRONT_MAX, len(E.FRONT_COLS)))
-        nf = np.zeros(len(first), np.int64)
-        of = np.zeros(len(first), bool)
-        fr[need[first]], nf[need[first]], of[need[first]] = E.run_gemms(
-            mask, M[u], K[u].astype(np.int64), N[u].astype(np.int64), R, C, cpm[u], wB[u],
-            aB, aB, hp.acc_bytes, w_fix[u], w_pb[u], a_fix[u], a_pb[u], o_fix[u], o_pb[u],
-            hp.two_channels, stage_cap, sw, sa, so, w_stage[u], a_dma[u], flc[u],
-            opts.full_pipeline, 1.0 / hp.read_bpc[sw], 1.0 / hp.read_bpc[sa], sw == sa)
-        return fr[inverse], nf[inverse], of[inverse]
-
-    # (a) activations at home: tiles in the staging share
+    # (a) activations at home, tiles in the staging share; (b) activations streamed from off
+    # chip, the activation reserve added to the tile space (docs/simulator.md): offered to
+    # every op at every SRAM size, so more SRAM never removes an option. An op whose home is
+    # off chip has the same costs in (b) with more room: (a) adds nothing.
     h_a = home[e]
     off = hp.offchip
     h_b = np.full(len(e), off, np.int64)
     alt = bool(off >= 0 and plan.act_levels[off] and len(e))
-    io_a, flc_a = option(h_a)
-    # an op whose home is off chip has the same costs in (b) with more room: (a) adds nothing
-    fronts, npts, overflow = run(io_a, flc_a, plan.staging / cores,
-                                 h_a != off if alt else np.ones(len(e), bool))
-    # (b) activations streamed from off chip, the activation reserve added to the tile space
-    # (docs/simulator.md): offered to every op at every SRAM size, so more SRAM never
-    # removes an option
+    io_a, flc_a = option(h_a, (h_a != off) if alt else np.ones(len(e), bool))
+    cap_a = plan.staging / cores
     if alt:
-        io_b, flc_b = option(h_b)
+        io_b, flc_b = option(h_b, np.ones(len(e), bool))
         res = np.where(plan.act_levels & hp.onchip, plan.act_reserve, 0.0)
         # a core's share of a per-core level is what its own memory has beyond the staging
         # share (up to the reserve), whatever the core count, so more cores never shrink it
         cap = np.asarray(hp.capacity)
         res = np.where(hp.core_scope, np.minimum(res, (cap - plan.staging) / cores),
                        res / cores)
-        fr_b, nf_b, of_b = run(io_b, flc_b, plan.staging / cores + res,
-                               np.ones(len(e), bool))
-        # an option that fits nothing offers its smallest tile (flagged), as without (b)
-        of_a = np.where(h_a == off, of_b, overflow)
-        fronts, npts, src = E.merge_fronts(fronts, npts, fr_b, nf_b)
+        cap_b = cap_a + res
     else:
-        of_a = of_b = overflow
-        src = np.zeros(fronts.shape[:2], np.int64)
+        io_b, flc_b, cap_b = np.zeros_like(io_a), flc_a, cap_a
+    # the experts of a layer and the layers of a model repeat: simulate each distinct GEMM
+    # once
+    key = np.column_stack([M, K, N, cpm, wB, w_fix, w_pb, w_stage, io_a, flc_a, io_b, flc_b])
+    first, inverse = _unique_rows(key)
+    u = first
+    fronts, npts, src, of_a, of_b = E.run_pairs(
+        mask, M[u], K[u].astype(np.int64), N[u].astype(np.int64), R, C, cpm[u], wB[u], aB, aB,
+        hp.acc_bytes, w_fix[u], w_pb[u], hp.two_channels, sw, sa, so, w_stage[u],
+        opts.full_pipeline, 1.0 / hp.read_bpc[sw], 1.0 / hp.read_bpc[sa], sw == sa,
+        np.ascontiguousarray(np.stack([io_a[u], io_b[u]], axis=1)),
+        np.ascontiguousarray(np.stack([flc_a[u], flc_b[u]], axis=1)),
+        np.ascontiguousarray(np.stack([cap_a, cap_b])))
+    fronts, npts, src = fronts[inverse], npts[inverse], src[inverse]
+    of_a, of_b = of_a[inverse], of_b[inverse]
     pr = pe[e]
     vcyc = ot.vector_ops / hp.vector_rate
 

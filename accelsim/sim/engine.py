@@ -49,7 +49,8 @@ from numba import njit
 
 __all__ = ["WS", "OS", "DATAFLOWS", "fold_cycles", "tile_cycles", "pipeline", "best_tiling",
            "tiling_front",
-           "pipeline_reference", "tile_candidates", "run_gemms", "merge_fronts", "FRONT_COLS"]
+           "pipeline_reference", "tile_candidates", "run_gemms", "merge_fronts", "pair_front",
+           "run_pairs", "pair_packed", "FRONT_COLS"]
 
 WS, OS = 0, 1
 DATAFLOWS = ("weight_stationary", "output_stationary")
@@ -464,6 +465,40 @@ def tiling_front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_f
 
     Returns ``(front [points x len(FRONT_COLS)] sorted by cycles, points, overflow)``.
     """
+    front, nf, overflow = _front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb,
+                                 a_fix, a_pb, o_fix, o_pb, two_ch, stage_cap, lw, la, lo,
+                                 w_stage, a_stage, flc, full, fw, fa, fsame,
+                                 np.zeros((1, 10)), 0, stage_cap, False, False)
+    return front[:nf].copy(), nf, overflow
+
+
+@njit(cache=True)
+def _fits(use, stage_cap, lw, la, lo, w_stage, a_stage, Mt, Kt, Nt, wB, aB, accB):
+    # pragma: no cover - numba
+    """Whether the double-buffered tiles ``Mt x Kt x Nt`` fit the staging capacities."""
+    use[:] = 0.0
+    if w_stage:
+        use[lw] += 2.0 * Kt * Nt * wB
+    if a_stage:
+        use[la] += 2.0 * Mt * Kt * aB
+    use[lo] += 2.0 * Mt * Nt * accB
+    for lv in range(use.shape[0]):
+        if use[lv] > stage_cap[lv]:
+            return False
+    return True
+
+
+@njit(cache=True)
+def _front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fix, a_pb,
+           o_fix, o_pb, two_ch, stage_cap, lw, la, lo, w_stage, a_stage, flc, full, fw, fa,
+           fsame, prune, nprune, skip_cap, skip_a_stage, use_skip):  # pragma: no cover
+    """:func:`tiling_front`, with two ways to leave out candidates that cannot reach a
+    merged front (:func:`pair_front`): a candidate whose lower bound is no better than a
+    point of ``prune[:nprune]`` in both objectives, and, with ``use_skip``, a tiling that
+    also fits ``skip_cap`` (staging activation tiles when ``skip_a_stage``), which the other
+    option evaluates no slower and no busier. ``overflow`` is set only when no tiling fits
+    at all; candidates left out this way leave the front empty instead. Returns the full
+    ``[FRONT_MAX x 10]`` buffer, the point count and the flag."""
     ms, ks, ns = tile_candidates(M, K, N, R, C)
     ncand = 2 * ms.shape[0] * ks.shape[0]
     lb = np.empty(ncand)
@@ -474,23 +509,19 @@ def tiling_front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_f
     cnt = np.empty(ncand)
     use = np.zeros(stage_cap.shape[0])
     n = 0
+    feasible = 0
     for df in range(2):
         if not (df_mask >> df) & 1:
             continue
         for i in range(ms.shape[0]):
             for j in range(ks.shape[0]):
                 Mt, Kt, Nt = ms[i], ks[j], ns[j]
-                use[:] = 0.0
-                if w_stage:
-                    use[lw] += 2.0 * Kt * Nt * wB
-                if a_stage:
-                    use[la] += 2.0 * Mt * Kt * aB
-                use[lo] += 2.0 * Mt * Nt * accB
-                ok = True
-                for lv in range(use.shape[0]):
-                    if use[lv] > stage_cap[lv]:
-                        ok = False
-                if not ok:
+                if not _fits(use, stage_cap, lw, la, lo, w_stage, a_stage, Mt, Kt, Nt, wB,
+                             aB, accB):
+                    continue
+                feasible += 1
+                if use_skip and _fits(use, skip_cap, lw, la, lo, w_stage, skip_a_stage, Mt,
+                                      Kt, Nt, wB, aB, accB):
                     continue
                 lb[n] = _lower_bound(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix,
                                      w_pb, a_fix, a_pb, o_fix, o_pb, two_ch, fw, fa, fsame)
@@ -499,7 +530,7 @@ def tiling_front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_f
                 cdf[n], cm[n], ckt[n], cnt[n] = df, Mt, Kt, Nt
                 n += 1
     overflow = False
-    if n == 0:
+    if feasible == 0:
         overflow = True
         for df in range(2):
             if (df_mask >> df) & 1:
@@ -517,6 +548,10 @@ def tiling_front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_f
         skip = False
         for f in range(nf):
             if front[f, 0] <= lb[c] and front[f, 9] <= fl[c]:
+                skip = True
+                break
+        for f in range(nprune):
+            if prune[f, 0] <= lb[c] and prune[f, 9] <= fl[c]:
                 skip = True
                 break
         if skip:
@@ -548,7 +583,7 @@ def tiling_front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_f
         front[pos, 3], front[pos, 4], front[pos, 5] = cm[c], ckt[c], cnt[c]
         front[pos, 6], front[pos, 7], front[pos, 8], front[pos, 9] = r[2], r[3], r[4], fl[c]
         nf += 1
-    return front[:nf].copy(), nf, overflow
+    return front, nf, overflow
 
 
 @njit(cache=True)
@@ -666,46 +701,136 @@ def front_packed(p, stage_cap, flc):  # pragma: no cover - numba
 
 
 @njit(cache=True)
+def _merge_one(fa, na, fb, nb, out, src):  # pragma: no cover - numba
+    """Pareto front over (cycles, shared_cycles) of ``fa[:na]`` and ``fb[:nb]`` into ``out``
+    and ``src`` (1 where a point comes from ``fb``); ties go to ``fa``. Returns the count."""
+    m = na + nb
+    pts = np.empty((m, 10))
+    s = np.empty(m, np.int64)
+    for f in range(na):
+        pts[f, :] = fa[f, :]
+        s[f] = 0
+    for f in range(nb):
+        pts[na + f, :] = fb[f, :]
+        s[na + f] = 1
+    order = np.arange(m)
+    # insertion sort by (cycles, shared cycles, source): at most 2 x FRONT_MAX points
+    for a in range(1, m):
+        j = a
+        while j > 0:
+            x, y = order[j - 1], order[j]
+            if (pts[x, 0], pts[x, 9], s[x]) > (pts[y, 0], pts[y, 9], s[y]):
+                order[j - 1], order[j] = y, x
+                j -= 1
+            else:
+                break
+    best = np.inf
+    k = 0
+    for a in range(m):
+        c = order[a]
+        if pts[c, 9] < best:
+            out[k, :] = pts[c, :]
+            src[k] = s[c]
+            best = pts[c, 9]
+            k += 1
+    return k
+
+
+@njit(cache=True)
 def merge_fronts(fa, na, fb, nb):  # pragma: no cover - numba
     """Per op, the Pareto front over (cycles, shared_cycles) of two fronts of the same op
     (activations at home, and streamed from off chip with the reserve as tile space):
     ``(fronts [ops x 2 FRONT_MAX x len(FRONT_COLS)], points per op, source [ops x 2
     FRONT_MAX], 1 where a point comes from fb)``. Nothing is cut: the points with few shared
     cycles, which a phase of many cores needs, sit at the end. Ties go to ``fa``; with
-    ``nb = 0`` the result is ``fa`` itself."""
+    ``nb = 0`` the result is ``fa`` itself. :func:`pair_front` computes the same merge
+    without evaluating tilings that cannot reach it."""
     n = fa.shape[0]
     out = np.zeros((n, 2 * FRONT_MAX, 10))
     cnt = np.zeros(n, np.int64)
     src = np.zeros((n, 2 * FRONT_MAX), np.int64)
     for i in range(n):
-        m = na[i] + nb[i]
-        pts = np.empty((m, 10))
-        s = np.empty(m, np.int64)
-        for f in range(na[i]):
-            pts[f, :] = fa[i, f, :]
-            s[f] = 0
-        for f in range(nb[i]):
-            pts[na[i] + f, :] = fb[i, f, :]
-            s[na[i] + f] = 1
-        order = np.arange(m)
-        # insertion sort by (cycles, shared cycles, source): at most 2 x FRONT_MAX points
-        for a in range(1, m):
-            j = a
-            while j > 0:
-                x, y = order[j - 1], order[j]
-                if (pts[x, 0], pts[x, 9], s[x]) > (pts[y, 0], pts[y, 9], s[y]):
-                    order[j - 1], order[j] = y, x
-                    j -= 1
-                else:
-                    break
-        best = np.inf
-        k = 0
-        for a in range(m):
-            c = order[a]
-            if pts[c, 9] < best:
-                out[i, k, :] = pts[c, :]
-                src[i, k] = s[c]
-                best = pts[c, 9]
-                k += 1
-        cnt[i] = k
+        cnt[i] = _merge_one(fa[i], na[i], fb[i], nb[i], out[i], src[i])
     return out, cnt, src
+
+
+@njit(cache=True)
+def pair_front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, two_ch, lw, la,
+               lo, w_stage, full, fw, fa, fsame, io, flc, cap, out, src):
+    # pragma: no cover - numba
+    """The merged tiling front of one GEMM under two options for its activations (a: at
+    home, tiles in the staging share; b: streamed from off chip, the reserve added to the
+    tile space), equal to ``merge_fronts(tiling_front(a), tiling_front(b))`` but cheaper:
+    option (b) only evaluates the tilings that could reach the merged front. ``io[o]`` =
+    (evaluate, a_fix, a_pb, o_fix, o_pb, a_stage) of option ``o``, ``flc[o]`` its shared-level
+    coefficients, ``cap[o]`` its staging bytes per core. When (a) costs no more than (b) in
+    every DMA and shared-level coefficient, (b) at a tiling that also fits (a) is no faster
+    and no less busy than (a) there (the pipeline is monotone in its costs), so (b) evaluates
+    only the tilings that need its extra room; and every (b) candidate whose lower bound is
+    already matched by a point of (a)'s front is left out. Fills ``out`` [2 FRONT_MAX x 10]
+    and ``src`` (1 for (b)); returns ``(points, overflow of a, overflow of b)``."""
+    do_a, do_b = io[0, 0] != 0.0, io[1, 0] != 0.0
+    fr_a = np.zeros((1, 10))
+    na = 0
+    of_a = True
+    if do_a:
+        fr_a, na, of_a = _front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb,
+                                io[0, 1], io[0, 2], io[0, 3], io[0, 4], two_ch, cap[0], lw,
+                                la, lo, w_stage, io[0, 5] != 0.0, flc[0], full, fw, fa, fsame,
+                                fr_a, 0, cap[0], False, False)
+    if not do_b:
+        for f in range(na):
+            out[f, :] = fr_a[f, :]
+            src[f] = 0
+        return na, of_a, of_a
+    # (a)'s front may have been cut at FRONT_MAX points: then every (b) tiling is evaluated
+    skip = do_a and na < FRONT_MAX
+    for c in range(1, 5):
+        if io[0, c] > io[1, c]:
+            skip = False
+    for c in range(flc.shape[1]):
+        if flc[0, c] > flc[1, c]:
+            skip = False
+    fr_b, nb, of_b = _front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb,
+                            io[1, 1], io[1, 2], io[1, 3], io[1, 4], two_ch, cap[1], lw, la,
+                            lo, w_stage, io[1, 5] != 0.0, flc[1], full, fw, fa, fsame, fr_a,
+                            na, cap[0], io[0, 5] != 0.0, skip)
+    if not do_a:
+        of_a = of_b
+    return _merge_one(fr_a, na, fr_b, nb, out, src), of_a, of_b
+
+
+@njit(cache=True)
+def run_pairs(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, two_ch, lw, la, lo,
+              w_stage, full, fw, fa, fsame, io, flc, cap):  # pragma: no cover - numba
+    """:func:`pair_front` for every GEMM (``io`` [ops x 2 x 6], ``flc`` [ops x 2 x 5], ``cap``
+    [2 x levels], the same for every op): ``(fronts [ops x 2 FRONT_MAX x 10], points per op,
+    source [ops x 2 FRONT_MAX], overflow of a, overflow of b)``."""
+    n = M.shape[0]
+    out = np.zeros((n, 2 * FRONT_MAX, 10))
+    cnt = np.zeros(n, np.int64)
+    src = np.zeros((n, 2 * FRONT_MAX), np.int64)
+    of_a = np.zeros(n, np.bool_)
+    of_b = np.zeros(n, np.bool_)
+    for i in range(n):
+        cnt[i], of_a[i], of_b[i] = pair_front(
+            df_mask, M[i], K[i], N[i], R, C, cpm[i], wB[i], aB, oB, accB, w_fix[i], w_pb[i],
+            two_ch, lw, la, lo, w_stage[i], full, fw, fa, fsame, io[i], flc[i], cap, out[i],
+            src[i])
+    return out, cnt, src, of_a, of_b
+
+
+@njit(cache=True)
+def pair_packed(p, io, flc, cap):  # pragma: no cover - numba
+    """:func:`pair_front` of one GEMM with its scalars packed in one float array (numba's
+    dispatch cost dominates a single GEMM point): ``p`` = (df_mask, M, K, N, R, C, cpm, wB,
+    aB, oB, accB, w_fix, w_pb, two_ch, lw, la, lo, w_stage, full, fw, fa, fsame). Returns
+    ``(front [points x 10], source [points], overflow of a, overflow of b)``."""
+    out = np.zeros((2 * FRONT_MAX, 10))
+    src = np.zeros(2 * FRONT_MAX, np.int64)
+    n, of_a, of_b = pair_front(int(p[0]), p[1], int(p[2]), int(p[3]), int(p[4]), int(p[5]),
+                               p[6], p[7], p[8], p[9], p[10], p[11], p[12], p[13] != 0.0,
+                               int(p[14]), int(p[15]), int(p[16]), p[17] != 0.0,
+                               p[18] != 0.0, p[19], p[20], p[21] != 0.0, io, flc, cap, out,
+                               src)
+    return out[:n], src[:n], of_a, of_b

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import njit
 
 from . import engine as E
 from .result import SimResult
@@ -25,17 +26,51 @@ def _ceil(x: float) -> float:
     return float(math.ceil(x - 1e-9))
 
 
-def fast_gemm(hw, hp, m: float, k: int, n: int, w_bits: int, a_bits: int, nbytes: float,
-              policy: str, staging_fraction: float, mask: int, full: bool):
-    py = hp.py
+@njit(cache=True)
+def _point(p, io, flc, cap, sp):  # pragma: no cover - numba
+    """The engine and the one-op schedule of a GEMM point in one call (numba's dispatch cost
+    dominates a single point): the merged tiling front (:func:`engine.pair_front`), the phase
+    time ``T`` over all cores (best front point, split along N and K), the point the
+    scheduler reports (least first-term share, :mod:`accelsim.sim.schedule`) and its
+    K-slices. ``sp`` = (cols, K tiles, cores, reduction bytes, reduction vector cycles per
+    column tile, topology, link bytes per cycle, hop cycles). Returns ``(point, from option
+    (b), overflow, T, k_slices, reduction byte-hops)``."""
+    out = np.zeros((2 * E.FRONT_MAX, 10))
+    src = np.zeros(2 * E.FRONT_MAX, np.int64)
+    n, of_a, of_b = E.pair_front(int(p[0]), p[1], int(p[2]), int(p[3]), int(p[4]), int(p[5]),
+                                 p[6], p[7], p[8], p[9], p[10], p[11], p[12], p[13] != 0.0,
+                                 int(p[14]), int(p[15]), int(p[16]), p[17] != 0.0,
+                                 p[18] != 0.0, p[19], p[20], p[21] != 0.0, io, flc, cap, out,
+                                 src)
+    cols, kt, cores = int(sp[0]), int(sp[1]), int(sp[2])
+    rb, ra, topo, link, hop = sp[3], sp[4], int(sp[5]), sp[6], sp[7]
+    T = np.inf
+    best, bv = 0, np.inf
+    for f in range(n):
+        v = max(split_k_time(out[f, 0], cols, kt, cores, rb, ra, topo, link, hop), out[f, 9])
+        if v < T:
+            T = v
+        w = max(out[f, 0] / cores, out[f, 9])
+        if w < bv:
+            best, bv = f, w
+    t1 = out[best, 0]
+    ks, bh = 1, 0.0
+    if kt > 1 and split_share(cols, cores) * t1 > T * (1.0 + 1e-9):
+        ks, _, bh = k_slices(t1, cols, kt, cores, rb, ra, topo, link, hop, T)
+    streamed = src[best] == 1
+    return out[best].copy(), streamed, of_b if streamed else of_a, T, ks, bh
+
+
+def _levels(hw, hp, staging_fraction: float) -> dict:
+    """What the fast path needs of ``hw`` that does not depend on the GEMM (cached per
+    accelerator and staging fraction)."""
+    key = ("gemm", staging_fraction)
+    hit = hp.py.get(key)
+    if hit is not None:
+        return hit
     nl = len(hp.names)
-    cores, R, C = hp.cores, hp.rows, hp.cols
-    aB = a_bits / 8.0
-    off = hp.offchip
+    holds, cap, off = hp.holds, hp.capacity, hp.offchip
     onchip = [s != "offchip" for s in hp.scope]
-    holds = hp.holds
-    cap = hp.capacity
-    lat, rbw, wbw = py["latency_cyc"], py["read_bpc"], py["write_bpc"]
     sw = next((i for i in range(nl) if "weights" in holds[i]), 0)
     sa = next((i for i in range(nl) if "activations" in holds[i]), sw)
     so = next((i for i in range(nl) if "outputs" in holds[i]), sa)
@@ -44,45 +79,81 @@ def fast_gemm(hw, hp, m: float, k: int, n: int, w_bits: int, a_bits: int, nbytes
         if onchip[lv]:
             staging[lv] = cap[lv] * (1.0 if holds[lv] <= {"outputs"}
                                      else staging_fraction)
-    free = [(cap[i] - staging[i]) if onchip[i] else (cap[i] if i == off else 0.0)
-            for i in range(nl)]
+    act_lv = [("activations" in holds[i]) and (onchip[i] or i == off) for i in range(nl)]
+    idx = [i for i in range(nl) if act_lv[i]]
+    noc = hw.noc
+    cores = hp.cores
+    L = dict(
+        nl=nl, onchip=onchip, off=off, sw=sw, sa=sa, so=so, staging=staging,
+        free=[(cap[i] - staging[i]) if onchip[i] else (cap[i] if i == off else 0.0)
+              for i in range(nl)],
+        act_onchip=[("activations" in holds[i]) and onchip[i] for i in range(nl)],
+        weights=[("weights" in holds[i]) for i in range(nl)],
+        first_w=next((i for i in range(nl) if "weights" in holds[i]), 0),
+        act_lv=act_lv,
+        home0=off if (off >= 0 and act_lv[off]) else (idx[-1] if idx else sa),
+        alt=off >= 0 and act_lv[off],
+        sh=[0.0 if hp.core_scope[i] else 1.0 for i in range(nl)],
+        cap_a=[s_ / cores for s_ in staging],
+        res_lim=[(cap[i] - staging[i]) / cores for i in range(nl)],
+        topo=TOPOLOGIES[noc.topology] if noc else TOPOLOGIES["bus"],
+        link=noc.link_bandwidth_bytes_per_s / hp.clock_hz if noc else 1.0,
+        hop=noc.hop_latency_s * hp.clock_hz if noc else 0.0,
+        e_hop=noc.energy_per_byte_per_hop_j if noc else 0.0,
+        static_w=hw.energy.static_power_w, names=hp.names,
+        agg_rd=hp.py["agg_read_bpc"], agg_wr=hp.py["agg_write_bpc"])
+    hp.py[key] = L
+    return L
+
+
+def fast_gemm(hw, hp, m: float, k: int, n: int, w_bits: int, a_bits: int, nbytes: float,
+              policy: str, staging_fraction: float, mask: int, full: bool):
+    py = hp.py
+    L = _levels(hw, hp, staging_fraction)
+    nl, onchip, off = L["nl"], L["onchip"], L["off"]
+    sw, sa, so = L["sw"], L["sa"], L["so"]
+    staging = L["staging"]
+    cores, R, C = hp.cores, hp.rows, hp.cols
+    aB = a_bits / 8.0
+    lat, rbw, wbw = py["latency_cyc"], py["read_bpc"], py["write_bpc"]
+    free = list(L["free"])
     foot = (m * k + m * n) * aB
     act = [0.0] * nl
     need = foot
+    act_onchip = L["act_onchip"]
     for lv in range(nl):
         if need <= 0:
             break
-        if "activations" in holds[lv] and onchip[lv]:
+        if act_onchip[lv]:
             act[lv] = min(need, free[lv])
             need -= act[lv]
-    free = [free[i] - act[i] for i in range(nl)]
+            free[lv] -= act[lv]
     # place the one weight tensor
     frac = [0.0] * nl
     if policy == "offchip":
         if off < 0:
             return None
         frac[off] = 1.0
+    elif nbytes <= 0:
+        frac[L["first_w"]] = 1.0
     else:
         rest = nbytes
+        weights = L["weights"]
         for lv in range(nl):
             if rest <= 0:
                 break
-            if "weights" not in holds[lv] or free[lv] <= 0:
+            if not weights[lv] or free[lv] <= 0:
                 continue
             if policy == "must-fit" and not onchip[lv]:
                 continue
             take = min(rest, free[lv])
-            frac[lv] = take / nbytes if nbytes > 0 else 1.0
+            frac[lv] = take / nbytes
             rest -= take
-        if nbytes <= 0:
-            frac = [0.0] * nl
-            frac[next(i for i in range(nl) if "weights" in holds[i])] = 1.0
-        elif rest > 0.5:
+        if rest > 0.5:
             return None
     # activation home
-    act_lv = [("activations" in holds[i]) and (onchip[i] or i == off) for i in range(nl)]
-    idx = [i for i in range(nl) if act_lv[i]]
-    home = off if (off >= 0 and act_lv[off]) else (idx[-1] if idx else sa)
+    act_lv = L["act_lv"]
+    home = L["home0"]
     cum = 0.0
     for lv in range(nl):
         if act_lv[lv]:
@@ -102,72 +173,57 @@ def fast_gemm(hw, hp, m: float, k: int, n: int, w_bits: int, a_bits: int, nbytes
     w_stage = frac[sw] < 1.0 - 1e-9
     cols = max(_ceil(N / C), 1.0)
     kf = _ceil(K * cpm / R) if cpm < 1.0 else _ceil(K / R)
-    sh = [0.0 if hp.core_scope[i] else 1.0 for i in range(nl)]
+    sh = L["sh"]
     acc = hp.acc_bytes
     c_w = sum(frac[i] * sh[i] / rbw[i] for i in range(nl) if i != sw) + sh[sw] * (
         1.0 - frac[sw]) / wbw[sw]
     c_warr = sh[sw] / rbw[sw]
     ps = sh[so] / wbw[so] * M * N * acc
+    a_read = sh[sa] / rbw[sa] * M * K * aB * cols
+    ws_arr = c_warr * K * N * wB * _ceil(M / R)
 
-    def option(h, stage_cap):
-        """The tiling front with the activations in level ``h``."""
+    def option(h, do):
+        """Engine inputs with the activations in level ``h``: (evaluate, a_fix, a_pb, o_fix,
+        o_pb, a_stage) and the shared-level coefficients."""
         a_dma, o_dma = h != sa, h != so
         c_a = (sh[h] / rbw[h] + sh[sa] / wbw[sa]) if a_dma else 0.0
-        base = (sh[sa] / rbw[sa] * M * K * aB * _ceil(N / C)
-                + (sh[h] / wbw[h] if o_dma else 0.0) * M * N * aB)
-        flc = np.array([c_w, c_a, c_warr, base + ps * kf,
-                        base + ps + c_warr * K * N * wB * _ceil(M / R)])
-        packed = np.array([mask, M, K, N, R, C, cpm, wB, aB, aB, acc, w_fix, w_pb,
-                           hp.setup_cyc + lat[h] if a_dma else 0.0,
-                           1.0 / rbw[h] if a_dma else 0.0,
-                           hp.setup_cyc + lat[h] if o_dma else 0.0,
-                           1.0 / wbw[h] if o_dma else 0.0, hp.two_channels, sw, sa, so,
-                           w_stage, a_dma, full, 1.0 / rbw[sw], 1.0 / rbw[sa], sw == sa],
-                          dtype=np.float64)
-        return E.front_packed(packed, np.array(stage_cap), flc)
+        base = a_read + (sh[h] / wbw[h] * M * N * aB if o_dma else 0.0)
+        fix = hp.setup_cyc + lat[h]
+        io = (1.0 if do else 0.0, fix if a_dma else 0.0, 1.0 / rbw[h] if a_dma else 0.0,
+              fix if o_dma else 0.0, 1.0 / wbw[h] if o_dma else 0.0, 1.0 if a_dma else 0.0)
+        return io, (c_w, c_a, c_warr, base + ps * kf, base + ps + ws_arr)
 
     # (a) activations at home, tiles in the staging share; (b) streamed from off chip with
-    # the activation reserve added to the tile space (docs/simulator.md)
-    alt = off >= 0 and act_lv[off]
-    if not alt or home != off:
-        front, nf, overflow = option(home, [s_ / cores for s_ in staging])
-    else:
-        # same costs in (b) with more room: (a) adds nothing
-        front, nf, overflow = np.zeros((0, len(E.FRONT_COLS))), 0, True
-    src = [0] * nf
+    # the activation reserve added to the tile space (docs/simulator.md). An op already off
+    # chip has the same costs in (b) with more room: (a) adds nothing.
+    alt = L["alt"]
+    io_a, flc_a = option(home, not alt or home != off)
+    cap_a = L["cap_a"]
     if alt:
-        res = [act[i] if act_lv[i] and onchip[i] else 0.0 for i in range(nl)]
-        res = [min(res[i], (cap[i] - staging[i]) / cores) if hp.core_scope[i]
-               else res[i] / cores for i in range(nl)]
-        fb, nb, ob = option(off, [staging[i] / cores + res[i] for i in range(nl)])
-        # an option that fits nothing offers its smallest tile (flagged), as without (b)
-        if nf == 0:
-            front, nf, src = fb, nb, [1] * nb
-        else:
-            fr, cnt, sr = E.merge_fronts(front[None], np.array([nf]), fb[None],
-                                         np.array([nb]))
-            front, nf, src = fr[0, :cnt[0]], int(cnt[0]), sr[0, :cnt[0]].tolist()
-    pts = front.tolist()
-    noc = hw.noc
-    topo = TOPOLOGIES[noc.topology] if noc else TOPOLOGIES["bus"]
-    link = noc.link_bandwidth_bytes_per_s / hp.clock_hz if noc else 1.0
-    hop = noc.hop_latency_s * hp.clock_hz if noc else 0.0
+        res_lim = L["res_lim"]
+        io_b, flc_b = option(off, True)
+        # a core's share of the reserve: of a per-core level, what its own memory has beyond
+        # the staging share (up to the reserve); of a shared level, a 1 / cores share
+        cap_b = list(cap_a)
+        for i in range(nl):
+            if act_onchip[i]:
+                cap_b[i] += min(act[i], res_lim[i]) if hp.core_scope[i] else act[i] / cores
+    else:
+        io_b, flc_b, cap_b = (0.0,) * 6, flc_a, cap_a
     kt = int(max(_ceil(K / R), 1.0))
     per_tile = M * N / cols
     rb, ra = per_tile * acc, per_tile / hp.vector_rate
-    T = min(max(split_k_time(q[0], int(cols), kt, cores, rb, ra, topo, link, hop), q[9])
-            for q in pts)
-    best = min(range(nf), key=lambda f: (max(pts[f][0] / cores, pts[f][9]), f))
-    r = pts[best]
-    h = off if src[best] else home
-    if src[best]:
-        overflow = ob
+    r, streamed, overflow, T, ks, bh = _point(
+        np.array((mask, M, K, N, R, C, cpm, wB, aB, aB, acc, w_fix, w_pb, hp.two_channels,
+                  sw, sa, so, w_stage, full, 1.0 / rbw[sw], 1.0 / rbw[sa], sw == sa),
+                 dtype=np.float64),
+        np.array((io_a, io_b)), np.array((flc_a, flc_b)), np.array((cap_a, cap_b)),
+        np.array((cols, kt, cores, rb, ra, L["topo"], L["link"], L["hop"])))
+    r = r.tolist()
+    h = off if streamed else home
     a_dma, o_dma = h != sa, h != so
     t1, comp = r[0], r[1]
-    ks, e_noc = 1, 0.0
-    if kt > 1 and split_share(int(cols), cores) * t1 > T * (1.0 + 1e-9):
-        ks, _, bh = k_slices(t1, int(cols), kt, cores, rb, ra, topo, link, hop, T)
-        e_noc = bh * noc.energy_per_byte_per_hop_j if noc else 0.0
+    e_noc = bh * L["e_hop"]
     # traffic
     rd = [0.0] * nl
     wr = [0.0] * nl

@@ -29,7 +29,7 @@ from .gemm import fast_gemm
 from .mapping import act_home, dma_cost, hw_params
 from .residency import MemoryPlan, get_policy, plan_memory
 from .result import SimResult
-from .schedule import TOPOLOGIES, k_slices, phase_noc, schedule, wrap_around
+from .schedule import TOPOLOGIES, k_slices_ops, phase_noc, schedule, wrap_around
 
 __all__ = ["simulate", "simulate_gemm", "memory_plan", "fits", "SimOptions"]
 
@@ -317,13 +317,23 @@ def _ceil(x):
 
 def _unique_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Index of the first occurrence of every distinct row, and each row's position among
-    them (rows compared bit for bit)."""
+    them (rows compared by value, -0.0 equal to 0.0)."""
     a = np.ascontiguousarray(a, dtype=np.float64) + 0.0   # -0.0 -> 0.0
     if a.shape[0] == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    # equal rows have equal projections; rows that only share a projection are caught below
+    h = a @ _PROJ[: a.shape[1]] if a.shape[1] <= _PROJ.shape[0] else a @ np.resize(
+        _PROJ, a.shape[1])
+    _, first, inverse = np.unique(h, return_index=True, return_inverse=True)
+    inverse = inverse.ravel()
+    if np.array_equal(a[first][inverse], a):
+        return first, inverse
     v = a.view(np.dtype((np.void, a.dtype.itemsize * a.shape[1]))).ravel()
     _, first, inverse = np.unique(v, return_index=True, return_inverse=True)
     return first, inverse.ravel()
+
+
+_PROJ = np.random.default_rng(20261128).uniform(0.5, 1.5, 64)
 
 
 def _fluid(hp, rd: np.ndarray, wr: np.ndarray) -> np.ndarray:
@@ -441,7 +451,8 @@ def _run(hw, ot: OpTable, bits: np.ndarray, t_bytes: np.ndarray, t_numel: np.nda
         np.ascontiguousarray(np.stack([io_a[u], io_b[u]], axis=1)),
         np.ascontiguousarray(np.stack([flc_a[u], flc_b[u]], axis=1)),
         np.ascontiguousarray(np.stack([cap_a, cap_b])))
-    fronts, npts, src = fronts[inverse], npts[inverse], src[inverse]
+    w = max(int(npts.max(initial=1)), 1)     # columns in use: less work for the scheduler
+    fronts, npts, src = fronts[inverse, :w], npts[inverse], src[inverse, :w]
     of_a, of_b = of_a[inverse], of_b[inverse]
     pr = pe[e]
     vcyc = ot.vector_ops / hp.vector_rate
@@ -551,11 +562,12 @@ def _run(hw, ot: OpTable, bits: np.ndarray, t_bytes: np.ndarray, t_numel: np.nda
     ph_of[ot.phase_order] = np.repeat(np.arange(len(T)), np.diff(ot.phase_ptr))
     sh1 = np.where((cols > 1) & (cc[ph_of] > 1),
                    _ceil(cols / np.minimum(cols, cc[ph_of])) / cols, 1.0)
-    for i in np.flatnonzero((kt > 1) & (sh1 * t1 > T[ph_of] * (1.0 + 1e-9))):
-        ks, _, bh = k_slices(t1[i], cols[i], kt[i], cc[ph_of[i]], rb[i], ra[i], topo, link,
-                             hop, T[ph_of[i]])
-        ksl[i] = ks
-        noc_j[i] += bh * e_hop
+    split = np.flatnonzero((kt > 1) & (sh1 * t1 > T[ph_of] * (1.0 + 1e-9)))
+    if len(split):
+        ks, bh = k_slices_ops(split, t1, cols, kt, cc[ph_of[split]], rb, ra, topo, link, hop,
+                              T[ph_of[split]])
+        ksl[split] = ks
+        noc_j[split] += bh * e_hop
 
     # ------------------------------------------------------------------ energy
     a_idx = min(max(a_bits, 1), 16)

@@ -49,7 +49,7 @@ from numba import njit
 
 __all__ = ["WS", "OS", "DATAFLOWS", "fold_cycles", "tile_cycles", "pipeline", "best_tiling",
            "tiling_front",
-           "pipeline_reference", "tile_candidates", "run_gemms", "merge_fronts", "pair_front",
+           "pipeline_reference", "tile_candidates", "merge_fronts", "pair_front",
            "run_pairs", "pair_packed", "FRONT_COLS"]
 
 WS, OS = 0, 1
@@ -664,40 +664,6 @@ def pipeline_reference(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_
                 store_end.append(dma)
     del nB
     return max(comp_end[-1], store_end[-1], dma, st_ch), compute
-
-
-@njit(cache=True)
-def run_gemms(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fix, a_pb,
-              o_fix, o_pb, two_ch, stage_cap, lw, la, lo, w_stage, a_stage, flc,
-              full, fw, fa, fsame):  # pragma: no cover - numba
-    """:func:`tiling_front` for every GEMM: ``(fronts [ops x FRONT_MAX x len(FRONT_COLS)],
-    points per op, overflow per op)``. The caller passes each distinct op once
-    (:func:`accelsim.sim.core._unique_rows`)."""
-    n = M.shape[0]
-    out = np.zeros((n, FRONT_MAX, 10))
-    npts = np.zeros(n, np.int64)
-    ovf = np.zeros(n, np.bool_)
-    for i in range(n):
-        front, nf, of = tiling_front(df_mask, M[i], K[i], N[i], R, C, cpm[i], wB[i], aB, oB,
-                                     accB, w_fix[i], w_pb[i], a_fix[i], a_pb[i], o_fix[i],
-                                     o_pb[i], two_ch, stage_cap, lw, la, lo, w_stage[i],
-                                     a_stage[i], flc[i], full, fw, fa, fsame)
-        out[i, :nf, :] = front
-        npts[i], ovf[i] = nf, of
-    return out, npts, ovf
-
-
-@njit(cache=True)
-def front_packed(p, stage_cap, flc):  # pragma: no cover - numba
-    """:func:`tiling_front` with its scalars packed in one float array (one typed argument
-    instead of twenty: numba's dispatch cost dominates a single GEMM point). ``p`` =
-    (df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fix, a_pb, o_fix, o_pb,
-    two_ch, lw, la, lo, w_stage, a_stage, full, fw, fa, fsame)."""
-    return tiling_front(int(p[0]), p[1], int(p[2]), int(p[3]), int(p[4]), int(p[5]), p[6],
-                        p[7], p[8], p[9], p[10], p[11], p[12], p[13], p[14], p[15], p[16],
-                        p[17] != 0.0, stage_cap, int(p[18]), int(p[19]), int(p[20]),
-                        p[21] != 0.0, p[22] != 0.0, flc, p[23] != 0.0, p[24], p[25],
-                        p[26] != 0.0)
 
 
 @njit(cache=True)

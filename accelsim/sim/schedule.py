@@ -43,7 +43,8 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["TOPOLOGIES", "noc_cost", "split_share", "split_k_time", "k_slices", "schedule",
+__all__ = ["TOPOLOGIES", "noc_cost", "split_share", "split_k_time", "k_slices", "k_slices_ops",
+           "schedule",
            "wrap_around", "phase_noc"]
 
 TOPOLOGIES = {"mesh": 0, "ring": 1, "crossbar": 2, "bus": 3, "none": 3}
@@ -154,6 +155,21 @@ def k_slices(t, cols, kt, c, rb, ra, topo, link_bpc, hop_cyc, bound):  # pragma:
         rounds += 1
     hops = nbytes if topo >= 2 else rounds * arg / 2.0 * cols * rb
     return arg, nbytes, hops
+
+
+@njit(cache=True)
+def k_slices_ops(idx, t1, cols, kt, c, rb, ra, topo, link_bpc, hop_cyc, bound):
+    # pragma: no cover - numba
+    """:func:`k_slices` of the ops ``idx`` (``c`` and ``bound``: their phase's core count and
+    time, per op): ``(ks, byte-hops)`` arrays."""
+    n = idx.shape[0]
+    ks = np.ones(n, np.int64)
+    bh = np.zeros(n)
+    for j in range(n):
+        i = idx[j]
+        ks[j], _, bh[j] = k_slices(t1[i], cols[i], kt[i], c[j], rb[i], ra[i], topo, link_bpc,
+                                   hop_cyc, bound[j])
+    return ks, bh
 
 
 @njit(cache=True)

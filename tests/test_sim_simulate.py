@@ -323,6 +323,18 @@ def test_split_k_on_many_cores_by_hand():
     assert int(many.ops["k_slices"].iloc[0]) == best
     assert many.energy_breakdown_j["noc"] == pytest.approx(
         math.log2(best) * best / 2 * 16 * 4 * cols * 0.1e-12, rel=1e-9)
+    # the tree adds best - 1 partial outputs of 1 x 64 sums on the vector units, at the
+    # Horowitz fp16 add-and-multiply mean (0.4 + 1.1) / 2 pJ per operation
+    assert many.energy_breakdown_j["vector"] == pytest.approx(
+        (best - 1) * 64 * 0.75e-12, rel=1e-9)
+    # its NoC time, without the adds: 2 cycles per round, ks - 1 hops of 1 cycle
+    assert many.noc_cycles == pytest.approx(math.log2(best) * 2 + (best - 1) * 1.0, rel=1e-12)
+    assert many.energy_j == pytest.approx(sum(many.energy_breakdown_j.values()), rel=1e-12)
+    # the general path (any workload) charges the same
+    ref = _gemm_general(hw, 1.0, k, n, 8, 8, many.weight_bytes, SimOptions(), 1)
+    assert ref.noc_cycles == pytest.approx(many.noc_cycles, rel=1e-12)
+    assert ref.energy_breakdown_j["vector"] == pytest.approx(
+        many.energy_breakdown_j["vector"], rel=1e-12)
     # on two cores a K split (2 slices x 1 column piece = t / 2 plus a reduction) loses to
     # the N-only split (2 column pieces of 2 tiles = t / 2): today's rule, unchanged
     two = simulate_gemm(hw_from_dict(hw_dict(cores=2, l1="2 MiB")), 1, k, n, w_bits=8)

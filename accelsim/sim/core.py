@@ -563,17 +563,24 @@ def _run(hw, ot: OpTable, bits: np.ndarray, t_bytes: np.ndarray, t_numel: np.nda
     sh1 = np.where((cols > 1) & (cc[ph_of] > 1),
                    _ceil(cols / np.minimum(cols, cc[ph_of])) / cols, 1.0)
     split = np.flatnonzero((kt > 1) & (sh1 * t1 > T[ph_of] * (1.0 + 1e-9)))
+    red_adds = np.zeros(nops)
     if len(split):
-        ks, bh = k_slices_ops(split, t1, cols, kt, cc[ph_of[split]], rb, ra, topo, link, hop,
-                              T[ph_of[split]])
+        ks, bh, tn = k_slices_ops(split, t1, cols, kt, cc[ph_of[split]], rb, ra, topo, link,
+                                  hop, T[ph_of[split]])
         ksl[split] = ks
         noc_j[split] += bh * e_hop
+        # the tree's adds: ks - 1 partial outputs of M x N accumulator words per op (vector
+        # energy); its NoC time: the longest reduction of a phase (pieces run in parallel)
+        red_adds[split] = (ks - 1) * rb[split] / hp.acc_bytes * cols[split]
+        red_t = np.zeros(len(T))
+        np.maximum.at(red_t, ph_of[split], tn)
+        noc_cyc += float(red_t.sum())
 
     # ------------------------------------------------------------------ energy
     a_idx = min(max(a_bits, 1), 16)
     e_mac = ot.macs * hp.e_mac[np.clip(op_wbits, 1, 16), a_idx] * (ot.macs > 0)
     e_mem = rd * hp.read_j[None, :] + wr * hp.write_j[None, :]
-    e_vec = ot.vector_ops * hp.e_vector
+    e_vec = (ot.vector_ops + red_adds) * hp.e_vector
     op_j = e_mac + e_mem.sum(axis=1) + e_vec + noc_j
     static = hw.energy.static_power_w * latency
     energy = float(op_j.sum() + static)

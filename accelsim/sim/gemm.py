@@ -17,7 +17,7 @@ from numba import njit
 
 from . import engine as E
 from .result import SimResult
-from .schedule import TOPOLOGIES, k_slices, split_k_time, split_share
+from .schedule import TOPOLOGIES, k_slices, reduce_cost, split_k_time, split_share
 
 __all__ = ["fast_gemm"]
 
@@ -34,7 +34,7 @@ def _point(p, io, flc, cap, sp):  # pragma: no cover - numba
     scheduler reports (least first-term share, :mod:`accelsim.sim.schedule`) and its
     K-slices. ``sp`` = (cols, K tiles, cores, reduction bytes, reduction vector cycles per
     column tile, topology, link bytes per cycle, hop cycles). Returns ``(point, from option
-    (b), overflow, T, k_slices, reduction byte-hops)``."""
+    (b), overflow, T, k_slices, reduction byte-hops, reduction NoC cycles)``."""
     out = np.zeros((2 * E.FRONT_MAX, 10))
     src = np.zeros(2 * E.FRONT_MAX, np.int64)
     n, of_a, of_b = E.pair_front(int(p[0]), p[1], int(p[2]), int(p[3]), int(p[4]), int(p[5]),
@@ -54,11 +54,13 @@ def _point(p, io, flc, cap, sp):  # pragma: no cover - numba
         if w < bv:
             best, bv = f, w
     t1 = out[best, 0]
-    ks, bh = 1, 0.0
+    ks, bh, tn = 1, 0.0, 0.0
     if kt > 1 and split_share(cols, cores) * t1 > T * (1.0 + 1e-9):
         ks, _, bh = k_slices(t1, cols, kt, cores, rb, ra, topo, link, hop, T)
+        if ks > 1:
+            tn = reduce_cost(ks, cols, min(cores // ks, cols), rb, 0.0, topo, link, hop)
     streamed = src[best] == 1
-    return out[best].copy(), streamed, of_b if streamed else of_a, T, ks, bh
+    return out[best].copy(), streamed, of_b if streamed else of_a, T, ks, bh, tn
 
 
 def _levels(hw, hp, staging_fraction: float) -> dict:
@@ -213,7 +215,7 @@ def fast_gemm(hw, hp, m: float, k: int, n: int, w_bits: int, a_bits: int, nbytes
     kt = int(max(_ceil(K / R), 1.0))
     per_tile = M * N / cols
     rb, ra = per_tile * acc, per_tile / hp.vector_rate
-    r, streamed, overflow, T, ks, bh = _point(
+    r, streamed, overflow, T, ks, bh, tn = _point(
         np.array((mask, M, K, N, R, C, cpm, wB, aB, aB, acc, w_fix, w_pb, hp.two_channels,
                   sw, sa, so, w_stage, full, 1.0 / rbw[sw], 1.0 / rbw[sa], sw == sa),
                  dtype=np.float64),
@@ -224,6 +226,7 @@ def fast_gemm(hw, hp, m: float, k: int, n: int, w_bits: int, a_bits: int, nbytes
     a_dma, o_dma = h != sa, h != so
     t1, comp = r[0], r[1]
     e_noc = bh * L["e_hop"]
+    e_red = (ks - 1) * M * N * hp.e_vector    # the split-K tree's adds
     # traffic
     rd = [0.0] * nl
     wr = [0.0] * nl
@@ -253,8 +256,8 @@ def fast_gemm(hw, hp, m: float, k: int, n: int, w_bits: int, a_bits: int, nbytes
     e_mac = macs * py["e_mac"][w_bits][a_bits]
     e_mem = [rd[i] * py["read_j"][i] + wr[i] * py["write_j"][i] for i in range(nl)]
     static = hw.energy.static_power_w * latency
-    op_j = e_mac + sum(e_mem) + e_noc
-    breakdown = {"mac": e_mac, "vector": 0.0, "noc": e_noc, "static": static}
+    op_j = e_mac + sum(e_mem) + e_noc + e_red
+    breakdown = {"mac": e_mac, "vector": e_red, "noc": e_noc, "static": static}
     for i, name in enumerate(hp.names):
         breakdown[f"memory:{name}"] = e_mem[i]
     moved = [rd[i] + wr[i] for i in range(nl)]
@@ -264,7 +267,7 @@ def fast_gemm(hw, hp, m: float, k: int, n: int, w_bits: int, a_bits: int, nbytes
     busy = {"compute": comp / cores, "vector": 0.0,
             "offchip_bandwidth": lvl_time[off] if off >= 0 else 0.0,
             "onchip_bandwidth": max([lvl_time[i] for i in range(nl) if onchip[i]] or [0.0]),
-            "noc": 0.0}
+            "noc": tn}
     top = max(busy, key=lambda key: busy[key])
     bound = top if busy[top] >= 0.5 * cycles else "latency"
     util = macs * cpm / (R * C * cores * cycles) if cycles > 0 else 0.0
@@ -302,6 +305,6 @@ def fast_gemm(hw, hp, m: float, k: int, n: int, w_bits: int, a_bits: int, nbytes
         offchip_bytes=moved[off] if off >= 0 else 0.0,
         onchip_bytes_moved=sum(moved[i] for i in range(nl) if onchip[i]), macs=macs,
         mac_utilization=util, compute_cycles=comp, stall_cycles=stall, vector_cycles=0.0,
-        noc_cycles=0.0, busy_cycles=busy, bound=bound, warnings=tuple(warnings),
+        noc_cycles=tn, busy_cycles=busy, bound=bound, warnings=tuple(warnings),
         op_data=op_data, phase_data={"T": (T,), "c": (cores,), "order": (0,),
                                      "ptr": (0, 1)})

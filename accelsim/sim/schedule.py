@@ -161,15 +161,20 @@ def k_slices(t, cols, kt, c, rb, ra, topo, link_bpc, hop_cyc, bound):  # pragma:
 def k_slices_ops(idx, t1, cols, kt, c, rb, ra, topo, link_bpc, hop_cyc, bound):
     # pragma: no cover - numba
     """:func:`k_slices` of the ops ``idx`` (``c`` and ``bound``: their phase's core count and
-    time, per op): ``(ks, byte-hops)`` arrays."""
+    time, per op): ``(ks, byte-hops, NoC cycles of the reduction)`` arrays, the last being
+    :func:`reduce_cost` without the adds."""
     n = idx.shape[0]
     ks = np.ones(n, np.int64)
     bh = np.zeros(n)
+    tn = np.zeros(n)
     for j in range(n):
         i = idx[j]
         ks[j], _, bh[j] = k_slices(t1[i], cols[i], kt[i], c[j], rb[i], ra[i], topo, link_bpc,
                                    hop_cyc, bound[j])
-    return ks, bh
+        if ks[j] > 1:
+            tn[j] = reduce_cost(ks[j], cols[i], min(c[j] // ks[j], cols[i]), rb[i], 0.0, topo,
+                                link_bpc, hop_cyc)
+    return ks, bh, tn
 
 
 @njit(cache=True)

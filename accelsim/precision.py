@@ -144,6 +144,20 @@ class _AllocationFile(Spec):
     meta: dict[str, Any] = Field(default_factory=dict)
 
 
+def split_point(path: str | os.PathLike) -> tuple[str, int | None]:
+    """``("front.json", 3)`` for ``"front.json#3"`` when ``front.json`` exists and
+    ``front.json#3`` does not; ``(path, None)`` otherwise.
+
+    >>> split_point("no/such/file.json#2")
+    ('no/such/file.json#2', None)
+    """
+    name = str(path)
+    base, sep, tail = name.rpartition("#")
+    if sep and tail.isdigit() and not Path(name).exists() and Path(base).is_file():
+        return base, int(tail)
+    return name, None
+
+
 @dataclass(frozen=True)
 class BitAllocation:
     """Bits per (MoE layer, routed expert) plus the bits of every other tensor role.
@@ -309,7 +323,32 @@ class BitAllocation:
 
     @classmethod
     def load(cls, path: str | os.PathLike, model=None) -> "BitAllocation":
-        """Read an allocation file (YAML or JSON), validated against ``model`` if given."""
-        return cls.from_dict(read_mapping(path, what="allocation file"), file=str(path),
-                             model=model)
+        """Read an allocation file (YAML or JSON), validated against ``model`` if given.
+
+        A Pareto front written by ``accelsim allocate --method budget --pareto --out F``
+        holds one allocation per point: ``F#N`` loads point ``N`` (0-based, the ``point``
+        column of the front's table)."""
+        name, point = split_point(path)
+        data = read_mapping(name, what="allocation file")
+        if "pareto" in data and "expert_bits" not in data:
+            pts = data["pareto"]
+            if not isinstance(pts, list) or not pts:
+                raise ConfigError.single("must be a non-empty list of points", file=name,
+                                         key="pareto", value=type(pts).__name__)
+            if point is None:
+                raise ConfigError.single(
+                    f"is a Pareto front of {len(pts)} allocation(s); pick one with "
+                    f"'{name}#N', N in 0..{len(pts) - 1}", file=name)
+            if point >= len(pts):
+                raise ConfigError.single(f"has points 0..{len(pts) - 1}", file=name,
+                                         key="pareto", value=point)
+            entry = pts[point]
+            if not isinstance(entry, dict) or not isinstance(entry.get("allocation"), dict):
+                raise ConfigError.single("must be an allocation mapping", file=name,
+                                         key=f"pareto.{point}.allocation")
+            return cls.from_dict(entry["allocation"], file=f"{name}#{point}", model=model)
+        if point is not None:
+            raise ConfigError.single("is not a Pareto front: '#N' picks a point of one",
+                                     file=name, value=f"#{point}")
+        return cls.from_dict(data, file=name, model=model)
 

@@ -138,6 +138,29 @@ def test_pareto_cli(run_cli, tmp_path):
     import yaml
     doc = yaml.safe_load(out.read_text())
     assert [p["average_bits"] for p in doc["pareto"]] == [2.0, 3.0, 4.0]
+    assert [p["point"] for p in doc["pareto"]] == [0, 1, 2]
+    # any point loads as an allocation with FILE#N: every OLMoE expert at 4 bits for point 2
+    model = load_workload("olmoe-1b-7b")
+    a = BitAllocation.load(f"{out}#2", model)
+    assert (a.expert_bits == 4).all() and a.method == "budget"
+    assert a.weight_bytes(model) == doc["pareto"][2]["weight_bytes"]
+    rc, stdout, err = run_cli("simulate", "--hw", "spyre", "--workload", "olmoe-1b-7b",
+                              "--alloc", f"{out}#0", "--format", "json")
+    assert rc == 0, err
+    assert json.loads(stdout)["weight_bytes"] == doc["pareto"][0]["weight_bytes"]
+    # the front itself, a point past its end, '#N' on a plain allocation: one line, exit 2
+    rc, _, err = run_cli("simulate", "--hw", "spyre", "--workload", "olmoe-1b-7b",
+                         "--alloc", out)
+    assert rc == 2 and f"{out}: is a Pareto front of 3 allocation(s)" in err
+    assert err.count("\n") == 1
+    rc, _, err = run_cli("simulate", "--hw", "spyre", "--workload", "olmoe-1b-7b",
+                         "--alloc", f"{out}#3")
+    assert rc == 2 and "pareto: has points 0..2 (got 3)" in err
+    plain = tmp_path / "one.json"
+    a.save(plain, model)
+    rc, _, err = run_cli("theory", "certify", "--workload", "olmoe-1b-7b", "--alloc",
+                         f"{plain}#1")
+    assert rc == 2 and "is not a Pareto front" in err
 
 
 def test_subprocess_help_and_error():

@@ -230,11 +230,11 @@ def _plain(x):
 def _pareto(req, model, points, out, fmt):
     from ..alloc.budget import pareto_front
     front = pareto_front(req, points)
-    rows = [{"budget_bytes": r.allocation.meta.get("memory_budget_bytes"),
+    rows = [{"point": i, "budget_bytes": r.allocation.meta.get("memory_budget_bytes"),
              "budget_s": r.allocation.meta.get("latency_budget_s"),
              "weight_bytes": r.weight_bytes, "latency_s": r.latency_s,
              "average_bits": r.allocation.average_expert_bits(),
-             "distortion": r.distortion} for r in front]
+             "distortion": r.distortion} for i, r in enumerate(front)]
     if out:
         import json
 
@@ -248,5 +248,7 @@ def _pareto(req, model, points, out, fmt):
         emit(to_json({"model": model.name, "pareto": rows}))
     else:
         cols = [c for c in rows[0] if any(r[c] is not None for r in rows)] if rows else None
-        emit(f"{model.name}: Pareto front of {len(rows)} point(s)\n" + render_table(rows, cols))
+        hint = (f"\n(load point N with --alloc '{out}#N')" if out else "")
+        emit(f"{model.name}: Pareto front of {len(rows)} point(s)\n" + render_table(rows, cols)
+             + hint)
     return 0

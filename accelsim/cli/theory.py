@@ -40,7 +40,7 @@ def command():
 
 def _load_alloc(spec: str, model):
     """ALLOC is an allocation file or a whole number of bits for every expert."""
-    from ..precision import BitAllocation
+    from ..precision import BitAllocation, split_point
     text = spec.strip()
     if text.isdigit():
         bits = int(text)
@@ -48,10 +48,11 @@ def _load_alloc(spec: str, model):
             raise ConfigError.single("uniform bits must be in 1..8 or 16", key="--alloc",
                                      value=spec)
         return BitAllocation.uniform(model, bits)
-    if not Path(text).expanduser().is_file():
+    path = str(Path(text).expanduser())
+    if not Path(split_point(path)[0]).is_file():
         raise ConfigError.single("must be an allocation file (YAML/JSON) or a number of bits",
                                  key="--alloc", value=spec)
-    return BitAllocation.load(Path(text).expanduser(), model)
+    return BitAllocation.load(path, model)
 
 
 @command.command("certify")

@@ -5,41 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
-GOOD_HW = textwrap.dedent("""\
-    name: tiny
-    clock: 500 MHz
-    cores:
-      count: 1
-      mac_array:
-        rows: 8
-        cols: 8
-        arithmetic: {kind: fixed, native_bits: 8}
-    memory:
-      - name: sram
-        scope: core
-        capacity: 64 KiB
-        read_bandwidth: 32 B/cycle
-        read_energy: 1 pJ/B
-      - name: dram
-        scope: offchip
-        capacity: 1 GiB
-        read_bandwidth: 4 GB/s
-        read_energy: 160 pJ/B
-    """)
+from _toys import TINY_HW, TOY_WL
 
-GOOD_WL = textwrap.dedent("""\
-    name: toy-moe
-    hidden_size: 64
-    num_layers: 2
-    vocab_size: 100
-    attention: {num_heads: 4}
-    moe: {num_experts: 4, top_k: 2, expert_ffn_size: 128}
-    """)
+GOOD_HW, GOOD_WL = TINY_HW, TOY_WL
 
 
 def _write(tmp_path: Path, name: str, content: str | bytes) -> Path:

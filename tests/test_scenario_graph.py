@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from accelsim.errors import ConfigError
-from accelsim.workload import (Explicit, Scenario, Trace, Uniform, Zipf, build_graph,
+from accelsim.workload import (Explicit, Scenario, Uniform, Zipf, build_graph,
                                graph_summary, load_trace, load_workload, parse_routing)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -12,36 +11,7 @@ from accelsim.errors import ConfigError
 from accelsim.sweep import apply_overrides, build_hw, load_sweep, parse_key_path, sweep_from_dict
 from accelsim.sweep.overrides import OverrideError
 
-TINY_HW = textwrap.dedent("""\
-    name: tiny
-    clock: 500 MHz
-    cores:
-      count: 1
-      mac_array:
-        rows: 8
-        cols: 8
-        arithmetic: {kind: fixed, native_bits: 8}
-    memory:
-      - name: sram
-        scope: core
-        capacity: 64 KiB
-        read_bandwidth: 32 B/cycle
-        read_energy: 1 pJ/B
-      - name: dram
-        scope: offchip
-        capacity: 1 GiB
-        read_bandwidth: 4 GB/s
-        read_energy: 160 pJ/B
-    """)
-
-TOY_WL = textwrap.dedent("""\
-    name: toy-moe
-    hidden_size: 64
-    num_layers: 2
-    vocab_size: 100
-    attention: {num_heads: 4}
-    moe: {num_experts: 4, top_k: 2, expert_ffn_size: 128}
-    """)
+from _toys import TINY_HW, TOY_WL
 
 BASE = {"workload": "mixtral-8x7b", "hw": "gemmini"}
 

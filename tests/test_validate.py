@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from accelsim.report import ValidateConfig, run_validate
-from accelsim.report.claims import PAPER_SIZES_GB, allocations, size_section
+from accelsim.report.claims import PAPER_SIZES_GB, allocations
 
 
 @pytest.fixture(scope="module")

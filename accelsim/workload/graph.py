@@ -199,7 +199,7 @@ class _Builder:
                          in_elems=float(tokens * k * d), out_elems=float(tokens * d))
 
     def block(self, li: LayerInfo, prev: str, tokens: float) -> str:
-        m, L, d, s = self.m, li.index, self.m.hidden_size, self.s
+        L, d, s = li.index, self.m.hidden_size, self.s
         self_kv = s.kv_length if li.stack == "decoder" else s.seq_len
         if s.phase == "prefill":
             self_kv = (s.seq_len + 1) / 2.0  # causal: mean keys per query

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from accelsim.alloc import METHODS, AllocRequest, ExpertSignals, allocate
-from accelsim.alloc.methods import DEFAULT_ROLE_BITS, pmq_layer
+from accelsim.alloc.methods import DEFAULT_ROLE_BITS, pmq_layer, pmq_layers
 from accelsim.errors import ConfigError, InfeasibleError
 from accelsim.workload import load_workload
 
@@ -113,6 +113,23 @@ def test_pmq_layer_matches_brute_force():
         col = {3: 0, 2: 1, 1: 2}
         assert got.sum() <= budget and (got == 3).any() and (got == 2).any()
         assert sum(w[i] * eps[i, col[b]] for i, b in enumerate(got)) == pytest.approx(best)
+
+
+def test_pmq_layers_solves_every_layer_as_brute_force():
+    # one integer program for all layers: each layer must still reach its own optimum, even
+    # with objectives of very different sizes (HiGHS stops within an absolute gap)
+    rng = np.random.default_rng(1)
+    L, E = 40, 6
+    w = rng.random((L, E)) * 1e-7        # unscaled, HiGHS leaves every layer off optimum
+    eps = np.sort(rng.random((L, E, 3)), axis=2)
+    budget = 2.2 * E
+    got = pmq_layers(w, eps, (3, 2, 1), budget)
+    col = {3: 0, 2: 1, 1: 2}
+    for r in range(L):
+        best, _ = brute_pmq(w[r], eps[r], (3, 2, 1), budget)
+        assert got[r].sum() <= budget and (got[r] == 3).any() and (got[r] == 2).any()
+        assert sum(w[r, i] * eps[r, i, col[b]] for i, b in enumerate(got[r])) == \
+            pytest.approx(best, rel=1e-9)
 
 
 def test_pmq_objective_weights(mixtral):

@@ -202,3 +202,63 @@ def test_checkpoint_signals_through_the_cli(run_cli, tmp_path):
                          "hessian", "--avg-bits", "2", "--levels", "3,2,1", "--checkpoint",
                          tmp_path / "ft.safetensors")
     assert rc == 0, err
+
+
+def test_calibration_tokens_through_the_cli(run_cli, tmp_path):
+    from test_alloc_signals import write_mixtral
+
+    from accelsim.alloc.signals import expert_sensitivity, signals_from_checkpoint
+    from accelsim.quant import open_checkpoint
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    write_mixtral(tmp_path / "ft.safetensors", seed=1)
+    ckpt = tmp_path / "ft.safetensors"
+    # calibration tokens far from the standard-normal default: a few large, sparse rows
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((5, 8)) * (rng.random((5, 8)) < 0.3) * 20).astype(np.float32)
+    np.save(tmp_path / "calib.npy", x)
+    np.savez(tmp_path / "calib.npz", tokens=x)
+    np.savez(tmp_path / "freq.npz", frequency=np.full((2, 4), 0.25))
+    out = tmp_path / "a.json"
+    for calib in ("calib.npy", "calib.npz"):
+        rc, _, err = run_cli("allocate", "--workload", tmp_path / "tiny.yaml", "--method",
+                             "pmq", "--avg-bits", "2", "--levels", "3,2,1", "--checkpoint",
+                             ckpt, "--signals", tmp_path / "freq.npz", "--calibration",
+                             tmp_path / calib, "--out", out)
+        assert rc == 0, err
+        meta = BitAllocation.load(out).meta
+        assert meta["distortion"] == f"sensitivity on {tmp_path / calib}"
+    # the signal is measured on those tokens: expert (1, 2) by hand
+    s = signals_from_checkpoint(ckpt, "mixtral", variance=None, sensitivity_bits=(3, 2, 1),
+                                calib=x, group_size=128)
+    ft = open_checkpoint(ckpt, "mixtral")
+    ref = expert_sensitivity(ft.load_expert(ft.moe_layers()[1], 2), (3, 2, 1), x,
+                             group_size=128)
+    assert np.allclose(s.sensitivity[1, 2], ref)
+    default = signals_from_checkpoint(ckpt, "mixtral", variance=None,
+                                      sensitivity_bits=(3, 2, 1), group_size=128)
+    assert not np.allclose(default.sensitivity, s.sensitivity)
+    assert default.calibration == "64 standard-normal tokens (seed 0)"
+    # bad calibration input: one line, exit 2, nothing written
+    np.save(tmp_path / "wide.npy", np.zeros((4, 9), np.float32))
+    np.save(tmp_path / "nan.npy", np.full((4, 8), np.nan, np.float32))
+    np.savez(tmp_path / "other.npz", acts=x)
+    cases = [("wide.npy", "must have shape [tokens, 8] (the model's hidden size) (got [4, 9])"),
+             ("nan.npy", "holds NaN or infinite values"),
+             ("other.npz", "tokens: has no array 'tokens' (arrays: acts)"),
+             ("missing.npy", "no such calibration file")]
+    for name, reason in cases:
+        out2 = tmp_path / "b.json"
+        rc, _, err = run_cli("allocate", "--workload", tmp_path / "tiny.yaml", "--method",
+                             "hessian", "--avg-bits", "2", "--levels", "3,2,1",
+                             "--checkpoint", ckpt, "--calibration", tmp_path / name,
+                             "--out", out2)
+        assert rc == 2 and reason in err and str(tmp_path / name) in err, err
+        assert err.count("\n") == 1 and not out2.exists()
+    rc, _, err = run_cli("allocate", "--workload", tmp_path / "tiny.yaml", "--method",
+                         "router-norm", "--avg-bits", "2", "--checkpoint", ckpt,
+                         "--calibration", tmp_path / "calib.npy")
+    assert rc == 2 and "--calibration: is used by the sensitivity of hessian" in err
+    rc, _, err = run_cli("allocate", "--workload", tmp_path / "tiny.yaml", "--method",
+                         "hessian", "--avg-bits", "2", "--calibration", tmp_path / "calib.npy")
+    assert rc == 2 and "--calibration: needs --checkpoint" in err
+

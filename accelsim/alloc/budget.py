@@ -215,11 +215,8 @@ def _objective(req, levels) -> tuple[np.ndarray, dict]:
         imp, isrc = s.frequency, "frequency"
     else:
         imp, isrc = np.full((L, E), 1.0 / E), "uniform"
-    eps = s.sensitivity_at(levels)
-    dsrc = "sensitivity"
-    if eps is None:
-        eps = np.broadcast_to(4.0 ** -np.asarray(levels, dtype=float), (L, E, len(levels)))
-        dsrc = "proxy 4^-bits"
+    from .methods import _distortion
+    eps, dsrc = _distortion(req, levels)
     return imp[:, :, None] * eps, {"importance": isrc, "distortion": dsrc}
 
 

@@ -215,7 +215,8 @@ def _distortion(req: AllocRequest, levels) -> tuple[np.ndarray, str]:
     """eps [layers, experts, levels]: measured sensitivity, or the 4^-b proxy."""
     eps = req.signals.sensitivity_at(levels)
     if eps is not None:
-        return eps, "sensitivity"
+        cal = req.signals.calibration
+        return eps, f"sensitivity on {cal}" if cal else "sensitivity"
     proxy = 4.0 ** -np.asarray(levels, dtype=float)
     return np.broadcast_to(proxy, req.shape + (len(levels),)).copy(), "proxy 4^-bits"
 
@@ -300,7 +301,8 @@ def _hessian(req: AllocRequest) -> BitAllocation:
     cost = np.broadcast_to(lv, (E, len(lv)))
     bits = np.stack([lv[solve_mckp(cost, eps[r], avg * E, method="exact")]
                      for r in range(req.shape[0])])
-    return req.result(bits, "hessian", target_avg_bits=avg, levels=list(req.levels))
+    return req.result(bits, "hessian", target_avg_bits=avg, levels=list(req.levels),
+                      calibration=req.signals.calibration or None)
 
 
 @register("budget")

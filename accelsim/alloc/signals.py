@@ -40,6 +40,7 @@ from ..errors import ConfigError, Problem, did_you_mean
 
 __all__ = ["ExpertSignals", "router_norms", "max_intra_neuron_variance",
            "signals_from_checkpoint", "signals_from_npz", "signals_from_trace",
+           "load_calibration",
            "expert_sensitivity", "NPZ_KEYS", "VARIANCE_VARIANTS"]
 
 VARIANCE_VARIANTS = ("max_row", "top_norm_row")
@@ -66,6 +67,8 @@ class ExpertSignals:
     sensitivity: np.ndarray | None = None
     sensitivity_bits: tuple[int, ...] = ()
     source: str = ""
+    #: what the sensitivity was measured on (a calibration file, or the synthetic default)
+    calibration: str = ""
 
     def __post_init__(self):
         for name in _MATRIX_FIELDS + ("sensitivity",):
@@ -110,6 +113,7 @@ class ExpertSignals:
                 changes[f.name] = theirs
                 if f.name == "sensitivity":
                     changes["sensitivity_bits"] = other.sensitivity_bits
+                    changes["calibration"] = other.calibration
                 if f.name == "max_variance":
                     changes["max_variance_kind"] = other.max_variance_kind
         src = " + ".join(s for s in (self.source, other.source) if s)
@@ -233,13 +237,15 @@ def signals_from_checkpoint(checkpoint, family: str, *, pretrained=None,
                             variance: str | None = "max_row",
                             sensitivity_bits: Sequence[int] = (),
                             calib: np.ndarray | None = None, calib_tokens: int = 64,
-                            seed: int = 0, group_size: int | None = 128) -> ExpertSignals:
+                            seed: int = 0, group_size: int | None = 128,
+                            calib_label: str = "") -> ExpertSignals:
     """Router norms (and their change against ``pretrained``), max intra-neuron variance
     and, when ``sensitivity_bits`` is given, quantization sensitivity, read from
     safetensors checkpoints of a model ``family`` (see :func:`accelsim.quant.open_checkpoint`).
 
     ``calib`` defaults to ``calib_tokens`` seeded standard-normal tokens (documented proxy
-    for real calibration activations). Experts are read one at a time.
+    for real calibration activations; :func:`load_calibration` reads real ones, named by
+    ``calib_label`` in the result's ``calibration``). Experts are read one at a time.
     """
     from ..quant import open_checkpoint
     ft = open_checkpoint(checkpoint, family)
@@ -283,7 +289,11 @@ def signals_from_checkpoint(checkpoint, family: str, *, pretrained=None,
         sens = np.array(se) if bits else None
     return ExpertSignals(router_norm=norms, router_norm_change=change, max_variance=maxvar,
                          max_variance_kind=variance or "max_row", sensitivity=sens,
-                         sensitivity_bits=bits if bits else (), source=ft.label)
+                         sensitivity_bits=bits if bits else (), source=ft.label,
+                         calibration=(calib_label or (
+                             f"{calib.shape[0]} given tokens" if calib is not None else
+                             f"{calib_tokens} standard-normal tokens (seed {seed})"))
+                         if bits else "")
 
 
 def _stack(rows: list[np.ndarray], label: str) -> np.ndarray:
@@ -331,6 +341,45 @@ def signals_from_npz(path: str | os.PathLike, *,
                          mean_weight=data.get("mean_routing_weight"),
                          sensitivity=data.get("sensitivity"), sensitivity_bits=sb,
                          source=name)
+
+
+def load_calibration(path: str | os.PathLike, hidden_size: int) -> np.ndarray:
+    """Calibration activations for the sensitivity signal: a ``.npy`` array or an ``.npz``
+    with array ``tokens``, shape [tokens, hidden_size], finite numbers; returned as float32.
+    Activations at the experts' input (after the attention block and its norm) are what
+    real calibration means; they are model- and data-specific, so accelsim does not make
+    them (``accelsim allocate --calibration``)."""
+    name = str(path)
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError.single("no such calibration file", file=name)
+    key = ""
+    try:
+        if p.suffix.lower() == ".npz":
+            key = "tokens"
+            with np.load(p, allow_pickle=False) as z:
+                if "tokens" not in z.files:
+                    raise ConfigError.single(
+                        f"has no array 'tokens' (arrays: {', '.join(z.files) or 'none'})",
+                        file=name, key="tokens")
+                x = np.asarray(z["tokens"])
+        else:
+            x = np.load(p, allow_pickle=False)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError.single(f"not a readable .npy/.npz file ({type(exc).__name__})",
+                                 file=name) from None
+    if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.number) or \
+            np.issubdtype(x.dtype, np.complexfloating):
+        raise ConfigError.single("must be a real numeric array", file=name, key=key,
+                                 value=getattr(x, "dtype", type(x).__name__))
+    if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] != hidden_size:
+        raise ConfigError.single(f"must have shape [tokens, {hidden_size}] (the model's "
+                                 f"hidden size)", file=name, key=key, value=list(x.shape))
+    if not np.isfinite(x).all():
+        raise ConfigError.single("holds NaN or infinite values", file=name, key=key)
+    return np.ascontiguousarray(x, dtype=np.float32)
 
 
 def signals_from_trace(trace, num_experts: int, *, num_layers: int | None = None,

@@ -55,9 +55,17 @@ def _export_path(out: str, fmt: str) -> str:
     return str(p.with_name(p.stem + EXPORTS[fmt][1]))
 
 
-def _signals(model, signals, checkpoint, pretrained, trace, variance, method, levels):
-    from ..alloc.signals import ExpertSignals, signals_from_checkpoint, signals_from_npz, \
-        signals_from_trace
+def _signals(model, signals, checkpoint, pretrained, trace, variance, method, levels,
+             calibration=None):
+    from ..alloc.signals import ExpertSignals, load_calibration, signals_from_checkpoint, \
+        signals_from_npz, signals_from_trace
+    if calibration and method not in ("hessian", "pmq", "budget"):
+        raise ConfigError.single("is used by the sensitivity of hessian, pmq and budget",
+                                 key="--calibration", value=method)
+    if calibration and not checkpoint:
+        raise ConfigError.single("needs --checkpoint (the sensitivity is measured on its "
+                                 "experts)", key="--calibration", value=str(calibration))
+    calib = load_calibration(calibration, model.hidden_size) if calibration else None
     s = ExpertSignals()
     L, E = model.num_moe_layers, model.moe.num_experts
     if signals:
@@ -71,6 +79,7 @@ def _signals(model, signals, checkpoint, pretrained, trace, variance, method, le
         sens_bits = levels if method in ("hessian", "pmq", "budget") else ()
         s = s.merged(signals_from_checkpoint(checkpoint, model.family, pretrained=pretrained,
                                              variance=variance, sensitivity_bits=sens_bits,
+                                             calib=calib, calib_label=str(calibration or ""),
                                              group_size=128))
     if trace:
         s = s.merged(signals_from_trace(trace, E, num_layers=L, top_k=model.moe.top_k))
@@ -126,6 +135,10 @@ def _table(summary: dict, model) -> str:
               help="Pre-trained checkpoint: the router-norm change is FT minus PT.")
 @click.option("--trace", type=click.Path(dir_okay=False), default=None,
               help="Routing trace (.npz expert_ids [+ routing_weights] or .csv).")
+@click.option("--calibration", type=click.Path(dir_okay=False), default=None,
+              help="Expert-input activations for the sensitivity signal measured on "
+                   "--checkpoint (hessian, pmq, budget): .npy [tokens, hidden] or .npz "
+                   "with 'tokens'. Default: 64 seeded standard-normal tokens.")
 @click.option("--hw", default=None, help="Accelerator for --latency-budget.")
 @click.option("--memory-budget", default=None, help="Weight memory budget, like '16 GB'.")
 @click.option("--memory-scope", type=click.Choice(["global", "layer"]), default="global",
@@ -146,7 +159,7 @@ def _table(summary: dict, model) -> str:
               help="Write the allocation here (.yaml/.yml: YAML, else JSON).")
 @format_option("table", "json")
 def command(wl, method, avg_bits, levels_text, zeta, order, variance, signals, checkpoint,
-            pretrained, trace, hw, memory_budget, memory_scope, latency_budget, batch,
+            pretrained, trace, calibration, hw, memory_budget, memory_scope, latency_budget, batch,
             context, pareto, points, attention_bits, group_size, seed, export_fmt, out, fmt):
     """Choose a bit-width for every routed expert of WL with METHOD."""
     # ---- validate every input before any work
@@ -175,7 +188,8 @@ def command(wl, method, avg_bits, levels_text, zeta, order, variance, signals, c
     if hw is not None:
         from ..hw import load_hw
         accel = load_hw(hw)
-    s = _signals(model, signals, checkpoint, pretrained, trace, variance, method, levels)
+    s = _signals(model, signals, checkpoint, pretrained, trace, variance, method, levels,
+                 calibration)
 
     from ..alloc.methods import AllocRequest, allocate
     req = AllocRequest(model, s, avg_bits=avg_bits, levels=levels, zeta=zeta, order=order,

@@ -105,7 +105,10 @@ def loss_and_grads(p: ToyParams, X: np.ndarray, y: np.ndarray, aux: float = 0.01
     d_router = dz.T @ P
     dpre = (dpatch * g)[:, None] * (pre > 0) * p.a[None, :]   # (N, m)
     d_w = np.zeros_like(p.w)
-    np.add.at(d_w, sel, dpre[:, :, None] * P[:, None, :])
+    for e in range(E):                  # per expert, its patches' outer products summed
+        mine = sel == e
+        if mine.any():
+            d_w[e] = dpre[mine].T @ P[mine]
     return loss, d_router, d_w
 
 

@@ -241,9 +241,20 @@ class BitAllocation:
         return self.weight_format(self.bits_for(model, tensor)).storage_bytes(out_f, in_f)
 
     def weight_bytes(self, model) -> int:
-        """Bytes of every parameter of ``model`` under this allocation."""
+        """Bytes of every parameter of ``model`` under this allocation (the sum of
+        :meth:`tensor_bytes`; matrices of one shape at one bit-width are sized once)."""
         self.check(model)
-        return int(sum(self.tensor_bytes(model, t) for t in model.tensors()))
+        total = 0
+        same: dict[tuple, int] = {}
+        for t in model.tensors():
+            if len(t.shape) == 1 or t.role in ("norm", "bias"):
+                total += 2 * t.numel
+            else:
+                key = (self.bits_for(model, t), t.shape)
+                same[key] = same.get(key, 0) + 1
+        for (bits, (out_f, in_f)), count in same.items():
+            total += count * self.weight_format(bits).storage_bytes(out_f, in_f)
+        return int(total)
 
     def bytes_by_role(self, model) -> dict[str, int]:
         out: dict[str, int] = {}

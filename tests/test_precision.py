@@ -66,6 +66,22 @@ def test_uniform_allocation_bytes_mixtral(mixtral):
     assert a.average_expert_bits() == 4.0
 
 
+def test_mixed_expert_bits_bytes_mixtral(mixtral):
+    # every expert at its own bits: the closed form of the uniform case, expert by expert
+    bits = np.random.default_rng(4).choice([1, 2, 3, 4, 8, 16], size=(32, 8))
+    a = BitAllocation.uniform(mixtral, 4).with_expert_bits(bits)
+    d, f, V = 4096, 14336, 32000
+
+    def expert(b):
+        w = WeightFormat(int(b))
+        return 2 * w.storage_bytes(f, d) + w.storage_bytes(d, f)
+
+    w4 = WeightFormat(4)
+    attn = 2 * w4.storage_bytes(4096, 4096) + 2 * w4.storage_bytes(1024, 4096)
+    fixed = 32 * (attn + 8 * d * 2 + 2 * d * 2) + 2 * V * d * 2 + d * 2
+    assert a.weight_bytes(mixtral) == fixed + sum(expert(b) for b in bits.ravel())
+
+
 def test_fp16_bytes_are_two_per_parameter(mixtral):
     a = BitAllocation.uniform(mixtral, 16)
     assert a.weight_bytes(mixtral) == 2 * mixtral.param_counts()["total_params"]

@@ -113,7 +113,8 @@ def _render(res, fmt: str, ops: bool) -> str:
               help="Uniform weight bits (experts, attention, shared; router and embeddings "
                    "stay 16). With --gemm: the weight bits (default 8). Default: 16.")
 @click.option("--alloc", "alloc_path", type=click.Path(dir_okay=False), metavar="FILE",
-              help="A BitAllocation file (YAML or JSON), e.g. from 'accelsim allocate'.")
+              help="A BitAllocation file (YAML or JSON), e.g. from 'accelsim allocate'; "
+                   "FILE#N picks point N of an 'allocate --pareto' front.")
 @click.option("--activation-bits", type=click.IntRange(1, 16), default=None,
               help="Activation bits (default: the allocation's, else the accelerator's).")
 @click.option("--kv-bits", type=click.IntRange(1, 16), default=None,

@@ -59,8 +59,8 @@ def _load_alloc(spec: str, model):
 @click.option("--workload", "wl", required=True, metavar="WL",
               help="Model preset name, model YAML or config.json.")
 @click.option("--alloc", "alloc_spec", required=True, metavar="ALLOC",
-              help="A BitAllocation file (FILE#N: point N of a Pareto front), or a number of bits for "
-                   "every expert.")
+              help="A BitAllocation file (FILE#N: point N of a Pareto front), or a "
+                   "number of bits for every expert.")
 @click.option("--checkpoint", type=click.Path(exists=True), default=None, metavar="FILE",
               help="Safetensors checkpoint (file, directory or index JSON); default: "
                    "synthetic Gaussian weights at reduced scale.")

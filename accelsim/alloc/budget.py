@@ -224,8 +224,9 @@ def budget_allocation(req, *, simulate: Callable | None = None,
                       costs: ExpertCosts | None = None) -> BudgetResult:
     """Solve the ``budget`` problem for ``req`` (an :class:`~accelsim.alloc.AllocRequest`)."""
     if req.memory_budget_bytes is None and req.latency_budget_s is None:
-        raise ConfigError.single("method 'budget' needs --memory-budget and/or "
-                                 "--latency-budget", key="budget")
+        raise ConfigError.single("method 'budget' needs a memory and/or a latency budget "
+                                 "(accelsim allocate: --memory-budget, --latency-budget; "
+                                 "sweeps: memory_budget, latency_budget)", key="budget")
     costs = costs or expert_costs(req, simulate=simulate)
     levels = costs.levels
     loss, meta = _objective(req, levels)

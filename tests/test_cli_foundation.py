@@ -107,6 +107,22 @@ def test_usage_error_exit_2(run_cli):
     assert rc == 2 and "Traceback" not in err
 
 
+@pytest.mark.parametrize("args, reason", [
+    (("workload", "graph", "mixtral-8x7b", "--batch", "0"),
+     "Invalid value for '--batch': 0 is not in the range"),
+    (("simulate", "--hw", "h100", "--nosuch"), "No such option '--nosuch'"),
+    (("simulate",), "Missing option '--hw'"),
+    (("nosuchcmd",), "No such command 'nosuchcmd'"),
+    (("sweep",), "Missing argument 'SPEC'"),
+])
+def test_usage_errors_are_one_line(run_cli, args, reason):
+    # like every other bad input: one 'accelsim: error:' line, the way to the help, exit 2
+    rc, out, err = run_cli(*args)
+    assert rc == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("accelsim: error: "), err
+    assert reason in err and "--help')" in err
+
+
 def test_schema_describes_every_key_and_spells_out_list_defaults():
     schema = hw_schema()
     nodes = [("Accelerator", schema)] + list(schema["$defs"].items())

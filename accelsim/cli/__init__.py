@@ -59,6 +59,14 @@ def main(argv: list[str] | None = None) -> int:
         rv = cli.main(args=argv, prog_name="accelsim", standalone_mode=False)
     except click.exceptions.Exit as exc:
         return exc.exit_code
+    except click.exceptions.NoArgsIsHelpError as exc:
+        exc.show()                  # a command given without arguments: its help
+        return exc.exit_code
+    except click.UsageError as exc:
+        # a bad option or argument: one line like every other bad input, with the way on
+        where = exc.ctx.command_path if exc.ctx is not None else "accelsim"
+        _error(f"{exc.format_message()} (see '{where} --help')")
+        return exc.exit_code
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code

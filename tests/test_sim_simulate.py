@@ -204,7 +204,7 @@ def test_mac_energy_rules():
 
 
 # ----------------------------------------------------------------------------- fast path
-@pytest.mark.parametrize("name", ["gemmini", "h100", "bitfusion", "ethos-u65", "spyre"])
+@pytest.mark.parametrize("name", ["gemmini", "h100", "bitfusion", "ethos-u65", "spyre", "northpole"])
 def test_gemm_fast_path_equals_general_path(name):
     hw = load_hw(name)
     rng = np.random.default_rng(1)
@@ -219,9 +219,11 @@ def test_gemm_fast_path_equals_general_path(name):
                             SimOptions().check(hw))
         a, b = fast.to_dict(ops=True), ref.to_dict(ops=True)
         for key in ("cycles", "compute_cycles", "stall_cycles", "energy_j", "offchip_bytes",
-                    "onchip_bytes_moved", "mac_utilization"):
+                    "onchip_bytes_moved", "mac_utilization", "noc_cycles"):
             assert a[key] == pytest.approx(b[key], rel=1e-9, abs=1e-15), (key, m, k, n)
         assert a["bound"] == b["bound"]
+        assert fast.energy_breakdown_j == pytest.approx(ref.energy_breakdown_j, rel=1e-9,
+                                                        abs=1e-18)
         assert a["weight_bytes_by_level"] == pytest.approx(b["weight_bytes_by_level"])
         assert a["bytes_by_level"] == pytest.approx(b["bytes_by_level"])
         for col in ("tile_m", "tile_k", "tile_n", "dataflow", "core", "cores", "end_cycle",

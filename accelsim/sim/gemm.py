@@ -101,9 +101,7 @@ def _levels(hw, hp, staging_fraction: float) -> dict:
         topo=TOPOLOGIES[noc.topology] if noc else TOPOLOGIES["bus"],
         link=noc.link_bandwidth_bytes_per_s / hp.clock_hz if noc else 1.0,
         hop=noc.hop_latency_s * hp.clock_hz if noc else 0.0,
-        e_hop=noc.energy_per_byte_per_hop_j if noc else 0.0,
-        static_w=hw.energy.static_power_w, names=hp.names,
-        agg_rd=hp.py["agg_read_bpc"], agg_wr=hp.py["agg_write_bpc"])
+        e_hop=noc.energy_per_byte_per_hop_j if noc else 0.0)
     hp.py[key] = L
     return L
 

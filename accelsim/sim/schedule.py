@@ -271,7 +271,12 @@ def schedule(ph_ptr, order, ph_group, ft, ff, nf, cols, kt, rb, ra, noc_bytes, c
             best += max(wc[u], noc_cost(NB[q], cores, topo, link, hop)[0] if NB[q] > 0.0
                         else 0.0)
         bestc = cores
+        tsum = tmin[:nm].sum()
         for c in range(cores - 1, 0, -1):
+            # the bound below is at least tsum / c, which only grows as c falls while best
+            # only shrinks: once it reaches best, no smaller c can win
+            if tsum / c >= best * (1.0 - 1e-12):
+                break
             lb = 0.0
             for u in range(nm):
                 q = members[u]

@@ -192,3 +192,27 @@ def test_a_killed_run_resumes_without_losing_or_repeating_points(tmp_path, seria
     pd.testing.assert_frame_equal(res.table, serial_table)
     pd.testing.assert_frame_equal(read_table(out), serial_table)
     assert not parts.exists()
+
+
+def test_gemm_sweep_runs_scale_sim_compute_model():
+    # weight-stationary gemmini, 16 x 16: SCALE-Sim's folds x (2R + C + M - 2) compute cycles
+    # for every weight bit-width and scratchpad size (the array is 8-bit: narrower weights only
+    # shrink the bytes)
+    spec = sweep_from_dict({"fixed": {"hw": "gemmini", "dataflow": "weight_stationary"},
+                            "axes": [{"grid": {"gemm": ["64,256,256", "16,512,128"],
+                                               "avg_bits": [4, 8],
+                                               "hw.memory[1].capacity": ["256 KiB",
+                                                                         "1 MiB"]}}]})
+    table = run_sweep(spec).table
+    assert table["error"].isna().all()
+    for _, row in table.iterrows():
+        m, k, n = (int(x) for x in row["gemm"].split(","))
+        assert row["compute_cycles"] == (k // 16) * (n // 16) * (2 * 16 + 16 + m - 2)
+        assert row["macs"] == m * k * n
+        assert row["expert_avg_bits"] == row["noise_equiv_bits"] == row["avg_bits"]
+    # 4-bit weights: half the bytes of 8-bit ones, group scales and zeros included
+    w = table.set_index(["gemm", "avg_bits", "hw.memory[1].capacity"])["weight_bytes"]
+    codes4, codes8 = 256 * 256 // 2, 256 * 256
+    groups = 256 * (256 // 128) * 3          # fp16 scale + uint8 zero per 128 weights
+    assert w[("64,256,256", 4.0, "256 KiB")] == codes4 + groups
+    assert w[("64,256,256", 8.0, "1 MiB")] == codes8 + groups

@@ -270,8 +270,46 @@ def test_hardware_example_validates():
     assert {p.overrides["cores.mac_array.rows"] for p in spec.points} == {8, 16, 32}
 
 
+def test_gemm_example_validates():
+    spec = load_sweep(ROOT / "examples" / "sweep-gemm.yaml")
+    assert len(spec) == 27
+    assert {p.params["gemm"] for p in spec.points} == {(1, 4096, 14336), (16, 4096, 14336),
+                                                       (256, 4096, 14336)}
+
+
 def test_docs_describe_every_parameter_and_column():
     from accelsim.sweep import METRICS, PARAMS
     text = (ROOT / "docs" / "sweeps.md").read_text()
     for name in [*PARAMS, *METRICS, "point_id", "error"]:
         assert f"`{name}`" in text, name
+
+
+# ----------------------------------------------------------------------------- GEMM sweeps
+
+
+def test_gemm_sweep_points_and_columns():
+    spec = sweep_from_dict({"fixed": {"hw": "gemmini"},
+                            "axes": [{"grid": {"gemm": ["64,256,256", [1, 4096, 14336]],
+                                               "avg_bits": [4, 8]}}]})
+    assert [(p.columns["gemm"], p.columns["avg_bits"]) for p in spec.points] == [
+        ("64,256,256", 4.0), ("64,256,256", 8.0), ("1,4096,14336", 4.0), ("1,4096,14336", 8.0)]
+    assert spec.points[2].params["gemm"] == (1, 4096, 14336)
+    assert all(p.params["workload"] is None and p.columns["workload"] is None
+               for p in spec.points)
+
+
+def test_gemm_sweep_bad_input_names_the_key():
+    probs = _problems({"fixed": {"hw": "gemmini", "workload": "mixtral-8x7b",
+                                 "gemm": "64,256,256", "avg_bits": 4}})
+    _has(probs, "fixed.gemm", "either a workload or one GEMM")
+    probs = _problems({"fixed": {"hw": "gemmini"},
+                       "axes": [{"grid": {"gemm": ["64,256,256", "1,2"], "avg_bits": [4]}}]})
+    _has(probs, "axes[0].grid.gemm[1]", "must be M,K,N")
+    assert not any(k == "workload" for k, _, _ in probs)     # no cascade
+    probs = _problems({"fixed": {"hw": "gemmini", "gemm": "64,256,256"},
+                       "axes": [{"grid": {"avg_bits": [2.5, 4],
+                                          "method": ["uniform", "router-norm"]}}]})
+    _has(probs, "axes[0].grid.avg_bits[0]", "a GEMM point needs a whole number of weight bits")
+    _has(probs, "axes[0].grid.method[1]", "the method must be 'uniform'")
+    probs = _problems({"fixed": {"hw": "gemmini", "avg_bits": 4}})
+    _has(probs, "workload", "parameter 'workload' is required (or 'gemm' for one GEMM)")

@@ -185,6 +185,8 @@ def evaluate_point(point: Point) -> dict[str, Any]:
     from ..sim import simulate
     p = point.params
     hw = build_hw(p["hw"], tuple(sorted(point.overrides.items())))
+    if p["gemm"] is not None:
+        return _evaluate_gemm(p, hw)
     model = load_model_cached(p["workload"])
     graph, shares = graph_cached(p)
     alloc = _allocation(point, model, hw, shares)
@@ -198,3 +200,23 @@ def evaluate_point(point: Point) -> dict[str, Any]:
                                         if off is not None else 0.0)
     out["noise_equiv_bits"] = noise_equivalent_bits(alloc.expert_bits, shares)
     return out
+
+
+def _evaluate_gemm(p: Mapping[str, Any], hw) -> dict[str, Any]:
+    """A GEMM point: :func:`accelsim.sim.simulate_gemm` with weights at ``avg_bits``."""
+    from ..sim import simulate_gemm
+    m, k, n = p["gemm"]
+    bits = int(p["avg_bits"])
+    res = simulate_gemm(hw, m, k, n, w_bits=bits, a_bits=p["activation_bits"],
+                        dataflow=p["dataflow"], residency=p["residency"],
+                        group_size=p["group_size"])
+    out: dict[str, Any] = {key: getattr(res, key) for key in _SIM_TOTALS}
+    for key, v in out.items():
+        out[key] = v if isinstance(v, str) else float(v)
+    off = hw.offchip
+    out["expert_avg_bits"] = float(bits)
+    out["offchip_weight_bytes"] = float(res.weight_bytes_by_level.get(off.name, 0.0)
+                                        if off is not None else 0.0)
+    out["noise_equiv_bits"] = float(bits)
+    return out
+

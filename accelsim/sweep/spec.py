@@ -164,6 +164,25 @@ def _routing(v: Any, base: Path) -> str:
                      + did_you_mean(kind, ["uniform", "zipf", "trace", "freq"]))
 
 
+def _gemm(v: Any, base: Path) -> tuple[int, int, int]:
+    """One GEMM: ``"M,K,N"`` or ``[M, K, N]`` (activations M x K, weights K x N)."""
+    items = v.split(",") if isinstance(v, str) else v
+    msg = "must be M,K,N (activations M x K, weights K x N), like '64,4096,14336'"
+    if not isinstance(items, (list, tuple)) or len(items) != 3:
+        raise ValueError(msg)
+    try:
+        dims = [int(str(x).strip()) for x in items]
+    except ValueError:
+        raise ValueError(msg) from None
+    if not all(1 <= d <= 2**40 for d in dims):
+        raise ValueError("M, K and N must be whole numbers in 1..2^40")
+    return tuple(dims)
+
+
+def _gemm_column(raw: Any, checked: Any) -> Any:
+    return None if checked is None else ",".join(str(d) for d in checked)
+
+
 def _method(v: Any, base: Path) -> str:
     from .allocation import available_methods
     methods = available_methods()
@@ -207,6 +226,9 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
     _P("workload", "workload", _file_or_preset, _REQUIRED,
        "MoE model: a preset name, a model YAML or a Hugging Face config.json",
        _as_written, True),
+    _P("gemm", "workload", _optional(_gemm), None,
+       "one GEMM 'M,K,N' (activations M x K, weights K x N) instead of a workload: "
+       "simulate_gemm at avg_bits", _gemm_column),
     _P("hw", "hardware", _file_or_preset, _REQUIRED,
        "accelerator: a preset name or a YAML file", _as_written, True),
     _P("method", "allocation", _method, "uniform",
@@ -424,10 +446,18 @@ def _blocks(spec: _SweepFile, base: Path, file: str | None,
                 continue
         blocks.append(names)
         modes.append(mode)
+    if "gemm" in params and "workload" in params:
+        problems.append(Problem("a sweep simulates either a workload or one GEMM: give "
+                                "'workload' or 'gemm', not both", file=file,
+                                key=params["gemm"].where))
+    named = set(spec.fixed) | {n for b in spec.axes for m in (b.grid, b.zip) if m for n in m}
     for name, rule in PARAMS.items():
-        if rule.default is _REQUIRED and name not in params:
-            problems.append(Problem(f"parameter '{name}' is required: give it in 'fixed' or in "
-                                    "a block of 'axes'", file=file, key=name))
+        if name == "workload" and "gemm" in named:
+            continue
+        if rule.default is _REQUIRED and name not in params and name not in named:
+            alt = " (or 'gemm' for one GEMM)" if name == "workload" else ""
+            problems.append(Problem(f"parameter '{name}' is required{alt}: give it in 'fixed' "
+                                    "or in a block of 'axes'", file=file, key=name))
     return params, blocks, modes
 
 
@@ -475,8 +505,10 @@ def _cross_check(points: list[Point], params: dict[str, _Collected], file: str |
     seen: set = set()
     models = {}
     for p in points:
+        if p.params["gemm"] is not None:
+            _check_gemm_point(p, file, where, problems, seen)
         wl = p.params["workload"]
-        if ("wl", wl) not in seen:
+        if wl is not None and ("wl", wl) not in seen:
             seen.add(("wl", wl))
             try:
                 models[wl] = load_model_cached(wl)
@@ -498,6 +530,22 @@ def _cross_check(points: list[Point], params: dict[str, _Collected], file: str |
             except ConfigError as exc:
                 for q in exc.problems:
                     problems.append(_nest(q, file, where("signals", p.params["signals"])))
+
+
+def _check_gemm_point(p: Point, file: str | None, where: Callable, problems: list[Problem],
+                      seen: set) -> None:
+    """A GEMM point has one weight matrix at ``avg_bits``: a whole number of bits, and no
+    allocation method but ``uniform``."""
+    bits, method = p.params["avg_bits"], p.params["method"]
+    if float(bits) != int(bits) and ("gemm-bits", bits) not in seen:
+        seen.add(("gemm-bits", bits))
+        problems.append(Problem("a GEMM point needs a whole number of weight bits",
+                                file=file, key=where("avg_bits", bits), value=bits))
+    if method != "uniform" and ("gemm-method", method) not in seen:
+        seen.add(("gemm-method", method))
+        problems.append(Problem("a GEMM point has one weight matrix: the method must be "
+                                "'uniform'", file=file, key=where("method", method),
+                                value=method))
 
 
 def _nest(q: Problem, file: str | None, key: str) -> Problem:
@@ -587,13 +635,14 @@ def sweep_from_dict(data: Mapping[str, Any], *, file: str | None = None,
     points = []
     for pid, combo in enumerate(combos):
         full = {n: r.default for n, r in PARAMS.items() if r.default is not _REQUIRED}
+        full.setdefault("workload", None)        # a GEMM sweep has none
         full.update({n: params[n].checked[i] for n, i in combo.items()})
         cols = {}
         for n in names:
             rule = _rule(n)
             c = params.get(n)
             raw = c.raw[combo[n]] if c is not None else rule.default
-            cols[n] = rule.column(raw, full[n])
+            cols[n] = None if raw is _REQUIRED else rule.column(raw, full[n])
         seed = full["seed"] if full.get("seed") is not None else spec.seed
         full["seed"] = seed
         cols["seed"] = seed

@@ -191,14 +191,20 @@ def evaluate_point(point: Point) -> dict[str, Any]:
     graph, shares = graph_cached(p)
     alloc = _allocation(point, model, hw, shares)
     res = simulate(hw, graph, alloc, residency=p["residency"], dataflow=p["dataflow"])
+    return _metrics(res, hw, alloc.average_expert_bits(),
+                    noise_equivalent_bits(alloc.expert_bits, shares))
+
+
+def _metrics(res, hw, expert_bits: float, noise_bits: float) -> dict[str, Any]:
+    """The :data:`METRICS` of a simulation result."""
     out: dict[str, Any] = {k: getattr(res, k) for k in _SIM_TOTALS}
     for k, v in out.items():
         out[k] = v if isinstance(v, str) else float(v)
     off = hw.offchip
-    out["expert_avg_bits"] = alloc.average_expert_bits()
+    out["expert_avg_bits"] = float(expert_bits)
     out["offchip_weight_bytes"] = float(res.weight_bytes_by_level.get(off.name, 0.0)
                                         if off is not None else 0.0)
-    out["noise_equiv_bits"] = noise_equivalent_bits(alloc.expert_bits, shares)
+    out["noise_equiv_bits"] = float(noise_bits)
     return out
 
 
@@ -210,13 +216,5 @@ def _evaluate_gemm(p: Mapping[str, Any], hw) -> dict[str, Any]:
     res = simulate_gemm(hw, m, k, n, w_bits=bits, a_bits=p["activation_bits"],
                         dataflow=p["dataflow"], residency=p["residency"],
                         group_size=p["group_size"])
-    out: dict[str, Any] = {key: getattr(res, key) for key in _SIM_TOTALS}
-    for key, v in out.items():
-        out[key] = v if isinstance(v, str) else float(v)
-    off = hw.offchip
-    out["expert_avg_bits"] = float(bits)
-    out["offchip_weight_bytes"] = float(res.weight_bytes_by_level.get(off.name, 0.0)
-                                        if off is not None else 0.0)
-    out["noise_equiv_bits"] = float(bits)
-    return out
+    return _metrics(res, hw, bits, bits)
 

@@ -28,24 +28,14 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
-import time
 
 import numpy as np
+from _timing import timed
 
 from accelsim.alloc import (AllocRequest, ExpertSignals, allocate, assign_bits, expert_order,
                             max_intra_neuron_variance, mckp_lp_bound, solve_mckp)
 from accelsim.precision import WeightFormat
 from accelsim.workload import load_workload
-
-
-def timed(fn, repeats: int):
-    out, times = None, []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return out, min(times), statistics.median(times)
 
 
 def row(name: str, tmin: float, tmed: float, note: str = "") -> str:

@@ -30,19 +30,10 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import time
 
 import numpy as np
-
-
-def timed(fn, repeats: int):
-    out, times = None, []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return out, min(times), statistics.median(times)
+from _timing import timed
 
 
 def row(case: str, tmin: float, tmed: float, unit: str = "ms", note: str = "") -> str:

@@ -16,10 +16,10 @@ runs minutes apart: run two rounds (``--rounds 2``) and compare the minima.
 from __future__ import annotations
 
 import argparse
-import statistics
 import subprocess
 import sys
-import time
+
+from _timing import timed
 
 
 def measure(root: str) -> str:
@@ -33,23 +33,13 @@ def measure(root: str) -> str:
     for name, bits in (("gemmini", 2), ("h100", 4), ("spyre", 4), ("rapid", 2)):
         hw = accelsim.load_hw(name)
         alloc = accelsim.BitAllocation.uniform(m, bits)
-        for _ in range(3):
-            simulate(hw, g, alloc)
-        ts = []
-        for _ in range(40):
-            t = time.perf_counter()
-            simulate(hw, g, alloc)
-            ts.append(time.perf_counter() - t)
-        out.append(f"{name} {min(ts) * 1e3:.2f} / {statistics.median(ts) * 1e3:.2f} ms")
+        timed(lambda: simulate(hw, g, alloc), 3)            # warm-up
+        _, tmin, tmed = timed(lambda: simulate(hw, g, alloc), 40)
+        out.append(f"{name} {tmin * 1e3:.2f} / {tmed * 1e3:.2f} ms")
     hw = accelsim.load_hw("h100")
-    for _ in range(50):
-        simulate_gemm(hw, 64, 4096, 14336, w_bits=4)
-    ts = []
-    for _ in range(600):
-        t = time.perf_counter()
-        simulate_gemm(hw, 64, 4096, 14336, w_bits=4)
-        ts.append(time.perf_counter() - t)
-    out.append(f"gemm h100 {min(ts) * 1e6:.0f} us")
+    point = lambda: simulate_gemm(hw, 64, 4096, 14336, w_bits=4)  # noqa: E731
+    timed(point, 50)
+    out.append(f"gemm h100 {timed(point, 600)[1] * 1e6:.0f} us")
     return f"{accelsim.__file__.rsplit('/accelsim/', 1)[0]}: " + " | ".join(out)
 
 

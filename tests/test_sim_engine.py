@@ -261,3 +261,18 @@ def test_pair_front_equals_the_merge_of_both_fronts():
             assert (of_a, of_b) == (oa, ob)
         checked += 1
     assert checked > 100
+
+
+def test_unique_rows_tells_apart_rows_with_equal_projections():
+    # the dedup hashes rows by a projection and checks; rows built to share it (d . P = 0
+    # exactly: P1 P0 - P0 P1) must still come out distinct, through the fallback
+    from accelsim.sim.core import _PROJ, _unique_rows
+    a = np.zeros((4, 5))
+    a[1, :2] = (_PROJ[1], -_PROJ[0])
+    a[2] = a[0]
+    a[3] = -0.0                                   # equal to the zero row
+    assert float(a[0] @ _PROJ[:5]) == float(a[1] @ _PROJ[:5])
+    first, inverse = _unique_rows(a)
+    assert len(first) == 2
+    assert inverse[0] == inverse[2] == inverse[3] != inverse[1]
+    np.testing.assert_array_equal(a[first][inverse] + 0.0, a + 0.0)

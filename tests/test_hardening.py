@@ -109,7 +109,7 @@ ABSURD = [
      "absurdly small for size (at least 1 B)"),
     ("tiny-clock", ("500 MHz", "1e-9 Hz"), "clock", "absurdly small"),
     ("tiny-energy", ("160 pJ/B", "1e-30 pJ/B"), "memory[1].read_energy", "absurdly small"),
-    ("million-cores", ("count: 1", "count: 1000000"), "cores.count", "must be <= 65536"),
+    ("million-cores", ("count: 1", "count: 1000000"), "cores.count", "must be <= 262144"),
     ("noc-dims", ("count: 1", "count: 4"), "",
      "noc.dims [3] give 3 cores, but cores.count is 4"),
 ]

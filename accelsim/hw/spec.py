@@ -184,7 +184,7 @@ class VectorUnit(Spec):
 
 
 class Cores(Spec):
-    count: Bounded(int, 1, 1 << 16) = 1   # 65,536: simulation time grows with cores
+    count: Bounded(int, 1, 1 << 18) = 1   # 262,144: simulation time grows with cores
     mac_array: MacArray
     vector_unit: VectorUnit = Field(default_factory=VectorUnit)
 

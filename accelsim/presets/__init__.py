@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .._io import exists
 from ..errors import ConfigError, did_you_mean
 
 __all__ = ["preset_dir", "list_presets", "resolve"]
@@ -37,7 +38,7 @@ def resolve(source: str | Path, kind: str) -> Path:
     """
     text = str(source)
     p = Path(text)
-    if p.exists():
+    if exists(p):
         return p
     presets = list_presets(kind)
     if text in presets:

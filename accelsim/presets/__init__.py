@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .._io import exists
+from .._io import check_name, exists
 from ..errors import ConfigError, did_you_mean
 
 __all__ = ["preset_dir", "list_presets", "resolve"]
@@ -44,6 +44,7 @@ def resolve(source: str | Path, kind: str) -> Path:
     if text in presets:
         return presets[text]
     if "/" in text or "\\" in text or p.suffix.lower() in (".yaml", ".yml", ".json"):
+        check_name(text)      # a name no file system can hold says so
         raise ConfigError.single("no such file", file=text)
     what = {"hw": "accelerator", "system": "system"}.get(kind, "workload")
     raise ConfigError.single(

@@ -3,6 +3,7 @@ few) per class; each fails without its fix (the reproducers are the issue's)."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -426,3 +427,25 @@ def test_workers_die_with_a_killed_sweep(tmp_path):
     else:
         os.kill(worker, signal.SIGKILL)
         pytest.fail("the worker outlived the killed sweep by 10 s")
+
+
+def test_sweep_to_stdout(sweep_dir, run_cli):
+    import pandas as pd
+    rc, out, err = run_cli("sweep", sweep_dir / "s.yaml", "--out", "-")
+    assert rc == 0 and "wrote 8 points to stdout" in err, err
+    table = pd.read_csv(io.StringIO(out))
+    assert table["point_id"].tolist() == list(range(8))
+    assert sorted(p.name for p in sweep_dir.iterdir()) == ["hw.yaml", "s.yaml", "wl.yaml"]
+
+
+def test_oserror_escaping_a_command_is_one_line(tmp_path, run_cli, monkeypatch):
+    """The CLI's safety net: an OSError no reader checked first still names its file."""
+    import accelsim.hw.load as hw_load
+
+    def boom(*a, **k):
+        raise OSError(36, "File name too long", "x\ny.yaml")
+
+    monkeypatch.setattr(hw_load, "read_mapping", boom)
+    path = tmp_path / "hw.yaml"
+    path.write_text(TINY_HW)
+    _one_error(*run_cli("hw", "show", path), "x\\ny.yaml", "File name too long")

@@ -18,7 +18,7 @@ import threading
 import click
 
 from .._version import __version__
-from ..errors import AccelsimError, ConfigError, InfeasibleError
+from ..errors import AccelsimError, ConfigError, InfeasibleError, one_line
 
 __all__ = ["main", "cli"]
 
@@ -128,6 +128,13 @@ def _main(argv: list[str] | None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as exc:
+        # the safety net of the path rules (docs/bad-input.md): a file the library did not
+        # check first is still one line naming it, not a traceback
+        name = exc.filename if exc.filename is not None else ""
+        _error(one_line(f"{name}: {exc.strerror or exc}" if name else
+                        f"{exc.strerror or exc}"))
+        return 2
     return rv if isinstance(rv, int) else 0
 
 

@@ -34,7 +34,8 @@ def _parse_gemm(text: str) -> tuple[float, int, int]:
         raise ConfigError.single("must be M,K,N (activations M x K, weights K x N), like "
                                  "'64,4096,14336'", key="--gemm", value=text) from None
     if not (1 <= m <= 2**31 and 1 <= k <= 2**31 and 1 <= n <= 2**31):
-        raise ConfigError.single("M, K and N must be in 1..2^31", key="--gemm", value=text)
+        raise ConfigError.single("M, K and N must be >= 1 (and at most 2^31)", key="--gemm",
+                                 value=text)
     return m, k, n
 
 

@@ -111,6 +111,8 @@ def plot_table(df, x: str, y: str, hue: str | None = None, *, kind: str = "line"
         raise ConfigError.single(f"kind must be one of {', '.join(KINDS)}"
                                  + did_you_mean(kind, KINDS), key="--kind", value=kind)
     check_columns(df, [x, y, hue], file=file, keys={x: "--x", y: "--y", hue or "": "--hue"})
+    if x == y:
+        raise ConfigError.single(f"must differ from --x ('{x}')", key="--y", value=y)
     if hue is not None and hue in (x, y):
         raise ConfigError.single(f"must differ from --{'x' if hue == x else 'y'} ('{hue}')",
                                  key="--hue", value=hue)

@@ -98,8 +98,12 @@ class AllocRequest:
             raise ConfigError.single(f"must be one of {', '.join(ORDERS)}" +
                                      did_you_mean(self.order, ORDERS), key="order",
                                      value=self.order)
-        if self.avg_bits is not None and not (np.isfinite(self.avg_bits)
-                                              and 1 <= self.avg_bits <= 16):
+        if self.avg_bits is not None and 0 in self.levels:
+            if not (np.isfinite(self.avg_bits) and 0 < self.avg_bits <= 16):
+                raise ConfigError.single("average bits must be in (0, 16] (levels with 0 = "
+                                         "pruned)", key="avg_bits", value=self.avg_bits)
+        elif self.avg_bits is not None and not (np.isfinite(self.avg_bits)
+                                                and 1 <= self.avg_bits <= 16):
             raise ConfigError.single("average bits must be in 1..16", key="avg_bits",
                                      value=self.avg_bits)
         if self.memory_scope not in ("global", "layer"):

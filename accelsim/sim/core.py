@@ -22,6 +22,7 @@ import numpy as np
 from ..errors import ConfigError, DoesNotFitError, Problem
 from ..hw.spec import Accelerator
 from ..precision import BitAllocation, WeightFormat
+from ..workload.graph import graph_for_allocation
 from . import engine as E
 from .lower import OP, GEMM_OPS, VECTOR_OPS, OpTable, lower, phases, tensor_bits
 from .lower import tensor_storage_bytes, tensor_table
@@ -135,7 +136,12 @@ def simulate(hw, graph, alloc: BitAllocation | None = None, *,
 
 
 def _lower_all(hw, graph, alloc):
-    """Stage 1: the op table, and bits, storage bytes and elements per tensor."""
+    """Stage 1: the op table, and bits, storage bytes and elements per tensor. An allocation
+    that prunes experts (0 bits) the graph still routes to runs on the graph rebuilt with
+    those experts pruned (:func:`accelsim.workload.graph_for_allocation`, cached)."""
+    if alloc is not None:
+        alloc.check(graph.graph.get("model_spec") or lower(graph).model)
+        graph = graph_for_allocation(graph, alloc)
     ot = lower(graph)
     model = ot.model
     if alloc is None:

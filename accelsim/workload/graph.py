@@ -69,7 +69,7 @@ import networkx as nx
 import numpy as np
 
 from .model import LayerInfo, MoEModel
-from .scenario import Scenario
+from .scenario import Scenario, Trace
 
 __all__ = ["build_graph", "graph_summary", "graph_for_allocation", "OP_TYPES"]
 
@@ -89,7 +89,10 @@ class _Builder:
         self.m, self.s = model, scenario
         self.load = scenario.expert_load(model)
         self.dead = scenario.pruned_mask(model)
-        self.g = nx.DiGraph(model=model.name, scenario=scenario.to_dict(),
+        sd = scenario.to_dict()
+        if isinstance(scenario.routing, Trace) and scenario.pruned:
+            sd["rerouted_selections"] = int(self.load.rerouted)
+        self.g = nx.DiGraph(model=model.name, scenario=sd,
                             tokens=scenario.tokens, model_spec=model,
                             moe_layers=tuple(model.moe_layers), scenario_spec=scenario,
                             pruned=scenario.pruned,

@@ -388,10 +388,13 @@ class Scenario:
             rd["alpha"] = r.alpha
         if isinstance(r, Trace):
             rd["source"] = r.source
-        return {"phase": self.phase, "batch": self.batch, "seq_len": self.seq_len,
-                "context": self.context, "routing": rd,
-                "capacity_factor": self.capacity_factor, "seed": self.seed,
-                "tokens": self.tokens, "pruned_experts": len(self.pruned)}
+        d = {"phase": self.phase, "batch": self.batch, "seq_len": self.seq_len,
+             "context": self.context, "routing": rd,
+             "capacity_factor": self.capacity_factor, "seed": self.seed,
+             "tokens": self.tokens}
+        if self.pruned:
+            d["pruned_experts"] = len(self.pruned)
+        return d
 
 
 def _pruned_pairs(pruned) -> tuple[tuple[int, int], ...]:

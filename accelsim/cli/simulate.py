@@ -38,6 +38,25 @@ def _parse_gemm(text: str) -> tuple[float, int, int]:
     return m, k, n
 
 
+def _parse_group_size(text: str | None) -> int | None | str:
+    """``--group-size``: a positive integer, or ``none`` (one scale per output row);
+    ``"default"`` when not given."""
+    if text is None:
+        return "default"
+    t = text.strip().lower()
+    if t in ("none", "null", "row"):
+        return None
+    try:
+        g = int(t)
+    except ValueError:
+        g = 0
+    if not 1 <= g <= 1 << 20:
+        raise ConfigError.single("must be an integer in 1..1048576 (weights per scale along "
+                                 "K) or 'none' (one scale per output row)",
+                                 key="--group-size", value=text)
+    return g
+
+
 def _check_combination(hw, workload, gemm, bits, alloc, ops, fmt) -> None:
     problems = []
     if gemm is None and workload is None:
@@ -134,6 +153,13 @@ def _render(res, fmt: str, ops: bool) -> str:
               show_default=True, help="Where weights live (docs/simulator.md).")
 @click.option("--dataflow", type=click.Choice(_DATAFLOWS), default=None,
               help="Force a dataflow (default: the fastest the array supports, per GEMM).")
+@click.option("--group-size", "group_size", metavar="N|none", default=None,
+              help="Weights per scale and zero point along K, or 'none' for one per output "
+                   "row (default: the allocation's; 128).")
+@click.option("--staging-fraction", type=click.FloatRange(0.0, 1.0, min_open=True),
+              default=0.25, show_default=True,
+              help="Share of each staging buffer kept for double-buffered tiles, in (0, 1] "
+                   "(docs/simulator.md).")
 @format_option("table", "json", "csv")
 @click.option("--ops", "with_ops", is_flag=True,
               help="Add the per-op table (json: key 'ops'; csv: the op table instead of "
@@ -141,18 +167,22 @@ def _render(res, fmt: str, ops: bool) -> str:
 @click.option("--out", type=click.Path(dir_okay=False), default=None, metavar="FILE",
               help="Write here instead of stdout (atomically).")
 def command(hw_name, workload, gemm, bits, alloc_path, activation_bits, kv_bits, batch, phase,
-            context, seq_len, routing, seed, residency, dataflow, fmt, with_ops, out):
+            context, seq_len, routing, seed, residency, dataflow, group_size, staging_fraction,
+            fmt, with_ops, out):
     """Simulate one inference step of WL (or one GEMM) on HW: latency, throughput, energy,
     memory footprint per level and traffic."""
     from ..hw import load_hw
     _check_combination(hw_name, workload, gemm, bits, alloc_path, with_ops, fmt)
     check_out_path(out)
+    gs = _parse_group_size(group_size)
     hw = load_hw(hw_name)
     if gemm is not None:
         from ..sim import simulate_gemm
         m, k, n = _parse_gemm(gemm)
         res = simulate_gemm(hw, m, k, n, w_bits=bits or 8, a_bits=activation_bits,
-                            dataflow=dataflow, residency=residency)
+                            dataflow=dataflow, residency=residency,
+                            group_size=128 if gs == "default" else gs,
+                            staging_fraction=float(staging_fraction))
     else:
         from ..precision import BitAllocation
         from ..sim import simulate
@@ -169,9 +199,11 @@ def command(hw_name, workload, gemm, bits, alloc_path, activation_bits, kv_bits,
             changes["activation_bits"] = activation_bits
         if kv_bits is not None:
             changes["kv_bits"] = kv_bits
+        if gs != "default":
+            changes["group_size"] = gs
         if changes:
             alloc = replace(alloc, **changes)
         scenario.expert_load(model)  # routing problems surface before any work
         res = simulate(hw, build_graph(model, scenario), alloc, residency=residency,
-                       dataflow=dataflow)
+                       dataflow=dataflow, staging_fraction=float(staging_fraction))
     emit(_render(res, fmt, with_ops), out)

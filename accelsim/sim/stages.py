@@ -32,6 +32,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..precision import BitAllocation
+from ..workload.graph import graph_for_allocation
 from . import engine as E
 from .lower import OP, GEMM_OPS, VECTOR_OPS, IdentityCache, OpTable, lower, tensor_bits
 from .lower import tensor_storage_bytes, tensor_table
@@ -65,7 +66,13 @@ class Lowered(NamedTuple):
 
 
 def lower_step(hw, graph, alloc: BitAllocation | None) -> Lowered:
-    """Stage 1: lower ``graph`` (cached) and ``alloc`` (default: 16 bits everywhere)."""
+    """Stage 1: lower ``graph`` (cached) and ``alloc`` (default: 16 bits everywhere). An
+    allocation that prunes experts (0 bits) the graph still routes to runs on the graph
+    rebuilt with those experts pruned (:func:`accelsim.workload.graph_for_allocation`,
+    cached), so pruned experts are never selected."""
+    if alloc is not None:
+        alloc.check(graph.graph.get("model_spec") or lower(graph).model)
+        graph = graph_for_allocation(graph, alloc)
     ot = lower(graph)
     model = ot.model
     if alloc is None:

@@ -92,7 +92,8 @@ def _as_hw(hw):
 
 def simulate(hw, graph, alloc: BitAllocation | None = None, *,
              residency: str = "hot-first", dataflow: str | None = None,
-             staging_fraction: float = 0.25, full_pipeline: bool = False) -> SimResult:
+             staging_fraction: float = 0.25, full_pipeline: bool = False,
+             ideal: bool = False) -> SimResult:
     """Simulate one step of ``graph`` on ``hw`` with the weight precisions of ``alloc``.
 
     Parameters
@@ -105,6 +106,9 @@ def simulate(hw, graph, alloc: BitAllocation | None = None, *,
         Bits per expert and role; default: every weight at 16 bits.
     residency, dataflow, staging_fraction, full_pipeline
         See :class:`SimOptions`.
+    ideal : bool
+        Ignore the accelerator's efficiency model (``hw.efficiency``: achievable bandwidth
+        and MAC-rate shares, kernel and step overheads) and give the ideal roofline.
 
     Returns
     -------
@@ -128,6 +132,8 @@ def simulate(hw, graph, alloc: BitAllocation | None = None, *,
     ('offchip_bandwidth', True)
     """
     hw = _as_hw(hw)
+    if ideal:
+        hw = hw.ideal()
     opts = SimOptions(residency, dataflow, staging_fraction, full_pipeline)
     mask = opts.check(hw)
     ot, bits, t_bytes, t_numel, a_bits, kv_bits = _lower_all(hw, graph, alloc)
@@ -227,7 +233,7 @@ def _plan(hw, ot: OpTable, t_bytes: np.ndarray, a_bits: int, kv_bits: int,
 def simulate_gemm(hw, m: float, k: int, n: int, *, w_bits: int = 8, a_bits: int | None = None,
                   dataflow: str | None = None, residency: str = "hot-first",
                   group_size: int | None = 128, staging_fraction: float = 0.25,
-                  full_pipeline: bool = False) -> SimResult:
+                  full_pipeline: bool = False, ideal: bool = False) -> SimResult:
     """Simulate one GEMM: activations ``m x k`` times weights ``k x n`` on ``hw``.
 
     Weights are stored at ``w_bits`` in the :class:`~accelsim.precision.WeightFormat` with
@@ -241,6 +247,8 @@ def simulate_gemm(hw, m: float, k: int, n: int, *, w_bits: int = 8, a_bits: int 
     True
     """
     hw = _as_hw(hw)
+    if ideal:
+        hw = hw.ideal()
     if (type(m) in _NUM and type(k) is int and type(n) is int and type(w_bits) is int
             and 1 <= m <= 2**40 and 1 <= k <= 2**40 and 1 <= n <= 2**40 and 1 <= w_bits <= 16
             and (a_bits is None or (type(a_bits) is int and 1 <= a_bits <= 16))

@@ -98,6 +98,15 @@ def hw_params(hw) -> HwParams:
     wr = np.array([m.write_bw / f for m in mem])
     mult = np.where(core, cores, 1)
     ma = hw.cores.mac_array
+    # the efficiency model (hw.efficiency, docs/fidelity.md): achievable shares of the peak
+    # off-chip bandwidth and MAC rate; None is the ideal roofline
+    eff = getattr(hw, "efficiency", None)
+    cpm = cycles_per_mac_table(ma)
+    if eff is not None:
+        off = np.array([m.scope == "offchip" for m in mem])
+        rd = np.where(off, rd * eff.offchip_bandwidth, rd)
+        wr = np.where(off, wr * eff.offchip_bandwidth, wr)
+        cpm = cpm / eff.mac_rate
     lp = HwParams(
         names=tuple(m.name for m in mem), scope=tuple(m.scope for m in mem),
         onchip=np.array([m.scope != "offchip" for m in mem]),
@@ -108,7 +117,7 @@ def hw_params(hw) -> HwParams:
         write_j=np.array([m.write_energy for m in mem]), setup_cyc=hw.dma.setup_s * f,
         two_channels=hw.dma.channels >= 2,
         shared=np.flatnonzero(~core), shared_mask=(~core).astype(np.float64),
-        cpm=cycles_per_mac_table(ma),
+        cpm=cpm,
         e_mac=mac_energy_table(hw), e_vector=vector_op_energy(hw), rows=ma.rows,
         cols=ma.cols, cores=cores, clock_hz=f,
         vector_rate=hw.cores.vector_unit.lanes * hw.cores.vector_unit.ops_per_lane_per_cycle,

@@ -274,6 +274,9 @@ class Scenario:
         return self.seq_len if self.phase == "prefill" else self.context + 1
 
     def expert_load(self, model) -> ExpertLoad:
+        if model.moe is None:      # a dense model: no routed experts
+            empty = np.zeros((0, 0))
+            return ExpertLoad(empty, empty, empty)
         L, E, k = model.num_moe_layers, model.moe.num_experts, model.moe.top_k
         if isinstance(self.routing, Trace):
             self.routing.validate(L, E, k)

@@ -208,6 +208,17 @@ class BudgetResult:
                 "distortion": self.distortion, "repairs": self.repairs}
 
 
+def distortion(req, levels) -> tuple[np.ndarray, str]:
+    """eps [layers, experts, levels] of ``req`` (an :class:`~accelsim.alloc.AllocRequest`):
+    the measured sensitivity, or the ``4^-bits`` proxy; and where it came from."""
+    eps = req.signals.sensitivity_at(levels)
+    if eps is not None:
+        cal = req.signals.calibration
+        return eps, f"sensitivity on {cal}" if cal else "sensitivity"
+    proxy = 4.0 ** -np.asarray(levels, dtype=float)
+    return np.broadcast_to(proxy, req.shape + (len(levels),)).copy(), "proxy 4^-bits"
+
+
 def _objective(req, levels) -> tuple[np.ndarray, dict]:
     s = req.signals
     L, E = req.shape
@@ -215,8 +226,7 @@ def _objective(req, levels) -> tuple[np.ndarray, dict]:
         imp, isrc = s.frequency, "frequency"
     else:
         imp, isrc = np.full((L, E), 1.0 / E), "uniform"
-    from .methods import _distortion
-    eps, dsrc = _distortion(req, levels)
+    eps, dsrc = distortion(req, levels)
     return imp[:, :, None] * eps, {"importance": isrc, "distortion": dsrc}
 
 

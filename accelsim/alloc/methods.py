@@ -52,6 +52,7 @@ import numpy as np
 
 from ..errors import ConfigError, InfeasibleError, did_you_mean
 from ..precision import BitAllocation
+from .budget import budget_allocation, distortion
 from .mckp import infeasible
 from .paper import assign_bits, check_levels, expert_order
 from .signals import ExpertSignals
@@ -211,16 +212,6 @@ def _random(req: AllocRequest) -> BitAllocation:
                      seed=req.seed)
 
 
-def _distortion(req: AllocRequest, levels) -> tuple[np.ndarray, str]:
-    """eps [layers, experts, levels]: measured sensitivity, or the 4^-b proxy."""
-    eps = req.signals.sensitivity_at(levels)
-    if eps is not None:
-        cal = req.signals.calibration
-        return eps, f"sensitivity on {cal}" if cal else "sensitivity"
-    proxy = 4.0 ** -np.asarray(levels, dtype=float)
-    return np.broadcast_to(proxy, req.shape + (len(levels),)).copy(), "proxy 4^-bits"
-
-
 def pmq_layer(weight: np.ndarray, eps: np.ndarray, levels, budget_bits: float) -> np.ndarray:
     """One layer of PMQ: bits per expert minimising ``sum weight_i * eps[i, b]`` with
     ``sum bits <= budget_bits`` and at least one expert at each of the two highest levels.
@@ -280,7 +271,7 @@ def _pmq(req: AllocRequest) -> BitAllocation:
                                  "optionally, mean routing weights): give --trace FILE or "
                                  "--signals FILE.npz with 'frequency'", key="signals")
     w = s.mean_weight if s.mean_weight is not None else np.ones(req.shape)
-    eps, src = _distortion(req, req.levels)
+    eps, src = distortion(req, req.levels)
     E = req.shape[1]
     weight = s.frequency ** PMQ_ALPHA * w ** PMQ_BETA
     bits = pmq_layers(weight, eps ** PMQ_ALPHA, req.levels, avg * E)
@@ -308,5 +299,4 @@ def _hessian(req: AllocRequest) -> BitAllocation:
 
 @register("budget")
 def _budget(req: AllocRequest) -> BitAllocation:
-    from .budget import budget_allocation
     return budget_allocation(req).allocation

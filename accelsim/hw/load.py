@@ -10,6 +10,7 @@ from ..config import read_mapping, validate
 from ..errors import ConfigError, Problem
 from ..presets import list_presets, resolve
 from ..units import parse_quantity
+from .meanings import MEANINGS
 from .spec import Accelerator
 
 __all__ = ["load_hw", "hw_from_dict", "list_hw", "hw_schema"]
@@ -94,11 +95,10 @@ def hw_schema() -> dict[str, Any]:
     """JSON Schema (draft 2020-12) of the accelerator YAML, keys as written in YAML.
 
     Every key carries a ``description`` (from the field, else from
-    :data:`accelsim.hw.docgen.MEANINGS`) and list defaults built by a factory are spelled out,
+    :data:`accelsim.hw.meanings.MEANINGS`) and list defaults built by a factory are spelled out,
     so editors show both.
     """
     from . import spec
-    from .docgen import MEANINGS  # the meanings docs/hwconfig-reference.md shows too
 
     schema = Accelerator.model_json_schema(by_alias=True, mode="validation")
     nodes = [("Accelerator", schema)] + list(schema.get("$defs", {}).items())

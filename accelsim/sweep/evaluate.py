@@ -27,9 +27,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..config import read_mapping
-from ..presets import resolve
-from .overrides import OverrideError, apply_overrides
+from .sources import build_hw, load_model_cached
 from .spec import Point
 
 __all__ = ["evaluate_point", "build_hw", "load_model_cached", "scenario_of", "graph_cached",
@@ -43,38 +41,6 @@ METRICS = ("latency_s", "tokens_per_s", "energy_j", "weight_bytes", "offchip_byt
            "onchip_bytes_moved", "macs", "expert_avg_bits", "offchip_weight_bytes",
            "noise_equiv_bits")
 _SIM_TOTALS = METRICS[:12]
-
-
-@lru_cache(maxsize=32)
-def _raw_hw(source: str) -> tuple[dict, str]:
-    path = resolve(source, "hw")
-    return read_mapping(path, what="accelerator file"), str(path)
-
-
-@lru_cache(maxsize=128)
-def build_hw(source: str, overrides: tuple[tuple[str, Any], ...] = ()):
-    """The :class:`~accelsim.hw.Accelerator` of a preset or file with key-path overrides
-    applied to its YAML mapping before validation (cached per process).
-
-    Raises :class:`~accelsim.sweep.overrides.OverrideError` with ``args = (reason, key
-    path)`` for a path that names nothing, :class:`ConfigError` for an invalid result.
-    """
-    from ..hw import hw_from_dict
-    raw, path = _raw_hw(source)
-    data = raw
-    for key, value in overrides:
-        try:
-            data = apply_overrides(data, {key: value})
-        except OverrideError as exc:
-            raise OverrideError(str(exc), key) from None
-    return hw_from_dict(data, file=path)
-
-
-@lru_cache(maxsize=16)
-def load_model_cached(source: str):
-    """:func:`accelsim.workload.load_workload`, cached per process."""
-    from ..workload import load_workload
-    return load_workload(source)
 
 
 @lru_cache(maxsize=16)

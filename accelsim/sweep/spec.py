@@ -39,6 +39,7 @@ from pydantic import Field
 from ..config import Bounded, Spec, read_mapping, validate
 from ..errors import ConfigError, Problem, did_you_mean
 from .overrides import OverrideError, apply_overrides, parse_key_path
+from .sources import build_hw, load_model_cached, raw_hw
 
 __all__ = ["SweepSpec", "Point", "Param", "PARAMS", "load_sweep", "sweep_from_dict",
            "MAX_POINTS", "OVERRIDE_PREFIX"]
@@ -489,7 +490,6 @@ def _cross_check(points: list[Point], params: dict[str, _Collected], file: str |
     """Load every workload and accelerator, apply every override combination, check every
     allocation: all before any point runs."""
     from .allocation import check_allocation
-    from .evaluate import load_model_cached
 
     def where(name: str, value: Any) -> str:
         c = params.get(name)
@@ -557,10 +557,9 @@ def _nest(q: Problem, file: str | None, key: str) -> Problem:
 
 def _check_hw(p: Point, ov: tuple, file: str | None, where: Callable,
               problems: list[Problem]) -> None:
-    from .evaluate import _raw_hw, build_hw
     hw = p.params["hw"]
     try:
-        raw, _ = _raw_hw(hw)
+        raw, _ = raw_hw(hw)
     except ConfigError as exc:
         for q in exc.problems:
             problems.append(_nest(q, file, where("hw", hw)))

@@ -1,7 +1,8 @@
-"""Packaged presets: accelerator YAMLs (``hwconfigs/``) and MoE model YAMLs (``workloads/``).
+"""Packaged presets: accelerator YAMLs (``hwconfigs/``), model YAMLs (``workloads/``) and the
+measured set (``measured/``, read by :mod:`accelsim.fidelity`).
 
-The directories live at the top of the repository; ``hwconfigs`` and ``workloads`` here are
-symbolic links to them, so that a wheel built from the checkout carries the files inside the
+The directories live at the top of the repository; ``hwconfigs``, ``workloads`` and
+``measured`` here are symbolic links to them, so that a wheel built from the checkout carries the files inside the
 package and ``--hw northpole`` works from a non-editable install.
 """
 
@@ -13,7 +14,7 @@ from ..errors import ConfigError, did_you_mean
 
 __all__ = ["preset_dir", "list_presets", "resolve"]
 
-_KINDS = {"hw": "hwconfigs", "workload": "workloads"}
+_KINDS = {"hw": "hwconfigs", "workload": "workloads", "measured": "measured"}
 
 
 def preset_dir(kind: str) -> Path:

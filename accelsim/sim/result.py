@@ -86,6 +86,13 @@ class SimResult:
     op_data: dict = field(default_factory=dict, repr=False)
     phase_data: dict = field(default_factory=dict, repr=False)
 
+    @property
+    def avg_power_w(self) -> float:
+        """Average power of the step in watts (``energy_j / latency_s``): what one device
+        draws while running it, static power included; the per-device figure a multi-device
+        system sums."""
+        return self.energy_j / self.latency_s if self.latency_s > 0 else 0.0
+
     # ------------------------------------------------------------------ tables
     @cached_property
     def ops(self):
@@ -169,6 +176,7 @@ class SimResult:
             "energy_breakdown_j": _floats(self.energy_breakdown_j),
             "busy_cycles": _floats(self.busy_cycles),
             "cores": int(self.cores), "clock_hz": float(self.clock_hz),
+            "avg_power_w": float(self.avg_power_w),
             "warnings": list(self.warnings),
         })
         if ops:

@@ -57,15 +57,14 @@ GRAPH = {_module(p): _imports(p) for p in FILES}
 
 
 def _stage(mod: str) -> str:
+    """``accelsim.sim.core`` -> ``sim``; the top-level package itself has none."""
     parts = mod.split(".")
     return parts[1] if len(parts) > 1 else ""
 
 
-@pytest.mark.parametrize("mod", sorted(GRAPH))
+@pytest.mark.parametrize("mod", sorted(m for m in GRAPH if _stage(m)))
 def test_imports_only_stages_above(mod):
     here = _stage(mod)
-    if here not in ORDER:
-        pytest.skip(f"{mod} is not a stage")
     up = [t for t in GRAPH[mod] if _stage(t) in ORDER
           and ORDER.index(_stage(t)) > ORDER.index(here)]
     assert not up, f"{mod} imports a stage below it: {sorted(up)}"

@@ -1,5 +1,6 @@
-"""Packaged presets: accelerator YAMLs (``hwconfigs/``), model YAMLs (``workloads/``) and the
-measured set (``measured/``, read by :mod:`accelsim.fidelity`).
+"""Packaged presets: accelerator YAMLs (``hwconfigs/``), system YAMLs (``hwconfigs/systems/``),
+model YAMLs (``workloads/``) and the measured set (``measured/``, read by
+:mod:`accelsim.fidelity`).
 
 The directories live at the top of the repository; ``hwconfigs``, ``workloads`` and
 ``measured`` here are symbolic links to them, so that a wheel built from the checkout carries the files inside the
@@ -14,11 +15,12 @@ from ..errors import ConfigError, did_you_mean
 
 __all__ = ["preset_dir", "list_presets", "resolve"]
 
-_KINDS = {"hw": "hwconfigs", "workload": "workloads", "measured": "measured"}
+_KINDS = {"hw": "hwconfigs", "workload": "workloads", "system": "hwconfigs/systems",
+          "measured": "measured"}
 
 
 def preset_dir(kind: str) -> Path:
-    """Directory of the packaged presets of ``kind`` ('hw' or 'workload')."""
+    """Directory of the packaged presets of ``kind`` ('hw', 'workload' or 'system')."""
     return Path(__file__).resolve().parent / _KINDS[kind]
 
 
@@ -44,7 +46,7 @@ def resolve(source: str | Path, kind: str) -> Path:
         return presets[text]
     if "/" in text or "\\" in text or p.suffix.lower() in (".yaml", ".yml", ".json"):
         raise ConfigError.single("no such file", file=text)
-    what = "accelerator" if kind == "hw" else "workload"
+    what = {"hw": "accelerator", "system": "system"}.get(kind, "workload")
     raise ConfigError.single(
         f"unknown {what} preset '{text}'{did_you_mean(text, presets)}; presets: "
         f"{', '.join(presets) or '(none)'}, or give a path to a YAML file")

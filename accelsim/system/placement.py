@@ -1,0 +1,145 @@
+"""Precision-aware expert placement over the devices of an expert-parallel group.
+
+Under a mixed allocation the routed experts of a layer have different sizes (bytes) and
+different expected loads (tokens routed to them, from the scenario's routing). For each MoE
+layer of a pipeline stage, :func:`place_experts` assigns every expert to one of the ``ep``
+devices:
+
+1. experts in decreasing expected load (ties: larger first, then lower index);
+2. each goes to the device with the least load so far in this layer (ties: least memory
+   used, then lowest index) among the devices where it fits: the device's bytes so far plus
+   the expert plus a reserve for the layers still to place (their expert bytes spread evenly
+   over the ``ep`` devices) stay within the device's capacity; when no device fits with the
+   reserve, the reserve is dropped; when none fits at all,
+   :class:`~accelsim.errors.DoesNotFitError`.
+
+This is Graham's LPT (longest processing time first) rule with a memory constraint.
+Without the constraint binding, LPT's largest device load is at most ``4/3 - 1/(3 ep)`` times
+the optimum (Graham, SIAM J. Appl. Math. 17(2), 1969); with it, the only guarantee is that
+no device exceeds its capacity (the placement is checked, not assumed). With ``replicate``,
+hot experts are then copied: while the most loaded device has an expert with one copy and
+another device has room for it and copying it (each copy serves half its tokens) lowers the
+largest load, it is copied there (two copies at most per expert).
+
+Examples
+--------
+>>> import numpy as np
+>>> nbytes = np.array([[10., 10., 10., 10.]])
+>>> load = np.array([[4., 3., 2., 1.]])
+>>> p = place_experts(nbytes, load, ep=2, capacity=np.array([100., 100.]))
+>>> p.share[:, 0, :]              # device x expert: 4+1 on device 0, 3+2 on device 1
+array([[1., 0., 0., 1.],
+       [0., 1., 1., 0.]])
+>>> p.load.tolist(), p.memory.tolist(), p.imbalance
+([5.0, 5.0], [20.0, 20.0], 1.0)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import DoesNotFitError
+
+__all__ = ["Placement", "place_experts"]
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the experts of one stage's MoE layers live.
+
+    ``share[d, r, e]``: the share of expert ``e``'s tokens in layer ``r`` (of the stage) that
+    device ``d`` serves (copies split the tokens; columns sum to 1). ``memory[d]``: expert
+    bytes on ``d``; ``load[d]``: expected tokens ``d`` serves summed over the layers;
+    ``layer_load[d, r]``.
+    """
+
+    share: np.ndarray
+    memory: np.ndarray
+    load: np.ndarray
+    layer_load: np.ndarray
+
+    @property
+    def imbalance(self) -> float:
+        """Largest over mean expected load (1.0: balanced), over the stage's layers."""
+        mean = float(self.load.mean())
+        return float(self.load.max() / mean) if mean > 0 else 1.0
+
+    @property
+    def layer_imbalance(self) -> np.ndarray:
+        """Per layer: largest over mean device load."""
+        mean = self.layer_load.mean(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(mean > 0, self.layer_load.max(axis=0) / mean, 1.0)
+
+
+def place_experts(nbytes: np.ndarray, load: np.ndarray, ep: int, capacity: np.ndarray, *,
+                  replicate: bool = False, what: str = "the device") -> Placement:
+    """Place experts of ``R`` layers over ``ep`` devices (see the module docstring).
+
+    Parameters
+    ----------
+    nbytes, load : ndarray, shape (R, E)
+        Bytes and expected tokens of every routed expert of the stage's MoE layers.
+    ep : int
+        Devices of the expert-parallel group.
+    capacity : ndarray, shape (ep,)
+        Bytes each device has left for routed experts.
+    replicate : bool
+        Copy hot experts when memory allows.
+    """
+    nbytes = np.asarray(nbytes, dtype=float)
+    load = np.asarray(load, dtype=float)
+    R, E = nbytes.shape
+    cap = np.asarray(capacity, dtype=float).reshape(ep)
+    share = np.zeros((ep, R, E))
+    used = np.zeros(ep)
+    layer_load = np.zeros((ep, R))
+    tol = 1e-9 * max(1.0, float(cap.max(initial=1.0)))
+    for r in range(R):
+        reserve = nbytes[r + 1:].sum() / ep
+        order = sorted(range(E), key=lambda e: (-load[r, e], -nbytes[r, e], e))
+        L = layer_load[:, r]
+        for e in order:
+            b = nbytes[r, e]
+            ok = used + b + reserve <= cap + tol
+            if not ok.any():
+                ok = used + b <= cap + tol
+            if not ok.any():
+                raise DoesNotFitError(
+                    f"expert {e} of MoE layer {r} of the stage ({b:.4g} B) fits no device "
+                    f"of the {ep}-device expert group: {what} has "
+                    f"{float((cap - used).max()):.4g} B left at most")
+            cand = np.flatnonzero(ok)
+            d = int(cand[np.lexsort((cand, used[cand], L[cand]))[0]])
+            share[d, r, e] = 1.0
+            used[d] += b
+            L[d] += load[r, e]
+        if replicate and ep > 1:
+            _replicate(share, used, L, r, nbytes[r], load[r], cap - reserve, tol)
+    return Placement(share, used, layer_load.sum(axis=1), layer_load)
+
+
+def _replicate(share, used, L, r, nbytes, load, room, tol) -> None:
+    E = nbytes.shape[0]
+    for _ in range(E):
+        d = int(np.argmax(L))
+        hosted = [e for e in range(E) if share[d, r, e] == 1.0]
+        if not hosted:
+            return
+        e = max(hosted, key=lambda x: (load[x], -x))
+        half = load[e] / 2.0
+        cand = [t for t in range(L.shape[0])
+                if t != d and share[t, r, e] == 0 and used[t] + nbytes[e] <= room[t] + tol]
+        if not cand:
+            return
+        t = min(cand, key=lambda x: (L[x], used[x], x))
+        new = L.copy()
+        new[d] -= half
+        new[t] += half
+        if new.max() >= L.max() - 1e-12 * max(1.0, L.max()):
+            return
+        share[d, r, e] = share[t, r, e] = 0.5
+        used[t] += nbytes[e]
+        L[:] = new

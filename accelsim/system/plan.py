@@ -1,0 +1,251 @@
+"""Parallelism plans: pipeline (``pp``), tensor (``tp``), expert (``ep``) and data (``dp``)
+parallelism and micro-batches (``mb``).
+
+A plan uses ``dp * pp * max(tp, ep)`` devices: ``dp`` replicas of a pipeline of ``pp``
+stages, each stage a group of ``w = max(tp, ep)`` devices (the larger of ``tp`` and ``ep``
+must be a multiple of the smaller). Inside a stage, attention, dense FFNs, shared experts
+and the lm_head are split ``tp`` ways (``w / tp`` copies when ``ep > tp``); the routed experts
+are placed over ``ep`` devices (each placement copied ``w / ep`` times when ``tp > ep``,
+copies splitting the tokens). ``ep`` defaults to ``tp``; ``mb`` (micro-batches in flight,
+each the scenario's batch) defaults to ``pp`` (a full pipeline). ``rep=1`` lets the
+placement replicate hot experts when memory allows.
+
+Rules (each broken rule is a one-line :class:`~accelsim.errors.ConfigError` at key
+``plan``): every degree >= 1; ``tp`` divides the attention heads, and the KV heads divide
+``tp`` or ``tp`` divides them (KV heads are replicated when ``tp`` exceeds them), and ``tp``
+divides the dense-FFN and shared-expert widths; ``pp`` <= the model's layers; ``ep`` <= the
+routed experts (a device of the expert group would hold no expert); ``ep`` need not divide
+the experts (the placement balances an uneven split); the plan needs no more devices than
+the system has.
+
+Examples
+--------
+>>> p = parse_plan("pp=4,tp=2,ep=8")
+>>> p.devices, p.group, p.microbatches, str(p)
+(32, 8, 4, 'pp=4,tp=2,ep=8,dp=1,mb=4')
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+from ..errors import ConfigError
+
+__all__ = ["Plan", "parse_plan", "as_plan", "check_plan", "enumerate_plans", "split_layers",
+           "PLAN_KEYS"]
+
+PLAN_KEYS = ("pp", "tp", "ep", "dp", "mb", "rep")
+_ALIASES = {"microbatches": "mb", "micro_batches": "mb", "replicate": "rep"}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A parallelism plan (see the module docstring)."""
+
+    pp: int = 1
+    tp: int = 1
+    ep: int | None = None
+    dp: int = 1
+    mb: int | None = None
+    rep: bool = False
+
+    def __post_init__(self):
+        for k in ("pp", "tp", "dp", "ep", "mb"):
+            v = getattr(self, k)
+            if v is None and k in ("ep", "mb"):
+                continue
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1 << 20:
+                raise ConfigError.single(f"{k} must be an integer >= 1", key="plan", value=v)
+        t, e = self.tp, self.experts
+        if max(t, e) % min(t, e):
+            raise ConfigError.single(f"tp={t} and ep={e}: the larger must be a multiple of "
+                                     "the smaller", key="plan", value=str(self))
+
+    @property
+    def experts(self) -> int:
+        """The expert-parallel degree (``ep``, default ``tp``)."""
+        return self.tp if self.ep is None else self.ep
+
+    @property
+    def group(self) -> int:
+        """Devices per pipeline stage: ``max(tp, ep)``."""
+        return max(self.tp, self.experts)
+
+    @property
+    def devices(self) -> int:
+        return self.dp * self.pp * self.group
+
+    @property
+    def microbatches(self) -> int:
+        return self.pp if self.mb is None else self.mb
+
+    def __str__(self) -> str:
+        s = f"pp={self.pp},tp={self.tp},ep={self.experts},dp={self.dp},mb={self.microbatches}"
+        return s + (",rep=1" if self.rep else "")
+
+    def to_dict(self) -> dict:
+        return {"pp": self.pp, "tp": self.tp, "ep": self.experts, "dp": self.dp,
+                "mb": self.microbatches, "rep": self.rep, "devices": self.devices}
+
+
+def parse_plan(text: str) -> Plan:
+    """``"pp=4,tp=2,ep=8"`` (keys pp, tp, ep, dp, mb, rep; any order; missing keys take
+    their defaults) to a :class:`Plan`.
+
+    >>> parse_plan("tp=8")
+    Plan(pp=1, tp=8, ep=None, dp=1, mb=None, rep=False)
+    """
+    from ..errors import did_you_mean
+    if not isinstance(text, str) or not text.strip():
+        raise ConfigError.single("must be like 'pp=4,tp=2,ep=8'", key="plan", value=text)
+    vals: dict[str, int] = {}
+    for part in text.replace(" ", "").split(","):
+        if not part:
+            continue
+        k, sep, v = part.partition("=")
+        k = _ALIASES.get(k, k)
+        if not sep or k not in PLAN_KEYS:
+            raise ConfigError.single(
+                f"'{part}' is not KEY=N with KEY one of {', '.join(PLAN_KEYS)}"
+                + did_you_mean(k, PLAN_KEYS), key="plan", value=text)
+        if k in vals:
+            raise ConfigError.single(f"{k} is given twice", key="plan", value=text)
+        try:
+            n = int(v)
+        except ValueError:
+            raise ConfigError.single(f"{k} must be a whole number (got '{v}')", key="plan",
+                                     value=text) from None
+        vals[k] = n
+    rep = vals.pop("rep", 0)
+    if rep not in (0, 1):
+        raise ConfigError.single("rep must be 0 or 1", key="plan", value=text)
+    return Plan(**vals, rep=bool(rep))
+
+
+def as_plan(plan) -> Plan:
+    """A :class:`Plan` from a plan, a string or None (the default plan)."""
+    if plan is None:
+        return Plan()
+    if isinstance(plan, Plan):
+        return plan
+    if isinstance(plan, str):
+        return parse_plan(plan)
+    if isinstance(plan, dict):
+        return Plan(**plan)
+    raise ConfigError.single("must be a Plan or a string like 'pp=4,tp=2,ep=8'", key="plan",
+                             value=plan)
+
+
+def _divides(a: int, b: int | None) -> bool:
+    return b is None or b % a == 0
+
+
+def check_plan(plan: Plan, model, num_devices: int | None = None,
+               system_name: str = "the system") -> None:
+    """Raise a one-line :class:`ConfigError` when ``plan`` does not divide ``model`` or
+    needs more than ``num_devices`` devices."""
+    a = model.attention
+    heads, kv = a.num_heads, model.num_kv_heads
+    t, e = plan.tp, plan.experts
+    why = None
+    if heads % t:
+        why = f"tp={t} does not divide the {heads} attention heads"
+    elif a.kind == "gqa" and kv % t and t % kv:
+        why = f"tp={t} and the {kv} KV heads: one must divide the other"
+    elif not _divides(t, model.dense_ffn_size) and any(not li.is_moe for li in model.layers):
+        why = f"tp={t} does not divide the dense FFN width {model.dense_ffn_size}"
+    elif model.moe.num_shared_experts and model.shared_ffn_size % t:
+        why = f"tp={t} does not divide the shared-expert width {model.shared_ffn_size}"
+    elif plan.pp > model.total_layers:
+        why = f"pp={plan.pp} is more stages than the {model.total_layers} layers"
+    elif e > model.moe.num_experts:
+        why = (f"ep={e} is more than the {model.moe.num_experts} routed experts (a device "
+               "would hold none)")
+    elif num_devices is not None and plan.devices > num_devices:
+        why = (f"{plan} needs {plan.devices} devices (dp x pp x max(tp, ep)), "
+               f"{system_name} has {num_devices}")
+    if why:
+        raise ConfigError.single(f"{why} ({model.name})", key="plan", value=str(plan))
+
+
+def split_layers(costs, pp: int) -> list[tuple[int, int]]:
+    """Split layers with ``costs`` (one per layer) into ``pp`` contiguous non-empty stages
+    whose cost sums are as even as a cut at the cumulative-cost quantiles makes them.
+
+    >>> split_layers([1, 1, 1, 1, 1, 1], 3)
+    [(0, 2), (2, 4), (4, 6)]
+    >>> split_layers([4, 1, 1, 1, 1], 2)
+    [(0, 1), (1, 5)]
+    """
+    n = len(costs)
+    if not 1 <= pp <= n:
+        raise ConfigError.single(f"pp={pp} must be in 1..{n} (the layers)", key="plan")
+    total = float(sum(costs)) or float(n)
+    cum, acc = [], 0.0
+    for c in costs:
+        acc += float(c) if sum(costs) else 1.0
+        cum.append(acc)
+    cuts = [0]
+    for s in range(1, pp):
+        target = total * s / pp
+        # the first layer boundary whose cumulative cost reaches the target (nearest side)
+        j = next((i for i, c in enumerate(cum) if c >= target), n - 1)
+        before = cum[j - 1] if j > 0 else 0.0
+        b = j + 1 if (cum[j] - target) <= (target - before) else j
+        lo, hi = cuts[-1] + 1, n - (pp - s)
+        cuts.append(min(max(b, lo), hi))
+    cuts.append(n)
+    return [(cuts[i], cuts[i + 1]) for i in range(pp)]
+
+
+def _pow2_upto(n: int) -> list[int]:
+    return [1 << i for i in range(int(math.log2(n)) + 1)] if n >= 1 else []
+
+
+def enumerate_plans(model, devices: int, *, devices_per_node: int | None = None,
+                    exact: bool = True, microbatches: int | None = None) -> list[Plan]:
+    """Every plan for ``model`` on ``devices`` devices (``exact=False``: on at most that
+    many), with power-of-two ``tp`` and ``ep``, ``tp`` inside a node, any ``pp`` and ``dp``.
+
+    >>> from accelsim.workload import load_workload
+    >>> for p in enumerate_plans(load_workload("mixtral-8x7b"), 2):
+    ...     print(p)
+    pp=2,tp=1,ep=1,dp=1,mb=2
+    pp=1,tp=2,ep=2,dp=1,mb=1
+    pp=1,tp=2,ep=1,dp=1,mb=1
+    pp=1,tp=1,ep=2,dp=1,mb=1
+    pp=1,tp=1,ep=1,dp=2,mb=1
+    """
+    out: list[Plan] = []
+    counts = [devices] if exact else range(1, devices + 1)
+    node = devices_per_node or devices
+    for n in counts:
+        for w in _pow2_upto(n) + ([n] if n & (n - 1) else []):
+            if n % w:
+                continue
+            for t in _pow2_upto(min(w, node)):
+                for e in sorted({w} | ({t} if w == t else set()) | {w // k for k in
+                                                                     _pow2_upto(w)}):
+                    if max(t, e) != w or max(t, e) % min(t, e):
+                        continue
+                    rest = n // w
+                    for pp in range(1, rest + 1):
+                        if rest % pp:
+                            continue
+                        p = Plan(pp=pp, tp=t, ep=e, dp=rest // pp, mb=microbatches)
+                        try:
+                            check_plan(p, model, n)
+                        except ConfigError:
+                            continue
+                        out.append(p)
+    seen, uniq = set(), []
+    for p in sorted(out, key=lambda p: (p.devices, p.dp, -p.pp, -p.tp, -p.experts)):
+        if str(p) not in seen:
+            seen.add(str(p))
+            uniq.append(p)
+    return uniq
+
+
+def with_microbatches(plan: Plan, mb: int | None) -> Plan:
+    return replace(plan, mb=mb)

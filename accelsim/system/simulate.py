@@ -1,0 +1,455 @@
+"""Simulating one step of a model on a system under a parallelism plan.
+
+1. the plan is checked against the model and the system (:mod:`accelsim.system.plan`);
+2. the layers are split into ``pp`` contiguous stages of about equal weight bytes;
+3. in every stage the routed experts are placed over the ``ep`` devices
+   (:mod:`accelsim.system.placement`) and each device gets an
+   :class:`accelsim.sim.DevicePart` (its layers, ``tp``, its share of every expert);
+4. :func:`accelsim.sim.simulate_parts` simulates the distinct parts once;
+5. composition: per layer, the slowest device of the stage plus ``tp`` all-reduces and the
+   expert all-to-all (dispatch and combine, from the placement and the routing); stages in
+   a pipeline with point-to-point sends between them; micro-batches, bubbles, energy.
+
+The formulas and assumptions are in docs/systems.md.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError, DoesNotFitError
+from . import collectives as C
+from .load import load_system
+from .placement import Placement, place_experts
+from .plan import Plan, as_plan, check_plan, split_layers
+from .result import SystemResult
+from .spec import LEVELS, System
+
+__all__ = ["simulate", "simulate_system", "default_plan", "weight_capacity_bytes",
+           "stage_layout"]
+
+#: Roles whose matrices are split tp ways (DevicePart contract); others are replicated.
+_TP_ROLES = ("attention", "dense_ffn", "shared", "lm_head")
+
+
+def _is_system(x) -> bool:
+    if isinstance(x, System):
+        return True
+    if isinstance(x, (str, bytes)) or hasattr(x, "__fspath__"):
+        from pathlib import Path
+
+        from ..config import read_mapping
+        from ..presets import list_presets
+        text = str(x)
+        if Path(text).is_file():
+            try:
+                data = read_mapping(text)
+            except ConfigError:
+                return False
+            return "device" in data
+        return text in list_presets("system")
+    return isinstance(x, dict) and "device" in x
+
+
+def simulate(hw, graph, alloc=None, plan=None, *, devices: int | None = None, **options):
+    """``accelsim.simulate``: a chip (:func:`accelsim.sim.simulate`) or, when ``hw`` is a
+    :class:`System` (or a system preset / file) or a ``plan`` or ``devices`` is given, a
+    system (:func:`simulate_system`).
+
+    >>> import accelsim
+    >>> m = accelsim.load_workload("mixtral-8x7b")
+    >>> g = accelsim.build_graph(m, accelsim.Scenario(phase="decode", batch=8))
+    >>> a = accelsim.BitAllocation.uniform(m, 4)
+    >>> accelsim.simulate("h100", g, a).latency_s == accelsim.simulate(
+    ...     accelsim.load_system("h100"), g, a).latency_s
+    True
+    """
+    if plan is not None or devices is not None or _is_system(hw):
+        return simulate_system(hw, graph, alloc, plan, devices=devices, **options)
+    from ..sim import simulate as chip
+    return chip(hw, graph, alloc, **options)
+
+
+def weight_capacity_bytes(hw) -> float:
+    """Bytes of every memory level of ``hw`` that may hold weights."""
+    return float(sum(hw.level_capacity(m) for m in hw.memory if "weights" in m.holds))
+
+
+def default_plan(system: System, model) -> Plan:
+    """The plan used when none is given: one device -> the chip; otherwise every device in
+    expert parallelism when the experts allow it (``ep`` = the largest power of two <= both
+    the devices and the experts), pipeline stages for the rest."""
+    n, E = system.num_devices, model.moe.num_experts
+    if n == 1:
+        return Plan()
+    ep = 1 << int(math.log2(min(n, E)))
+    pp = max(1, min(n // ep, model.total_layers))
+    return Plan(pp=pp, tp=1, ep=ep)
+
+
+def _expert_tokens(graph, model) -> np.ndarray:
+    """Expected tokens of every routed expert, [MoE layers, experts], from the graph."""
+    E = model.moe.num_experts
+    w = model.expert_matrices[0]
+    out = np.zeros((model.num_moe_layers, E))
+    nodes = graph.nodes
+    for r, L in enumerate(model.moe_layers):
+        for e in range(E):
+            out[r, e] = nodes[f"L{L}.E{e}.{w}"]["tokens"] if f"L{L}.E{e}.{w}" in nodes else 0
+    return out
+
+
+def _tensor_bytes(model, alloc):
+    """Per layer: (non-expert bytes split tp ways, replicated bytes) and expert bytes
+    [MoE layers, experts]; plus embed and lm_head bytes."""
+    n = model.total_layers
+    split = np.zeros(n)
+    repl = np.zeros(n)
+    kv_split = np.zeros(n)   # k/v projections: split min(tp, kv heads) ways
+    expert = np.zeros((model.num_moe_layers, model.moe.num_experts))
+    row = {L: r for r, L in enumerate(model.moe_layers)}
+    embed = lm_head = tail = 0.0
+    for t in model.tensors():
+        b = float(alloc.tensor_bytes(model, t))
+        if t.layer is None:
+            if t.role == "embed":
+                embed += b
+            elif t.role == "lm_head":
+                lm_head += b
+            else:
+                tail += b
+        elif t.role == "expert":
+            expert[row[t.layer], t.expert] += b
+        elif t.role == "attention" and t.matrix in ("k", "v"):
+            kv_split[t.layer] += b
+        elif t.role == "attention" and t.matrix in ("q_a", "kv_a"):
+            repl[t.layer] += b          # MLA's shared low-rank projections
+        elif t.role in _TP_ROLES or t.role == "shared_gate":
+            split[t.layer] += b
+        else:
+            repl[t.layer] += b
+    return split, repl, kv_split, expert, embed, lm_head, tail
+
+
+def stage_layout(plan: Plan, replica: int, stage: int) -> list[int]:
+    """Device indices of one stage's group (devices are numbered replica, stage, member)."""
+    w = plan.group
+    first = (replica * plan.pp + stage) * w
+    return list(range(first, first + w))
+
+
+def _act_bytes(hw, alloc) -> float:
+    bits = getattr(alloc, "activation_bits", None) or hw.cores.mac_array.default_activation_bits
+    return bits / 8.0
+
+
+def simulate_system(system, graph, alloc=None, plan=None, *, devices: int | None = None,
+                    residency: str = "hot-first", dataflow: str | None = None,
+                    staging_fraction: float = 0.25, full_pipeline: bool = False,
+                    cache: dict | None = None) -> SystemResult:
+    """Simulate one step of ``graph`` on ``system`` under ``plan``.
+
+    Parameters
+    ----------
+    system : System or str
+        A system (or a system / chip preset name or path).
+    graph : networkx.DiGraph
+        From :func:`accelsim.workload.build_graph`: one micro-batch.
+    alloc : BitAllocation, optional
+        Default: every weight at 16 bits.
+    plan : Plan or str, optional
+        ``"pp=4,tp=2,ep=8"``; default :func:`default_plan`.
+    devices : int, optional
+        Use the first ``devices`` devices of the system.
+    cache : dict, optional
+        Part results keyed by part (lets a plan search reuse them).
+
+    Returns
+    -------
+    SystemResult
+
+    Examples
+    --------
+    >>> import accelsim
+    >>> m = accelsim.load_workload("mixtral-8x7b")
+    >>> g = accelsim.build_graph(m, accelsim.Scenario(phase="decode", batch=8))
+    >>> a = accelsim.BitAllocation.uniform(m, 4)
+    >>> r = simulate_system("h100-8", g, a, "tp=2,ep=8")  # doctest: +SKIP
+    >>> r.devices, r.plan, len(r.per_device)  # doctest: +SKIP
+    (8, 'pp=1,tp=2,ep=8,dp=1,mb=1', 8)
+    """
+    from ..precision import BitAllocation
+    system = load_system(system)
+    if devices is not None:
+        system = system.first(devices)
+    model = graph.graph.get("model_spec")
+    if model is None:
+        raise ConfigError.single("the graph has no 'model_spec': build it with "
+                                 "accelsim.workload.build_graph", key="graph")
+    plan = as_plan(plan) if plan is not None else default_plan(system, model)
+    check_plan(plan, model, system.num_devices, system.name)
+    if plan.devices == 1 and plan.microbatches == 1:
+        return _single(system, graph, alloc, plan, residency, dataflow, staging_fraction,
+                       full_pipeline)
+    acct = alloc if alloc is not None else BitAllocation.uniform(model, 16)
+    return _compose(system, graph, model, alloc, acct, plan, cache,
+                    dict(residency=residency, dataflow=dataflow,
+                         staging_fraction=staging_fraction, full_pipeline=full_pipeline))
+
+
+def _single(system, graph, alloc, plan, residency, dataflow, staging_fraction,
+            full_pipeline) -> SystemResult:
+    """One device: exactly the chip simulation, with the system keys added."""
+    from ..sim import simulate
+    r = simulate(system.hw, graph, alloc, residency=residency, dataflow=dataflow,
+                 staging_fraction=staging_fraction, full_pipeline=full_pipeline)
+    fields = {k: getattr(r, k) for k in r.__dataclass_fields__}
+    mem = float(sum(r.weight_bytes_by_level.values()) + sum(r.kv_bytes_by_level.values()))
+    dev = {"device": 0, "node": 0, "replica": 0, "stage": 0,
+           "layers": [0, graph.graph["model_spec"].total_layers], "experts": None,
+           "memory_bytes": mem, "expert_bytes": None, "expected_load": None,
+           "latency_s": float(r.latency_s), "busy_fraction": 1.0,
+           "utilization": float(r.mac_utilization), "energy_j": float(r.energy_j),
+           "bound": r.bound}
+    return SystemResult(**fields, devices=1, plan=str(plan), per_device=(dev,),
+                        per_link=tuple({"level": lv, "bytes": 0.0, "time_s": 0.0,
+                                        "energy_j": 0.0} for lv in LEVELS),
+                        energy_per_token_j=float(r.energy_j) / max(float(r.tokens), 1e-300),
+                        pipeline={"stages": [float(r.latency_s)], "p2p": [],
+                                  "fill_s": float(r.latency_s),
+                                  "bottleneck_s": float(r.latency_s), "microbatches": 1,
+                                  "period_s": float(r.latency_s)},
+                        parts=((0, r),))
+
+
+def _part_key(part, graph, alloc, opts) -> tuple:
+    share = part.expert_share
+    return (id(graph), id(alloc), part.layers, part.tp,
+            None if share is None else share.tobytes(), part.embed, part.lm_head,
+            tuple(sorted(opts.items())))
+
+
+def _run_parts(system, graph, alloc, parts, opts, cache):
+    from ..sim import simulate_parts
+    cache = {} if cache is None else cache
+    keys = [_part_key(p, graph, alloc, opts) for p in parts]
+    todo, seen = [], set()
+    for k, p in zip(keys, parts):
+        if k not in cache and k not in seen:
+            seen.add(k)
+            todo.append((k, p))
+    if todo:
+        out = simulate_parts(system.hw, graph, alloc, [p for _, p in todo], **opts)
+        for (k, _), r in zip(todo, out):
+            cache[k] = r
+    return [cache[k] for k in keys]
+
+
+def _placements(system, model, acct, plan, stages, tokens):
+    """One placement per stage, and the device parts of replica 0, stage by stage."""
+    from ..sim import DevicePart
+    split, repl, kv_split, expert, embed, lm_head, tail = _tensor_bytes(model, acct)
+    tp, ep, w = plan.tp, plan.experts, plan.group
+    kv_div = min(tp, model.num_kv_heads) if model.attention.kind == "gqa" else tp
+    cap = weight_capacity_bytes(system.hw)
+    row = {L: r for r, L in enumerate(model.moe_layers)}
+    R, E = expert.shape
+    placements, parts = [], []
+    last = len(stages) - 1
+    for s, (a, b) in enumerate(stages):
+        fixed = (split[a:b].sum() / tp + kv_split[a:b].sum() / kv_div + repl[a:b].sum()
+                 + (embed if s == 0 else 0.0) + ((lm_head / tp + tail) if s == last else 0.0))
+        rows = [row[L] for L in range(a, b) if L in row]
+        if fixed > cap:
+            raise DoesNotFitError(
+                f"stage {s} (layers {a}..{b - 1}) of {plan}: its weights other than the "
+                f"routed experts ({fixed:.4g} B per device) exceed the {cap:.4g} B a "
+                f"{system.hw.name} holds for weights")
+        if rows:
+            free = np.full(ep, cap - fixed)
+            pl = place_experts(expert[rows], tokens[rows], ep, free, replicate=plan.rep,
+                               what=system.hw.name)
+        else:
+            pl = Placement(np.zeros((ep, 0, E)), np.zeros(ep), np.zeros(ep), np.zeros((ep, 0)))
+        placements.append((pl, rows, fixed))
+        stage_parts = []
+        for g in range(w):
+            slot = g % ep
+            share = None
+            if R:
+                share = np.zeros((R, E))
+                if rows:
+                    share[rows] = pl.share[slot] / (w // ep)
+            stage_parts.append(DevicePart(layers=(a, b), tp=tp, expert_share=share))
+        parts.append(stage_parts)
+    return placements, parts
+
+
+def _stage_comm(system, model, plan, devs, a, b, rows, pl, tokens, T, ab, first_last, seqs):
+    """Communication of one stage for one micro-batch: (time, Cost)."""
+    tp, ep, w = plan.tp, plan.experts, plan.group
+    d = model.hidden_size
+    total = C.Cost()
+    moe = set(model.moe_layers)
+    if tp > 1:
+        nbytes = T * d * ab
+        groups = [devs[i:i + tp] for i in range(0, w, tp)]
+        ar = max((C.all_reduce(system, g, nbytes) for g in groups), key=lambda c: c.time_s)
+        ar = replace(ar, bytes_by_level={k: v * len(groups) for k, v in
+                                         ar.bytes_by_level.items()},
+                     energy_j=ar.energy_j * len(groups))
+        n_ar = 0
+        for L in range(a, b):
+            n_ar += 1
+            if L not in moe or model.moe.num_shared_experts:
+                n_ar += 1
+        total = total + ar.scaled(n_ar)
+        if first_last[1]:   # lm_head split by vocabulary: gather the logits
+            total = total + C.all_gather(system, groups[0],
+                                         seqs * model.vocab_size * ab).scaled(len(groups))
+    if w > 1 and rows:
+        for j, r in enumerate(rows):
+            load = (pl.share[:, j, :] * tokens[r]).sum(axis=1)        # per ep slot
+            per_dev = np.repeat(load[None, :], w // ep, axis=0).ravel() / (w // ep)
+            m = np.repeat((per_dev * d * ab / w)[None, :], w, axis=0)
+            np.fill_diagonal(m, 0.0)
+            disp = C.all_to_all(system, devs, m)
+            comb = C.all_to_all(system, devs, m.T)
+            total = total + disp + comb
+    return total
+
+
+def _compose(system, graph, model, alloc, acct, plan, cache, opts) -> SystemResult:
+    hw = system.hw
+    T = float(graph.graph.get("tokens", 1.0))
+    ab = _act_bytes(hw, acct)
+    tokens = _expert_tokens(graph, model)
+    seqs = float((graph.graph.get("scenario") or {}).get("batch", 1))
+    split, repl, kv_split, expert, *_ = _tensor_bytes(model, acct)
+    per_layer = split + repl + kv_split + np.bincount(
+        np.asarray(model.moe_layers), weights=expert.sum(axis=1), minlength=model.total_layers)
+    stages = split_layers(per_layer, plan.pp)
+    placements, parts = _placements(system, model, acct, plan, stages, tokens)
+    flat = [p for sp in parts for p in sp]
+    results = _run_parts(system, graph, alloc, flat, opts, cache)
+    w, m, pp = plan.group, plan.microbatches, plan.pp
+    res = [results[s * w:(s + 1) * w] for s in range(pp)]
+    stage_t, comp_t, comm = [], [], []
+    for s, ((a, b), (pl, rows, _)) in enumerate(zip(stages, placements)):
+        lat = np.stack([np.asarray(r.layer_latency_s, dtype=float) for r in res[s]])
+        comp = float(lat.max(axis=0).sum())
+        devs = stage_layout(plan, 0, s)
+        c = _stage_comm(system, model, plan, devs, a, b, rows, pl, tokens, T, ab,
+                        (s == 0, s == pp - 1), seqs)
+        comp_t.append(comp)
+        comm.append(c)
+        stage_t.append(comp + c.time_s)
+    p2p = [C.point_to_point(system, stage_layout(plan, 0, s)[-1],
+                            stage_layout(plan, 0, s + 1)[0], T * model.hidden_size * ab)
+           for s in range(pp - 1)]
+    fill = float(sum(stage_t) + sum(c.time_s for c in p2p))
+    bottleneck = float(max(stage_t + [c.time_s for c in p2p]))
+    period = max(fill, m * bottleneck)
+    phase = (graph.graph.get("scenario") or {}).get("phase", "decode")
+    latency = period if phase == "decode" else fill + (m - 1) * bottleneck
+    link = C.Cost()
+    for c in comm + p2p:
+        link = link + c
+    return _result(system, graph, model, plan, stages, placements, res, latency, period,
+                   fill, bottleneck, stage_t, comp_t, p2p, link, T)
+
+
+def _sum_dicts(dicts, f=1.0) -> dict:
+    out: dict = {}
+    for d in dicts:
+        for k, v in d.items():
+            out[k] = out.get(k, 0.0) + float(v) * f
+    return out
+
+
+def _result(system, graph, model, plan, stages, placements, res, latency, period, fill,
+            bottleneck, stage_t, comp_t, p2p, link, T) -> SystemResult:
+    hw = system.hw
+    m, dp, w = plan.microbatches, plan.dp, plan.group
+    flat = [r for stage in res for r in stage]
+    n_used = plan.devices
+    p_static = hw.energy.static_power_w
+    dyn = [float(r.energy_j) - float(r.energy_breakdown_j.get("static", 0.0)) for r in flat]
+    dev_energy = [m * e + p_static * period for e in dyn]
+    link_energy = m * link.energy_j
+    energy = dp * (sum(dev_energy) + link_energy)
+    tokens = m * T * dp
+    breakdown = _sum_dicts([{k: v for k, v in r.energy_breakdown_j.items() if k != "static"}
+                            for r in flat], m * dp)
+    breakdown["static"] = p_static * period * n_used
+    for lv in LEVELS:
+        breakdown[f"link:{lv}"] = m * dp * link.bytes_by_level.get(lv, 0.0) * (
+            system.link(lv).energy_per_byte_j if system.link(lv) is not None else 0.0)
+    comm_fill = fill - sum(comp_t)
+    s_star = int(np.argmax(stage_t)) if stage_t else 0
+    slowest = max(res[s_star], key=lambda r: r.latency_s)
+    bound = "interconnect" if comm_fill >= 0.5 * fill and comm_fill > 0 else slowest.bound
+    per_device = []
+    for s, stage in enumerate(res):
+        pl, rows, fixed = placements[s]
+        for g, r in enumerate(stage):
+            slot = g % plan.experts
+            copies = w // plan.experts
+            for rep in range(dp):
+                dev = stage_layout(plan, rep, s)[g]
+                mem = float(sum(r.weight_bytes_by_level.values())
+                            + sum(r.kv_bytes_by_level.values()))
+                busy = m * float(r.latency_s) / period if period > 0 else 0.0
+                per_device.append({
+                    "device": dev, "node": system.node_of(dev), "replica": rep, "stage": s,
+                    "layers": list(stages[s]),
+                    "experts": int((pl.share[slot] > 0).sum()) if rows else 0,
+                    "memory_bytes": mem,
+                    "expert_bytes": float(pl.memory[slot]) if rows else 0.0,
+                    "expected_load": float(pl.load[slot]) / copies if rows else 0.0,
+                    "latency_s": float(r.latency_s), "busy_fraction": busy,
+                    "utilization": float(r.mac_utilization) * busy,
+                    "energy_j": dev_energy[s * w + g], "bound": r.bound})
+    per_device.sort(key=lambda x: x["device"])
+    per_link = tuple({"level": lv, "bytes": m * dp * link.bytes_by_level.get(lv, 0.0),
+                      "time_s": m * link.time_by_level.get(lv, 0.0),
+                      "energy_j": m * dp * link.bytes_by_level.get(lv, 0.0) * (
+                          system.link(lv).energy_per_byte_j if system.link(lv) else 0.0)}
+                     for lv in LEVELS)
+    f = m * dp
+    util = (sum(float(r.mac_utilization) * float(r.latency_s) for r in flat) * m
+            / (period * len(flat))) if period > 0 else 0.0
+    first = flat[0]
+    warnings = tuple(dict.fromkeys(wn for r in flat for wn in r.warnings))
+    imb = [float(pl.imbalance) for pl, rows, _ in placements if rows]
+    return SystemResult(
+        hw=system.name, model=first.model, scenario=first.scenario, residency=first.residency,
+        clock_hz=hw.clock_hz, cores=hw.cores.count * n_used, cycles=latency * hw.clock_hz,
+        latency_s=latency, tokens=tokens, tokens_per_s=tokens / period if period else 0.0,
+        energy_j=energy, energy_breakdown_j=breakdown,
+        weight_bytes=dp * sum(float(r.weight_bytes) for r in flat),
+        weight_bytes_by_level=_sum_dicts([r.weight_bytes_by_level for r in flat], dp),
+        kv_bytes_by_level=_sum_dicts([r.kv_bytes_by_level for r in flat], dp),
+        activation_bytes_by_level=_sum_dicts([r.activation_bytes_by_level for r in flat], dp),
+        staging_bytes_by_level=_sum_dicts([r.staging_bytes_by_level for r in flat], dp),
+        bytes_by_level=_sum_dicts([r.bytes_by_level for r in flat], f),
+        offchip_bytes=f * sum(float(r.offchip_bytes) for r in flat),
+        onchip_bytes_moved=f * sum(float(r.onchip_bytes_moved) for r in flat),
+        macs=f * sum(float(r.macs) for r in flat), mac_utilization=util,
+        compute_cycles=f * sum(float(r.compute_cycles) for r in flat),
+        stall_cycles=f * sum(float(r.stall_cycles) for r in flat),
+        vector_cycles=f * sum(float(r.vector_cycles) for r in flat),
+        noc_cycles=f * sum(float(r.noc_cycles) for r in flat),
+        busy_cycles=_sum_dicts([r.busy_cycles for r in flat], f), bound=bound,
+        warnings=warnings, devices=n_used, plan=str(plan), per_device=tuple(per_device),
+        per_link=per_link, energy_per_token_j=energy / tokens if tokens else 0.0,
+        pipeline={"stages": [list(x) for x in stages], "stage_s": list(stage_t),
+                  "compute_s": list(comp_t), "p2p_s": [c.time_s for c in p2p],
+                  "fill_s": fill, "bottleneck_s": bottleneck, "microbatches": m,
+                  "period_s": period, "expert_imbalance": max(imb) if imb else 1.0},
+        parts=tuple((stage_layout(plan, 0, s)[g], r) for s, stage in enumerate(res)
+                    for g, r in enumerate(stage)))

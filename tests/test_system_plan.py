@@ -1,0 +1,261 @@
+"""Plans, placement and the composition of a system step, with expected values derived by
+hand (the per-device simulation is replaced by a stub whose per-layer latencies are known)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import accelsim
+import accelsim.sim as S
+from accelsim.errors import ConfigError, DoesNotFitError
+from accelsim.hw import hw_from_dict
+from accelsim.system import (Plan, System, check_plan, enumerate_plans, parse_plan,
+                             place_experts, split_layers)
+from accelsim.system.spec import Link, Links
+from accelsim.workload import Scenario, build_graph
+from accelsim.workload.load import load_workload
+
+from _toys import TINY_HW, TOY_WL
+
+# ----------------------------------------------------------------------------- plans
+
+
+def test_parse_plan_and_defaults():
+    p = parse_plan("pp=4,tp=2,ep=8")
+    assert (p.pp, p.tp, p.experts, p.dp, p.microbatches, p.devices) == (4, 2, 8, 1, 4, 32)
+    assert parse_plan("tp=4").experts == 4          # ep defaults to tp
+    assert parse_plan(" dp=2 , mb=3 ").devices == 2
+    assert parse_plan(str(p)) == Plan(pp=4, tp=2, ep=8, mb=4)
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("pp=4,tpp=2", "'tpp=2' is not KEY=N with KEY one of pp, tp, ep, dp, mb, rep (did you "
+                   "mean 'tp'?)"),
+    ("pp=x", "pp must be a whole number (got 'x')"),
+    ("pp=0", "pp must be an integer >= 1"),
+    ("tp=2,ep=3", "tp=2 and ep=3: the larger must be a multiple of the smaller"),
+    ("tp=2,tp=4", "tp is given twice"),
+])
+def test_bad_plan_strings_are_one_line(text, reason):
+    with pytest.raises(ConfigError) as e:
+        parse_plan(text)
+    assert len(e.value.problems) == 1
+    assert e.value.problems[0].key == "plan" and e.value.problems[0].reason == reason
+
+
+def test_plans_that_do_not_divide_the_model():
+    m = load_workload("mixtral-8x7b")        # 32 heads, 8 KV heads, 32 layers, 8 experts
+    for text, words in [("tp=3", "tp=3 does not divide the 32 attention heads"),
+                        ("tp=16,ep=8", "KV heads replicated"),   # 16 % 8 == 0: allowed
+                        ("pp=33", "pp=33 is more stages than the 32 layers"),
+                        ("ep=16", "ep=16 is more than the 8 routed experts"),
+                        ("pp=4,ep=8", "needs 32 devices (dp x pp x max(tp, ep)), h100-8 "
+                                      "has 8")]:
+        if text == "tp=16,ep=8":
+            check_plan(parse_plan(text), m)            # KV heads replicated: fine
+            continue
+        with pytest.raises(ConfigError, match=words.replace("(", r"\(").replace(")", r"\)")):
+            check_plan(parse_plan(text), m, 8, "h100-8")
+
+
+def test_split_layers_balances_and_keeps_order():
+    assert split_layers([1] * 8, 4) == [(0, 2), (2, 4), (4, 6), (6, 8)]
+    assert split_layers([3, 1, 1, 1], 2) == [(0, 1), (1, 4)]
+    with pytest.raises(ConfigError):
+        split_layers([1, 1], 3)
+
+
+def test_enumerate_plans_covers_every_factorization():
+    m = load_workload("mixtral-8x7b")
+    plans = enumerate_plans(m, 8, devices_per_node=8)
+    assert all(p.devices == 8 for p in plans)
+    # dp x pp x max(tp, ep) = 8 with tp, ep powers of two, every combination once
+    assert {str(p) for p in plans} >= {"pp=8,tp=1,ep=1,dp=1,mb=8", "pp=1,tp=8,ep=8,dp=1,mb=1",
+                                       "pp=1,tp=1,ep=8,dp=1,mb=1", "pp=2,tp=2,ep=4,dp=1,mb=2",
+                                       "pp=1,tp=1,ep=1,dp=8,mb=1"}
+    assert len({str(p) for p in plans}) == len(plans)
+
+
+# ----------------------------------------------------------------------------- placement
+
+
+def test_placement_lpt_by_hand():
+    # loads 5, 4, 3, 3, 2, 1 on 2 devices, each to the less loaded device:
+    # 5 -> d0, 4 -> d1, 3 -> d1 (7), 3 -> d0 (8), 2 -> d1 (9), 1 -> d0 (9)
+    load = np.array([[5.0, 4.0, 3.0, 3.0, 2.0, 1.0]])
+    p = place_experts(np.full((1, 6), 1.0), load, 2, np.array([10.0, 10.0]))
+    assert p.load.tolist() == [9.0, 9.0] and p.imbalance == 1.0
+    assert p.share[0, 0].tolist() == [1, 0, 0, 1, 0, 1]
+
+
+def test_placement_respects_memory_with_mixed_sizes():
+    # expert 0 is big (8 B) and hot; device 0 has 8 B free, device 1 has 10 B
+    nbytes = np.array([[8.0, 2.0, 2.0, 2.0, 2.0]])
+    load = np.array([[10.0, 1.0, 1.0, 1.0, 1.0]])
+    p = place_experts(nbytes, load, 2, np.array([8.0, 10.0]))
+    assert (p.memory <= np.array([8.0, 10.0])).all()
+    assert p.share[:, 0, :].sum(axis=0).tolist() == [1.0] * 5
+    with pytest.raises(DoesNotFitError):
+        place_experts(np.array([[9.0, 9.0, 9.0]]), np.ones((1, 3)), 2, np.array([10.0, 10.0]))
+
+
+def test_replication_splits_a_hot_expert():
+    load = np.array([[10.0, 1.0, 1.0, 1.0]])
+    p0 = place_experts(np.ones((1, 4)), load, 2, np.array([10.0, 10.0]))
+    p1 = place_experts(np.ones((1, 4)), load, 2, np.array([10.0, 10.0]), replicate=True)
+    assert p0.load.max() == 10.0
+    # LPT: {10} and {1, 1, 1}; copying expert 0 gives 5 | 5 + 3 = 8; then each copy of a
+    # 1-token expert of the busier device moves 0.5: 5.5 | 7.5, 6 | 7, 6.5 | 6.5
+    assert p1.load.tolist() == [6.5, 6.5]
+    assert p1.share[:, 0, 0].tolist() == [0.5, 0.5]
+    assert p1.share.sum(axis=0).tolist() == [[1.0, 1.0, 1.0, 1.0]]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 6), st.integers(1, 12), st.integers(0, 2**31 - 1), st.booleans())
+def test_placement_never_exceeds_memory(ep, E, seed, rep):
+    rng = np.random.default_rng(seed)
+    nbytes = rng.integers(1, 9, size=(2, E)).astype(float)
+    load = rng.random((2, E))
+    cap = rng.uniform(0.5, 2.0, size=ep) * nbytes.sum() / ep
+    try:
+        p = place_experts(nbytes, load, ep, cap, replicate=rep)
+    except DoesNotFitError:
+        return
+    assert (p.memory <= cap * (1 + 1e-9)).all()
+    assert np.allclose(p.share.sum(axis=0), 1.0)
+    assert p.load.sum() == pytest.approx(load.sum())
+
+
+# ----------------------------------------------------------------------------- composition
+
+
+@dataclass(frozen=True)
+class _Part:
+    layers: tuple
+    tp: int = 1
+    expert_share: object = None
+    embed: object = None
+    lm_head: object = None
+
+
+def _stub_parts(hw, graph, alloc, parts, **kw):
+    """Per layer: 1 ms / tp plus 0.1 ms per (share of an) expert; embedding 0.1 ms, tail
+    0.2 ms; dynamic energy 1 J per second of latency."""
+    model = graph.graph["model_spec"]
+    n = model.total_layers
+    row = {L: r for r, L in enumerate(model.moe_layers)}
+    out = []
+    for p in parts:
+        a, b = p.layers
+        lat = np.zeros(n + 2)
+        for L in range(a, b):
+            sh = (np.ones(model.moe.num_experts) if p.expert_share is None
+                  else p.expert_share[row[L]])
+            lat[L + 1] = 1e-3 / p.tp + 1e-4 * sh.sum()
+        lat[0] = 1e-4 if a == 0 else 0.0
+        lat[-1] = 2e-4 if b == n else 0.0
+        t = float(lat.sum())
+        out.append(SimpleNamespace(
+            latency_s=t, layer_latency_s=lat, energy_j=t, energy_breakdown_j={"mac": t,
+                                                                              "static": 0.0},
+            weight_bytes=1.0, weight_bytes_by_level={"dram": 1.0}, kv_bytes_by_level={},
+            activation_bytes_by_level={}, staging_bytes_by_level={}, bytes_by_level={},
+            offchip_bytes=0.0, onchip_bytes_moved=0.0, macs=0.0, mac_utilization=0.0,
+            compute_cycles=0.0, stall_cycles=0.0, vector_cycles=0.0, noc_cycles=0.0,
+            busy_cycles={}, bound="compute", warnings=(), model=model.name,
+            scenario=graph.graph["scenario"], residency="hot-first"))
+    return out
+
+
+@pytest.fixture
+def stub(monkeypatch):
+    monkeypatch.setattr(S, "simulate_parts", _stub_parts, raising=False)
+    if not hasattr(S, "DevicePart"):
+        monkeypatch.setattr(S, "DevicePart", _Part, raising=False)
+
+
+BW, A, E_B = 1e9, 1e-6, 1e-11
+
+
+def _toy(phase="decode"):
+    import yaml
+
+    from accelsim.workload.model import MoEModel
+    m = MoEModel.model_validate(yaml.safe_load(TOY_WL))
+    hw = hw_from_dict(yaml.safe_load(TINY_HW))
+    system = System(name="toy2", hw=hw, devices_per_node=2,
+                    links=Links(intra_node=Link.make(BW, A, E_B, "chain")))
+    g = build_graph(m, Scenario(phase=phase, batch=4, seq_len=1))
+    return system, m, g, accelsim.BitAllocation.uniform(m, 8)
+
+
+def test_pipeline_by_hand(stub):
+    system, m, g, a = _toy()
+    r = accelsim.simulate(system, g, a, plan="pp=2")       # mb defaults to pp = 2
+    # stage 0: embed 0.1 ms + layer 0 (1 ms + 4 experts x 0.1 ms); stage 1: 1.4 + 0.2 ms
+    s0, s1 = 1.5e-3, 1.6e-3
+    # the activations of 4 tokens x 64 x 1 byte (8-bit activations) cross the chain once
+    p2p = A + 4 * 64 / BW
+    fill = s0 + s1 + p2p
+    assert r.pipeline["stage_s"] == pytest.approx([s0, s1])
+    assert r.pipeline["fill_s"] == pytest.approx(fill)
+    period = max(fill, 2 * s1)
+    assert r.latency_s == pytest.approx(period)
+    assert r.tokens == 8 and r.tokens_per_s == pytest.approx(8 / period)
+    assert r.energy_j == pytest.approx(2 * (s0 + s1) + 2 * 256 * E_B)
+    assert r.energy_per_token_j == pytest.approx(r.energy_j / 8)
+    assert r.devices == 2 and [d["stage"] for d in r.per_device] == [0, 1]
+    link = {x["level"]: x for x in r.per_link}
+    assert link["intra_node"]["bytes"] == pytest.approx(2 * 256)
+    rp = accelsim.simulate(system, build_graph(m, Scenario(phase="prefill", batch=4,
+                                                           seq_len=1)), a, plan="pp=2")
+    assert rp.latency_s == pytest.approx(fill + (2 - 1) * s1)   # TTFT: fill + (mb-1) B
+
+
+def test_expert_parallel_by_hand(stub):
+    system, m, g, a = _toy()
+    r = accelsim.simulate(system, g, a, plan="ep=2")
+    # 4 experts, uniform routing, top-2 of 4 tokens: 2 tokens each; 2 experts per device
+    layer = 1e-3 + 2 * 1e-4
+    # dispatch: each device sends half of the other device's 4 tokens x 64 B = 128 B;
+    # a chain of 2: 1 message + 128 B / BW; combine the same, in every MoE layer (2)
+    a2a = A + 128 / BW
+    expect = 1e-4 + 2 * layer + 2e-4 + 2 * 2 * a2a
+    assert r.latency_s == pytest.approx(expect)
+    assert [d["experts"] for d in r.per_device] == [4, 4]     # 2 per layer x 2 layers
+    assert [d["expected_load"] for d in r.per_device] == [8.0, 8.0]
+    link = {x["level"]: x for x in r.per_link}
+    assert link["intra_node"]["bytes"] == pytest.approx(2 * 2 * 2 * 128)
+
+
+def test_tensor_parallel_by_hand(stub):
+    system, m, g, a = _toy()
+    r = accelsim.simulate(system, g, a, plan="tp=2")          # ep = tp = 2
+    layer = 1e-3 / 2 + 2 * 1e-4
+    ar = 2 * A + 2 * (1 / 2) * 256 / BW          # all-reduce of 256 B on 2 devices
+    gather = A + (1 / 2) * 4 * 100 / BW          # logits of 4 sequences x 100 words x 1 B
+    a2a = A + 128 / BW
+    expect = 1e-4 + 2 * layer + 2e-4 + 2 * ar + gather + 2 * 2 * a2a
+    assert r.latency_s == pytest.approx(expect)
+
+
+def test_more_link_bandwidth_is_never_slower(stub):
+    system, m, g, a = _toy()
+    fast = system.with_links(intra_node=Link.make(10 * BW, A / 10, E_B, "chain"))
+    for plan in ("pp=2", "ep=2", "tp=2"):
+        assert (accelsim.simulate(fast, g, a, plan=plan).latency_s
+                <= accelsim.simulate(system, g, a, plan=plan).latency_s)
+
+
+def test_deterministic(stub):
+    system, m, g, a = _toy()
+    r1 = accelsim.simulate(system, g, a, plan="tp=2").to_dict()
+    r2 = accelsim.simulate(system, g, a, plan="tp=2").to_dict()
+    assert r1 == r2

@@ -113,6 +113,11 @@ def _pipeline(s: _Steps, r: MeasuredRow) -> dict:
             "tokens_per_s_per_w": tok / power}
 
 
+def _HAVE_PARTS() -> bool:
+    from .. import sim
+    return hasattr(sim, "simulate_parts") and hasattr(sim, "DevicePart")
+
+
 _MODES = {"static-batch": _static_batch, "first-token": _first_token,
           "single-stream": _single_stream, "pipeline": _pipeline}
 
@@ -125,6 +130,9 @@ def predict_row(row: MeasuredRow, *, ideal: bool = False, hw=None) -> Prediction
     the calibration script).
     """
     s = _Steps(row, ideal, hw)
+    if row.mode == "pipeline" and not _HAVE_PARTS():
+        return Prediction(row.id, {}, "not predicted: the pipeline mode needs "
+                          "accelsim.sim.simulate_parts (multi-device), not available")
     values = _MODES[row.mode](s, row)
     note = ""
     if row.mode == "pipeline":

@@ -137,10 +137,12 @@ def run_fidelity(measured: MeasuredSet | str | os.PathLike | None = None, *,
             notes[r.id] = p.note
         src = f"{r.source.title} ({r.source.venue}): {r.source.where}"
         for metric, value in r.measured.items():
+            if metric not in p.values:
+                continue
             if metric in BOUND_METRICS:
                 bounds.append(BoundCheck(r.id, r.hardware, metric, float(value),
                                          float(p.values[metric])))
-            elif metric in METRICS and metric in p.values:
+            elif metric in METRICS:
                 out.append(ErrorRow(r.id, r.hardware, r.model, metric, float(value),
                                     float(p.values[metric]), r.split, r.mode, r.approximate,
                                     src))

@@ -3,8 +3,8 @@ model YAMLs (``workloads/``) and the measured set (``measured/``, read by
 :mod:`accelsim.fidelity`).
 
 The directories live at the top of the repository; ``hwconfigs``, ``workloads`` and
-``measured`` here are symbolic links to them, so that a wheel built from the checkout carries the files inside the
-package and ``--hw northpole`` works from a non-editable install.
+``measured`` here are symbolic links to them, so that a wheel built from the checkout carries
+the files inside the package and ``--hw northpole`` works from a non-editable install.
 """
 
 from __future__ import annotations

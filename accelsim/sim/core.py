@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -32,7 +32,7 @@ from .residency import MemoryPlan, get_policy
 from .result import SimResult
 from .stages import _PROJ, _unique_rows  # noqa: F401  (tests import them from here)
 
-__all__ = ["simulate", "simulate_gemm", "memory_plan", "fits", "SimOptions", "finish_step"]
+__all__ = ["simulate", "simulate_gemm", "memory_plan", "fits", "SimOptions"]
 
 
 @dataclass(frozen=True)
@@ -128,9 +128,11 @@ def simulate(hw, graph, alloc: BitAllocation | None = None, *,
     >>> m = accelsim.load_workload("mixtral-8x7b")
     >>> g = accelsim.build_graph(m, accelsim.Scenario(phase="decode", batch=16))
     >>> a = accelsim.BitAllocation.uniform(m, 4)
-    >>> r = simulate("h100", g, a)
+    >>> r = simulate("h100", g, a, ideal=True)      # the ideal roofline
     >>> r.bound, r.weight_bytes == a.weight_bytes(m)
     ('offchip_bandwidth', True)
+    >>> simulate("h100", g, a).latency_s > r.latency_s   # the calibrated efficiency model
+    True
     """
     hw = _as_hw(hw)
     if ideal:
@@ -138,8 +140,7 @@ def simulate(hw, graph, alloc: BitAllocation | None = None, *,
     opts = SimOptions(residency, dataflow, staging_fraction, full_pipeline)
     mask = opts.check(hw)
     ot, bits, t_bytes, t_numel, a_bits, kv_bits = _lower_all(hw, graph, alloc)
-    return finish_step(hw, _run(hw, ot, bits, t_bytes, t_numel, a_bits, kv_bits, opts, mask,
-                                ot.model.name))
+    return _run(hw, ot, bits, t_bytes, t_numel, a_bits, kv_bits, opts, mask, ot.model.name)
 
 
 def _lower_all(hw, graph, alloc):
@@ -242,7 +243,7 @@ def simulate_gemm(hw, m: float, k: int, n: int, *, w_bits: int = 8, a_bits: int 
                       _storage_bytes(w_bits, group_size, n, k), residency, staging_fraction,
                       hp.dataflow_mask, bool(full_pipeline))
         if r is not None:
-            return finish_step(hw, r)
+            return r
     problems = []
     for key, v, lo in (("m", m, 1), ("k", k, 1), ("n", n, 1)):
         if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or (
@@ -263,42 +264,8 @@ def simulate_gemm(hw, m: float, k: int, n: int, *, w_bits: int = 8, a_bits: int 
     a = int(a_bits or hw.cores.mac_array.default_activation_bits)
     r = fast_gemm(hw, hw_params(hw), float(m), int(k), int(n), int(w_bits), a, nbytes,
                   opts.residency, staging_fraction, mask, full_pipeline)
-    return finish_step(hw, r if r is not None else _gemm_general(
-        hw, float(m), int(k), int(n), int(w_bits), a, nbytes, opts, mask))
-
-
-def finish_step(hw, r: SimResult) -> SimResult:
-    """The last stage of every simulated step: the efficiency model's fixed overheads and the
-    rated-power check (docs/fidelity.md).
-
-    With ``hw.efficiency``, every op that runs is one kernel whose launch and synchronisation
-    cost ``kernel_overhead`` on the step's critical path (times the op's probability of
-    running), and the step pays ``step_overhead`` of host time once; static power is charged
-    for the added time. A step whose average power (``SimResult.avg_power_w``) exceeds
-    ``energy.rated_power`` gets a warning. Without either, ``r`` is returned unchanged.
-    """
-    eff, rated = hw.efficiency, hw.energy.rated_power_w
-    if eff is not None and (eff.kernel_overhead_s > 0 or eff.step_overhead_s > 0):
-        p = np.asarray(r.op_data.get("p_active", ()), dtype=float)
-        work = np.asarray(r.op_data.get("cycles", ()), dtype=float)
-        kernels = float(p[(p > 0) & (work > 0)].sum()) if len(p) == len(work) else 0.0
-        extra = eff.kernel_overhead_s * kernels + eff.step_overhead_s
-        latency = r.latency_s + extra
-        cycles = latency * r.clock_hz
-        static = hw.energy.static_power_w * extra
-        breakdown = dict(r.energy_breakdown_j)
-        breakdown["static"] = breakdown.get("static", 0.0) + static
-        busy = r.busy_cycles
-        top = max(busy, key=lambda k: busy[k]) if busy else "latency"
-        r = replace(r, latency_s=latency, cycles=cycles,
-                    tokens_per_s=r.tokens / latency if latency > 0 else float("inf"),
-                    energy_j=r.energy_j + static, energy_breakdown_j=breakdown,
-                    bound=top if busy and busy[top] >= 0.5 * cycles else "latency")
-    if rated is not None and r.latency_s > 0 and r.avg_power_w > rated * (1 + 1e-9):
-        r = replace(r, warnings=tuple(r.warnings) + (
-            f"average power {r.avg_power_w:.1f} W exceeds the rated power of {hw.name} "
-            f"({rated:.1f} W): the energy model overestimates this step",))
-    return r
+    return r if r is not None else _gemm_general(hw, float(m), int(k), int(n), int(w_bits), a,
+                                                 nbytes, opts, mask)
 
 
 _NUM = (int, float)

@@ -80,6 +80,9 @@ class HwParams:
     capacity: tuple[float, ...]           # chip total per level
     holds: tuple[frozenset, ...]
     py: dict                              # the per-level arrays as Python lists (fast path)
+    kernel_cyc: float = 0.0               # efficiency model: cycles per kernel (op) and
+    step_cyc: float = 0.0                 # per step (0 without hw.efficiency)
+    att_cpm_scale: float = 1.0            # attention's cycles per MAC over the GEMMs'
 
 
 _CACHE = IdentityCache()
@@ -124,7 +127,10 @@ def hw_params(hw) -> HwParams:
         dataflow_mask=sum(1 << DATAFLOWS.index(d) for d in ma.dataflows),
         acc_bytes=ma.accumulator_bits / 8.0,
         capacity=tuple(float(hw.level_capacity(m)) for m in mem),
-        holds=tuple(frozenset(m.holds) for m in mem), py={})
+        holds=tuple(frozenset(m.holds) for m in mem), py={},
+        kernel_cyc=eff.kernel_overhead_s * f if eff is not None else 0.0,
+        step_cyc=eff.step_overhead_s * f if eff is not None else 0.0,
+        att_cpm_scale=eff.mac_rate / eff.attention_rate if eff is not None else 1.0)
     for key in ("read_bpc", "write_bpc", "agg_read_bpc", "agg_write_bpc", "latency_cyc",
                 "read_j", "write_j"):
         lp.py[key] = [float(x) for x in getattr(lp, key)]

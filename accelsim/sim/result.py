@@ -98,6 +98,18 @@ class SimResult:
         system sums."""
         return self.energy_j / self.latency_s if self.latency_s > 0 else 0.0
 
+    def with_power_check(self, rated_power_w: float | None, hw_name: str = "") -> "SimResult":
+        """This result, with a warning when its average power exceeds ``rated_power_w`` (the
+        device's rated power or TDP; None: nothing to check)."""
+        if rated_power_w is None or self.latency_s <= 0 or (
+                self.avg_power_w <= rated_power_w * (1 + 1e-9)):
+            return self
+        from dataclasses import replace
+        msg = (f"average power {self.avg_power_w:.1f} W exceeds the rated power "
+               f"{rated_power_w:.1f} W of {hw_name or self.hw}: the energy model overestimates "
+               "this step")
+        return replace(self, warnings=tuple(self.warnings) + (msg,))
+
     # ------------------------------------------------------------------ tables
     @cached_property
     def ops(self):

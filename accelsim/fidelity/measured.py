@@ -48,6 +48,7 @@ class Precision(Spec):
     weight_bits: Bounded(int, 1, 16)
     activation_bits: Bounded(int, 1, 16)
     kv_bits: Bounded(int, 1, 16)
+    embedding_bits: Bounded(int, 1, 16) = 16
 
 
 class SourceRef(Spec):
@@ -76,6 +77,8 @@ class MeasuredRow(Spec):
     measured: dict[Metric, Bounded(float, 1e-12, 1e15)] = Field(min_length=1)
     source: SourceRef
     split: Literal["calibration", "held-out"]
+    #: metrics of a held-out row that were nevertheless used for calibration
+    calibration_metrics: list[Metric] = Field(default_factory=list)
     approximate: bool = False
     notes: str = ""
 
@@ -85,7 +88,14 @@ class MeasuredRow(Spec):
             raise ValueError("only mode 'pipeline' models several devices")
         if not any(k in METRICS for k in self.measured):
             raise ValueError(f"measured needs at least one of {', '.join(METRICS)}")
+        extra = sorted(set(self.calibration_metrics) - set(self.measured))
+        if extra:
+            raise ValueError(f"calibration_metrics names metrics not measured: {extra}")
         return self
+
+    def split_of(self, metric: str) -> str:
+        """``calibration`` or ``held-out`` for one measured value of the row."""
+        return "calibration" if metric in self.calibration_metrics else self.split
 
 
 class MeasuredSet(Spec):

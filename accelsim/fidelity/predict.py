@@ -55,7 +55,8 @@ class _Steps:
         p = row.precision
         self.alloc = BitAllocation.uniform(self.model, p.weight_bits,
                                            activation_bits=p.activation_bits,
-                                           kv_bits=p.kv_bits)
+                                           kv_bits=p.kv_bits,
+                                           defaults={"embeddings": p.embedding_bits})
 
     def graph(self, phase: str, batch: int, length: int):
         if phase == "prefill":
@@ -92,21 +93,37 @@ def _single_stream(s: _Steps, r: MeasuredRow) -> dict:
             "power_w": dec.avg_power_w, "tokens_per_s_per_w": tok / dec.avg_power_w}
 
 
+def _pipeline_parts(model, devices: int) -> list:
+    """Pipeline stages over ``devices`` cards: one stage per transformer layer (``tp`` cards
+    each, the largest divisor of the heads that fits) and one for the final norm and lm_head,
+    or, with fewer cards than that, contiguous layer ranges with the lm_head on the last. The
+    embedding lookup is left to the host (``embed=False``)."""
+    from ..sim import DevicePart
+    n = model.total_layers
+    heads = model.attention.num_heads
+    if devices >= n + 1:
+        room = (devices - 1) // n
+        tp = max(d for d in range(1, room + 1) if heads % d == 0)
+        return ([DevicePart(layers=(i, i + 1), tp=tp, embed=False, lm_head=False)
+                 for i in range(n)]
+                + [DevicePart(layers=(n, n), embed=False, lm_head=True)])
+    b = [round(i * n / devices) for i in range(devices + 1)]
+    return [DevicePart(layers=(b[i], b[i + 1]), embed=False, lm_head=i == devices - 1)
+            for i in range(devices)]
+
+
 def _pipeline(s: _Steps, r: MeasuredRow) -> dict:
-    from ..sim import DevicePart, simulate_parts
-    n_layers = s.model.total_layers
-    stages = min(n_layers, r.devices)
-    tp = max(1, r.devices // stages)
+    from ..sim import simulate_parts
+    parts = _pipeline_parts(s.model, r.devices)
+    stages = len(parts)
     users = r.batch
     mb = math.ceil(users / stages)
-    bounds = [round(i * n_layers / stages) for i in range(stages + 1)]
-    parts = [DevicePart(layers=(bounds[i], bounds[i + 1]), tp=tp) for i in range(stages)]
     g = s.graph("decode", mb, r.input_len)
     hw = s.hw.ideal() if s.ideal else s.hw
     res = simulate_parts(hw, g, s.alloc, parts)
     itl = sum(x.latency_s for x in res)
     static = hw.energy.static_power_w
-    dyn = sum(max(x.energy_j - static * x.latency_s, 0.0) for x in res) * tp
+    dyn = sum(max(x.energy_j - static * x.latency_s, 0.0) * p.tp for x, p in zip(res, parts))
     power = r.devices * static + math.ceil(users / mb) * dyn / itl
     tok = users / itl
     return {"tpot_s": itl, "tpot_s_max": itl, "tokens_per_s": tok, "power_w": power,
@@ -136,6 +153,7 @@ def predict_row(row: MeasuredRow, *, ideal: bool = False, hw=None) -> Prediction
     values = _MODES[row.mode](s, row)
     note = ""
     if row.mode == "pipeline":
-        note = ("pipeline approximation: layers split evenly over min(layers, devices) "
-                "stages, card-to-card transfers not charged")
+        note = ("pipeline approximation: one stage per layer (tensor-parallel over the spare "
+                "cards) plus an lm_head stage, embedding on the host, card-to-card transfers "
+                "not charged")
     return Prediction(row.id, values, note)

@@ -144,8 +144,8 @@ def run_fidelity(measured: MeasuredSet | str | os.PathLike | None = None, *,
                                          float(p.values[metric])))
             elif metric in METRICS:
                 out.append(ErrorRow(r.id, r.hardware, r.model, metric, float(value),
-                                    float(p.values[metric]), r.split, r.mode, r.approximate,
-                                    src))
+                                    float(p.values[metric]), r.split_of(metric), r.mode,
+                                    r.approximate, src))
     return FidelityReport(tuple(out), tuple(bounds), ideal, notes)
 
 

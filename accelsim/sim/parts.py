@@ -180,7 +180,7 @@ def _check_part(model, i: int, p) -> tuple:
                                 "heads", key=f"{key}.tp", value=p.tp))
     share = p.expert_share
     if share is not None:
-        shape = (model.num_moe_layers, model.moe.num_experts)
+        shape = (model.num_moe_layers, model.num_experts)
         arr = np.asarray(share)
         if arr.shape != shape or arr.dtype.kind not in "fiu":
             problems.append(Problem(f"must be a numeric array of shape {shape}",
@@ -241,7 +241,7 @@ def _info(ot: OpTable) -> _Info:
         return hit
     model = ot.model
     tt = tensor_table(model)
-    E = model.moe.num_experts
+    E = model.num_experts
     t_cls, mats = _tensor_classes(model)
     t_layer = tt.layer.copy()
     t_layer[np.array([t.role == "embed" for t in model.tensors()])] = -2
@@ -269,7 +269,8 @@ def _info(ot: OpTable) -> _Info:
     t_flat = np.where(tt.moe_row >= 0, tt.moe_row * E + tt.expert, -1)
     info = _Info(op_cls, owner.astype(np.int64), op_lrow.astype(np.int64),
                  op_flat.astype(np.int64), np.array(ot.names, dtype=object),
-                 np.array(ot.role, dtype=object), tokens.reshape(-1, E), t_cls, t_layer,
+                 np.array(ot.role, dtype=object), tokens.reshape(model.num_moe_layers, E),
+                 t_cls, t_layer,
                  t_flat.astype(np.int64), tt.role_code == VECTOR_ROLE,
                  np.array(tt.names, dtype=object))
     _INFO.put(ot, info)

@@ -329,7 +329,8 @@ class Scenario:
     def pruned_mask(self, model) -> np.ndarray:
         """Bool [moe layers, experts]: the pruned experts; checked against ``model``
         (indices in range, at least ``top_k`` survivors per layer)."""
-        L, E, k = model.num_moe_layers, model.moe.num_experts, model.moe.top_k
+        L, E = model.num_moe_layers, model.num_experts
+        k = model.moe.top_k if model.moe is not None else 0
         mask = np.zeros((L, E), dtype=bool)
         for r, e in self.pruned:
             if not (0 <= r < L and 0 <= e < E):

@@ -74,10 +74,9 @@ def m_number(rng: random.Random, text: str) -> str:
     if not nums:
         return m_value(rng, text)
     m = rng.choice(nums)
-    v = float(m.group(0))
-    new = rng.choice([-v, v * 10 ** rng.randint(-320, 320), 0, v + 0.5, 2**rng.randint(0, 70),
-                      float("nan"), 1e-300])
-    rep = repr(new) if isinstance(new, float) else str(new)
+    v = m.group(0)
+    rep = rng.choice([f"-{v}", f"{v}e{rng.randint(-330, 330)}", "0", f"{v}.5",
+                      str(2**rng.randint(0, 70)), "nan", "1e-300"])
     return text[:m.start()] + rep + text[m.end():]
 
 
@@ -153,7 +152,7 @@ def mutate(rng: random.Random, text: str) -> tuple[str, str]:
         name = rng.choice(list(MUTATIONS))
         try:
             text = MUTATIONS[name](rng, text)
-        except (ValueError, IndexError):
+        except (ValueError, IndexError, OverflowError):
             continue
         names.append(name)
     return text, "+".join(names) or "none"

@@ -178,15 +178,17 @@ def _run_batch(hw, hp, lows: list, pls: list, opts, mask: int, model_name) -> li
         oth_p = S.OtherOps(*(x[o] for x in oth))
         T, cc, t1 = sch.T[f], sch.cc[f], sch.t1[o]
         place_ = wrap_around(lw.ot.phase_ptr, lw.ot.phase_order, T, cc, t1)
-        sch_p = S.Schedule(T, cc, sch.choice[o], t1, sch.noc_bytes[o], *place_)
+        sch_p = S.overheads(hp, lw.ot, S.Schedule(T, cc, sch.choice[o], t1,
+                                                  sch.noc_bytes[o], *place_))
         tr_p = S.Traffic(tr.rd[o], tr.wr[o], tr.comp[o], tr.dflow[o], tr.tiles[o],
                          tr.overflow[e_off[p]:e_off[p + 1]])
         noc_p = S.Noc(noc.noc_j[o], float(noc.noc_t[f].sum()) + float(noc.red_t[f].sum()),
                       noc.ksl[o], noc.red_adds[o], noc.noc_t[f], noc.red_t[f])
-        latency = float(T.sum()) / hp.clock_hz
+        latency = float(sch_p.T.sum()) / hp.clock_hz
         en = S.step_energy(hw, hp, lw.ot, q.op_wbits, a_bits, tr_p, noc_p, latency)
         out.append(S.assemble(hw, hp, lw, q, oth_p, sch_p, tr_p, noc_p, en, model_name,
-                              float(lw.t_bytes.sum())))
+                              float(lw.t_bytes.sum())).with_power_check(
+            hw.energy.rated_power_w, hw.name))
     return out
 
 

@@ -45,7 +45,7 @@ __all__ = ["Lowered", "Placement", "GemmJob", "Fronts", "OtherOps", "Net", "Sche
            "Traffic", "Noc", "Energy", "lower_step", "place", "memory_plan_of", "gemm_inputs",
            "engine_ops", "run_engine", "other_ops", "net_params", "schedule_step", "fluid",
            "chosen_traffic", "noc_step", "step_energy", "layer_latency", "assemble",
-           "finish_step", "run_step"]
+           "finish_step", "run_step", "mixed_width_kernels"]
 
 
 def _ceil(x):
@@ -761,3 +761,41 @@ def run_step(hw, hp, low: Lowered, opts, mask: int, model_name) -> SimResult:
     job = gemm_inputs(hw, hp, low, pl)
     fr = run_engine(hp, mask, low.a_bits, [job], opts.full_pipeline)[0]
     return finish_step(hw, hp, low, pl, job, fr, model_name, float(low.t_bytes.sum()))
+
+
+# ---------------------------------------------------------------------------- mixed widths
+def mixed_width_kernels(ot: OpTable, op_wbits: np.ndarray) -> np.ndarray:
+    """Expected *extra* kernels per phase that mixed weight widths inside one MoE layer cost.
+
+    A fused MoE kernel (vLLM, TensorRT-LLM, llama.cpp) runs the routed experts of a layer
+    with one weight format, so a phase holding a layer's expert GEMMs (``w1``/``w3``
+    together, then ``w2``) needs one pass per distinct width among the experts that run.
+    With expert ``e`` running with probability ``p_e`` (independently, as the graph's
+    expected values assume), width ``w`` needs its pass with probability
+    ``P_w = 1 - prod_{e at w} (1 - p_e)``; one pass (``P_any``) is the kernel the layer needs
+    anyway, so the extra passes are ``sum_w P_w - P_any`` (``distinct widths - 1`` when
+    every expert runs; 0 with one width). Returns an array per phase (``ot.phase_ptr``).
+    """
+    nph = len(ot.phase_ptr) - 1
+    out = np.zeros(max(nph, 0))
+    if nph <= 0:
+        return out
+    order = ot.phase_order
+    ph_of = np.repeat(np.arange(nph), np.diff(ot.phase_ptr))
+    sel = (ot.expert[order] >= 0) & np.isin(ot.op_code[order], GEMM_OPS) & \
+        (ot.p_active[order] > 0)
+    if not sel.any():
+        return out
+    idx, ph = order[sel], ph_of[sel]
+    for q in np.unique(ph):
+        ops = idx[ph == q]
+        # one entry per expert (w1 and w3 of an expert share its width and probability)
+        _, first = np.unique(ot.expert[ops], return_index=True)
+        ops = ops[first]
+        p, w = ot.p_active[ops], op_wbits[ops]
+        if np.unique(w).size < 2:
+            continue
+        idle = 1.0 - np.minimum(p, 1.0)
+        p_w = [1.0 - float(np.prod(idle[w == b])) for b in np.unique(w)]
+        out[q] = max(0.0, float(np.sum(p_w)) - (1.0 - float(np.prod(idle))))
+    return out

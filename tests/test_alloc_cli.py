@@ -145,7 +145,7 @@ def test_pareto_cli(run_cli, tmp_path):
     assert (a.expert_bits == 4).all() and a.method == "budget"
     assert a.weight_bytes(model) == doc["pareto"][2]["weight_bytes"]
     rc, stdout, err = run_cli("simulate", "--hw", "spyre", "--workload", "olmoe-1b-7b",
-                              "--alloc", f"{out}#0", "--format", "json")
+                              "--alloc", f"{out}#0", "--format", "json", "--packing", "dense")
     assert rc == 0, err
     assert json.loads(stdout)["weight_bytes"] == doc["pareto"][0]["weight_bytes"]
     # the front itself, a point past its end, '#N' on a plain allocation: one line, exit 2

@@ -73,7 +73,8 @@ def test_alloc_file_and_routing(run_cli, tmp_path):
     path = tmp_path / "alloc.yaml"
     a.save(path, m)
     rc, out, err = run_cli("simulate", "--hw", "h100", "--workload", "mixtral-8x7b", "--alloc",
-                           str(path), "--routing", "zipf:1.2", "--format", "json")
+                           str(path), "--routing", "zipf:1.2", "--format", "json",
+                           "--packing", "dense")
     assert rc == 0, err
     r = simulate("h100", build_graph(m, Scenario(routing=__import__(
         "accelsim.workload", fromlist=["Zipf"]).Zipf(1.2))), a)
@@ -118,3 +119,38 @@ def test_subprocess_entry_point():
                        text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["compute_cycles"] > 0
+
+
+def test_output_states_what_ran(run_cli):
+    rc, out, err = run_cli("simulate", "--hw", "spyre", "--workload", "mixtral-8x7b", "--bits",
+                           "3", "--batch", "8", "--context", "64")
+    assert rc == 0, err
+    head = out.splitlines()[:2]
+    assert "decode, batch 8, context 64" in head[0]
+    assert "uniform 3-bit" in head[1] and "experts 3 average bits, stored as 4" in head[1]
+    assert "native packing" in head[1] and "KV cache 16 bits" in head[1]
+    # spyre's MAC arrays take 4/8/16-bit weights: the 3-bit ones are padded, with a warning
+    assert "3->4" in out
+
+
+def test_packing_native_pads_and_dense_does_not(run_cli):
+    args = ("simulate", "--hw", "spyre", "--workload", "mixtral-8x7b", "--bits", "3",
+            "--format", "json")
+    native = json.loads(run_cli(*args)[1])
+    dense = json.loads(run_cli(*args, "--packing", "dense")[1])
+    m = load_workload("mixtral-8x7b")
+    # native on a 4/8/16-bit array stores 3-bit weights exactly as 4-bit ones
+    assert native["weight_bytes"] == BitAllocation.uniform(m, 4).weight_bytes(m)
+    assert dense["weight_bytes"] == BitAllocation.uniform(m, 3).weight_bytes(m)
+    assert native["run"]["packing"] == "native" and dense["run"]["packing"] == "dense"
+    assert native["run"]["stored_average_expert_bits"] == 4
+    assert any("3->4" in w for w in native["warnings"])
+    assert any("--packing native" in w for w in dense["warnings"])
+
+
+def test_gemm_packing(run_cli):
+    rc, out, err = run_cli("simulate", "--hw", "spyre", "--gemm", "8,256,256", "--bits", "3",
+                           "--format", "json")
+    d = json.loads(out)
+    assert d["run"] == {"weight_bits": 3, "packing": "native", "stored_weight_bits": 4}
+    assert d["weight_bytes"] == simulate_gemm("spyre", 8, 256, 256, w_bits=4).weight_bytes

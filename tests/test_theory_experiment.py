@@ -85,8 +85,12 @@ def test_small_experiment_rows_and_reproducibility():
     cfg = ExperimentConfig(data="synthetic", seeds=2, bits=(2.0, 2.5), steps=40, samples=300)
     rows = run_experiment(cfg)
     assert rows == run_experiment(cfg)               # seeded
-    keys = {"data", "method", "avg_bits", "accuracy", "accuracy_std", "seeds"}
+    keys = {"data", "method", "avg_bits", "accuracy", "accuracy_std", "seeds", "per_seed"}
     assert all(set(r) == keys for r in rows)
+    for r in rows:   # mean and sample std are those of the per-seed values
+        assert r["accuracy"] == pytest.approx(sum(r["per_seed"]) / 2)
+        assert r["accuracy_std"] == pytest.approx(abs(r["per_seed"][0] - r["per_seed"][1])
+                                                  / 2 ** 0.5)
     methods = {(r["method"], r["avg_bits"]) for r in rows}
     assert ("uniform", 2.5) not in methods and ("uniform", 2.0) in methods
     assert ("router-norm", 2.5) in methods and ("float", 32.0) in methods

@@ -54,8 +54,9 @@ def _ceil(x):
 
 # ---------------------------------------------------------------------------- 1. lower
 class Lowered(NamedTuple):
-    """The step as arrays: the op table and, per tensor (``tensor_table`` order), weight
-    bits, storage bytes and elements; activation and KV bits."""
+    """The step as arrays: the op table and, per tensor (``tensor_table`` order, or the
+    tensors named by ``tensor_names`` when a part holds a subset), weight bits, storage bytes
+    and elements; activation and KV bits."""
 
     ot: OpTable
     bits: np.ndarray
@@ -63,6 +64,7 @@ class Lowered(NamedTuple):
     t_numel: np.ndarray
     a_bits: int
     kv_bits: int
+    tensor_names: tuple | None = None
 
 
 def lower_step(hw, graph, alloc: BitAllocation | None) -> Lowered:
@@ -700,7 +702,9 @@ def assemble(hw, hp, low: Lowered, pl: Placement, oth: OtherOps, sch: Schedule,
     op_data = {
         "names": ot.names, "op_code": oc, "layer": ot.layer, "expert": ot.expert,
         "role": ot.role, "tensor": ot.tensor,
-        "tensor_names": tensor_table(ot.model).names if ot.model is not None else ("W",),
+        "tensor_names": (low.tensor_names if low.tensor_names is not None
+                         else tensor_table(ot.model).names if ot.model is not None
+                         else ("W",)),
         "w_bits": op_wbits, "a_bits": a_bits, "p_active": p, "m": ot.m, "k": ot.k,
         "n": ot.n, "macs": ot.macs, "core": sch.core, "cores": sch.span,
         "start_cycle": sch.start, "end_cycle": sch.end, "cycles": t1, "compute_cycles": comp,

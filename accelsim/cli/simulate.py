@@ -38,6 +38,25 @@ def _parse_gemm(text: str) -> tuple[float, int, int]:
     return m, k, n
 
 
+def _parse_group_size(text: str | None) -> int | None | str:
+    """``--group-size``: a positive integer, or ``none`` (one scale per output row);
+    ``"default"`` when not given."""
+    if text is None:
+        return "default"
+    t = text.strip().lower()
+    if t in ("none", "null", "row"):
+        return None
+    try:
+        g = int(t)
+    except ValueError:
+        g = 0
+    if not 1 <= g <= 1 << 20:
+        raise ConfigError.single("must be an integer in 1..1048576 (weights per scale along "
+                                 "K) or 'none' (one scale per output row)",
+                                 key="--group-size", value=text)
+    return g
+
+
 def _check_combination(hw, workload, gemm, bits, alloc, ops, fmt) -> None:
     problems = []
     if gemm is None and workload is None:
@@ -180,6 +199,13 @@ def _render(res, fmt: str, ops: bool, run: dict | None = None) -> str:
               show_default=True, help="Where weights live (docs/simulator.md).")
 @click.option("--dataflow", type=click.Choice(_DATAFLOWS), default=None,
               help="Force a dataflow (default: the fastest the array supports, per GEMM).")
+@click.option("--group-size", "group_size", metavar="N|none", default=None,
+              help="Weights per scale and zero point along K, or 'none' for one per output "
+                   "row (default: the allocation's; 128).")
+@click.option("--staging-fraction", type=click.FloatRange(0.0, 1.0, min_open=True),
+              default=0.25, show_default=True,
+              help="Share of each staging buffer kept for double-buffered tiles, in (0, 1] "
+                   "(docs/simulator.md).")
 @click.option("--packing", type=click.Choice(["native", "dense"]), default="native",
               show_default=True,
               help="native: quantized weights stored padded to the widths the chip's MAC "
@@ -192,12 +218,14 @@ def _render(res, fmt: str, ops: bool, run: dict | None = None) -> str:
 @click.option("--out", type=click.Path(dir_okay=False), default=None, metavar="FILE",
               help="Write here instead of stdout (atomically).")
 def command(hw_name, workload, gemm, bits, alloc_path, activation_bits, kv_bits, batch, phase,
-            context, seq_len, routing, seed, residency, dataflow, packing, fmt, with_ops, out):
+            context, seq_len, routing, seed, residency, dataflow, group_size, staging_fraction,
+            packing, fmt, with_ops, out):
     """Simulate one inference step of WL (or one GEMM) on HW: latency, throughput, energy,
     memory footprint per level and traffic."""
     from ..hw import load_hw
     _check_combination(hw_name, workload, gemm, bits, alloc_path, with_ops, fmt)
     check_out_path(out)
+    gs = _parse_group_size(group_size)
     hw = load_hw(hw_name)
     if gemm is not None:
         from ..sim import simulate_gemm
@@ -206,7 +234,9 @@ def command(hw_name, workload, gemm, bits, alloc_path, activation_bits, kv_bits,
         w = bits or 8
         stored_w = padded_width(w, hw.cores.mac_array.weight_bits) if packing == "native" else w
         res = simulate_gemm(hw, m, k, n, w_bits=stored_w, a_bits=activation_bits,
-                            dataflow=dataflow, residency=residency)
+                            dataflow=dataflow, residency=residency,
+                            group_size=128 if gs == "default" else gs,
+                            staging_fraction=float(staging_fraction))
         run = _run_description(None, None, w, packing, stored_w)
     else:
         from ..precision import BitAllocation
@@ -224,6 +254,8 @@ def command(hw_name, workload, gemm, bits, alloc_path, activation_bits, kv_bits,
             changes["activation_bits"] = activation_bits
         if kv_bits is not None:
             changes["kv_bits"] = kv_bits
+        if gs != "default":
+            changes["group_size"] = gs
         if changes:
             alloc = replace(alloc, **changes)
         scenario.expert_load(model)  # routing problems surface before any work
@@ -232,7 +264,7 @@ def command(hw_name, workload, gemm, bits, alloc_path, activation_bits, kv_bits,
         warn = packing_warning(alloc, widths, hw.name, packing)
         stored = packed(alloc, widths, packing)
         res = simulate(hw, build_graph(model, scenario), stored, residency=residency,
-                       dataflow=dataflow)
+                       dataflow=dataflow, staging_fraction=float(staging_fraction))
         if warn:
             res = replace(res, warnings=tuple(res.warnings) + (warn,))
         run = _run_description(alloc, alloc_path, bits, packing, stored)

@@ -43,6 +43,7 @@ from .schedule import TOPOLOGIES, k_slices_ops, phase_noc, schedule, wrap_around
 
 __all__ = ["Lowered", "Placement", "GemmJob", "Fronts", "OtherOps", "Net", "Schedule",
            "Traffic", "Noc", "Energy", "lower_step", "place", "memory_plan_of", "gemm_inputs",
+           "tile_space",
            "engine_ops", "run_engine", "other_ops", "net_params", "schedule_step", "fluid",
            "chosen_traffic", "noc_step", "step_energy", "layer_latency", "assemble",
            "finish_step", "run_step", "mixed_width_kernels"]
@@ -145,7 +146,8 @@ class GemmJob(NamedTuple):
     per element, the weight DMA cost and staging flag, K folds ``kf``; option (a) keeps
     activations at home ``h_a``, option (b) streams them from off chip ``h_b`` (``io_*``:
     evaluate, a_fix, a_pb, o_fix, o_pb, a_stage; ``flc_*``: shared-level coefficients) with
-    per-core tile space ``cap`` [2 x levels]; ``pr`` the probability each op runs."""
+    per-core tile space ``caps[cap_id]`` [2 x levels] (one entry per memory plan: a step has
+    one, a batch of device parts one per part); ``pr`` the probability each op runs."""
 
     e: np.ndarray
     ge: np.ndarray
@@ -164,12 +166,13 @@ class GemmJob(NamedTuple):
     flc_a: np.ndarray
     io_b: np.ndarray
     flc_b: np.ndarray
-    cap: np.ndarray
+    caps: np.ndarray
+    cap_id: np.ndarray
     pr: np.ndarray
 
     def key(self) -> np.ndarray:
-        """One row per op: everything the engine result depends on besides ``cap`` and the
-        step-wide constants (equal rows are simulated once)."""
+        """One row per op: everything the engine result depends on besides its tile space
+        and the step-wide constants (equal rows are simulated once)."""
         return np.column_stack([self.M, self.K, self.N, self.cpm, self.wB, self.w_fix,
                                 self.w_pb, self.w_stage, self.io_a, self.flc_a, self.io_b,
                                 self.flc_b])
@@ -203,10 +206,13 @@ def _shared_coefficients(hp, f, sw, sa, so, h, a_dma, o_dma, M, K, N, wB, aB, kf
     return out
 
 
-def gemm_inputs(hw, hp, low: Lowered, pl: Placement) -> GemmJob:
-    """Stage 3a: the engine inputs of every GEMM and attention op of the step."""
+def gemm_inputs(hw, hp, low: Lowered, pl: Placement, spaces=None) -> GemmJob:
+    """Stage 3a: the engine inputs of every GEMM and attention op of the step. ``spaces``:
+    ``(plans, plan index per op)`` when the ops come from several memory plans (device
+    parts batched in one table; their global fields -- staging levels, activation levels --
+    are equal); default: ``pl.plan`` for every op."""
     ot, plan = low.ot, pl.plan
-    cores, R, C = hp.cores, hp.rows, hp.cols
+    R, C = hp.rows, hp.cols
     aB, kvB = low.a_bits / 8.0, low.kv_bits / 8.0
     sw, sa, so = plan.stage_w, plan.stage_a, plan.stage_o
     p = ot.p_active
@@ -225,7 +231,7 @@ def gemm_inputs(hw, hp, low: Lowered, pl: Placement) -> GemmJob:
     kf = np.where(cpm < 1.0, _ceil(K * cpm / R), _ceil(K / R))
     att_idx = pl.att_idx
     if len(att_idx):
-        kvw = (ot.kv_write_elems[att_idx] * kvB)[:, None] * plan.kv_fraction
+        kvw = (ot.kv_write_elems[att_idx] * kvB)[:, None] * pl.wfrac[att_idx]
         kv_sh = (kvw * hp.shared_mask / hp.write_bpc).sum(axis=1)
         pos = np.searchsorted(e, att_idx)
         ok = (pos < len(e)) & (e[np.minimum(pos, len(e) - 1)] == att_idx)
@@ -254,9 +260,23 @@ def gemm_inputs(hw, hp, low: Lowered, pl: Placement) -> GemmJob:
     h_b = np.full(len(e), off, np.int64)
     alt = bool(off >= 0 and plan.act_levels[off] and len(e))
     io_a, flc_a = option(h_a, (h_a != off) if alt else np.ones(len(e), bool))
-    cap_a = plan.staging / cores
     if alt:
         io_b, flc_b = option(h_b, np.ones(len(e), bool))
+    else:
+        io_b, flc_b = np.zeros_like(io_a), flc_a
+    plans, plan_of = spaces if spaces is not None else ((plan,), None)
+    caps = np.ascontiguousarray(np.stack([tile_space(hp, q, alt) for q in plans]))
+    cap_id = np.zeros(len(e), np.int64) if plan_of is None else plan_of[e]
+    return GemmJob(e, ge, M, K, N, cpm, wB, w_fix, w_pb, w_stage, kf, h_a, h_b, io_a, flc_a,
+                   io_b, flc_b, caps, cap_id, pe[e])
+
+
+def tile_space(hp, plan: MemoryPlan, alt: bool) -> np.ndarray:
+    """Per-core tile space [2 x levels] of option (a) (the staging share) and option (b)
+    (plus the activation reserve, when activations may stream from off chip)."""
+    cores = hp.cores
+    cap_a = plan.staging / cores
+    if alt:
         res = np.where(plan.act_levels & hp.onchip, plan.act_reserve, 0.0)
         # a core's share of a per-core level is what its own memory has beyond the staging
         # share (up to the reserve), whatever the core count, so more cores never shrink it
@@ -265,9 +285,8 @@ def gemm_inputs(hw, hp, low: Lowered, pl: Placement) -> GemmJob:
                        res / cores)
         cap_b = cap_a + res
     else:
-        io_b, flc_b, cap_b = np.zeros_like(io_a), flc_a, cap_a
-    return GemmJob(e, ge, M, K, N, cpm, wB, w_fix, w_pb, w_stage, kf, h_a, h_b, io_a, flc_a,
-                   io_b, flc_b, np.ascontiguousarray(np.stack([cap_a, cap_b])), pe[e])
+        cap_b = cap_a
+    return np.stack([cap_a, cap_b])
 
 
 class Fronts(NamedTuple):
@@ -307,31 +326,64 @@ _PROJ = np.random.default_rng(20261128).uniform(0.5, 1.5, 64)
 def run_engine(hp, mask: int, a_bits: int, jobs: list[GemmJob], full: bool) -> list[Fronts]:
     """Stage 3b: the tiling fronts of every op of ``jobs``, simulating each distinct GEMM
     once (the experts of a layer, the layers of a model and the parts of a system repeat):
-    one engine call per distinct tile space ``cap`` (one for a single step)."""
+    one engine call per distinct tile space (one for a single step)."""
     aB = a_bits / 8.0
-    out: list[Fronts | None] = [None] * len(jobs)
-    groups: dict[bytes, list[int]] = {}
-    for j, job in enumerate(jobs):
-        groups.setdefault(job.cap.tobytes(), []).append(j)
-    for members in groups.values():
-        js = [jobs[j] for j in members]
-        cat = js[0] if len(js) == 1 else GemmJob(*(
-            np.concatenate([getattr(x, f) for x in js]) if f != "cap" else js[0].cap
-            for f in GemmJob._fields))
-        first, inverse = _unique_rows(cat.key())
-        fr = _engine_call(hp, mask, aB, cat, first, full)
-        w = max(int(fr.npts.max(initial=1)), 1)   # columns in use: less work for the scheduler
-        lo = 0
-        for j, x in zip(members, js):
-            inv = inverse[lo:lo + len(x.e)]
-            lo += len(x.e)
-            out[j] = Fronts(fr.fronts[inv, :w], fr.npts[inv], fr.src[inv, :w], fr.of_a[inv],
-                            fr.of_b[inv])
+    cat = jobs[0] if len(jobs) == 1 else _concat_jobs(jobs)
+    key = cat.key()
+    space: dict[bytes, int] = {}
+    sid = np.array([space.setdefault(c.tobytes(), len(space)) for c in cat.caps],
+                   np.int64)[cat.cap_id]
+    if len(np.unique(sid)) <= 1:
+        first, inverse = _unique_rows(key)
+        cap = cat.caps[cat.cap_id[0]] if len(cat.e) else cat.caps[0]
+        fr = _engine_call(hp, mask, aB, cat, first, cap, full)
+        fr = Fronts(fr.fronts[inverse], fr.npts[inverse], fr.src[inverse], fr.of_a[inverse],
+                    fr.of_b[inverse])
+    else:
+        fr = _engine_spaces(hp, mask, aB, cat, key, sid, full)
+    w = max(int(fr.npts.max(initial=1)), 1)   # columns in use: less work for the scheduler
+    out, lo = [], 0
+    for x in jobs:
+        s_ = slice(lo, lo + len(x.e))
+        lo += len(x.e)
+        out.append(Fronts(fr.fronts[s_, :w], fr.npts[s_], fr.src[s_, :w], fr.of_a[s_],
+                          fr.of_b[s_]))
     return out
 
 
-def _engine_call(hp, mask, aB, job: GemmJob, u: np.ndarray, full: bool) -> Fronts:
-    """One :func:`engine.run_pairs` call over the rows ``u`` of ``job``."""
+def _concat_jobs(jobs: list[GemmJob]) -> GemmJob:
+    """One job of the rows of ``jobs`` (their tile spaces renumbered)."""
+    off = np.cumsum([0] + [len(x.caps) for x in jobs])
+    cols = {f: np.concatenate([getattr(x, f) for x in jobs]) for f in GemmJob._fields
+            if f not in ("caps", "cap_id")}
+    cols["caps"] = np.concatenate([x.caps for x in jobs])
+    cols["cap_id"] = np.concatenate([x.cap_id + o for x, o in zip(jobs, off)])
+    return GemmJob(**cols)
+
+
+def _engine_spaces(hp, mask, aB, cat: GemmJob, key, sid, full) -> Fronts:
+    """The engine over rows with several tile spaces: one call per space."""
+    n = len(cat.e)
+    fronts = np.zeros((n, 2 * E.FRONT_MAX, 10))
+    npts = np.zeros(n, np.int64)
+    src = np.zeros((n, 2 * E.FRONT_MAX), np.int64)
+    of_a = np.zeros(n, bool)
+    of_b = np.zeros(n, bool)
+    for s_ in np.unique(sid):
+        rows = np.flatnonzero(sid == s_)
+        first, inverse = _unique_rows(key[rows])
+        u = rows[first]
+        fr = _engine_call(hp, mask, aB, cat, u, cat.caps[cat.cap_id[u[0]]], full)
+        fronts[rows], npts[rows], src[rows] = (fr.fronts[inverse], fr.npts[inverse],
+                                               fr.src[inverse])
+        of_a[rows], of_b[rows] = fr.of_a[inverse], fr.of_b[inverse]
+    return Fronts(fronts, npts, src, of_a, of_b)
+
+
+def _engine_call(hp, mask, aB, job: GemmJob, u: np.ndarray, cap: np.ndarray,
+                 full: bool) -> Fronts:
+    """One :func:`engine.run_pairs` call over the rows ``u`` of ``job`` (tile space
+    ``cap``)."""
     sw, sa, so = _stages(hp)
     R, C = hp.rows, hp.cols
     return Fronts(*E.run_pairs(
@@ -340,7 +392,8 @@ def _engine_call(hp, mask, aB, job: GemmJob, u: np.ndarray, full: bool) -> Front
         hp.two_channels, sw, sa, so, job.w_stage[u], full, 1.0 / hp.read_bpc[sw],
         1.0 / hp.read_bpc[sa], sw == sa,
         np.ascontiguousarray(np.stack([job.io_a[u], job.io_b[u]], axis=1)),
-        np.ascontiguousarray(np.stack([job.flc_a[u], job.flc_b[u]], axis=1)), job.cap))
+        np.ascontiguousarray(np.stack([job.flc_a[u], job.flc_b[u]], axis=1)),
+        np.ascontiguousarray(cap)))
 
 
 def _stages(hp) -> tuple[int, int, int]:
@@ -423,7 +476,7 @@ def other_ops(hw, hp, low: Lowered, pl: Placement, job: GemmJob) -> OtherOps:
     wr = np.zeros((nops, nl))
     att_idx = pl.att_idx
     if len(att_idx):
-        wr[att_idx] += (ot.kv_write_elems[att_idx] * kvB)[:, None] * plan.kv_fraction
+        wr[att_idx] += (ot.kv_write_elems[att_idx] * kvB)[:, None] * wfrac[att_idx]
     oi = np.flatnonzero((vec | (oc == OP["dispatch"]) | emb) & live)
     rd[oi, hv[oi]] += np.where(emb[oi], 0.0, ot.in_elems[oi] * aB)
     wr[oi, hv[oi]] += ot.out_elems[oi] * aB
@@ -477,8 +530,9 @@ def fluid(hp, rd: np.ndarray, wr: np.ndarray) -> np.ndarray:
 
 
 def schedule_step(hp, low: Lowered, job: GemmJob, fr: Fronts, oth: OtherOps,
-                  net: Net) -> Schedule:
-    """Stage 5: the level-synchronous phase schedule over the cores (docs/simulator.md)."""
+                  net: Net, placement: bool = True) -> Schedule:
+    """Stage 5: the level-synchronous phase schedule over the cores (docs/simulator.md);
+    ``placement=False`` leaves the wrap-around placement (``core`` ... ``end``) None."""
     ot = low.ot
     nops = len(ot)
     e, pr = job.e, job.pr
@@ -500,6 +554,8 @@ def schedule_step(hp, low: Lowered, job: GemmJob, fr: Fronts, oth: OtherOps,
                              oth.cols, oth.kt, oth.rb, oth.ra, noc_bytes, hp.cores, net.topo,
                              net.link, net.hop)
     t1 = FT[np.arange(nops), choice]
+    if not placement:
+        return Schedule(T, cc, choice, t1, noc_bytes, None, None, None, None)
     core, span, start, end = wrap_around(ot.phase_ptr, ot.phase_order, T, cc, t1)
     return Schedule(T, cc, choice, t1, noc_bytes, core, span, start, end)
 
@@ -563,12 +619,15 @@ def chosen_traffic(hp, low: Lowered, pl: Placement, job: GemmJob, fr: Fronts, ot
 class Noc(NamedTuple):
     """NoC energy per op ``noc_j``, NoC cycles of the step ``noc_cyc`` (dispatch and combine
     per phase plus each phase's longest split-K reduction), K-slices per op ``ksl`` and the
-    split-K tree's adds per op ``red_adds``."""
+    split-K tree's adds per op ``red_adds``; per phase the dispatch/combine cycles ``noc_t``
+    and the longest split-K reduction ``red_t``."""
 
     noc_j: np.ndarray
     noc_cyc: float
     ksl: np.ndarray
     red_adds: np.ndarray
+    noc_t: np.ndarray
+    red_t: np.ndarray
 
 
 def noc_step(hp, ot: OpTable, oth: OtherOps, sch: Schedule, net: Net) -> Noc:
@@ -586,6 +645,7 @@ def noc_step(hp, ot: OpTable, oth: OtherOps, sch: Schedule, net: Net) -> Noc:
                    _ceil(cols / np.minimum(cols, cc[ph_of])) / cols, 1.0)
     split = np.flatnonzero((kt > 1) & (sh1 * t1 > T[ph_of] * (1.0 + 1e-9)))
     red_adds = np.zeros(nops)
+    red_t = np.zeros(len(T))
     if len(split):
         ks, bh, tn = k_slices_ops(split, t1, cols, kt, cc[ph_of[split]], oth.rb, oth.ra,
                                   net.topo, net.link, net.hop, T[ph_of[split]])
@@ -594,10 +654,9 @@ def noc_step(hp, ot: OpTable, oth: OtherOps, sch: Schedule, net: Net) -> Noc:
         # the tree's adds: ks - 1 partial outputs of M x N accumulator words per op (vector
         # energy); its NoC time: the longest reduction of a phase (pieces run in parallel)
         red_adds[split] = (ks - 1) * oth.rb[split] / hp.acc_bytes * cols[split]
-        red_t = np.zeros(len(T))
         np.maximum.at(red_t, ph_of[split], tn)
         noc_cyc += float(red_t.sum())
-    return Noc(noc_j, noc_cyc, ksl, red_adds)
+    return Noc(noc_j, noc_cyc, ksl, red_adds, noc_t, red_t)
 
 
 # ---------------------------------------------------------------------------- 7. energy

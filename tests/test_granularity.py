@@ -167,3 +167,31 @@ def test_mixed_width_kernels_by_hand(mixtral):
     want = 2 * (1 - 0.75 ** 4) - (1 - 0.75 ** 8)
     got = mixed_width_kernels(ot, _op_bits(mixtral, ot, mixed))
     assert np.count_nonzero(got) == 64 and got[got > 0] == pytest.approx(want)
+
+
+def test_simulator_charges_one_kernel_per_extra_width(toy):
+    from accelsim.hw import hw_from_dict
+    from accelsim.sim import simulate
+    from accelsim.workload import Scenario, build_graph
+    from _toys import TINY_HW
+    base = yaml.safe_load(TINY_HW)
+    x = 10e-6
+    hws = {o: hw_from_dict(dict(base, efficiency={"kernel_overhead": f"{o * 1e6:g} us"}))
+           for o in (0.0, x)}
+    g = build_graph(toy, Scenario(phase="prefill", seq_len=16))
+    mixed = BitAllocation(toy.name, np.array([[4, 4, 2, 2], [4, 2, 2, 2]]),
+                          defaults={"attention": 8})
+    one = BitAllocation(toy.name, np.full((2, 4), 4), defaults={"attention": 8})
+
+    def overhead(a):
+        return simulate(hws[x], g, a).latency_s - simulate(hws[0.0], g, a).latency_s
+
+    # 16 tokens, top-2 of 4: each expert runs with p = 1 - 0.5^16; a width group of n
+    # experts needs its pass with 1 - (1 - p)^n, the layer's one pass with 1 - (1 - p)^4;
+    # 2 expert phases (w1/w3, then w2) per MoE layer: almost 4 extra passes
+    idle = 0.5 ** 16
+    layer0 = 2 * (1 - idle ** 2) - (1 - idle ** 4)            # widths 4,4 | 2,2
+    layer1 = (1 - idle) + (1 - idle ** 3) - (1 - idle ** 4)   # widths 4 | 2,2,2
+    assert overhead(mixed) - overhead(one) == pytest.approx(2 * (layer0 + layer1) * x,
+                                                            rel=1e-9)
+    assert overhead(one) > 0

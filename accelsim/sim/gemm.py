@@ -324,6 +324,7 @@ def _result(hw, hp, L, pl: _Place, x: _Inputs, r: list, sched: tuple, rd: list, 
     # schedule: one op, one phase, all cores (T computed above from the front)
     span = 1 if t1 <= T * (1 + 1e-9) else min(cores, int(math.ceil(t1 / T - 1e-9)))
     end = t1 if span == 1 else T
+    T = T + (hp.kernel_cyc if t1 > 0 else 0.0) + hp.step_cyc   # efficiency model overheads
     cycles = T
     latency = cycles / hp.clock_hz
     macs = float(m) * k * n
@@ -382,4 +383,5 @@ def _result(hw, hp, L, pl: _Place, x: _Inputs, r: list, sched: tuple, rd: list, 
         mac_utilization=util, compute_cycles=comp, stall_cycles=stall, vector_cycles=0.0,
         noc_cycles=tn, busy_cycles=busy, bound=bound, warnings=tuple(warnings),
         op_data=op_data, phase_data={"T": (T,), "c": (cores,), "order": (0,),
-                                     "ptr": (0, 1)})
+                                     "ptr": (0, 1)}).with_power_check(
+        hw.energy.rated_power_w, hw.name)

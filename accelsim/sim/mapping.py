@@ -80,6 +80,9 @@ class HwParams:
     capacity: tuple[float, ...]           # chip total per level
     holds: tuple[frozenset, ...]
     py: dict                              # the per-level arrays as Python lists (fast path)
+    kernel_cyc: float = 0.0               # efficiency model: cycles per kernel (op) and
+    step_cyc: float = 0.0                 # per step (0 without hw.efficiency)
+    att_cpm_scale: float = 1.0            # attention's cycles per MAC over the GEMMs'
 
 
 _CACHE = IdentityCache()
@@ -98,6 +101,15 @@ def hw_params(hw) -> HwParams:
     wr = np.array([m.write_bw / f for m in mem])
     mult = np.where(core, cores, 1)
     ma = hw.cores.mac_array
+    # the efficiency model (hw.efficiency, docs/fidelity.md): achievable shares of the peak
+    # off-chip bandwidth and MAC rate; None is the ideal roofline
+    eff = getattr(hw, "efficiency", None)
+    cpm = cycles_per_mac_table(ma)
+    if eff is not None:
+        off = np.array([m.scope == "offchip" for m in mem])
+        rd = np.where(off, rd * eff.offchip_bandwidth, rd)
+        wr = np.where(off, wr * eff.offchip_bandwidth, wr)
+        cpm = cpm / eff.mac_rate
     lp = HwParams(
         names=tuple(m.name for m in mem), scope=tuple(m.scope for m in mem),
         onchip=np.array([m.scope != "offchip" for m in mem]),
@@ -108,14 +120,17 @@ def hw_params(hw) -> HwParams:
         write_j=np.array([m.write_energy for m in mem]), setup_cyc=hw.dma.setup_s * f,
         two_channels=hw.dma.channels >= 2,
         shared=np.flatnonzero(~core), shared_mask=(~core).astype(np.float64),
-        cpm=cycles_per_mac_table(ma),
+        cpm=cpm,
         e_mac=mac_energy_table(hw), e_vector=vector_op_energy(hw), rows=ma.rows,
         cols=ma.cols, cores=cores, clock_hz=f,
         vector_rate=hw.cores.vector_unit.lanes * hw.cores.vector_unit.ops_per_lane_per_cycle,
         dataflow_mask=sum(1 << DATAFLOWS.index(d) for d in ma.dataflows),
         acc_bytes=ma.accumulator_bits / 8.0,
         capacity=tuple(float(hw.level_capacity(m)) for m in mem),
-        holds=tuple(frozenset(m.holds) for m in mem), py={})
+        holds=tuple(frozenset(m.holds) for m in mem), py={},
+        kernel_cyc=eff.kernel_overhead_s * f if eff is not None else 0.0,
+        step_cyc=eff.step_overhead_s * f if eff is not None else 0.0,
+        att_cpm_scale=eff.mac_rate / eff.attention_rate if eff is not None else 1.0)
     for key in ("read_bpc", "write_bpc", "agg_read_bpc", "agg_write_bpc", "latency_cyc",
                 "read_j", "write_j"):
         lp.py[key] = [float(x) for x in getattr(lp, key)]

@@ -46,7 +46,7 @@ __all__ = ["Lowered", "Placement", "GemmJob", "Fronts", "OtherOps", "Net", "Sche
            "tile_space",
            "engine_ops", "run_engine", "other_ops", "net_params", "schedule_step", "fluid",
            "chosen_traffic", "noc_step", "step_energy", "layer_latency", "assemble",
-           "finish_step", "run_step", "mixed_width_kernels"]
+           "finish_step", "overheads", "run_step", "mixed_width_kernels"]
 
 
 def _ceil(x):
@@ -223,6 +223,8 @@ def gemm_inputs(hw, hp, low: Lowered, pl: Placement, spaces=None) -> GemmJob:
     K = np.where(ge, ot.k[e], ot.att_k[e])
     N = np.where(ge, ot.n[e], ot.att_n[e])
     cpm = hp.cpm[np.clip(pl.op_wbits[e], 1, 16), min(max(low.a_bits, 1), 16)]
+    if hp.att_cpm_scale != 1.0:     # efficiency model: attention's own share of the MAC rate
+        cpm = np.where(ge, cpm, cpm * hp.att_cpm_scale)
     tix = np.maximum(ot.tensor[e], 0)
     wB = np.where(ge, low.t_bytes[tix] / low.t_numel[tix], kvB)
     wfe = pl.wfrac[e]
@@ -813,9 +815,33 @@ def finish_step(hw, hp, low: Lowered, pl: Placement, job: GemmJob, fr: Fronts,
     sch = schedule_step(hp, low, job, fr, oth, net)
     tr = chosen_traffic(hp, low, pl, job, fr, oth, sch)
     noc = noc_step(hp, low.ot, oth, sch, net)
+    sch = overheads(hp, low.ot, sch, pl.op_wbits)   # fixed costs, after every choice
     latency = float(sch.T.sum()) / hp.clock_hz
     en = step_energy(hw, hp, low.ot, pl.op_wbits, low.a_bits, tr, noc, latency)
-    return assemble(hw, hp, low, pl, oth, sch, tr, noc, en, model_name, weight_bytes)
+    return assemble(hw, hp, low, pl, oth, sch, tr, noc, en, model_name,
+                    weight_bytes).with_power_check(hw.energy.rated_power_w, hw.name)
+
+
+def overheads(hp, ot: OpTable, sch: Schedule, op_wbits: np.ndarray | None = None
+              ) -> Schedule:
+    """The efficiency model's fixed overheads in the schedule (``hw.efficiency``,
+    docs/fidelity.md): every op that runs is one kernel whose launch and synchronisation add
+    ``kernel_overhead`` to its phase (times the op's probability of running); the step's host
+    overhead is added to its first phase. With ``op_wbits`` (each op's weight bits), a phase
+    of a MoE layer's expert GEMMs also pays one more ``kernel_overhead`` per extra weight
+    width among its experts (:func:`mixed_width_kernels`: a fused MoE kernel runs one
+    format, so each further width is one more pass). Unchanged without them."""
+    nph = len(sch.T)
+    if (hp.kernel_cyc <= 0 and hp.step_cyc <= 0) or nph == 0:
+        return sch
+    runs = np.where((ot.p_active > 0) & (sch.t1 > 0), ot.p_active, 0.0)
+    ph_of = np.repeat(np.arange(nph), np.diff(ot.phase_ptr))
+    kernels = np.bincount(ph_of, weights=runs[ot.phase_order], minlength=nph)
+    if op_wbits is not None:
+        kernels = kernels + mixed_width_kernels(ot, op_wbits)
+    T = sch.T + hp.kernel_cyc * kernels
+    T[0] += hp.step_cyc
+    return sch._replace(T=T)
 
 
 def run_step(hw, hp, low: Lowered, opts, mask: int, model_name) -> SimResult:

@@ -46,7 +46,7 @@ __all__ = ["Lowered", "Placement", "GemmJob", "Fronts", "OtherOps", "Net", "Sche
            "tile_space",
            "engine_ops", "run_engine", "other_ops", "net_params", "schedule_step", "fluid",
            "chosen_traffic", "noc_step", "step_energy", "layer_latency", "assemble",
-           "finish_step", "overheads", "run_step"]
+           "finish_step", "overheads", "run_step", "mixed_width_kernels"]
 
 
 def _ceil(x):
@@ -904,25 +904,31 @@ def finish_step(hw, hp, low: Lowered, pl: Placement, job: GemmJob, fr: Fronts,
     sch = schedule_step(hp, low, job, fr, oth, net)
     tr = chosen_traffic(hp, low, pl, job, fr, oth, sch)
     noc = noc_step(hp, low.ot, oth, sch, net)
-    sch = overheads(hp, low.ot, sch)    # fixed costs, after every choice made on phase times
+    sch = overheads(hp, low.ot, sch, pl.op_wbits)   # fixed costs, after every choice
     latency = float(sch.T.sum()) / hp.clock_hz
     en = step_energy(hw, hp, low.ot, pl.op_wbits, low.a_bits, tr, noc, latency)
     return assemble(hw, hp, low, pl, oth, sch, tr, noc, en, model_name,
                     weight_bytes).with_power_check(hw.energy.rated_power_w, hw.name)
 
 
-def overheads(hp, ot: OpTable, sch: Schedule) -> Schedule:
+def overheads(hp, ot: OpTable, sch: Schedule, op_wbits: np.ndarray | None = None
+              ) -> Schedule:
     """The efficiency model's fixed overheads in the schedule (``hw.efficiency``,
     docs/fidelity.md): every op that runs is one kernel whose launch and synchronisation add
     ``kernel_overhead`` to its phase (times the op's probability of running); the step's host
-    overhead is added to its first phase. Unchanged without them."""
+    overhead is added to its first phase. With ``op_wbits`` (each op's weight bits), a phase
+    of a MoE layer's expert GEMMs also pays one more ``kernel_overhead`` per extra weight
+    width among its experts (:func:`mixed_width_kernels`: a fused MoE kernel runs one
+    format, so each further width is one more pass). Unchanged without them."""
     nph = len(sch.T)
     if (hp.kernel_cyc <= 0 and hp.step_cyc <= 0) or nph == 0:
         return sch
     runs = np.where((ot.p_active > 0) & (sch.t1 > 0), ot.p_active, 0.0)
     ph_of = np.repeat(np.arange(nph), np.diff(ot.phase_ptr))
-    T = sch.T + hp.kernel_cyc * np.bincount(ph_of, weights=runs[ot.phase_order],
-                                            minlength=nph)
+    kernels = np.bincount(ph_of, weights=runs[ot.phase_order], minlength=nph)
+    if op_wbits is not None:
+        kernels = kernels + mixed_width_kernels(ot, op_wbits)
+    T = sch.T + hp.kernel_cyc * kernels
     T[0] += hp.step_cyc
     return sch._replace(T=T)
 
@@ -933,3 +939,41 @@ def run_step(hw, hp, low: Lowered, opts, mask: int, model_name) -> SimResult:
     job = gemm_inputs(hw, hp, low, pl)
     fr = run_engine(hp, mask, low.a_bits, [job], opts.full_pipeline)[0]
     return finish_step(hw, hp, low, pl, job, fr, model_name, float(low.t_bytes.sum()))
+
+
+# ---------------------------------------------------------------------------- mixed widths
+def mixed_width_kernels(ot: OpTable, op_wbits: np.ndarray) -> np.ndarray:
+    """Expected *extra* kernels per phase that mixed weight widths inside one MoE layer cost.
+
+    A fused MoE kernel (vLLM, TensorRT-LLM, llama.cpp) runs the routed experts of a layer
+    with one weight format, so a phase holding a layer's expert GEMMs (``w1``/``w3``
+    together, then ``w2``) needs one pass per distinct width among the experts that run.
+    With expert ``e`` running with probability ``p_e`` (independently, as the graph's
+    expected values assume), width ``w`` needs its pass with probability
+    ``P_w = 1 - prod_{e at w} (1 - p_e)``; one pass (``P_any``) is the kernel the layer needs
+    anyway, so the extra passes are ``sum_w P_w - P_any`` (``distinct widths - 1`` when
+    every expert runs; 0 with one width). Returns an array per phase (``ot.phase_ptr``).
+    """
+    nph = len(ot.phase_ptr) - 1
+    out = np.zeros(max(nph, 0))
+    if nph <= 0:
+        return out
+    order = ot.phase_order
+    ph_of = np.repeat(np.arange(nph), np.diff(ot.phase_ptr))
+    sel = (ot.expert[order] >= 0) & np.isin(ot.op_code[order], GEMM_OPS) & \
+        (ot.p_active[order] > 0)
+    if not sel.any():
+        return out
+    idx, ph = order[sel], ph_of[sel]
+    for q in np.unique(ph):
+        ops = idx[ph == q]
+        # one entry per expert (w1 and w3 of an expert share its width and probability)
+        _, first = np.unique(ot.expert[ops], return_index=True)
+        ops = ops[first]
+        p, w = ot.p_active[ops], op_wbits[ops]
+        if np.unique(w).size < 2:
+            continue
+        idle = 1.0 - np.minimum(p, 1.0)
+        p_w = [1.0 - float(np.prod(idle[w == b])) for b in np.unique(w)]
+        out[q] = max(0.0, float(np.sum(p_w)) - (1.0 - float(np.prod(idle))))
+    return out

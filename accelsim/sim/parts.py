@@ -178,15 +178,17 @@ def _run_batch(hw, hp, lows: list, pls: list, opts, mask: int, model_name) -> li
         oth_p = S.OtherOps(*(x[o] for x in oth))
         T, cc, t1 = sch.T[f], sch.cc[f], sch.t1[o]
         place_ = wrap_around(lw.ot.phase_ptr, lw.ot.phase_order, T, cc, t1)
-        sch_p = S.Schedule(T, cc, sch.choice[o], t1, sch.noc_bytes[o], *place_)
+        sch_p = S.overheads(hp, lw.ot, S.Schedule(T, cc, sch.choice[o], t1,
+                                                  sch.noc_bytes[o], *place_), q.op_wbits)
         tr_p = S.Traffic(tr.rd[o], tr.wr[o], tr.comp[o], tr.dflow[o], tr.tiles[o],
                          tr.overflow[e_off[p]:e_off[p + 1]])
         noc_p = S.Noc(noc.noc_j[o], float(noc.noc_t[f].sum()) + float(noc.red_t[f].sum()),
                       noc.ksl[o], noc.red_adds[o], noc.noc_t[f], noc.red_t[f])
-        latency = float(T.sum()) / hp.clock_hz
+        latency = float(sch_p.T.sum()) / hp.clock_hz
         en = S.step_energy(hw, hp, lw.ot, q.op_wbits, a_bits, tr_p, noc_p, latency)
         out.append(S.assemble(hw, hp, lw, q, oth_p, sch_p, tr_p, noc_p, en, model_name,
-                              float(lw.t_bytes.sum())))
+                              float(lw.t_bytes.sum())).with_power_check(
+            hw.energy.rated_power_w, hw.name))
     return out
 
 
@@ -310,7 +312,7 @@ def _check_part(model, i: int, p) -> tuple:
                                 "heads", key=f"{key}.tp", value=p.tp))
     share = p.expert_share
     if share is not None:
-        shape = (model.num_moe_layers, model.moe.num_experts)
+        shape = (model.num_moe_layers, model.num_experts)
         arr = np.asarray(share)
         if arr.shape != shape or arr.dtype.kind not in "fiu":
             problems.append(Problem(f"must be a numeric array of shape {shape}",
@@ -380,7 +382,7 @@ def _info(ot: OpTable) -> _Info:
         return hit
     model = ot.model
     tt = tensor_table(model)
-    E = model.moe.num_experts
+    E = model.num_experts
     t_cls, mats = _tensor_classes(model)
     t_layer = tt.layer.copy()
     t_layer[np.array([t.role == "embed" for t in model.tensors()])] = -2
@@ -410,8 +412,9 @@ def _info(ot: OpTable) -> _Info:
     t_flat = np.where(tt.moe_row >= 0, tt.moe_row * E + tt.expert, -1)
     info = _Info(op_cls, owner.astype(np.int64), ot.tensor, op_lrow.astype(np.int64),
                  op_flat.astype(np.int64), np.array(ot.names, dtype=object),
-                 np.array(ot.role, dtype=object), ot.expert, tokens.reshape(-1, E),
-                 p.reshape(-1, E), t_cls, t_layer,
+                 np.array(ot.role, dtype=object), ot.expert,
+                 tokens.reshape(model.num_moe_layers, E), p.reshape(model.num_moe_layers, E),
+                 t_cls, t_layer,
                  t_flat.astype(np.int64), tt.role_code == VECTOR_ROLE,
                  np.array(tt.names, dtype=object), {},
                  np.column_stack([getattr(ot, k) for k in _FLOATS]))

@@ -203,7 +203,7 @@ def parts_cases(reps: int) -> list[str]:
             rs = simulate_parts(hw, g, a, parts)       # warm-up (lowering, numba)
             cpu = []
 
-            def call(hw=hw, a=a):
+            def call(hw=hw, a=a, cpu=cpu):
                 c = time.process_time()
                 out = simulate_parts(hw, g, a, parts)
                 cpu.append(time.process_time() - c)

@@ -333,7 +333,9 @@ def test_plot_options(tmp_path, run_cli):
                          "--title", "cost in $", "--out", out)
     assert rc == 0 and out.stat().st_size > 0, err
     for args, reason in ((("--y", "t", "--kind", "bar"), "column 't' is not numeric"),
-                         (("--y", "y", "--hue", "y"), "--hue: must differ from --y")):
+                         (("--y", "y", "--hue", "y"), "--hue: must differ from --y"),
+                         (("--y", "x"), "--y: must differ from --x"),
+                         (("--y", "y", "--kind", "pareto", "--x", "h"), "column 'h' is not")):
         _one_error(*run_cli("plot", table, "--x", "x", *args, "--out", tmp_path / "g.png"),
                    "", reason)
     assert not (tmp_path / "g.png").exists()

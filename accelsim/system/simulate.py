@@ -16,7 +16,7 @@ The formulas and assumptions are in docs/systems.md.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -113,8 +113,15 @@ def _tensor_bytes(model, alloc):
     expert = np.zeros((model.num_moe_layers, model.moe.num_experts))
     row = {L: r for r, L in enumerate(model.moe_layers)}
     embed = lm_head = tail = 0.0
+    sized: dict = {}
     for t in model.tensors():
-        b = float(alloc.tensor_bytes(model, t))
+        if len(t.shape) == 1 or t.role in ("norm", "bias"):
+            b = 2.0 * t.numel
+        else:
+            key = (alloc.bits_for(model, t), t.shape)
+            b = sized.get(key)
+            if b is None:
+                b = sized[key] = float(alloc.tensor_bytes(model, t))
         if t.layer is None:
             if t.role == "embed":
                 embed += b
@@ -249,10 +256,10 @@ def _run_parts(system, graph, alloc, parts, opts, cache):
     return [cache[k] for k in keys]
 
 
-def _placements(system, model, acct, plan, stages, tokens):
+def _placements(system, model, acct, plan, stages, tokens, tb):
     """One placement per stage, and the device parts of replica 0, stage by stage."""
     from ..sim import DevicePart
-    split, repl, kv_split, expert, embed, lm_head, tail = _tensor_bytes(model, acct)
+    split, repl, kv_split, expert, embed, lm_head, tail = tb
     tp, ep, w = plan.tp, plan.experts, plan.group
     kv_div = min(tp, model.num_kv_heads) if model.attention.kind == "gqa" else tp
     cap = weight_capacity_bytes(system.hw)
@@ -289,7 +296,8 @@ def _placements(system, model, acct, plan, stages, tokens):
     return placements, parts
 
 
-def _stage_comm(system, model, plan, devs, a, b, rows, pl, tokens, T, ab, first_last, seqs):
+def _stage_comm(system, model, plan, devs, a, b, rows, pl, tokens, T, ab, first_last, seqs,
+                memo):
     """Communication of one stage for one micro-batch: (time, Cost)."""
     tp, ep, w = plan.tp, plan.experts, plan.group
     d = model.hidden_size
@@ -315,36 +323,87 @@ def _stage_comm(system, model, plan, devs, a, b, rows, pl, tokens, T, ab, first_
         for j, r in enumerate(rows):
             load = (pl.share[:, j, :] * tokens[r]).sum(axis=1)        # per ep slot
             per_dev = np.repeat(load[None, :], w // ep, axis=0).ravel() / (w // ep)
-            m = np.repeat((per_dev * d * ab / w)[None, :], w, axis=0)
-            np.fill_diagonal(m, 0.0)
-            disp = C.all_to_all(system, devs, m)
-            comb = C.all_to_all(system, devs, m.T)
-            total = total + disp + comb
+            key = (devs[0], per_dev.tobytes())
+            if key not in memo:
+                m = np.repeat((per_dev * d * ab / w)[None, :], w, axis=0)
+                np.fill_diagonal(m, 0.0)
+                memo[key] = C.all_to_all(system, devs, m) + C.all_to_all(system, devs, m.T)
+            total = total + memo[key]
     return total
 
 
-def _compose(system, graph, model, alloc, acct, plan, cache, opts) -> SystemResult:
-    hw = system.hw
+@dataclass
+class Prepared:
+    """A plan laid out on a system, before the device parts are simulated."""
+
+    system: System
+    graph: Any
+    model: Any
+    alloc: Any
+    plan: Plan
+    stages: list
+    placements: list
+    parts: list            # replica 0's parts, stage by stage (pp x w)
+    T: float
+    ab: float
+    seqs: float
+    tokens: np.ndarray
+
+
+def _bytes_cached(model, acct, memo):
+    key = (id(model), id(acct))
+    if memo is None:
+        return _tensor_bytes(model, acct)
+    if key not in memo:
+        memo[key] = _tensor_bytes(model, acct)
+    return memo[key]
+
+
+def prepare(system, graph, model, alloc, acct, plan, memo: dict | None = None) -> Prepared:
+    """Stages, expert placement and device parts of ``plan`` (raises
+    :class:`~accelsim.errors.DoesNotFitError` when the placement finds no room)."""
     T = float(graph.graph.get("tokens", 1.0))
-    ab = _act_bytes(hw, acct)
-    tokens = _expert_tokens(graph, model)
+    ab = _act_bytes(system.hw, acct)
+    tkey = ("tokens", id(graph))
+    if memo is not None and tkey in memo:
+        tokens = memo[tkey]
+    else:
+        tokens = _expert_tokens(graph, model)
+        if memo is not None:
+            memo[tkey] = tokens
     seqs = float((graph.graph.get("scenario") or {}).get("batch", 1))
-    split, repl, kv_split, expert, *_ = _tensor_bytes(model, acct)
+    tb = _bytes_cached(model, acct, memo)
+    split, repl, kv_split, expert = tb[0], tb[1], tb[2], tb[3]
     per_layer = split + repl + kv_split + np.bincount(
         np.asarray(model.moe_layers), weights=expert.sum(axis=1), minlength=model.total_layers)
     stages = split_layers(per_layer, plan.pp)
-    placements, parts = _placements(system, model, acct, plan, stages, tokens)
-    flat = [p for sp in parts for p in sp]
-    results = _run_parts(system, graph, alloc, flat, opts, cache)
+    placements, parts = _placements(system, model, acct, plan, stages, tokens, tb)
+    return Prepared(system, graph, model, alloc, plan, stages, placements, parts, T, ab,
+                    seqs, tokens)
+
+
+def _compose(system, graph, model, alloc, acct, plan, cache, opts) -> SystemResult:
+    prep = prepare(system, graph, model, alloc, acct, plan)
+    flat = [p for sp in prep.parts for p in sp]
+    return compose(prep, _run_parts(system, graph, alloc, flat, opts, cache))
+
+
+def compose(prep: Prepared, results: list) -> SystemResult:
+    """The system result of a prepared plan from its parts' results (in ``prep.parts``
+    order)."""
+    system, model, plan = prep.system, prep.model, prep.plan
+    stages, placements = prep.stages, prep.placements
+    T, ab, tokens, seqs = prep.T, prep.ab, prep.tokens, prep.seqs
     w, m, pp = plan.group, plan.microbatches, plan.pp
     res = [results[s * w:(s + 1) * w] for s in range(pp)]
     stage_t, comp_t, comm = [], [], []
+    memo: dict = {}
     for s, ((a, b), (pl, rows, _)) in enumerate(zip(stages, placements)):
         lat = np.stack([np.asarray(r.layer_latency_s, dtype=float) for r in res[s]])
         comp = float(lat.max(axis=0).sum())
         devs = stage_layout(plan, 0, s)
         c = _stage_comm(system, model, plan, devs, a, b, rows, pl, tokens, T, ab,
-                        (s == 0, s == pp - 1), seqs)
+                        (s == 0, s == pp - 1), seqs, memo)
         comp_t.append(comp)
         comm.append(c)
         stage_t.append(comp + c.time_s)
@@ -354,12 +413,12 @@ def _compose(system, graph, model, alloc, acct, plan, cache, opts) -> SystemResu
     fill = float(sum(stage_t) + sum(c.time_s for c in p2p))
     bottleneck = float(max(stage_t + [c.time_s for c in p2p]))
     period = max(fill, m * bottleneck)
-    phase = (graph.graph.get("scenario") or {}).get("phase", "decode")
+    phase = (prep.graph.graph.get("scenario") or {}).get("phase", "decode")
     latency = period if phase == "decode" else fill + (m - 1) * bottleneck
     link = C.Cost()
     for c in comm + p2p:
         link = link + c
-    return _result(system, graph, model, plan, stages, placements, res, latency, period,
+    return _result(system, prep.graph, model, plan, stages, placements, res, latency, period,
                    fill, bottleneck, stage_t, comp_t, p2p, link, T)
 
 

@@ -34,10 +34,12 @@ import yaml
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError,
                       ValidationInfo, WithJsonSchema)
 
+from ._io import read_regular
 from .errors import ConfigError, Problem, did_you_mean, format_key_path
 from .units import EXAMPLES, QUANTITY_PATTERN, parse_quantity
 
-__all__ = ["Spec", "Quantity", "read_mapping", "validate", "load_spec", "Bounded"]
+__all__ = ["Spec", "Quantity", "read_mapping", "parse_document", "validate", "load_spec", "Bounded",
+           "MAX_DOCUMENT_BYTES", "MAX_DEPTH", "MAX_ALIAS_NODES", "QUANTITY_BOUNDS"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -51,16 +53,27 @@ class Spec(BaseModel):
 
 # ----------------------------------------------------------------------------- quantities
 
-#: Upper limits beyond which a value is certainly a typo (base units).
-ABSURD = {
-    "size": 2.0**60,             # 1 EiB
-    "bandwidth": 1e16,           # 10 PB/s for one level
-    "frequency": 1e11,           # 100 GHz
-    "time": 1.0,                 # 1 s for one access or DMA setup
-    "energy": 1e-6,              # 1 uJ for one MAC
-    "energy_per_byte": 1e-6,     # 1 uJ per byte
-    "power": 1e5,                # 100 kW for one chip
+#: Physical bounds of every quantity (base units): a non-zero value outside them is a typo or
+#: a unit slip, and near the lower end results stop being finite numbers (``5e-324 GB/s``
+#: makes every transfer take infinite time). Documented in docs/bad-input.md.
+QUANTITY_BOUNDS = {
+    #  kind:             (smallest non-zero, largest)
+    "size": (1.0, 2.0**60),               # 1 byte .. 1 EiB for one level
+    "bandwidth": (1e3, 1e16),             # 1 kB/s .. 10 PB/s for one level or link
+    "frequency": (1e3, 1e11),             # 1 kHz .. 100 GHz
+    "time": (1e-15, 1.0),                 # 1 fs .. 1 s for one access or DMA setup
+    # Landauer's bound, kT ln 2 = 2.9e-21 J per bit erased at 300 K, is the floor of both
+    "energy": (1e-21, 1e-6),              # per MAC or vector op: 1 zJ .. 1 uJ
+    "energy_per_byte": (1e-21, 1e-6),     # 1 zJ/B .. 1 uJ/B
+    "power": (1e-9, 1e5),                 # 1 nW .. 100 kW for one chip
 }
+#: The bounds as written in messages and docs.
+BOUND_TEXT = {"size": ("1 B", "1 EiB"), "bandwidth": ("1 kB/s", "10 PB/s"),
+              "frequency": ("1 kHz", "100 GHz"), "time": ("1 fs", "1 s"),
+              "energy": ("1 zJ", "1 uJ"), "energy_per_byte": ("1 zJ/B", "1 uJ/B"),
+              "power": ("1 nW", "100 kW")}
+#: Upper limits beyond which a value is certainly a typo (base units).
+ABSURD = {k: hi for k, (lo, hi) in QUANTITY_BOUNDS.items()}
 
 
 def _parse(kind: str, value: Any, info: ValidationInfo) -> float:
@@ -71,8 +84,13 @@ def _parse(kind: str, value: Any, info: ValidationInfo) -> float:
 def _check_range(kind: str, allow_zero: bool, value: float) -> float:
     if value < 0 or (value == 0 and not allow_zero):
         raise ValueError("must be > 0" if not allow_zero else "must be >= 0")
-    if value > ABSURD[kind]:
-        raise ValueError(f"is absurdly large for {kind.replace('_', ' ')}")
+    lo, hi = QUANTITY_BOUNDS[kind]
+    if value > hi:
+        raise ValueError(f"is absurdly large for {kind.replace('_', ' ')} (at most "
+                         f"{BOUND_TEXT[kind][1]})")
+    if 0 < value < lo:
+        raise ValueError(f"is absurdly small for {kind.replace('_', ' ')} (at least "
+                         f"{BOUND_TEXT[kind][0]}" + (", or 0)" if allow_zero else ")"))
     return value
 
 
@@ -117,14 +135,94 @@ def Bounded(tp: type, lo: float | None = None, hi: float | None = None) -> Any:
 # ----------------------------------------------------------------------------- reading files
 
 
+#: Limits of one YAML or JSON document (docs/bad-input.md): its size in bytes, how deep its
+#: lists and mappings nest, and how many nodes its aliases (``*name``) may expand to in all.
+MAX_DOCUMENT_BYTES = 16 * 2**20
+MAX_DEPTH = 64
+MAX_ALIAS_NODES = 100_000
+#: Python refuses to convert longer digit strings to int (and so would every reader).
+MAX_INT_DIGITS = 4300
+
+
+def _yaml_error(reason: str, mark: Any) -> yaml.YAMLError:
+    return yaml.constructor.ConstructorError(None, None, reason, mark)
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys instead of silently keeping the last."""
+    """SafeLoader that refuses duplicate and non-scalar keys, nesting deeper than
+    :data:`MAX_DEPTH` and aliases that expand to more than :data:`MAX_ALIAS_NODES` nodes (an
+    "alias bomb" of a few hundred bytes can otherwise stand for 10^9 nodes)."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._alias_nodes = 0
+        self._open: list[str | None] = []    # anchors of the nodes being composed
+        self._expanded: dict[int, tuple[int, int] | None] = {}
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.events.AliasEvent):
+            mark = event.start_mark
+            if event.anchor in self._open:
+                raise _yaml_error("an alias refers to the list or mapping that contains it",
+                                  mark)
+            node = super().compose_node(parent, index)
+            size, depth = self._expansion(node, mark)
+            self._alias_nodes += size
+            if self._alias_nodes > MAX_ALIAS_NODES:
+                raise _yaml_error(f"aliases expand to more than {MAX_ALIAS_NODES:,} nodes",
+                                  mark)
+            if self._depth + depth > MAX_DEPTH:
+                raise _yaml_error(f"nested deeper than {MAX_DEPTH} levels (through an alias)",
+                                  mark)
+            return node
+        anchor = getattr(event, "anchor", None)
+        self._depth += 1
+        self._open.append(anchor)
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _yaml_error(f"nested deeper than {MAX_DEPTH} levels", event.start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+            self._open.pop()
+
+    def _expansion(self, node: yaml.Node, mark: Any) -> tuple[int, int]:
+        """(nodes, depth) of ``node`` with every alias inside expanded (memoised)."""
+        key = id(node)
+        if key in self._expanded:
+            done = self._expanded[key]
+            return (1, 1) if done is None else done
+        if isinstance(node, yaml.ScalarNode):
+            return 1, 0
+        self._expanded[key] = None
+        children = (node.value if isinstance(node, yaml.SequenceNode)
+                    else [n for pair in node.value for n in pair])
+        size, depth = 1, 0
+        for child in children:
+            s, d = self._expansion(child, mark)
+            size, depth = size + s, max(depth, d)
+            if size > MAX_ALIAS_NODES:
+                break
+        self._expanded[key] = (size, depth + 1)
+        return size, depth + 1
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        if len(str(node.value)) > MAX_INT_DIGITS:
+            raise _yaml_error(f"an integer of more than {MAX_INT_DIGITS:,} digits",
+                              node.start_mark)
+        return super().construct_yaml_int(node)
 
 
 def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False):
     loader.flatten_mapping(node)
     seen: dict[Any, Any] = {}
     for key_node, value_node in node.value:
+        if not isinstance(key_node, yaml.ScalarNode):
+            raise yaml.constructor.ConstructorError(
+                None, None, "a key must be a plain value, not a list or mapping",
+                key_node.start_mark)
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
             raise yaml.constructor.ConstructorError(
@@ -135,6 +233,7 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bo
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
                                  _construct_mapping)
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", _UniqueKeyLoader.construct_yaml_int)
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
@@ -147,23 +246,77 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     return f"invalid YAML{where}: {problem}"
 
 
+class _JsonProblem(ValueError):
+    """A JSON document breaks one of the limits above (or has a duplicate key)."""
+
+
+def _json_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise _JsonProblem(f"duplicate key '{k}'")
+        out[k] = v
+    return out
+
+
+def _json_int(text: str) -> int:
+    if len(text) > MAX_INT_DIGITS:
+        raise _JsonProblem(f"an integer of more than {MAX_INT_DIGITS:,} digits")
+    return int(text)
+
+
+def _json_depth_ok(data: Any) -> bool:
+    """Whether no list or mapping of ``data`` nests deeper than :data:`MAX_DEPTH`."""
+    stack = [(data, 1)]
+    while stack:
+        x, d = stack.pop()
+        if isinstance(x, (dict, list)):
+            if d > MAX_DEPTH:
+                return False
+            stack.extend((v, d + 1) for v in (x.values() if isinstance(x, dict) else x))
+    return True
+
+
+def parse_document(text: str, *, json_syntax: bool, file: str) -> Any:
+    """Parse YAML or JSON text under one strictness (duplicate keys refused in both) and the
+    limits :data:`MAX_DEPTH`, :data:`MAX_ALIAS_NODES` and :data:`MAX_INT_DIGITS`; any
+    problem is a :class:`ConfigError` naming ``file``."""
+    if json_syntax:
+        try:
+            data = json.loads(text, object_pairs_hook=_json_pairs, parse_int=_json_int)
+        except json.JSONDecodeError as exc:
+            raise ConfigError.single(
+                f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
+                file=file) from None
+        except _JsonProblem as exc:
+            raise ConfigError.single(f"invalid JSON: {exc}", file=file) from None
+        except RecursionError:
+            raise ConfigError.single(f"invalid JSON: nested deeper than {MAX_DEPTH} levels",
+                                     file=file) from None
+        if not _json_depth_ok(data):
+            raise ConfigError.single(f"invalid JSON: nested deeper than {MAX_DEPTH} levels",
+                                     file=file)
+        return data
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
+    except yaml.YAMLError as exc:
+        raise ConfigError.single(_yaml_problem(exc), file=file) from None
+    except (ValueError, RecursionError, OverflowError) as exc:  # the scanner's own limits
+        raise ConfigError.single(f"invalid YAML: {type(exc).__name__}", file=file) from None
+
+
 def read_mapping(path: str | os.PathLike, *, what: str = "file") -> dict[str, Any]:
     """Read a YAML or JSON file whose top level must be a mapping.
 
-    YAML is loaded with a safe loader (no ``!!python`` tags are ever constructed), and
-    duplicate keys are errors. Raises :class:`ConfigError` naming the file for a missing
-    file, binary content, a syntax error, an empty file or a non-mapping top level.
+    YAML is loaded with a safe loader (no ``!!python`` tags are ever constructed); in YAML and
+    JSON alike duplicate keys are errors, and the document must respect
+    :data:`MAX_DOCUMENT_BYTES`, :data:`MAX_DEPTH` and :data:`MAX_ALIAS_NODES`. Only a regular
+    file is read (:func:`accelsim._io.read_regular`). Raises :class:`ConfigError` naming the
+    file for a missing file, binary content, a syntax error, an empty file or a non-mapping
+    top level.
     """
-    p = Path(path)
     name = str(path)
-    if not p.exists():
-        raise ConfigError.single(f"no such {what}", file=name)
-    if p.is_dir():
-        raise ConfigError.single(f"is a directory, expected a {what}", file=name)
-    try:
-        raw = p.read_bytes()
-    except OSError as exc:
-        raise ConfigError.single(f"cannot read: {exc.strerror}", file=name) from None
+    raw = read_regular(path, what=what, limit=MAX_DOCUMENT_BYTES)
     if b"\x00" in raw:
         raise ConfigError.single("is binary, not a YAML or JSON text file", file=name)
     try:
@@ -172,18 +325,7 @@ def read_mapping(path: str | os.PathLike, *, what: str = "file") -> dict[str, An
         raise ConfigError.single("is not UTF-8 text", file=name) from None
     if not text.strip():
         raise ConfigError.single("file is empty", file=name)
-    if p.suffix.lower() == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError.single(
-                f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
-                file=name) from None
-    else:
-        try:
-            data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
-        except yaml.YAMLError as exc:
-            raise ConfigError.single(_yaml_problem(exc), file=name) from None
+    data = parse_document(text, json_syntax=Path(name).suffix.lower() == ".json", file=name)
     if data is None:
         raise ConfigError.single("file is empty", file=name)
     if not isinstance(data, dict):

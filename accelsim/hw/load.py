@@ -6,7 +6,7 @@ import os
 import re
 from typing import Any, Mapping
 
-from ..config import read_mapping, validate
+from ..config import QUANTITY_BOUNDS, read_mapping, validate
 from ..errors import ConfigError, Problem
 from ..presets import list_presets, resolve
 from ..units import parse_quantity
@@ -44,17 +44,19 @@ def hw_from_dict(data: Mapping[str, Any], *, file: str | None = None) -> Acceler
         clock = parse_quantity(data.get("clock"), "frequency") if "clock" in data else None
     except ConfigError:
         clock = None  # reported by validation below
-    if clock is None or not clock > 0:
+    lo, hi = QUANTITY_BOUNDS["frequency"]
+    if clock is None or not lo <= clock <= hi:
         # an invalid clock is reported once, on 'clock'; a stand-in keeps per-cycle values of
         # other keys from repeating the same problem
-        clock = 1.0
+        clock = 1e9
     problems: list[Problem] = []
     try:
         hw = validate(Accelerator, data, file=file, context={"clock_hz": clock})
     except ConfigError as exc:
         problems.extend(exc.problems)
         hw = None
-    for i, path in enumerate(data.get("uncertain") or []):
+    uncertain = data.get("uncertain")
+    for i, path in enumerate(uncertain if isinstance(uncertain, list) else []):
         if isinstance(path, str) and not _key_exists(data, path):
             problems.append(Problem("names no key of this file", file=file,
                                     key=f"uncertain[{i}]", value=path))

@@ -184,7 +184,7 @@ class VectorUnit(Spec):
 
 
 class Cores(Spec):
-    count: Bounded(int, 1, 1 << 20) = 1
+    count: Bounded(int, 1, 1 << 18) = 1   # 262,144: simulation time grows with cores
     mac_array: MacArray
     vector_unit: VectorUnit = Field(default_factory=VectorUnit)
 
@@ -293,6 +293,10 @@ class Accelerator(Spec):
             raise ValueError("no memory level holds weights")
         if self.cores.count > 1 and self.noc is None:
             raise ValueError("a chip with several cores needs a 'noc' section")
+        if self.noc is not None and self.noc.dims and math.prod(self.noc.dims) != \
+                self.cores.count:
+            raise ValueError(f"noc.dims {self.noc.dims} give {math.prod(self.noc.dims)} "
+                             f"cores, but cores.count is {self.cores.count}")
         return self
 
     # ------------------------------------------------------------------ derived quantities

@@ -3,7 +3,8 @@
 The general path (:func:`accelsim.sim.core._run`) works on arrays of ops; for a single GEMM
 its numpy overhead (~0.5 ms) dwarfs the tile pipeline (~2 us). This module does the same
 stages with Python scalars for one op on one phase: the same budget, placement, DMA costs,
-engine call, traffic, schedule bound and energy. Anything out of the ordinary (weights that do
+engine call, traffic, schedule bound and energy, one function per stage (:func:`_place`,
+:func:`_inputs`, :func:`_point`, :func:`_traffic`, :func:`_result`). Anything out of the ordinary (weights that do
 not fit, a policy that fails) returns ``None`` and the caller takes the general path, which
 raises the proper error. ``tests/test_sim_gemm.py`` checks that both paths agree.
 """
@@ -11,6 +12,7 @@ raises the proper error. ``tests/test_sim_gemm.py`` checks that both paths agree
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
@@ -106,16 +108,21 @@ def _levels(hw, hp, staging_fraction: float) -> dict:
     return L
 
 
-def fast_gemm(hw, hp, m: float, k: int, n: int, w_bits: int, a_bits: int, nbytes: float,
-              policy: str, staging_fraction: float, mask: int, full: bool):
-    py = hp.py
-    L = _levels(hw, hp, staging_fraction)
+class _Place(NamedTuple):
+    """Where the one GEMM's data lives: activation reserve per level ``act``, the weight's
+    share per level ``frac`` and the activation home level ``home``."""
+
+    act: list
+    frac: list
+    home: int
+
+
+def _place(L: dict, m: float, k: int, n: int, aB: float, nbytes: float,
+           policy: str) -> _Place | None:
+    """Place the activations, the one weight tensor and find the activation home (as
+    :func:`accelsim.sim.residency.plan_memory` and :func:`accelsim.sim.mapping.act_home`);
+    None when the general path must decide (weights that do not fit, no off-chip level)."""
     nl, onchip, off = L["nl"], L["onchip"], L["off"]
-    sw, sa, so = L["sw"], L["sa"], L["so"]
-    staging = L["staging"]
-    cores, R, C = hp.cores, hp.rows, hp.cols
-    aB = a_bits / 8.0
-    lat, rbw, wbw = py["latency_cyc"], py["read_bpc"], py["write_bpc"]
     free = list(L["free"])
     foot = (m * k + m * n) * aB
     act = [0.0] * nl
@@ -128,7 +135,6 @@ def fast_gemm(hw, hp, m: float, k: int, n: int, w_bits: int, a_bits: int, nbytes
             act[lv] = min(need, free[lv])
             need -= act[lv]
             free[lv] -= act[lv]
-    # place the one weight tensor
     frac = [0.0] * nl
     if policy == "offchip":
         if off < 0:
@@ -151,7 +157,6 @@ def fast_gemm(hw, hp, m: float, k: int, n: int, w_bits: int, a_bits: int, nbytes
             rest -= take
         if rest > 0.5:
             return None
-    # activation home
     act_lv = L["act_lv"]
     home = L["home0"]
     cum = 0.0
@@ -161,7 +166,36 @@ def fast_gemm(hw, hp, m: float, k: int, n: int, w_bits: int, a_bits: int, nbytes
             if lv != off and foot <= cum * (1 + 1e-12) + 1e-9:
                 home = lv
                 break
-    # engine inputs
+    return _Place(act, frac, home)
+
+
+class _Inputs(NamedTuple):
+    """Engine and schedule inputs of the GEMM (the arguments of :func:`_point`) and the
+    scalars the later stages reuse."""
+
+    p: np.ndarray
+    io: np.ndarray
+    flc: np.ndarray
+    cap: np.ndarray
+    sp: np.ndarray
+    M: float
+    K: int
+    N: int
+    cpm: float
+    wB: float
+
+
+def _inputs(hw, hp, L: dict, pl: _Place, m, k, n, w_bits, a_bits, nbytes, mask,
+            full) -> _Inputs:
+    """The tile-engine inputs under both activation options and the one-op schedule's
+    split parameters (as :func:`accelsim.sim.stages.gemm_inputs` and
+    :func:`accelsim.sim.stages.other_ops`)."""
+    py = hp.py
+    nl, sw, sa, so = L["nl"], L["sw"], L["sa"], L["so"]
+    cores, R, C = hp.cores, hp.rows, hp.cols
+    aB = a_bits / 8.0
+    lat, rbw, wbw = py["latency_cyc"], py["read_bpc"], py["write_bpc"]
+    frac, act, home = pl.frac, pl.act, pl.home
     M, K, N = max(float(m), 1.0), int(k), int(n)
     cpm = py["cpm"][w_bits][a_bits]
     wB = nbytes / (float(k) * float(n))
@@ -196,7 +230,7 @@ def fast_gemm(hw, hp, m: float, k: int, n: int, w_bits: int, a_bits: int, nbytes
     # (a) activations at home, tiles in the staging share; (b) streamed from off chip with
     # the activation reserve added to the tile space (docs/simulator.md). An op already off
     # chip has the same costs in (b) with more room: (a) adds nothing.
-    alt = L["alt"]
+    alt, off, act_onchip = L["alt"], L["off"], L["act_onchip"]
     io_a, flc_a = option(home, not alt or home != off)
     cap_a = L["cap_a"]
     if alt:
@@ -213,19 +247,23 @@ def fast_gemm(hw, hp, m: float, k: int, n: int, w_bits: int, a_bits: int, nbytes
     kt = int(max(_ceil(K / R), 1.0))
     per_tile = M * N / cols
     rb, ra = per_tile * acc, per_tile / hp.vector_rate
-    r, streamed, overflow, T, ks, bh, tn = _point(
+    return _Inputs(
         np.array((mask, M, K, N, R, C, cpm, wB, aB, aB, acc, w_fix, w_pb, hp.two_channels,
                   sw, sa, so, w_stage, full, 1.0 / rbw[sw], 1.0 / rbw[sa], sw == sa),
                  dtype=np.float64),
         np.array((io_a, io_b)), np.array((flc_a, flc_b)), np.array((cap_a, cap_b)),
-        np.array((cols, kt, cores, rb, ra, L["topo"], L["link"], L["hop"])))
-    r = r.tolist()
-    h = off if streamed else home
+        np.array((cols, kt, cores, rb, ra, L["topo"], L["link"], L["hop"])), M, K, N, cpm,
+        wB)
+
+
+def _traffic(hp, L: dict, pl: _Place, x: _Inputs, r: list, h: int,
+             aB: float) -> tuple[list, list]:
+    """Bytes read and written per level with the chosen tiling ``r`` (a front point) and
+    activations in level ``h`` (as :func:`accelsim.sim.stages.chosen_traffic`)."""
+    nl, sw, sa, so = L["nl"], L["sw"], L["sa"], L["so"]
+    R, C = hp.rows, hp.cols
+    M, K, N, cpm, wB, frac = x.M, x.K, x.N, x.cpm, x.wB, pl.frac
     a_dma, o_dma = h != sa, h != so
-    t1, comp = r[0], r[1]
-    e_noc = bh * L["e_hop"]
-    e_red = (ks - 1) * M * N * hp.e_vector    # the split-K tree's adds
-    # traffic
     rd = [0.0] * nl
     wr = [0.0] * nl
     Wf, Af, Ob = r[6], r[7], r[8]
@@ -245,6 +283,40 @@ def fast_gemm(hw, hp, m: float, k: int, n: int, w_bits: int, a_bits: int, nbytes
     wr[so] += psum
     if o_dma:
         wr[h] += Ob
+    return rd, wr
+
+
+def fast_gemm(hw, hp, m: float, k: int, n: int, w_bits: int, a_bits: int, nbytes: float,
+              policy: str, staging_fraction: float, mask: int, full: bool):
+    """:func:`accelsim.sim.simulate_gemm` of one GEMM with Python scalars: place, engine
+    inputs, engine and one-op schedule (:func:`_point`), traffic, energy and the result;
+    None when the general path must decide."""
+    L = _levels(hw, hp, staging_fraction)
+    aB = a_bits / 8.0
+    pl = _place(L, m, k, n, aB, nbytes, policy)
+    if pl is None:
+        return None
+    x = _inputs(hw, hp, L, pl, m, k, n, w_bits, a_bits, nbytes, mask, full)
+    r, streamed, overflow, T, ks, bh, tn = _point(x.p, x.io, x.flc, x.cap, x.sp)
+    r = r.tolist()
+    h = L["off"] if streamed else pl.home
+    rd, wr = _traffic(hp, L, pl, x, r, h, aB)
+    return _result(hw, hp, L, pl, x, r, (T, ks, bh, tn), rd, wr, overflow, m, k, n,
+                   w_bits, a_bits, nbytes, policy)
+
+
+def _result(hw, hp, L, pl: _Place, x: _Inputs, r: list, sched: tuple, rd: list, wr: list,
+            overflow: bool, m, k, n, w_bits, a_bits, nbytes, policy) -> SimResult:
+    """Schedule placement, energy, totals and the :class:`SimResult` of the GEMM."""
+    py = hp.py
+    nl, onchip, off = L["nl"], L["onchip"], L["off"]
+    sw, sa, so = L["sw"], L["sa"], L["so"]
+    cores, R, C = hp.cores, hp.rows, hp.cols
+    T, ks, bh, tn = sched
+    M, N, cpm = x.M, x.N, x.cpm
+    t1, comp = r[0], r[1]
+    e_noc = bh * L["e_hop"]
+    e_red = (ks - 1) * M * N * hp.e_vector    # the split-K tree's adds
     # schedule: one op, one phase, all cores (T computed above from the front)
     span = 1 if t1 <= T * (1 + 1e-9) else min(cores, int(math.ceil(t1 / T - 1e-9)))
     end = t1 if span == 1 else T
@@ -275,7 +347,7 @@ def fast_gemm(hw, hp, m: float, k: int, n: int, w_bits: int, a_bits: int, nbytes
         warnings.append(f"1 GEMM(s) need more staging buffer than {hp.names[sw]}/"
                         f"{hp.names[sa]}/{hp.names[so]} keep for tiles; simulated with the "
                         "smallest tile")
-    if off >= 0 and home == off:
+    if off >= 0 and pl.home == off:
         warnings.append("1 op(s) keep activations off chip")
     op_data = {
         "names": ("gemm",), "op_code": (0,), "layer": (-1,), "expert": (-1,),
@@ -288,6 +360,7 @@ def fast_gemm(hw, hp, m: float, k: int, n: int, w_bits: int, a_bits: int, nbytes
         "tiles": ((float(r[3]), float(r[4]), float(r[5])),),
         "bytes": (tuple(moved),), "energy_j": (op_j,), "level_names": hp.names}
     names = hp.names
+    staging, act, frac = L["staging"], pl.act, pl.frac
     return SimResult(
         hw=hw.name, model=None, scenario={"gemm": {"m": float(m), "k": float(k),
                                                    "n": float(n)}},

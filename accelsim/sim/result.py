@@ -40,6 +40,10 @@ class SimResult:
     over ``cores x PEs x cycles``); ``busy_cycles`` per resource and ``bound``, the resource
     that limits (one of :data:`BOUNDS`; ``latency`` when no resource is busy for at least half
     the step: DMA setup, access latency, pipeline fill and dependencies dominate).
+    ``layer_latency_s`` (a step of a model; None for a single GEMM): seconds per layer, shape
+    ``(n_layers + 2,)``: [0] before the first transformer layer (embedding), [1 + l] layer
+    ``l``, [-1] after the last (final norm, lm_head); it sums to ``latency_s`` up to
+    rounding.
 
     Examples
     --------
@@ -85,6 +89,7 @@ class SimResult:
     warnings: tuple[str, ...] = ()
     op_data: dict = field(default_factory=dict, repr=False)
     phase_data: dict = field(default_factory=dict, repr=False)
+    layer_latency_s: np.ndarray | None = field(default=None, repr=False)
 
     # ------------------------------------------------------------------ tables
     @cached_property

@@ -1,0 +1,756 @@
+"""The stages of one simulated step on one chip, each a function returning a small record.
+
+:func:`accelsim.sim.simulate` is their composition (``core._run``), and
+:func:`accelsim.sim.simulate_parts` composes the same functions for several device parts
+with one engine call. In order:
+
+1. :func:`lower_step` -- op table, bits, storage bytes and elements per tensor
+   (:class:`Lowered`);
+2. :func:`place` -- memory plan, activation home and weight/KV placement per op
+   (:class:`Placement`);
+3. :func:`gemm_inputs` -- the tile-pipeline inputs of every GEMM and attention op under both
+   activation options (:class:`GemmJob`); :func:`run_engine` -- one engine call over the
+   distinct GEMMs of one or several jobs (:class:`Fronts`, the tiling fronts per op);
+4. :func:`other_ops` -- vector ops, embedding lookups, core-split parameters and the traffic
+   that does not depend on a tiling (:class:`OtherOps`);
+5. :func:`schedule_step` -- phase times, core counts, the chosen front point per op and the
+   core placement (:class:`Schedule`);
+6. :func:`chosen_traffic` -- bytes read and written per op and level under the chosen
+   tilings (:class:`Traffic`); :func:`noc_step` -- MoE dispatch/combine and split-K
+   reductions on the NoC (:class:`Noc`);
+7. :func:`step_energy` -- energy per op and the breakdown (:class:`Energy`);
+8. :func:`assemble` -- the :class:`~accelsim.sim.result.SimResult`.
+
+Arrays are per op (op-table order) unless a record says otherwise; ``e`` is the index of the
+ops the tile engine simulates (GEMMs and attention with MACs that may run).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from ..precision import BitAllocation
+from . import engine as E
+from .lower import OP, GEMM_OPS, VECTOR_OPS, IdentityCache, OpTable, lower, tensor_bits
+from .lower import tensor_storage_bytes, tensor_table
+from .mapping import act_home, dma_cost
+from .residency import MemoryPlan, plan_memory
+from .result import SimResult
+from .schedule import TOPOLOGIES, k_slices_ops, phase_noc, schedule, wrap_around
+
+__all__ = ["Lowered", "Placement", "GemmJob", "Fronts", "OtherOps", "Net", "Schedule",
+           "Traffic", "Noc", "Energy", "lower_step", "place", "memory_plan_of", "gemm_inputs",
+           "engine_ops", "run_engine", "other_ops", "net_params", "schedule_step", "fluid",
+           "chosen_traffic", "noc_step", "step_energy", "layer_latency", "assemble",
+           "finish_step", "run_step"]
+
+
+def _ceil(x):
+    return np.ceil(x - 1e-9)
+
+
+# ---------------------------------------------------------------------------- 1. lower
+class Lowered(NamedTuple):
+    """The step as arrays: the op table and, per tensor (``tensor_table`` order), weight
+    bits, storage bytes and elements; activation and KV bits."""
+
+    ot: OpTable
+    bits: np.ndarray
+    t_bytes: np.ndarray
+    t_numel: np.ndarray
+    a_bits: int
+    kv_bits: int
+
+
+def lower_step(hw, graph, alloc: BitAllocation | None) -> Lowered:
+    """Stage 1: lower ``graph`` (cached) and ``alloc`` (default: 16 bits everywhere)."""
+    ot = lower(graph)
+    model = ot.model
+    if alloc is None:
+        alloc = BitAllocation.uniform(model, 16)
+    alloc.check(model)
+    tt = tensor_table(model)
+    bits = tensor_bits(tt, alloc)
+    t_bytes = tensor_storage_bytes(tt, alloc, bits).astype(np.float64)
+    a_bits = alloc.activation_bits or hw.cores.mac_array.default_activation_bits
+    return Lowered(ot, bits, t_bytes, (tt.out_f * tt.in_f).astype(np.float64), int(a_bits),
+                   int(alloc.kv_bits))
+
+
+# ---------------------------------------------------------------------------- 2. place
+class Placement(NamedTuple):
+    """Where everything lives: the memory plan, each op's activation working set ``foot``
+    (bytes, given that it runs) and home level ``home``, the attention ops ``att_idx``, the
+    share of each op's weights (the KV cache for attention) per level ``wfrac`` [ops x
+    levels] and each op's weight bits ``op_wbits`` (KV bits for attention, 0 without a
+    weight)."""
+
+    plan: MemoryPlan
+    foot: np.ndarray
+    att_idx: np.ndarray
+    home: np.ndarray
+    wfrac: np.ndarray
+    op_wbits: np.ndarray
+
+
+def memory_plan_of(hw, low: Lowered, opts) -> tuple[MemoryPlan, np.ndarray, np.ndarray]:
+    """The memory plan, the activation working set per op and the attention ops (the part of
+    :func:`place` that :func:`accelsim.sim.memory_plan` runs)."""
+    ot, t_bytes = low.ot, low.t_bytes
+    aB, kvB = low.a_bits / 8.0, low.kv_bits / 8.0
+    p = ot.p_active
+    pe = np.where(p > 0, p, 1.0)
+    foot = (ot.in_elems + ot.out_elems) / pe * aB
+    att_idx = np.flatnonzero(ot.op_code == OP["attention"])
+    kv_res = ot.kv_resident[att_idx]
+    kv_bytes = kv_res * kvB
+    kv_den = np.where(kv_res > 0, ot.kv_elems[att_idx] / np.where(kv_res > 0, kv_res, 1), 0.0)
+    density = ot.tensor_density if len(ot.tensor_density) == len(t_bytes) else np.ones(
+        len(t_bytes))
+    plan = plan_memory(hw, t_bytes, density, kv_bytes, kv_den, float(foot.max(initial=0.0)),
+                       opts.residency, opts.staging_fraction)
+    return plan, foot, att_idx
+
+
+def place(hw, hp, low: Lowered, opts) -> Placement:
+    """Stage 2: budget the memory, place weights and KV cache (raises
+    :class:`~accelsim.errors.DoesNotFitError`), and find every op's activation home."""
+    ot = low.ot
+    plan, foot, att_idx = memory_plan_of(hw, low, opts)
+    home = act_home(foot, plan.act_reserve, plan.act_levels, hp.offchip, plan.stage_a)
+    has_t = ot.tensor >= 0
+    wfrac = np.zeros((len(ot), len(hp.names)))
+    wfrac[has_t] = plan.weight_fraction[ot.tensor[has_t]]
+    wfrac[att_idx] = plan.kv_fraction
+    op_wbits = np.where(has_t, low.bits[np.maximum(ot.tensor, 0)], 0)
+    op_wbits = np.where(ot.op_code == OP["attention"], low.kv_bits, op_wbits)
+    return Placement(plan, foot, att_idx, home, wfrac, op_wbits)
+
+
+# ---------------------------------------------------------------------------- 3. map
+class GemmJob(NamedTuple):
+    """Tile-engine inputs of the ops ``e`` (GEMMs where ``ge``, else attention) of one step:
+    the GEMM shape ``M x K x N`` (``M`` given that the op runs), cycles per MAC, weight bytes
+    per element, the weight DMA cost and staging flag, K folds ``kf``; option (a) keeps
+    activations at home ``h_a``, option (b) streams them from off chip ``h_b`` (``io_*``:
+    evaluate, a_fix, a_pb, o_fix, o_pb, a_stage; ``flc_*``: shared-level coefficients) with
+    per-core tile space ``cap`` [2 x levels]; ``pr`` the probability each op runs."""
+
+    e: np.ndarray
+    ge: np.ndarray
+    M: np.ndarray
+    K: np.ndarray
+    N: np.ndarray
+    cpm: np.ndarray
+    wB: np.ndarray
+    w_fix: np.ndarray
+    w_pb: np.ndarray
+    w_stage: np.ndarray
+    kf: np.ndarray
+    h_a: np.ndarray
+    h_b: np.ndarray
+    io_a: np.ndarray
+    flc_a: np.ndarray
+    io_b: np.ndarray
+    flc_b: np.ndarray
+    cap: np.ndarray
+    pr: np.ndarray
+
+    def key(self) -> np.ndarray:
+        """One row per op: everything the engine result depends on besides ``cap`` and the
+        step-wide constants (equal rows are simulated once)."""
+        return np.column_stack([self.M, self.K, self.N, self.cpm, self.wB, self.w_fix,
+                                self.w_pb, self.w_stage, self.io_a, self.flc_a, self.io_b,
+                                self.flc_b])
+
+
+def engine_ops(ot: OpTable) -> np.ndarray:
+    """Boolean per op: run by the tile engine (GEMMs with a weight and attention, with MACs,
+    that may run)."""
+    oc = ot.op_code
+    is_gemm = np.isin(oc, GEMM_OPS) & (ot.tensor >= 0)
+    return ((is_gemm & (ot.macs > 0)) | ((oc == OP["attention"]) & (ot.macs > 0))) & (
+        ot.p_active > 0)
+
+
+def _shared_coefficients(hp, f, sw, sa, so, h, a_dma, o_dma, M, K, N, wB, aB, kf, R, C):
+    """Per GEMM, the shared-level busy cycles as a function of its tiling (see
+    :func:`accelsim.sim.engine._shared_cycles`): [ops x 5]."""
+    sh, rbw, wbw, acc = hp.shared_mask, hp.read_bpc, hp.write_bpc, hp.acc_bytes
+    src = f.copy()
+    src[:, sw] = 0.0
+    c_w = (src * sh / rbw).sum(axis=1) + sh[sw] * (1.0 - f[:, sw]) / wbw[sw]
+    c_a = np.where(a_dma, sh[h] / rbw[h] + sh[sa] / wbw[sa], 0.0)
+    c_warr = sh[sw] / rbw[sw]
+    base = (sh[sa] / rbw[sa] * M * K * aB * _ceil(N / C)
+            + np.where(o_dma, sh[h] / wbw[h], 0.0) * M * N * aB)
+    ps = sh[so] / wbw[so] * M * N * acc
+    out = np.empty((len(M), 5))
+    out[:, 0], out[:, 1], out[:, 2] = c_w, c_a, c_warr
+    out[:, 3] = base + ps * kf
+    out[:, 4] = base + ps + c_warr * K * N * wB * _ceil(M / R)
+    return out
+
+
+def gemm_inputs(hw, hp, low: Lowered, pl: Placement) -> GemmJob:
+    """Stage 3a: the engine inputs of every GEMM and attention op of the step."""
+    ot, plan = low.ot, pl.plan
+    cores, R, C = hp.cores, hp.rows, hp.cols
+    aB, kvB = low.a_bits / 8.0, low.kv_bits / 8.0
+    sw, sa, so = plan.stage_w, plan.stage_a, plan.stage_o
+    p = ot.p_active
+    pe = np.where(p > 0, p, 1.0)
+    e = np.flatnonzero(engine_ops(ot))
+    ge = np.isin(ot.op_code, GEMM_OPS)[e] & (ot.tensor[e] >= 0)
+    M = np.where(ge, np.maximum(ot.m[e] / pe[e], 1.0), ot.att_m[e])
+    K = np.where(ge, ot.k[e], ot.att_k[e])
+    N = np.where(ge, ot.n[e], ot.att_n[e])
+    cpm = hp.cpm[np.clip(pl.op_wbits[e], 1, 16), min(max(low.a_bits, 1), 16)]
+    tix = np.maximum(ot.tensor[e], 0)
+    wB = np.where(ge, low.t_bytes[tix] / low.t_numel[tix], kvB)
+    wfe = pl.wfrac[e]
+    w_fix, w_pb = dma_cost(wfe, sw, hp)
+    w_stage = wfe[:, sw] < 1.0 - 1e-9
+    kf = np.where(cpm < 1.0, _ceil(K * cpm / R), _ceil(K / R))
+    att_idx = pl.att_idx
+    if len(att_idx):
+        kvw = (ot.kv_write_elems[att_idx] * kvB)[:, None] * plan.kv_fraction
+        kv_sh = (kvw * hp.shared_mask / hp.write_bpc).sum(axis=1)
+        pos = np.searchsorted(e, att_idx)
+        ok = (pos < len(e)) & (e[np.minimum(pos, len(e) - 1)] == att_idx)
+
+    def option(h, do):
+        """Engine inputs of the GEMMs with their activations in levels ``h``: per op
+        (evaluate, a_fix, a_pb, o_fix, o_pb, a_stage) and the shared-level coefficients."""
+        a_dma, o_dma = h != sa, h != so
+        io = np.column_stack([do, np.where(a_dma, hp.setup_cyc + hp.latency_cyc[h], 0.0),
+                              np.where(a_dma, 1.0 / hp.read_bpc[h], 0.0),
+                              np.where(o_dma, hp.setup_cyc + hp.latency_cyc[h], 0.0),
+                              np.where(o_dma, 1.0 / hp.write_bpc[h], 0.0), a_dma])
+        flc = _shared_coefficients(hp, wfe, sw, sa, so, h, a_dma, o_dma, M, K, N, wB,
+                                   aB, kf, R, C)
+        if len(att_idx):
+            flc[pos[ok], 3] += kv_sh[ok]
+            flc[pos[ok], 4] += kv_sh[ok]
+        return io.astype(np.float64), flc
+
+    # (a) activations at home, tiles in the staging share; (b) activations streamed from off
+    # chip, the activation reserve added to the tile space (docs/simulator.md): offered to
+    # every op at every SRAM size, so more SRAM never removes an option. An op whose home is
+    # off chip has the same costs in (b) with more room: (a) adds nothing.
+    h_a = pl.home[e]
+    off = hp.offchip
+    h_b = np.full(len(e), off, np.int64)
+    alt = bool(off >= 0 and plan.act_levels[off] and len(e))
+    io_a, flc_a = option(h_a, (h_a != off) if alt else np.ones(len(e), bool))
+    cap_a = plan.staging / cores
+    if alt:
+        io_b, flc_b = option(h_b, np.ones(len(e), bool))
+        res = np.where(plan.act_levels & hp.onchip, plan.act_reserve, 0.0)
+        # a core's share of a per-core level is what its own memory has beyond the staging
+        # share (up to the reserve), whatever the core count, so more cores never shrink it
+        cap = np.asarray(hp.capacity)
+        res = np.where(hp.core_scope, np.minimum(res, (cap - plan.staging) / cores),
+                       res / cores)
+        cap_b = cap_a + res
+    else:
+        io_b, flc_b, cap_b = np.zeros_like(io_a), flc_a, cap_a
+    return GemmJob(e, ge, M, K, N, cpm, wB, w_fix, w_pb, w_stage, kf, h_a, h_b, io_a, flc_a,
+                   io_b, flc_b, np.ascontiguousarray(np.stack([cap_a, cap_b])), pe[e])
+
+
+class Fronts(NamedTuple):
+    """Engine results of a job's ops (``GemmJob.e`` order): the merged tiling front
+    [ops x points x 10] (t, compute, dataflow, Mt, Kt, Nt, Wf, Af, Ob, F), points per op,
+    the option each point comes from (0: a, 1: b) and whether options a/b overflowed the
+    staging buffer."""
+
+    fronts: np.ndarray
+    npts: np.ndarray
+    src: np.ndarray
+    of_a: np.ndarray
+    of_b: np.ndarray
+
+
+def _unique_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index of the first occurrence of every distinct row, and each row's position among
+    them (rows compared by value, -0.0 equal to 0.0)."""
+    a = np.ascontiguousarray(a, dtype=np.float64) + 0.0   # -0.0 -> 0.0
+    if a.shape[0] == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    # equal rows have equal projections; rows that only share a projection are caught below
+    h = a @ _PROJ[: a.shape[1]] if a.shape[1] <= _PROJ.shape[0] else a @ np.resize(
+        _PROJ, a.shape[1])
+    _, first, inverse = np.unique(h, return_index=True, return_inverse=True)
+    inverse = inverse.ravel()
+    if np.array_equal(a[first][inverse], a):
+        return first, inverse
+    v = a.view(np.dtype((np.void, a.dtype.itemsize * a.shape[1]))).ravel()
+    _, first, inverse = np.unique(v, return_index=True, return_inverse=True)
+    return first, inverse.ravel()
+
+
+_PROJ = np.random.default_rng(20261128).uniform(0.5, 1.5, 64)
+
+
+def run_engine(hp, mask: int, a_bits: int, jobs: list[GemmJob], full: bool) -> list[Fronts]:
+    """Stage 3b: the tiling fronts of every op of ``jobs``, simulating each distinct GEMM
+    once (the experts of a layer, the layers of a model and the parts of a system repeat):
+    one engine call per distinct tile space ``cap`` (one for a single step)."""
+    aB = a_bits / 8.0
+    out: list[Fronts | None] = [None] * len(jobs)
+    groups: dict[bytes, list[int]] = {}
+    for j, job in enumerate(jobs):
+        groups.setdefault(job.cap.tobytes(), []).append(j)
+    for members in groups.values():
+        js = [jobs[j] for j in members]
+        cat = js[0] if len(js) == 1 else GemmJob(*(
+            np.concatenate([getattr(x, f) for x in js]) if f != "cap" else js[0].cap
+            for f in GemmJob._fields))
+        first, inverse = _unique_rows(cat.key())
+        fr = _engine_call(hp, mask, aB, cat, first, full)
+        w = max(int(fr.npts.max(initial=1)), 1)   # columns in use: less work for the scheduler
+        lo = 0
+        for j, x in zip(members, js):
+            inv = inverse[lo:lo + len(x.e)]
+            lo += len(x.e)
+            out[j] = Fronts(fr.fronts[inv, :w], fr.npts[inv], fr.src[inv, :w], fr.of_a[inv],
+                            fr.of_b[inv])
+    return out
+
+
+def _engine_call(hp, mask, aB, job: GemmJob, u: np.ndarray, full: bool) -> Fronts:
+    """One :func:`engine.run_pairs` call over the rows ``u`` of ``job``."""
+    sw, sa, so = _stages(hp)
+    R, C = hp.rows, hp.cols
+    return Fronts(*E.run_pairs(
+        mask, job.M[u], job.K[u].astype(np.int64), job.N[u].astype(np.int64), R, C,
+        job.cpm[u], job.wB[u], aB, aB, hp.acc_bytes, job.w_fix[u], job.w_pb[u],
+        hp.two_channels, sw, sa, so, job.w_stage[u], full, 1.0 / hp.read_bpc[sw],
+        1.0 / hp.read_bpc[sa], sw == sa,
+        np.ascontiguousarray(np.stack([job.io_a[u], job.io_b[u]], axis=1)),
+        np.ascontiguousarray(np.stack([job.flc_a[u], job.flc_b[u]], axis=1)), job.cap))
+
+
+def _stages(hp) -> tuple[int, int, int]:
+    """The staging levels of weights, activations and outputs (as :func:`plan_memory`)."""
+    hit = hp.py.get("stages")
+    if hit is None:
+        holds = hp.holds
+        nl = len(hp.names)
+        sw = next((i for i in range(nl) if "weights" in holds[i]), 0)
+        sa = next((i for i in range(nl) if "activations" in holds[i]), sw)
+        so = next((i for i in range(nl) if "outputs" in holds[i]), sa)
+        hit = hp.py["stages"] = (sw, sa, so)
+    return hit
+
+
+# ---------------------------------------------------------------------------- 4. other ops
+class OtherOps(NamedTuple):
+    """Ops outside the tile engine and what the scheduler needs of every op: the one-core
+    cycles of vector ops and embedding lookups ``t_other``, vector cycles ``vcyc``, masks
+    ``vec`` (vector ops that may run) and ``emb`` (embedding lookups), the pieces an op may
+    split into ``cols``, its K tiles ``kt`` and split-K partial-sum bytes ``rb`` and add
+    cycles ``ra`` per column tile; ``rd``/``wr`` [ops x levels] the bytes read and written
+    by the ops whose traffic does not depend on a tiling."""
+
+    t_other: np.ndarray
+    vcyc: np.ndarray
+    vec: np.ndarray
+    emb: np.ndarray
+    cols: np.ndarray
+    kt: np.ndarray
+    rb: np.ndarray
+    ra: np.ndarray
+    rd: np.ndarray
+    wr: np.ndarray
+
+
+def other_ops(hw, hp, low: Lowered, pl: Placement, job: GemmJob) -> OtherOps:
+    """Stage 4: vector ops, embedding lookups and dispatch in closed form, split parameters
+    of every op and the traffic that does not depend on a tiling."""
+    ot, plan = low.ot, pl.plan
+    nops, nl = len(ot), len(hp.names)
+    oc, p = ot.op_code, ot.p_active
+    aB, kvB = low.a_bits / 8.0, low.kv_bits / 8.0
+    sa = plan.stage_a
+    live = p > 0
+    pe = np.where(live, p, 1.0)
+    has_t = ot.tensor >= 0
+    vcyc = ot.vector_ops / hp.vector_rate
+    vec = np.isin(oc, VECTOR_OPS) & live
+    hv = pl.home
+    v_dma = hv != sa
+    data = np.where(v_dma, ot.in_elems * aB / hp.read_bpc[hv] + ot.out_elems * aB
+                    / hp.write_bpc[hv], 0.0)
+    vfix = np.where(v_dma, 2.0 * (hp.setup_cyc + hp.latency_cyc[hv]), 0.0) * pe
+    t_other = np.where(vec, np.maximum(vcyc, data) + vfix, 0.0)
+    cols = np.ones(nops, np.int64)
+    cols = np.where(vec, np.maximum(_ceil(ot.out_elems / hw.cores.vector_unit.lanes), 1.0),
+                    cols).astype(np.int64)
+    emb = (oc == OP["embed"]) & has_t & live
+    emb_bytes = np.where(emb, ot.weight_fraction * low.t_bytes[np.maximum(ot.tensor, 0)], 0.0)
+    wfrac = pl.wfrac
+    if emb.any():
+        efix, epb = dma_cost(wfrac[emb], sa, hp)
+        t_other[emb] = efix + emb_bytes[emb] * epb
+        cols[emb] = np.maximum(_ceil(ot.tokens[emb]), 1.0).astype(np.int64)
+    e, ge, M, K, N = job.e, job.ge, job.M, job.K, job.N
+    cols[e] = np.maximum(_ceil(N / hp.cols), 1.0).astype(np.int64)
+    # split-K: GEMMs may also split K into slices of R rows; partial sums (accumulator width)
+    # per column tile are reduced over the NoC and added on the vector unit
+    kt = np.ones(nops, np.int64)
+    rb = np.zeros(nops)
+    ra = np.zeros(nops)
+    g_e = e[ge]
+    kt[g_e] = np.maximum(_ceil(K[ge] / hp.rows), 1.0).astype(np.int64)
+    per_tile = M[ge] * N[ge] / cols[g_e] * job.pr[ge]
+    rb[g_e] = per_tile * hp.acc_bytes
+    ra[g_e] = per_tile / hp.vector_rate
+    # traffic of the ops whose traffic does not depend on a tiling
+    rd = np.zeros((nops, nl))
+    wr = np.zeros((nops, nl))
+    att_idx = pl.att_idx
+    if len(att_idx):
+        wr[att_idx] += (ot.kv_write_elems[att_idx] * kvB)[:, None] * plan.kv_fraction
+    oi = np.flatnonzero((vec | (oc == OP["dispatch"]) | emb) & live)
+    rd[oi, hv[oi]] += np.where(emb[oi], 0.0, ot.in_elems[oi] * aB)
+    wr[oi, hv[oi]] += ot.out_elems[oi] * aB
+    if emb.any():
+        rd[emb] += emb_bytes[emb][:, None] * np.where(np.arange(nl) == sa, 0.0, wfrac[emb])
+        wr[emb, sa] += emb_bytes[emb] * (1.0 - wfrac[emb, sa])
+        rd[emb, sa] += emb_bytes[emb]
+    return OtherOps(t_other, vcyc, vec, emb, cols, kt, rb, ra, rd, wr)
+
+
+# ---------------------------------------------------------------------------- 5. schedule
+class Net(NamedTuple):
+    """The NoC as the scheduler sees it: topology code, link bytes per cycle, hop cycles,
+    joules per byte per hop."""
+
+    topo: int
+    link: float
+    hop: float
+    e_hop: float
+
+
+def net_params(hw, hp) -> Net:
+    """:class:`Net` of ``hw`` (a bus with one byte per cycle when it has no NoC)."""
+    noc = hw.noc
+    return Net(TOPOLOGIES[noc.topology] if noc else TOPOLOGIES["bus"],
+               noc.link_bandwidth_bytes_per_s / hp.clock_hz if noc else 1.0,
+               noc.hop_latency_s * hp.clock_hz if noc else 0.0,
+               noc.energy_per_byte_per_hop_j if noc else 0.0)
+
+
+class Schedule(NamedTuple):
+    """Phase times ``T`` and core counts ``cc`` (per phase), the chosen front point
+    ``choice`` and its one-core cycles ``t1`` per op, the NoC bytes per op (dispatch and
+    combine), and the wrap-around placement: first ``core``, ``span``, ``start``, ``end``."""
+
+    T: np.ndarray
+    cc: np.ndarray
+    choice: np.ndarray
+    t1: np.ndarray
+    noc_bytes: np.ndarray
+    core: np.ndarray
+    span: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+
+
+def fluid(hp, rd: np.ndarray, wr: np.ndarray) -> np.ndarray:
+    """Busy cycles each op causes on the shared (chip and off-chip) levels."""
+    sh = hp.shared_mask
+    return (rd * sh / hp.read_bpc).sum(axis=1) + (wr * sh / hp.write_bpc).sum(axis=1)
+
+
+def schedule_step(hp, low: Lowered, job: GemmJob, fr: Fronts, oth: OtherOps,
+                  net: Net) -> Schedule:
+    """Stage 5: the level-synchronous phase schedule over the cores (docs/simulator.md)."""
+    ot = low.ot
+    nops = len(ot)
+    e, pr = job.e, job.pr
+    aB = low.a_bits / 8.0
+    oc = ot.op_code
+    FT = np.zeros((nops, fr.fronts.shape[1]))
+    FF = np.zeros((nops, fr.fronts.shape[1]))
+    NF = np.ones(nops, np.int64)
+    FT[:, 0] = oth.t_other
+    FF[:, 0] = fluid(hp, oth.rd, oth.wr)
+    FT[e] = fr.fronts[:, :, 0] * pr[:, None]
+    FF[e] = fr.fronts[:, :, 9] * pr[:, None]
+    NF[e] = fr.npts
+    att_e = ~job.ge
+    FT[e[att_e]] += oth.vcyc[e[att_e]][:, None]
+    noc_bytes = np.where(oc == OP["dispatch"], ot.out_elems * aB,
+                         np.where(oc == OP["combine"], ot.in_elems * aB, 0.0))
+    T, cc, choice = schedule(ot.phase_ptr, ot.phase_order, ot.phase_group, FT, FF, NF,
+                             oth.cols, oth.kt, oth.rb, oth.ra, noc_bytes, hp.cores, net.topo,
+                             net.link, net.hop)
+    t1 = FT[np.arange(nops), choice]
+    core, span, start, end = wrap_around(ot.phase_ptr, ot.phase_order, T, cc, t1)
+    return Schedule(T, cc, choice, t1, noc_bytes, core, span, start, end)
+
+
+# ---------------------------------------------------------------------------- 6. traffic, NoC
+class Traffic(NamedTuple):
+    """Bytes read ``rd`` and written ``wr`` [ops x levels] with the chosen tilings, compute
+    cycles ``comp``, dataflow (-1: not a tiled op) and tile shape per op, and which of the
+    engine ops ran out of staging buffer (``overflow``, ``GemmJob.e`` order)."""
+
+    rd: np.ndarray
+    wr: np.ndarray
+    comp: np.ndarray
+    dflow: np.ndarray
+    tiles: np.ndarray
+    overflow: np.ndarray
+
+
+def chosen_traffic(hp, low: Lowered, pl: Placement, job: GemmJob, fr: Fronts, oth: OtherOps,
+                   sch: Schedule) -> Traffic:
+    """Stage 6a: the traffic of every op with the tiling the scheduler chose (expected bytes,
+    times ``p_active``; docs/simulator.md)."""
+    nops = len(low.ot)
+    plan = pl.plan
+    sw, sa, so = plan.stage_w, plan.stage_a, plan.stage_o
+    R, C = hp.rows, hp.cols
+    aB = low.a_bits / 8.0
+    e, pr, M, K, N, wB, kf = job.e, job.pr, job.M, job.K, job.N, job.wB, job.kf
+    ch = sch.choice[e]
+    P = fr.fronts[np.arange(len(e)), ch]
+    streamed = fr.src[np.arange(len(e)), ch] == 1
+    overflow = np.where(streamed, fr.of_b, fr.of_a)
+    h = np.where(streamed, job.h_b, job.h_a)
+    a_dma, o_dma = h != sa, h != so
+    comp = np.zeros(nops)
+    comp[e] = pr * P[:, 1]
+    dflow = np.full(nops, -1, np.int64)
+    tiles = np.zeros((nops, 3))
+    dflow[e] = P[:, 2].astype(np.int64)
+    tiles[e] = P[:, 3:6]
+    rd, wr = oth.rd.copy(), oth.wr.copy()
+    Wf, Af, Ob = P[:, 6] * pr, P[:, 7] * pr, P[:, 8] * pr
+    wfe = pl.wfrac[e]
+    src = wfe.copy()
+    src[:, sw] = 0.0
+    rd[e] += Wf[:, None] * src
+    wr[e, sw] += Wf * (1.0 - wfe[:, sw])
+    ws = P[:, 2] == E.WS
+    passes = np.where(ws, _ceil(M / np.maximum(P[:, 3], 1e-9)), _ceil(M / R))
+    rd[e, sw] += K * N * wB * passes * pr
+    rd[e, h] += np.where(a_dma, Af, 0.0)
+    wr[e, sa] += np.where(a_dma, Af, 0.0)
+    rd[e, sa] += M * K * aB * _ceil(N / C) * pr
+    # partial sums accumulate in place: one access per update (the last one is the drain)
+    psum = M * N * hp.acc_bytes * pr * np.where(ws, kf, 1.0)
+    wr[e, so] += psum
+    wr[e, h] += np.where(o_dma, Ob, 0.0)
+    return Traffic(rd, wr, comp, dflow, tiles, overflow)
+
+
+class Noc(NamedTuple):
+    """NoC energy per op ``noc_j``, NoC cycles of the step ``noc_cyc`` (dispatch and combine
+    per phase plus each phase's longest split-K reduction), K-slices per op ``ksl`` and the
+    split-K tree's adds per op ``red_adds``."""
+
+    noc_j: np.ndarray
+    noc_cyc: float
+    ksl: np.ndarray
+    red_adds: np.ndarray
+
+
+def noc_step(hp, ot: OpTable, oth: OtherOps, sch: Schedule, net: Net) -> Noc:
+    """Stage 6b: MoE dispatch and combine per phase, attributed to ops by their bytes, and
+    the split-K reductions of the ops whose N-only split would overrun their phase."""
+    nops = len(ot)
+    T, cc, t1, cols, kt = sch.T, sch.cc, sch.t1, oth.cols, oth.kt
+    noc_t, noc_j = phase_noc(ot.phase_ptr, ot.phase_order, ot.phase_group, cc, sch.noc_bytes,
+                             net.topo, net.link, net.hop, net.e_hop)
+    noc_cyc = float(noc_t.sum())
+    ksl = np.ones(nops, np.int64)
+    ph_of = np.empty(nops, np.int64)
+    ph_of[ot.phase_order] = np.repeat(np.arange(len(T)), np.diff(ot.phase_ptr))
+    sh1 = np.where((cols > 1) & (cc[ph_of] > 1),
+                   _ceil(cols / np.minimum(cols, cc[ph_of])) / cols, 1.0)
+    split = np.flatnonzero((kt > 1) & (sh1 * t1 > T[ph_of] * (1.0 + 1e-9)))
+    red_adds = np.zeros(nops)
+    if len(split):
+        ks, bh, tn = k_slices_ops(split, t1, cols, kt, cc[ph_of[split]], oth.rb, oth.ra,
+                                  net.topo, net.link, net.hop, T[ph_of[split]])
+        ksl[split] = ks
+        noc_j[split] += bh * net.e_hop
+        # the tree's adds: ks - 1 partial outputs of M x N accumulator words per op (vector
+        # energy); its NoC time: the longest reduction of a phase (pieces run in parallel)
+        red_adds[split] = (ks - 1) * oth.rb[split] / hp.acc_bytes * cols[split]
+        red_t = np.zeros(len(T))
+        np.maximum.at(red_t, ph_of[split], tn)
+        noc_cyc += float(red_t.sum())
+    return Noc(noc_j, noc_cyc, ksl, red_adds)
+
+
+# ---------------------------------------------------------------------------- 7. energy
+class Energy(NamedTuple):
+    """Energy per op ``op_j`` (static excluded), by kind per op (``e_mac``, ``e_vec``) and
+    per op and level ``e_mem``; the static energy, the total and the breakdown dict."""
+
+    op_j: np.ndarray
+    e_mac: np.ndarray
+    e_mem: np.ndarray
+    e_vec: np.ndarray
+    static: float
+    total: float
+    breakdown: dict
+
+
+def step_energy(hw, hp, ot: OpTable, op_wbits: np.ndarray, a_bits: int, tr: Traffic,
+                noc: Noc, latency: float) -> Energy:
+    """Stage 7: MACs, memory accesses, vector ops, NoC and static power (docs/simulator.md)."""
+    a_idx = min(max(a_bits, 1), 16)
+    e_mac = ot.macs * hp.e_mac[np.clip(op_wbits, 1, 16), a_idx] * (ot.macs > 0)
+    e_mem = tr.rd * hp.read_j[None, :] + tr.wr * hp.write_j[None, :]
+    e_vec = (ot.vector_ops + noc.red_adds) * hp.e_vector
+    op_j = e_mac + e_mem.sum(axis=1) + e_vec + noc.noc_j
+    static = hw.energy.static_power_w * latency
+    energy = float(op_j.sum() + static)
+    breakdown = {"mac": float(e_mac.sum()), "vector": float(e_vec.sum()),
+                 "noc": float(noc.noc_j.sum()), "static": float(static)}
+    for i, name in enumerate(hp.names):
+        breakdown[f"memory:{name}"] = float(e_mem[:, i].sum())
+    return Energy(op_j, e_mac, e_mem, e_vec, float(static), energy, breakdown)
+
+
+# ---------------------------------------------------------------------------- 8. result
+def layer_latency(ot: OpTable, T: np.ndarray, clock_hz: float) -> np.ndarray | None:
+    """Seconds per layer, shape ``(n_layers + 2,)``: [0] the phases before the first
+    transformer layer (embedding), [1 + l] layer ``l``, [-1] the phases after the last
+    (final norm, lm_head). A phase counts for the highest layer among its ops. None without a
+    model (a single GEMM)."""
+    if ot.model is None:
+        return None
+    slot = _phase_slots(ot)
+    return np.bincount(slot, weights=T / clock_hz, minlength=int(ot.model.total_layers) + 2)
+
+
+_SLOTS = IdentityCache()
+
+
+def _phase_slots(ot: OpTable) -> np.ndarray:
+    """The :func:`layer_latency` slot of every phase of ``ot`` (cached per op table)."""
+    hit = _SLOTS.get(ot)
+    if hit is not None:
+        return hit
+    nl = int(ot.model.total_layers)
+    nph = len(ot.phase_ptr) - 1
+    if nph <= 0:
+        slot = np.zeros(0, np.int64)
+    else:
+        lay = np.maximum.reduceat(ot.layer[ot.phase_order], ot.phase_ptr[:-1])
+        has = lay >= 0
+        first = int(np.argmax(has)) if has.any() else nph
+        slot = np.where(has, lay + 1, np.where(np.arange(nph) < first, 0, nl + 1))
+    _SLOTS.put(ot, slot.astype(np.int64))
+    return _SLOTS.get(ot)
+
+
+def assemble(hw, hp, low: Lowered, pl: Placement, oth: OtherOps, sch: Schedule,
+             tr: Traffic, noc: Noc, en: Energy, model_name, weight_bytes: float) -> SimResult:
+    """Stage 8: totals, bound, warnings and the per-op table of the step."""
+    ot, plan = low.ot, pl.plan
+    oc, p = ot.op_code, ot.p_active
+    cores, R, C = hp.cores, hp.rows, hp.cols
+    is_att = oc == OP["attention"]
+    live = p > 0
+    vec, vcyc, rd, wr = oth.vec, oth.vcyc, tr.rd, tr.wr
+    cycles = float(sch.T.sum())
+    latency = cycles / hp.clock_hz
+    moved = rd + wr
+    by_level = moved.sum(axis=0)
+    off = hp.offchip
+    # off chip, reads and writes share the bus; on-chip SRAM banks take DMA writes while the
+    # array reads (double buffering), so a level is busy for the longer of the two
+    r_t, w_t = rd.sum(axis=0) / hp.agg_read_bpc, wr.sum(axis=0) / hp.agg_write_bpc
+    lvl_time = np.where(hp.onchip, np.maximum(r_t, w_t), r_t + w_t)
+    vec_total = float(np.where(vec | is_att, vcyc, 0.0).sum())
+    comp = tr.comp
+    busy = {"compute": float(comp.sum()) / cores, "vector": vec_total / cores,
+            "offchip_bandwidth": float(lvl_time[off]) if off >= 0 else 0.0,
+            "onchip_bandwidth": float(lvl_time[hp.onchip].max(initial=0.0)),
+            "noc": noc.noc_cyc}
+    top = max(busy, key=lambda k: busy[k])
+    bound = top if busy[top] >= 0.5 * cycles else "latency"
+    a_bits = low.a_bits
+    a_idx = min(max(a_bits, 1), 16)
+    op_wbits = pl.op_wbits
+    pe_cycles = float((ot.macs * hp.cpm[np.clip(op_wbits, 1, 16), a_idx]).sum())
+    util = pe_cycles / (R * C * cores * cycles) if cycles > 0 else 0.0
+    t1 = sch.t1
+    stall = np.maximum(t1 - comp - np.where(vec | is_att, vcyc, 0.0), 0.0)
+    warnings = _warnings(hp, plan, tr.overflow, pl.home, live)
+    tokens = float(ot.tokens_step)
+    op_data = {
+        "names": ot.names, "op_code": oc, "layer": ot.layer, "expert": ot.expert,
+        "role": ot.role, "tensor": ot.tensor,
+        "tensor_names": tensor_table(ot.model).names if ot.model is not None else ("W",),
+        "w_bits": op_wbits, "a_bits": a_bits, "p_active": p, "m": ot.m, "k": ot.k,
+        "n": ot.n, "macs": ot.macs, "core": sch.core, "cores": sch.span,
+        "start_cycle": sch.start, "end_cycle": sch.end, "cycles": t1, "compute_cycles": comp,
+        "vector_cycles": np.where(vec | is_att, vcyc, 0.0), "stall_cycles": stall,
+        "dataflow": tr.dflow, "k_slices": noc.ksl, "tiles": tr.tiles, "bytes": moved,
+        "energy_j": en.op_j, "level_names": hp.names}
+    names = hp.names
+    return SimResult(
+        hw=hw.name, model=model_name, scenario=dict(ot.scenario), residency=plan.policy,
+        clock_hz=hp.clock_hz, cores=cores, cycles=cycles, latency_s=latency, tokens=tokens,
+        tokens_per_s=tokens / latency if latency > 0 else float("inf"), energy_j=en.total,
+        energy_breakdown_j=en.breakdown, weight_bytes=weight_bytes,
+        weight_bytes_by_level=dict(zip(names, plan.weight_bytes_by_level.tolist())),
+        kv_bytes_by_level=dict(zip(names, plan.kv_bytes_by_level.tolist())),
+        activation_bytes_by_level=dict(zip(names, plan.act_reserve.tolist())),
+        staging_bytes_by_level=dict(zip(names, plan.staging.tolist())),
+        bytes_by_level=dict(zip(names, by_level.tolist())),
+        offchip_bytes=float(by_level[off]) if off >= 0 else 0.0,
+        onchip_bytes_moved=float(by_level[hp.onchip].sum()),
+        macs=float(ot.macs.sum()), mac_utilization=util, compute_cycles=float(comp.sum()),
+        stall_cycles=float(stall.sum()), vector_cycles=vec_total, noc_cycles=noc.noc_cyc,
+        busy_cycles=busy, bound=bound, warnings=tuple(warnings), op_data=op_data,
+        phase_data={"T": sch.T, "c": sch.cc, "order": ot.phase_order, "ptr": ot.phase_ptr},
+        layer_latency_s=layer_latency(ot, sch.T, hp.clock_hz))
+
+
+def _warnings(hp, plan: MemoryPlan, overflow, home, live) -> list[str]:
+    """Staging-buffer overflows and activations kept off chip."""
+    sw, sa, so = plan.stage_w, plan.stage_a, plan.stage_o
+    off = hp.offchip
+    warnings = []
+    if overflow.any():
+        warnings.append(f"{int(overflow.sum())} GEMM(s) need more staging buffer than "
+                        f"{hp.names[sw]}/{hp.names[sa]}/{hp.names[so]} keep for tiles; "
+                        "simulated with the smallest tile")
+    if off >= 0 and (home[live] == off).any():
+        warnings.append(f"{int((home[live] == off).sum())} op(s) keep activations off chip")
+    return warnings
+
+
+# ---------------------------------------------------------------------------- composed
+def finish_step(hw, hp, low: Lowered, pl: Placement, job: GemmJob, fr: Fronts,
+                model_name, weight_bytes: float) -> SimResult:
+    """Stages 4-8 of one step whose tiling fronts are known."""
+    net = net_params(hw, hp)
+    oth = other_ops(hw, hp, low, pl, job)
+    sch = schedule_step(hp, low, job, fr, oth, net)
+    tr = chosen_traffic(hp, low, pl, job, fr, oth, sch)
+    noc = noc_step(hp, low.ot, oth, sch, net)
+    latency = float(sch.T.sum()) / hp.clock_hz
+    en = step_energy(hw, hp, low.ot, pl.op_wbits, low.a_bits, tr, noc, latency)
+    return assemble(hw, hp, low, pl, oth, sch, tr, noc, en, model_name, weight_bytes)
+
+
+def run_step(hw, hp, low: Lowered, opts, mask: int, model_name) -> SimResult:
+    """Every stage of one step on one chip (what :func:`accelsim.sim.simulate` runs)."""
+    pl = place(hw, hp, low, opts)
+    job = gemm_inputs(hw, hp, low, pl)
+    fr = run_engine(hp, mask, low.a_bits, [job], opts.full_pipeline)[0]
+    return finish_step(hw, hp, low, pl, job, fr, model_name, float(low.t_bytes.sum()))

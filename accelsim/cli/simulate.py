@@ -79,9 +79,10 @@ def _totals_row(res) -> dict:
 
 
 def _check_system(hw_name, system, gemm, plan, devices) -> None:
-    problems = []
     if hw_name is None and system is None:
-        problems.append(Problem("give --hw HW (one chip) or --system SYS", key="--hw"))
+        raise click.UsageError("Missing option '--hw' (one chip) or '--system' (several)",
+                               ctx=click.get_current_context(silent=True))
+    problems = []
     if hw_name is not None and system is not None:
         problems.append(Problem("--hw and --system exclude each other (a chip is a system "
                                 "of one device: --system HW)", key="--system"))

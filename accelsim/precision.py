@@ -9,7 +9,10 @@ format (tested).
 
 :class:`BitAllocation` gives every routed expert of every MoE layer its own bits, plus the
 bits of attention, router, shared experts, dense FFNs and embeddings, activations and the
-KV cache.
+KV cache. A routed expert at 0 bits is *pruned*: it stores nothing and the router never
+selects it (the workload renormalises routing over the surviving experts, see
+:mod:`accelsim.workload.scenario`); every other role keeps at least 1 bit, and every MoE layer
+keeps at least ``top_k`` experts (:meth:`BitAllocation.check`).
 
 Examples
 --------
@@ -135,7 +138,7 @@ class _DefaultsSpec(Spec):
 class _AllocationFile(Spec):
     model: str = Field(min_length=1)
     method: str = "manual"
-    expert_bits: list[list[Bounded(int, 1, 16)]] = Field(min_length=1)
+    expert_bits: list[list[Bounded(int, 0, 16)]] = Field(min_length=1)
     defaults: _DefaultsSpec = Field(default_factory=_DefaultsSpec)
     activation_bits: Bounded(int, 1, 16) | None = None
     kv_bits: Bounded(int, 1, 16) = 16
@@ -184,8 +187,9 @@ class BitAllocation:
         if bits.ndim != 2:
             raise ConfigError.single("expert_bits must be a 2-D array [moe layers, experts]",
                                      key="expert_bits", value=bits.shape)
-        if bits.size and (bits.min() < 1 or bits.max() > 16):
-            raise ConfigError.single("expert bits must be in 1..16", key="expert_bits",
+        if bits.size and (bits.min() < 0 or bits.max() > 16):
+            raise ConfigError.single("expert bits must be in 0..16 (0 = pruned)",
+                                     key="expert_bits",
                                      value=(int(bits.min()), int(bits.max())))
         bits.setflags(write=False)
         object.__setattr__(self, "expert_bits", bits)
@@ -195,6 +199,12 @@ class BitAllocation:
             raise ConfigError.single(f"unknown role(s) {sorted(unknown)}; roles: "
                                      f"{sorted(ROLE_DEFAULTS)}", key="defaults")
         d.update({k: int(v) for k, v in self.defaults.items()})
+        low = {k: v for k, v in d.items() if not 1 <= v <= 16}
+        if low:
+            raise ConfigError.single("only routed experts may be pruned (0 bits); attention, "
+                                     "router, shared experts, dense FFNs and embeddings need "
+                                     "1..16 bits", key=f"defaults.{next(iter(low))}",
+                                     value=next(iter(low.values())))
         object.__setattr__(self, "defaults", d)
         object.__setattr__(self, "meta", dict(self.meta))
 
@@ -218,8 +228,18 @@ class BitAllocation:
 
     # ------------------------------------------------------------------ queries
     def average_expert_bits(self) -> float:
-        """Mean bits over all routed experts (all experts of a model have the same size)."""
+        """Mean bits over all routed experts (all experts of a model have the same size);
+        pruned experts count as 0 bits."""
         return float(self.expert_bits.mean())
+
+    @property
+    def pruned(self) -> np.ndarray:
+        """Boolean mask [MoE layers, experts]: the routed experts at 0 bits (pruned)."""
+        return self.expert_bits == 0
+
+    @property
+    def num_pruned(self) -> int:
+        return int(self.pruned.sum())
 
     def weight_format(self, bits: int) -> WeightFormat:
         return WeightFormat(int(bits), self.group_size, self.symmetric, self.scale_bits,
@@ -238,7 +258,10 @@ class BitAllocation:
         if len(tensor.shape) == 1 or tensor.role in ("norm", "bias"):
             return 2 * tensor.numel
         out_f, in_f = tensor.shape
-        return self.weight_format(self.bits_for(model, tensor)).storage_bytes(out_f, in_f)
+        bits = self.bits_for(model, tensor)
+        if bits == 0:       # a pruned expert stores nothing
+            return 0
+        return self.weight_format(bits).storage_bytes(out_f, in_f)
 
     def weight_bytes(self, model) -> int:
         """Bytes of every parameter of ``model`` under this allocation (the sum of
@@ -253,7 +276,8 @@ class BitAllocation:
                 key = (self.bits_for(model, t), t.shape)
                 same[key] = same.get(key, 0) + 1
         for (bits, (out_f, in_f)), count in same.items():
-            total += count * self.weight_format(bits).storage_bytes(out_f, in_f)
+            if bits:        # 0 bits: pruned experts store nothing
+                total += count * self.weight_format(bits).storage_bytes(out_f, in_f)
         return int(total)
 
     def bytes_by_role(self, model) -> dict[str, int]:
@@ -273,6 +297,16 @@ class BitAllocation:
             problems.append(Problem(
                 f"must have {want[0]} rows (MoE layers) of {want[1]} experts for "
                 f"{model.name}", file=file, key="expert_bits", value=self.expert_bits.shape))
+        elif self.expert_bits.size:
+            alive = (self.expert_bits > 0).sum(axis=1)
+            k = int(model.moe.top_k)
+            if alive.min() < k:
+                r = int(np.argmin(alive))
+                problems.append(Problem(
+                    f"MoE layer {model.moe_layers[r]} keeps {int(alive[r])} expert(s) but the "
+                    f"router selects top_k={k}: at least {k} experts per layer must survive "
+                    f"pruning (0 bits)", file=file, key=f"expert_bits[{r}]",
+                    value=int(alive[r])))
         if problems:
             raise ConfigError(problems)
 

@@ -61,7 +61,7 @@ def test_unequal_three_level_spacing_is_an_error(levels):
         assign_bits(IDENTITY8, 2.0, levels)
 
 
-@pytest.mark.parametrize("levels", [(), (3, 3), (4, 3, 2, 1), (0, 1), (17, 1), (2.5, 1)])
+@pytest.mark.parametrize("levels", [(), (3, 3), (4, 3, 2, 1), (0,), (-1, 1), (17, 1), (2.5, 1)])
 def test_bad_levels(levels):
     with pytest.raises(ConfigError):
         check_levels(levels)

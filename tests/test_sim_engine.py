@@ -69,7 +69,7 @@ def test_closed_form_equals_full_run_and_reference():
     rng = np.random.default_rng(7)
     for _ in range(150):
         args = _random_case(rng, small=True)
-        feed = _feed(rng)
+        feed = _feed(rng) + (bool(rng.random() < 0.5),)     # + keep the activations
         closed = E.pipeline(*args, False, *feed)
         full = E.pipeline(*args, True, *feed)
         ref = E.pipeline_reference(*args, *feed)
@@ -83,7 +83,7 @@ def test_closed_form_equals_full_run_on_large_shapes():
     jumped = 0
     for _ in range(150):
         args = _random_case(rng, small=False)
-        feed = _feed(rng)
+        feed = _feed(rng) + (bool(rng.random() < 0.5),)
         closed = E.pipeline(*args, False, *feed)
         full = E.pipeline(*args, True, *feed)
         assert closed[:5] == pytest.approx(full[:5], rel=1e-9), args
@@ -107,7 +107,7 @@ def test_lower_bound_is_a_lower_bound():
     rng = np.random.default_rng(3)
     for _ in range(200):
         args = _random_case(rng, small=False)
-        feed = _feed(rng)
+        feed = _feed(rng) + (bool(rng.random() < 0.5),)
         lb = E._lower_bound(*args, *feed)
         assert lb <= E.pipeline(*args, False, *feed)[0] * (1 + 1e-12)
 
@@ -161,8 +161,9 @@ def test_closed_form_fetch_bytes_match_the_pipeline_counters():
         args = _random_case(rng, small=False)
         df, M, K, N, Mt, Kt, Nt = args[:7]
         wB, aB = args[10], args[11]
-        _, _, wf, af = E._fetches(df, M, K, N, Mt, Kt, Nt, wB, aB)
-        r = E.pipeline(*args, False)
+        keep = bool(rng.random() < 0.5)
+        _, _, wf, af = E._fetches(df, M, K, N, Mt, Kt, Nt, wB, aB, keep)
+        r = E.pipeline(*args, False, 0.0, 0.0, True, keep)
         assert r[2] == pytest.approx(wf, rel=1e-9) and r[3] == pytest.approx(af, rel=1e-9)
 
 

@@ -95,7 +95,7 @@ def _expert_bytes(req, levels) -> np.ndarray:
     E = m.moe.num_experts
     shapes = [m.tensor(f"L{m.moe_layers[0]}.E0.{mx}").shape for mx in m.expert_matrices]
     per = [sum(WeightFormat(int(b), req.group_size, req.symmetric).storage_bytes(*s)
-               for s in shapes) for b in levels]
+               for s in shapes) if b else 0 for b in levels]     # 0 bits: pruned
     return np.broadcast_to(np.array(per, dtype=float), (m.num_moe_layers, E, len(levels)))
 
 
@@ -116,8 +116,12 @@ def expert_latency_table(req, levels, simulate: Callable | None = None):
     sim, graph = _simulator(req, simulate)
     L, E = req.shape
     lat = np.full((L, E, len(levels)), np.nan)
+    levels = tuple(levels)
     bases, first_error = [], None
     for c, b in enumerate(levels):
+        if int(b) == 0:         # a pruned expert costs no time (its tokens go elsewhere)
+            lat[:, :, c] = 0.0
+            continue
         try:
             res = sim(req.hw, graph, _uniform(req, int(b)))
         except DoesNotFitError as exc:
@@ -245,12 +249,23 @@ def budget_allocation(req, *, simulate: Callable | None = None,
     flat_loss = loss.reshape(n, C)
     rows, budgets, kinds = _constraints(req, costs)
     lat_row = kinds.index("latency") if "latency" in kinds else None
+    if req.by_layer:    # one item per MoE layer: its experts' summed costs and loss
+        rows = [r.reshape(L, E, C).sum(axis=1) for r in rows]
+        flat_loss = flat_loss.reshape(L, E, C).sum(axis=1)
+        n = L
     x = _solve(req, rows, flat_loss, budgets, kinds, costs)
     repairs, sim_lat = 0, None
     if lat_row is not None:
         x, sim_lat, repairs = _repair(req, rows, flat_loss, budgets, kinds, costs, x, meta,
                                       simulate, lat_row)
     alloc = _to_alloc(req, x, levels, meta)
+    alive = (alloc.expert_bits > 0).sum(axis=1)
+    if 0 in levels and alive.min() < req.model.moe.top_k:
+        r = int(np.argmin(alive))
+        raise infeasible(f"the budget leaves MoE layer {req.model.moe_layers[r]} with "
+                         f"{int(alive[r])} expert(s) above 0 bits, fewer than top_k="
+                         f"{req.model.moe.top_k}: raise the budget or drop the 0-bit level",
+                         np.nan)
     bound = None
     if kinds == ["memory"] and req.memory_scope == "global":
         bound = float(mckp_lp_bound(rows[0], flat_loss, budgets[0]))
@@ -267,14 +282,17 @@ def _repair(req, rows, loss, budgets, kinds, costs, x, meta, simulate, lat_row):
     t = _resimulate(req, _to_alloc(req, x, levels, meta), simulate)
     if ok(t):
         return x, t, 0
-    best = np.zeros(n, dtype=np.int64)
+    # the cheapest allocation the router can run: the lowest level, or the lowest non-zero
+    # one when 0 (pruned) is a level
+    base_c = 1 if levels[0] == 0 else 0
+    best = np.full(n, base_c, dtype=np.int64)
     t_best = _resimulate(req, _to_alloc(req, best, levels, meta), simulate)
     if not ok(t_best):
         if t_best is None:
             raise infeasible(f"the weights do not fit {getattr(req.hw, 'name', 'the chip')} "
-                             f"even with every expert at {levels[0]} bits", np.nan)
+                             f"even with every expert at {levels[base_c]} bits", np.nan)
         raise _latency_infeasible(req, t_best)
-    lo, hi = float(rows[lat_row][:, 0].sum()), float(budgets[lat_row])
+    lo, hi = float(rows[lat_row][:, base_c].sum()), float(budgets[lat_row])
     target = budgets.copy()
     for i in range(1, MAX_REPAIRS + 1):
         target[lat_row] = 0.5 * (lo + hi)
@@ -353,6 +371,8 @@ def _solve(req, rows, loss, budgets, kinds, costs) -> np.ndarray:
 
 def _solve_per_layer(req, rows, loss, budgets, kinds) -> np.ndarray:
     L, E = req.shape
+    if req.by_layer:        # one item per layer
+        E = 1
     if "latency" in kinds:
         raise ConfigError.single("a per-layer memory budget cannot be combined with a "
                                  "latency budget (the step latency is not per layer)",
@@ -376,6 +396,8 @@ def _latency_infeasible(req, minimum_s: float) -> InfeasibleError:
 def _resimulate(req, alloc, simulate) -> float | None:
     """Simulated step latency, or None when the weights do not fit the chip."""
     from ..errors import DoesNotFitError
+    if (alloc.expert_bits > 0).sum(axis=1).min() < req.model.moe.top_k:
+        return None         # prunes more experts than the router can do without
     sim, graph = _simulator(req, simulate)
     try:
         return float(sim(req.hw, graph, alloc).latency_s)
@@ -384,7 +406,10 @@ def _resimulate(req, alloc, simulate) -> float | None:
 
 
 def _to_alloc(req, x, levels, meta) -> BitAllocation:
-    bits = np.asarray(levels)[np.asarray(x)].reshape(req.shape)
+    x = np.asarray(x)
+    if req.by_layer and x.size == req.shape[0]:     # one choice per MoE layer
+        x = np.repeat(x, req.shape[1])
+    bits = np.asarray(levels)[x].reshape(req.shape)
     m = dict(meta, levels=list(levels))
     if req.memory_budget_bytes is not None:
         m["memory_budget_bytes"] = float(req.memory_budget_bytes)
@@ -392,7 +417,7 @@ def _to_alloc(req, x, levels, meta) -> BitAllocation:
     if req.latency_budget_s is not None:
         m["latency_budget_s"] = float(req.latency_budget_s)
         m["hw"] = getattr(req.hw, "name", None)
-    return req.result(bits, "budget", **m)
+    return req.result(bits, "budget", check=False, **m)
 
 
 def pareto_front(req, points: int = 9, *, simulate: Callable | None = None

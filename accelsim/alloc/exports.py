@@ -17,6 +17,9 @@
   keep the module in float16), for building ``HQQLinear(layer, BaseQuantizeConfig(**cfg))``
   module by module. HQQ bit-widths are 1, 2, 3, 4 and 8.
 
+None of the three can drop a routed expert: an allocation with pruned (0-bit) experts is
+refused in one line (remove the experts from the checkpoint and its router first).
+
 Module names follow the Hugging Face implementations of each family (:func:`hf_module_name`).
 Routers and embeddings are not exported (GPTQModel and HQQ leave them alone; for llama.cpp
 use ``--token-embedding-type`` / ``--output-tensor-type``).
@@ -131,6 +134,25 @@ def _modules(alloc, model) -> dict[str, int]:
     return out
 
 
+_CANNOT_DROP = {
+    "GPTQModel": "GPTQModel quantizes every module of the checkpoint and cannot drop an expert",
+    "llama.cpp": "llama.cpp stores a layer's experts as one merged GGUF tensor and cannot drop "
+                 "an expert",
+    "HQQ": "HQQ quantizes every module of the checkpoint and cannot drop an expert",
+}
+
+
+def _refuse_pruned(alloc, model, tool: str) -> None:
+    """One-line error when ``alloc`` prunes experts: none of the exports can express it."""
+    dead = np.argwhere(np.asarray(alloc.expert_bits) == 0)
+    if dead.size:
+        r, e = (int(v) for v in dead[0])
+        raise ConfigError.single(
+            f"{_CANNOT_DROP[tool]}; the allocation prunes {len(dead)} expert(s) (0 bits), "
+            f"e.g. L{model.moe_layers[r]}.E{e}: remove them from the checkpoint and its "
+            f"router first", key="export", value=tool)
+
+
 def _check_bits(mods: Mapping[str, int], allowed, tool: str) -> None:
     bad = sorted({b for b in mods.values() if b not in allowed and b < 16})
     if bad:
@@ -148,6 +170,7 @@ def _alt(indices) -> str:
 def gptqmodel_config(alloc, model, *, desc_act: bool = False) -> dict[str, Any]:
     """GPTQModel ``QuantizeConfig`` fields: base ``bits``/``group_size``/``sym`` and the
     ``dynamic`` overrides that give every exported module its allocated bits."""
+    _refuse_pruned(alloc, model, "GPTQModel")
     mods = _modules(alloc, model)
     _check_bits(mods, GPTQ_BITS, "GPTQModel")
     quantized = [b for b in mods.values() if b < 16]
@@ -240,6 +263,7 @@ def gguf_tensor_name(model, tensor) -> str | None:
 def llama_cpp_overrides(alloc, model) -> list[str]:
     """``pattern=type`` lines for ``llama-quantize --tensor-type`` (first match wins)."""
     alloc.check(model)
+    _refuse_pruned(alloc, model, "llama.cpp")
     if model.family == "switch":
         gguf_tensor_name(model, model.tensors()[0])
     lines = []
@@ -262,6 +286,7 @@ def llama_cpp_overrides(alloc, model) -> list[str]:
 # ----------------------------------------------------------------------------- HQQ
 def hqq_config(alloc, model, *, axis: int = 1) -> dict[str, dict | None]:
     """Full module name -> HQQ ``BaseQuantizeConfig`` arguments (None: float16)."""
+    _refuse_pruned(alloc, model, "HQQ")
     mods = _modules(alloc, model)
     _check_bits(mods, HQQ_BITS, "HQQ")
     gs = None if alloc.group_size is None else int(alloc.group_size)

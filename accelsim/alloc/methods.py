@@ -58,12 +58,13 @@ from .paper import assign_bits, check_levels, expert_order
 from .signals import ExpertSignals
 
 __all__ = ["AllocRequest", "METHODS", "register", "allocate", "DEFAULT_ROLE_BITS",
-           "ORDERS", "pmq_layer"]
+           "ORDERS", "GRANULARITIES", "pmq_layer", "pmq_layers"]
 
 #: Bits of the tensors the allocation does not choose (the paper keeps attention at 4).
 DEFAULT_ROLE_BITS: Mapping[str, int] = {"attention": 4, "router": 16, "shared": 4,
                                         "dense_ffn": 4, "embeddings": 16}
 ORDERS = ("auto", "router", "maxvar", "combined")
+GRANULARITIES = ("expert", "layer")
 PMQ_ALPHA, PMQ_BETA = 1.0, 1.5
 
 
@@ -89,9 +90,18 @@ class AllocRequest:
     latency_budget_s: float | None = None
     memory_budget_text: str | None = None     # as the user wrote them, for messages
     latency_budget_text: str | None = None
+    granularity: str = "expert"     # 'layer': one bit-width per MoE layer's routed experts
 
     def __post_init__(self):
         object.__setattr__(self, "levels", check_levels(self.levels))
+        if self.granularity not in GRANULARITIES:
+            raise ConfigError.single(f"must be one of {', '.join(GRANULARITIES)}" +
+                                     did_you_mean(self.granularity, GRANULARITIES),
+                                     key="granularity", value=self.granularity)
+        if self.granularity == "layer" and 0 in self.levels:
+            raise ConfigError.single("granularity 'layer' cannot use a 0-bit level: a layer "
+                                     "at 0 bits would prune all of its experts",
+                                     key="levels", value=list(self.levels))
         rb = dict(DEFAULT_ROLE_BITS)
         rb.update(self.role_bits)
         object.__setattr__(self, "role_bits", rb)
@@ -99,8 +109,12 @@ class AllocRequest:
             raise ConfigError.single(f"must be one of {', '.join(ORDERS)}" +
                                      did_you_mean(self.order, ORDERS), key="order",
                                      value=self.order)
-        if self.avg_bits is not None and not (np.isfinite(self.avg_bits)
-                                              and 1 <= self.avg_bits <= 16):
+        if self.avg_bits is not None and 0 in self.levels:
+            if not (np.isfinite(self.avg_bits) and 0 < self.avg_bits <= 16):
+                raise ConfigError.single("average bits must be in (0, 16] (levels with 0 = "
+                                         "pruned)", key="avg_bits", value=self.avg_bits)
+        elif self.avg_bits is not None and not (np.isfinite(self.avg_bits)
+                                                and 1 <= self.avg_bits <= 16):
             raise ConfigError.single("average bits must be in 1..16", key="avg_bits",
                                      value=self.avg_bits)
         if self.memory_scope not in ("global", "layer"):
@@ -117,10 +131,28 @@ class AllocRequest:
                                      f"(--avg-bits)", key="avg_bits")
         return float(self.avg_bits)
 
-    def result(self, bits: np.ndarray, method: str, **meta: Any) -> BitAllocation:
-        return BitAllocation(self.model.name, np.asarray(bits, dtype=np.int64),
-                             defaults=self.role_bits, group_size=self.group_size,
-                             symmetric=self.symmetric, method=method, meta=meta)
+    @property
+    def by_layer(self) -> bool:
+        return self.granularity == "layer"
+
+    @property
+    def min_alive(self) -> int:
+        """Experts per layer that must survive (be above 0 bits): the router's top-k."""
+        return int(self.model.moe.top_k) if 0 in self.levels else 0
+
+    def result(self, bits: np.ndarray, method: str, *, check: bool = True,
+               **meta: Any) -> BitAllocation:
+        bits = np.asarray(bits, dtype=np.int64)
+        if self.by_layer and bits.ndim == 1:       # one bit-width per MoE layer
+            bits = np.repeat(bits[:, None], self.shape[1], axis=1)
+        if self.by_layer:
+            meta = dict(meta, granularity="layer")
+        alloc = BitAllocation(self.model.name, bits, defaults=self.role_bits,
+                              group_size=self.group_size, symmetric=self.symmetric,
+                              method=method, meta=meta)
+        if check and 0 in self.levels:
+            alloc.check(self.model)         # at least top_k experts per layer survive
+        return alloc
 
 
 Method = Callable[[AllocRequest], BitAllocation]
@@ -146,9 +178,25 @@ def allocate(method: str, request: AllocRequest) -> BitAllocation:
 
 def _by_order(req: AllocRequest, orders: list[list[int]], method: str,
               **meta: Any) -> BitAllocation:
+    """Bits from per-layer expert orders, or (layer granularity) from one order of the MoE
+    layers: each layer's experts all get that layer's bits."""
     avg = req.need_avg(method)
     bits = assign_bits(orders, avg, req.levels)
+    if req.by_layer:
+        bits = bits[0]
     return req.result(bits, method, target_avg_bits=avg, levels=list(req.levels), **meta)
+
+
+def _order(req: AllocRequest, scores: np.ndarray, max_variance=None) -> list[list[int]]:
+    """:func:`expert_order` of the experts of each layer; with layer granularity, of the
+    MoE layers by their summed signals (one order of ``layers`` items)."""
+    if req.by_layer:
+        scores = np.asarray(scores, dtype=float).sum(axis=1)[None]
+        if max_variance is not None:
+            max_variance = np.asarray(max_variance, dtype=float).sum(axis=1)[None]
+    if max_variance is None:
+        return expert_order(scores)
+    return expert_order(scores, max_variance, req.zeta)
 
 
 def _paper_orders(req: AllocRequest) -> tuple[list[list[int]], dict]:
@@ -160,15 +208,15 @@ def _paper_orders(req: AllocRequest) -> tuple[list[list[int]], dict]:
         if s.max_variance is None:
             raise ConfigError.single("order 'maxvar' needs max_variance (from --checkpoint "
                                      "or --signals)", key="signals")
-        return expert_order(-s.max_variance), {"order": "maxvar",
+        return _order(req, -s.max_variance), {"order": "maxvar",
                                                "variance": s.max_variance_kind}
     scores, which = s.router_scores()
     if order == "router":
-        return expert_order(scores), {"order": "router", "score": which}
+        return _order(req, scores), {"order": "router", "score": which}
     if s.max_variance is None:
         raise ConfigError.single("order 'combined' needs max_variance (from --checkpoint or "
                                  "--signals); use --order router without it", key="signals")
-    return (expert_order(scores, s.max_variance, req.zeta),
+    return (_order(req, scores, s.max_variance),
             {"order": "combined", "score": which, "zeta": req.zeta,
              "variance": s.max_variance_kind})
 
@@ -201,15 +249,16 @@ def _frequency(req: AllocRequest) -> BitAllocation:
         raise ConfigError.single("method 'frequency' needs activation frequencies: give "
                                  "--trace FILE or --signals FILE.npz with 'frequency'",
                                  key="signals")
-    return _by_order(req, expert_order(-f), "frequency")
+    return _by_order(req, _order(req, -f), "frequency")
 
 
 @register("random")
 def _random(req: AllocRequest) -> BitAllocation:
     rng = np.random.default_rng(req.seed)
     L, E = req.shape
-    return _by_order(req, [rng.permutation(E).tolist() for _ in range(L)], "random",
-                     seed=req.seed)
+    orders = ([rng.permutation(L).tolist()] if req.by_layer
+              else [rng.permutation(E).tolist() for _ in range(L)])
+    return _by_order(req, orders, "random", seed=req.seed)
 
 
 def pmq_layer(weight: np.ndarray, eps: np.ndarray, levels, budget_bits: float) -> np.ndarray:
@@ -223,20 +272,35 @@ def pmq_layer(weight: np.ndarray, eps: np.ndarray, levels, budget_bits: float) -
 
 
 def pmq_layers(weight: np.ndarray, eps: np.ndarray, levels, budget_bits: float, *,
-               top_two: bool = True) -> np.ndarray:
+               top_two: bool = True, min_alive: int = 0) -> np.ndarray:
     """:func:`pmq_layer` for every layer (``weight`` [layers, experts], ``eps`` [layers,
     experts, levels]), as one integer program: the layers share no constraint, so its
     optimum is every layer's optimum, and one HiGHS call costs a fraction of one per layer
     (Mixtral-8x7B: 0.36 s -> 0.05 s). ``top_two=False`` drops PMQ's rule that the two
-    highest levels are used (the ``hessian`` method)."""
+    highest levels are used (the ``hessian`` method). ``min_alive``: with a 0-bit level
+    (pruned), at least this many experts per layer stay above 0 bits (the router's top-k).
+
+    >>> w, eps = np.array([[1.0, 2, 5, 10]]), np.tile([0.0, 1, 1.5], (1, 4, 1))
+    >>> pmq_layers(w, eps, (4, 2, 0), 8, top_two=False).tolist()
+    [[0, 0, 4, 4]]
+    >>> pmq_layers(w, eps, (4, 2, 0), 8, top_two=False, min_alive=3).tolist()
+    [[0, 2, 2, 4]]
+    """
     from scipy import sparse
     from scipy.optimize import Bounds, LinearConstraint, milp
     lv = np.asarray(levels, dtype=float)
     L, E, C = eps.shape
     top = np.argsort(-lv)[:2] if top_two and E >= 2 and C >= 2 else []
     need = (lv[top].sum() + (E - len(top)) * lv.min()) if len(top) else E * lv.min()
+    zero = np.flatnonzero(lv == 0)
+    alive = min(int(min_alive), E) if zero.size else 0
+    if alive:   # survivors beyond the top levels' experts sit at the lowest non-zero level
+        extra = max(0, alive - int((lv[top] > 0).sum()))
+        need += extra * (lv[lv > 0].min() - lv.min())
     if budget_bits < need - 1e-9:
         rule = " (one expert at each of the two highest)" if len(top) else ""
+        if alive:
+            rule += f" (at least {alive} experts per layer above 0 bits)"
         raise infeasible(f"{'PMQ' if top_two else 'the allocation'} needs at least "
                          f"{need / E:.6g} average bits per expert with levels "
                          f"{tuple(int(b) for b in lv)}{rule}", need / E)
@@ -249,6 +313,10 @@ def pmq_layers(weight: np.ndarray, eps: np.ndarray, levels, budget_bits: float, 
         A.append(sparse.kron(layer, np.tile(np.eye(C)[c], E)))
         lo.append(np.ones(L))
         hi.append(np.full(L, np.inf))
+    if alive:   # at most E - alive experts of a layer pruned
+        A.append(sparse.kron(layer, np.tile(np.eye(C)[zero[0]], E)))
+        lo.append(np.full(L, -np.inf))
+        hi.append(np.full(L, float(E - alive)))
     cons = LinearConstraint(sparse.vstack(A).tocsr(), np.concatenate(lo), np.concatenate(hi))
     obj = (np.asarray(weight, dtype=float)[:, :, None] * eps).ravel()
     # HiGHS stops within an absolute gap of 1e-6: scale the objective so that is negligible
@@ -274,7 +342,13 @@ def _pmq(req: AllocRequest) -> BitAllocation:
     eps, src = distortion(req, req.levels)
     E = req.shape[1]
     weight = s.frequency ** PMQ_ALPHA * w ** PMQ_BETA
-    bits = pmq_layers(weight, eps ** PMQ_ALPHA, req.levels, avg * E)
+    if req.by_layer:    # one item per MoE layer: its experts' summed weighted error
+        bits = pmq_layers(np.ones((1, req.shape[0])),
+                          (weight[:, :, None] * eps ** PMQ_ALPHA).sum(axis=1)[None],
+                          req.levels, avg * req.shape[0])[0]
+    else:
+        bits = pmq_layers(weight, eps ** PMQ_ALPHA, req.levels, avg * E,
+                          min_alive=req.min_alive)
     return req.result(bits, "pmq", target_avg_bits=avg, levels=list(req.levels),
                       alpha=PMQ_ALPHA, beta=PMQ_BETA, distortion=src,
                       routing_weight="trace" if s.mean_weight is not None else "1")
@@ -292,7 +366,12 @@ def _hessian(req: AllocRequest) -> BitAllocation:
     E = req.shape[1]
     # per layer: the least summed sensitivity within avg_bits x E bits; all layers in one
     # exact program (pmq_layers without PMQ's two-highest-levels rule)
-    bits = pmq_layers(np.ones(req.shape), eps, req.levels, avg * E, top_two=False)
+    if req.by_layer:    # one item per MoE layer: its experts' summed sensitivity
+        bits = pmq_layers(np.ones((1, req.shape[0])), eps.sum(axis=1)[None], req.levels,
+                          avg * req.shape[0], top_two=False)[0]
+    else:
+        bits = pmq_layers(np.ones(req.shape), eps, req.levels, avg * E, top_two=False,
+                          min_alive=req.min_alive)
     return req.result(bits, "hessian", target_avg_bits=avg, levels=list(req.levels),
                       calibration=req.signals.calibration or None)
 

@@ -101,11 +101,14 @@ def _promote(order: list[int], v: np.ndarray, zeta: float) -> list[int]:
 
 
 def check_levels(levels: Sequence[int]) -> tuple[int, ...]:
-    """Bit levels sorted high to low; 1 to 3 distinct integers in 1..16, three levels
-    equally spaced.
+    """Bit levels sorted high to low; 1 to 3 distinct integers in 0..16, three levels
+    equally spaced. 0 bits means the expert is pruned; it can only be the lowest of two or
+    three levels (one level of 0 would prune every expert).
 
     >>> check_levels([1, 3, 2])
     (3, 2, 1)
+    >>> check_levels([0, 4, 2])
+    (4, 2, 0)
     """
     try:
         lv = [int(b) for b in levels]
@@ -117,8 +120,13 @@ def check_levels(levels: Sequence[int]) -> tuple[int, ...]:
     if not 1 <= len(lv) <= 3 or len(set(lv)) != len(lv):
         raise ConfigError.single("give 1, 2 or 3 distinct bit levels, like 3,2,1",
                                  key="levels", value=list(levels))
-    if any(not 1 <= b <= 16 for b in lv):
-        raise ConfigError.single("bit levels must be in 1..16", key="levels", value=lv)
+    if any(not 0 <= b <= 16 for b in lv):
+        raise ConfigError.single("bit levels must be in 0..16 (0 = pruned)", key="levels",
+                                 value=lv)
+    if lv == [0]:
+        raise ConfigError.single("a single level of 0 bits would prune every expert; give "
+                                 "0 as the lowest of two or three levels, like 4,2,0",
+                                 key="levels", value=lv)
     lv = sorted(lv, reverse=True)
     if len(lv) == 3 and lv[0] - lv[1] != lv[1] - lv[2]:
         raise ConfigError.single(

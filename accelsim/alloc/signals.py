@@ -149,7 +149,8 @@ class ExpertSignals:
 
     def sensitivity_at(self, bits: Sequence[int]) -> np.ndarray | None:
         """Sensitivity [layers, experts, len(bits)] at exactly these bit-widths, or None
-        when a bit-width was not measured (16 bits counts as error 0)."""
+        when a bit-width was not measured (16 bits counts as error 0; 0 bits, a pruned
+        expert, as error 1: its output is absent)."""
         if self.sensitivity is None:
             return None
         cols = []
@@ -158,6 +159,8 @@ class ExpertSignals:
                 cols.append(self.sensitivity[:, :, self.sensitivity_bits.index(int(b))])
             elif int(b) >= 16:
                 cols.append(np.zeros(self.sensitivity.shape[:2]))
+            elif int(b) == 0:       # pruned: the output is absent, relative error 1
+                cols.append(np.ones(self.sensitivity.shape[:2]))
             else:
                 return None
         return np.stack(cols, axis=2)

@@ -90,7 +90,9 @@ def _signals(model, signals, checkpoint, pretrained, trace, variance, method, le
 def _summary(alloc, model, extra: dict) -> dict:
     hist = alloc.histogram()
     return {"model": model.name, "method": alloc.method,
+            "granularity": alloc.meta.get("granularity", "expert"),
             "average_expert_bits": alloc.average_expert_bits(),
+            "pruned_experts": alloc.num_pruned,
             "weight_bytes": alloc.weight_bytes(model), **extra,
             "histogram": {str(b): counts for b, counts in hist.items()}}
 
@@ -98,12 +100,15 @@ def _summary(alloc, model, extra: dict) -> dict:
 def _table(summary: dict, model) -> str:
     hist = {int(b): c for b, c in summary["histogram"].items()}
     bits = sorted(hist, reverse=True)
-    rows = [{"layer": layer, **{f"{b}-bit": hist[b][r] for b in bits}}
+    rows = [{"layer": layer, **{(f"{b}-bit" if b else "pruned"): hist[b][r] for b in bits}}
             for r, layer in enumerate(model.moe_layers)]
     head = [f"{summary['model']}: method {summary['method']}",
             f"average expert bits  {summary['average_expert_bits']:.4f}",
+            f"granularity          {summary['granularity']}",
             f"weight bytes         {summary['weight_bytes']:,} "
             f"({summary['weight_bytes'] / 1e9:.3f} GB)"]
+    if summary.get("pruned_experts"):
+        head.append(f"{'pruned experts':<20} {summary['pruned_experts']} (0 bits)")
     for k in ("latency_s", "distortion", "lower_bound"):
         if summary.get(k) is not None:
             head.append(f"{k:<20} {summary[k]:.6g}")
@@ -119,7 +124,12 @@ def _table(summary: dict, model) -> str:
 @click.option("--avg-bits", type=float, default=None,
               help="Target average bits per routed expert.")
 @click.option("--levels", "levels_text", default="3,2,1", show_default=True,
-              help="Allowed expert bit-widths, high to low (3 must be equally spaced).")
+              help="Allowed expert bit-widths, high to low (3 must be equally spaced); "
+                   "0 as the lowest prunes those experts, like 4,2,0.")
+@click.option("--granularity", type=click.Choice(["expert", "layer"]), default="expert",
+              show_default=True,
+              help="expert: bits per routed expert; layer: one bit-width for all routed "
+                   "experts of a MoE layer (fused MoE kernels), chosen per layer.")
 @click.option("--zeta", type=float, default=3.0, show_default=True,
               help="Max-variance promotion ratio (router-norm, combined order).")
 @click.option("--order", type=click.Choice(["auto", "router", "maxvar", "combined"]),
@@ -158,7 +168,7 @@ def _table(summary: dict, model) -> str:
 @click.option("--out", default=None, type=click.Path(dir_okay=False),
               help="Write the allocation here (.yaml/.yml: YAML, else JSON).")
 @format_option("table", "json")
-def command(wl, method, avg_bits, levels_text, zeta, order, variance, signals, checkpoint,
+def command(wl, method, avg_bits, levels_text, granularity, zeta, order, variance, signals, checkpoint,
             pretrained, trace, calibration, hw, memory_budget, memory_scope, latency_budget, batch,
             context, pareto, points, attention_bits, group_size, seed, export_fmt, out, fmt):
     """Choose a bit-width for every routed expert of WL with METHOD."""
@@ -198,7 +208,7 @@ def command(wl, method, avg_bits, levels_text, zeta, order, variance, signals, c
                        scenario=Scenario(phase="decode", batch=batch, context=context),
                        memory_budget_bytes=mem, memory_scope=memory_scope,
                        latency_budget_s=lat, memory_budget_text=memory_budget,
-                       latency_budget_text=latency_budget)
+                       latency_budget_text=latency_budget, granularity=granularity)
     if pareto:
         return _pareto(req, model, points, out, fmt)
     extra: dict = {}

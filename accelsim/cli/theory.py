@@ -156,14 +156,18 @@ def _plot(rows: list[dict], path: Path) -> None:
               help="Adam steps of pre-training and of fine-tuning.")
 @click.option("--samples", type=click.IntRange(10, 1000000), default=2000,
               show_default=True, help="Synthetic samples per split.")
+@click.option("--prune", is_flag=True,
+              help="Also run the pruning variants (levels 2b/b/0 at the same average bits: "
+                   "the experts ranked last are pruned) to compare pruning with low-bit "
+                   "quantization at matched memory.")
 @format_option("table", "json", "csv")
 @click.option("--out", "out_dir", default=None, metavar="DIR",
               help="Also write experiment.json, experiment.csv and experiment.png to DIR.")
-def experiment_cmd(seeds, bits_text, data, steps, samples, fmt, out_dir):
+def experiment_cmd(seeds, bits_text, data, steps, samples, prune, fmt, out_dir):
     """The paper's experiment: pre-train and fine-tune a patch-level MoE, quantize its
     experts with RTN at matched average bits under five allocations, report test accuracy
     (mean and std over seeds). The 'float' row is the unquantized model."""
-    from ..theory.experiment import ExperimentConfig, run_experiment
+    from ..theory.experiment import METHODS, PRUNE_METHODS, ExperimentConfig, run_experiment
 
     bits = _parse_bits(bits_text)
     out = None
@@ -175,8 +179,9 @@ def experiment_cmd(seeds, bits_text, data, steps, samples, fmt, out_dir):
         if not out.resolve().parent.is_dir():
             raise ConfigError.single("parent directory does not exist", key="--out",
                                      value=out_dir)
+    methods = METHODS + (PRUNE_METHODS if prune else ())
     rows = run_experiment(ExperimentConfig(data=data, seeds=seeds, bits=bits, steps=steps,
-                                           samples=samples))
+                                           samples=samples, methods=methods))
     if out is not None:
         out.mkdir(exist_ok=True)
         write_atomic(out / "experiment.json", to_json(rows) + "\n")

@@ -23,6 +23,11 @@ the chosen ``k``; ties go to the lower expert index), runs every expert once on 
 tokens routed to it, and combines the outputs weighted by the routing weights; shared
 experts (DeepSeek, Qwen2-MoE) are added for every token with weight 1. Routers stay float.
 Token dropping by expert capacity (Switch) is not modelled.
+
+A **pruned** expert (0 bits in :func:`quantize_moe`; ``None`` in :attr:`MoELayer.experts`)
+has no output and is never selected: its router logit is removed before the softmax, so the
+router renormalises over the surviving experts and takes its top-k among them. A layer must
+keep at least ``top_k`` experts.
 """
 
 from __future__ import annotations
@@ -312,6 +317,8 @@ class MoELayer:
                                     key="experts", value=len(experts)))
         for group, items in (("experts", experts), ("shared_experts", shared)):
             for i, e in enumerate(items):
+                if e is None and group == "experts":
+                    continue        # pruned
                 if not isinstance(e, Expert):
                     problems.append(Problem("must be an Expert", key=f"{group}[{i}]",
                                             value=type(e).__name__))
@@ -319,9 +326,13 @@ class MoELayer:
                     problems.append(Problem(f"hidden size must be the router's {d}",
                                             key=f"{group}[{i}]", value=e.hidden_size))
         k = self.top_k
+        alive = sum(e is not None for e in experts)
         if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) \
                 or not 1 <= k <= max(E, 1):
             problems.append(Problem(f"must be an integer in 1..{E}", key="top_k", value=k))
+        elif alive < k:
+            problems.append(Problem(f"only {alive} expert(s) survive pruning; the router "
+                                    f"needs top_k={k}", key="experts", value=alive))
         if problems:
             raise ConfigError(problems)
         object.__setattr__(self, "router", np.ascontiguousarray(router, dtype=np.float32))
@@ -335,21 +346,29 @@ class MoELayer:
         return self.router.shape[0]
 
     @property
+    def pruned(self) -> np.ndarray:
+        """Bool per routed expert: pruned (no output, never selected)."""
+        return np.array([e is None for e in self.experts], dtype=bool)
+
+    @property
     def hidden_size(self) -> int:
         return self.router.shape[1]
 
     @property
     def nbytes(self) -> int:
         """Stored bytes of all routed and shared experts (router excluded)."""
-        return int(sum(e.nbytes for e in self.experts + self.shared_experts))
+        return int(sum(e.nbytes for e in self.experts + self.shared_experts
+                       if e is not None))
 
 
-def route(x, router, top_k: int, normalize: bool = True) -> Routing:
+def route(x, router, top_k: int, normalize: bool = True, pruned=None) -> Routing:
     """Top-k softmax routing of tokens ``x`` ``(tokens, hidden)`` by ``router`` ``(E, hidden)``.
 
     Logits are float32 ``x @ router^T``; the softmax is taken in float64 and returned as
     float32; the ``top_k`` largest probabilities are chosen (ties: lower index first) and,
-    when ``normalize``, rescaled to sum to 1 per token.
+    when ``normalize``, rescaled to sum to 1 per token. ``pruned`` (bool per expert): those
+    experts' logits are removed, so the softmax is over the survivors (probability 0 for a
+    pruned expert) and the top-k is taken among them.
 
     Examples
     --------
@@ -360,6 +379,8 @@ def route(x, router, top_k: int, normalize: bool = True) -> Routing:
     router = np.asarray(router, dtype=np.float32)
     x = _check_x(x, router.shape[1])
     logits = (x @ router.T).astype(np.float64)
+    if pruned is not None and np.any(pruned):
+        logits[:, np.asarray(pruned, dtype=bool)] = -np.inf
     logits -= logits.max(axis=1, keepdims=True) if logits.size else 0.0
     p = np.exp(logits)
     p /= p.sum(axis=1, keepdims=True)
@@ -389,9 +410,11 @@ def moe_forward(layer: MoELayer, x, act_bits: int | None = None) -> MoEOutput:
     """
     act_bits = _check_act_bits(act_bits)
     x = _check_x(x, layer.hidden_size)
-    r = route(x, layer.router, layer.top_k, layer.normalize_topk)
+    r = route(x, layer.router, layer.top_k, layer.normalize_topk, layer.pruned)
     y = np.zeros_like(x)
     for e, expert in enumerate(layer.experts):
+        if expert is None:
+            continue            # pruned: never selected
         tok, slot = np.nonzero(r.indices == e)   # each token picks an expert at most once
         if tok.size:
             y[tok] += r.weights[tok, slot][:, None] * expert_forward(expert, x[tok], act_bits)
@@ -410,8 +433,8 @@ def quantize_moe(layer: MoELayer, bits: int | None | Sequence[int | None],
     ----------
     layer : MoELayer
     bits : int, None, or sequence of (int or None)
-        One value for all routed experts, or one per expert (None keeps an expert float):
-        the mixed-precision allocation.
+        One value for all routed experts, or one per expert (None keeps an expert float,
+        0 prunes it): the mixed-precision allocation.
     group_size, symmetric, method, damp
         As in :func:`quantize_expert`.
     calib : array_like, optional
@@ -437,9 +460,14 @@ def quantize_moe(layer: MoELayer, bits: int | None | Sequence[int | None],
     routed = None
     if method == "gptq" and calib is not None:
         calib = _check_x(calib, layer.hidden_size)
-        routed = route(calib, layer.router, layer.top_k, layer.normalize_topk).indices
+        dead = [b is not None and int(b) == 0 for b in per]
+        routed = route(calib, layer.router, layer.top_k, layer.normalize_topk,
+                       np.asarray(dead) | layer.pruned).indices
     experts = []
     for e, (expert, b) in enumerate(zip(layer.experts, per)):
+        if expert is None or (b is not None and int(b) == 0):
+            experts.append(None)        # pruned
+            continue
         m, c = method, None
         if method == "gptq" and routed is not None:
             tok = np.nonzero((routed == e).any(axis=1))[0]

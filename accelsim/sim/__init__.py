@@ -2,7 +2,8 @@
 energy and memory traffic on a given chip.
 
 ``simulate(hw, graph, alloc)`` runs one inference step of an MoE op graph;
-``simulate_gemm(hw, m, k, n)`` one GEMM. Both return a :class:`SimResult`.
+``simulate_gemm(hw, m, k, n)`` one GEMM; ``simulate_parts(hw, graph, alloc, parts)`` the share
+of a step that each device of a system runs (:class:`DevicePart`). Both return a :class:`SimResult`.
 ``memory_plan(hw, graph, alloc)`` (and ``fits``) only places the model, without simulating:
 the cheap feasibility check. The model, its
 formulas, assumptions and limits are in docs/simulator.md.
@@ -15,10 +16,11 @@ Modules: :mod:`~accelsim.sim.lower` (graph -> op table, allocation -> bits and b
 """
 
 from .core import SimOptions, fits, memory_plan, simulate, simulate_gemm
+from .parts import DevicePart, simulate_parts
 from .residency import (RESIDENCY_POLICIES, HotFirst, MemoryPlan, MustFit, Offchip,
                         ResidencyPolicy, get_policy, register_residency)
 from .result import BOUNDS, SimResult
 
-__all__ = ["simulate", "simulate_gemm", "memory_plan", "fits", "MemoryPlan", "SimResult",
+__all__ = ["simulate", "simulate_gemm", "simulate_parts", "DevicePart", "memory_plan", "fits", "MemoryPlan", "SimResult",
            "SimOptions", "RESIDENCY_POLICIES", "ResidencyPolicy", "HotFirst", "Offchip", "MustFit", "get_policy",
            "register_residency", "BOUNDS"]

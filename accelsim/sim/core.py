@@ -131,13 +131,13 @@ def simulate(hw, graph, alloc: BitAllocation | None = None, *,
     hw = _as_hw(hw)
     opts = SimOptions(residency, dataflow, staging_fraction, full_pipeline)
     mask = opts.check(hw)
-    ot, bits, t_bytes, t_numel, a_bits, kv_bits = _lower_all(hw, graph, alloc)
-    return _run(hw, ot, bits, t_bytes, t_numel, a_bits, kv_bits, opts, mask, ot.model.name)
+    low = S.lower_step(hw, graph, alloc)
+    return S.run_step(hw, hw_params(hw), low, opts, mask, low.ot.model.name)
 
 
 def _lower_all(hw, graph, alloc):
     """Stage 1: the op table, and bits, storage bytes and elements per tensor."""
-    return tuple(S.lower_step(hw, graph, alloc))
+    return tuple(S.lower_step(hw, graph, alloc))[:6]
 
 
 def memory_plan(hw, graph, alloc: BitAllocation | None = None, *,

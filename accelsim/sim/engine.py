@@ -118,12 +118,23 @@ def _dims(df, a, b, k, nA, nB, nK, At, Bt, Kt, Atot, Btot, Ktot):  # pragma: no 
 
 
 @njit(cache=True)
-def _load_time(df, a, b, k, nB, nK, m_sz, k_sz, n_sz, wB, aB, w_dma, w_fix, w_pb,
+def _reuse(df, nB, nK, keep):  # pragma: no cover - numba
+    """Whether the operand indexed by (outer, k) is loaded once per outer block and the one
+    indexed by (middle, k) once in all, instead of once per use. An operand whose tiles of
+    one pass of its loop are at most two sits whole in its double buffer (the tile of step
+    ``s + 1`` is the one step ``s - 1`` left in the same slot); ``keep`` holds the
+    activations' whole pass in their staging level (:func:`keep_bytes`)."""
+    p_reuse = nK <= 2 or (keep and df == OS)
+    q_reuse = nB * nK <= 2 or (keep and df == WS)
+    return p_reuse, q_reuse
+
+
+@njit(cache=True)
+def _load_time(df, a, b, k, p_reuse, q_reuse, m_sz, k_sz, n_sz, wB, aB, w_dma, w_fix, w_pb,
                a_dma, a_fix, a_pb, two_ch):  # pragma: no cover - numba
     """DMA time and fetched bytes (weights, activations) of tile (a, b, k)."""
-    first = a == 0 and b == 0 and k == 0
-    need_p = nK > 1 or b == 0              # operand indexed by (outer, k)
-    need_q = nK > 1 or nB > 1 or first     # operand indexed by (middle, k)
+    need_p = (not p_reuse) or b == 0        # operand indexed by (outer, k)
+    need_q = (not q_reuse) or a == 0        # operand indexed by (middle, k)
     if df == WS:
         need_w, need_a = need_p, need_q
     else:
@@ -185,13 +196,16 @@ def _shift(s, comps, d, j):  # pragma: no cover - numba
 
 @njit(cache=True)
 def pipeline(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb, a_fix, a_pb,
-             o_fix, o_pb, two_ch, full, fw=0.0, fa=0.0, fsame=True):  # pragma: no cover
+             o_fix, o_pb, two_ch, full, fw=0.0, fa=0.0, fsame=True, keep=False):
+    # pragma: no cover
     """Cycles of one GEMM on one core with the given L1 tiles.
 
     ``w_fix, w_pb`` (``a_*``, ``o_*``): cycles per transfer and per byte of a weight
     (activation, output) DMA; both 0 means the operand is already in its staging buffer (no
     DMA). ``fw, fa, fsame``: operand feed from the staging buffers (:func:`tile_cycles`;
-    0 = unlimited). Returns ``(cycles, compute_cycles, weight_fetch_bytes, act_fetch_bytes,
+    0 = unlimited). ``keep``: the activations of one pass stay in their staging level
+    (:func:`keep_bytes`) and are loaded once. Returns ``(cycles, compute_cycles,
+    weight_fetch_bytes, act_fetch_bytes,
     output_bytes, steps_simulated)``; compute cycles are the folds (a tile waiting for its
     operands to be fed counts as stall); fetch bytes count every tile (re)load whether or not
     it needs a DMA.
@@ -205,9 +219,11 @@ def pipeline(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb, a_fix,
         Atot, At, Btot, Bt = float(M), float(Mt), float(N), float(Nt)
     Ktot, Ktf = float(K), float(Kt)
     nA, nB, nK = _ntiles(Atot, At), _ntiles(Btot, Bt), _ntiles(Ktot, Ktf)
+    p_reuse, q_reuse = _reuse(df, nB, nK, keep)
     s = np.zeros(_NSTATE)
     m0, k0, n0 = _dims(df, 0, 0, 0, nA, nB, nK, At, Bt, Ktf, Atot, Btot, Ktot)
-    L0, wbytes, abytes = _load_time(df, 0, 0, 0, nB, nK, m0, k0, n0, wB, aB, w_dma, w_fix,
+    L0, wbytes, abytes = _load_time(df, 0, 0, 0, p_reuse, q_reuse, m0, k0, n0, wB, aB,
+                                    w_dma, w_fix,
                                     w_pb, a_dma, a_fix, a_pb, two_ch)
     s[_T_DMA] = L0
     s[_LD] = L0
@@ -278,8 +294,9 @@ def pipeline(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb, a_fix,
                 if has_next:
                     mm, kk, nn = _dims(df, na, nb, nk, nA, nB, nK, At, Bt, Ktf, Atot, Btot,
                                        Ktot)
-                    Ln, wbn, abn = _load_time(df, na, nb, nk, nB, nK, mm, kk, nn, wB, aB,
-                                              w_dma, w_fix, w_pb, a_dma, a_fix, a_pb, two_ch)
+                    Ln, wbn, abn = _load_time(df, na, nb, nk, p_reuse, q_reuse, mm, kk, nn,
+                                              wB, aB, w_dma, w_fix, w_pb, a_dma, a_fix, a_pb,
+                                              two_ch)
                 last_k = k == nK - 1
                 S = 0.0
                 if last_k:
@@ -321,12 +338,12 @@ def _in(arr, c):  # pragma: no cover - numba
 
 
 @njit(cache=True)
-def _fetches(df, M, K, N, Mt, Kt, Nt, wB, aB):  # pragma: no cover - numba
+def _fetches(df, M, K, N, Mt, Kt, Nt, wB, aB, keep=False):  # pragma: no cover - numba
     """Closed-form tile (re)loads of the loop nest: ``(loads of the operand indexed by
     (outer, k), loads of the one indexed by (middle, k), weight bytes, activation bytes)``.
-    Weight-stationary (n, m, k): weights reload per m block unless K is one tile;
-    activations per n block unless there is one m block and one K tile. Output-stationary
-    (m, n, k) the other way round."""
+    Weight-stationary (n, m, k): weights reload per m block unless K is at most two tiles;
+    activations per n block unless one pass (m blocks x K tiles) is at most two tiles or
+    ``keep``. Output-stationary (m, n, k) the other way round (:func:`_reuse`)."""
     nM, nK, nN = _ntiles(M, Mt), _ntiles(float(K), float(Kt)), _ntiles(float(N), float(Nt))
     if df == WS:
         nA, nB = nN, nM
@@ -334,20 +351,40 @@ def _fetches(df, M, K, N, Mt, Kt, Nt, wB, aB):  # pragma: no cover - numba
     else:
         nA, nB = nM, nN
         p_tot, q_tot = M * K * aB, K * N * wB
-    rp = nB if nK > 1 else 1
+    p_reuse, q_reuse = _reuse(df, nB, nK, keep)
+    rp = 1 if p_reuse else nB
     p_loads, p_bytes = nA * nK * rp, p_tot * rp
-    if nK > 1 or nB > 1:
-        q_loads, q_bytes = nA * nB * nK, q_tot * nA
+    if q_reuse:
+        q_loads, q_bytes = nB * nK, q_tot
     else:
-        q_loads, q_bytes = 1, q_tot
+        q_loads, q_bytes = nA * nB * nK, q_tot * nA
     if df == WS:
         return p_loads, q_loads, p_bytes, q_bytes
     return p_loads, q_loads, q_bytes, p_bytes
 
 
 @njit(cache=True)
+def keep_bytes(df, M, K, N, Mt, Kt, Nt, aB):  # pragma: no cover - numba
+    """Staging bytes of the activations when one pass of them is kept (0 when keeping
+    saves no load, so the plain double buffer is the only choice): output-stationary, the
+    ``Mt x K`` block of an m block, reused by every n block; weight-stationary, all of
+    ``M x K``, reused by every n block. Never less than the double buffer."""
+    nM, nK, nN = _ntiles(M, Mt), _ntiles(float(K), float(Kt)), _ntiles(float(N), float(Nt))
+    if df == OS:
+        if nK <= 2 or nN == 1:
+            return 0.0
+        block = Mt * K
+    else:
+        if nM * nK <= 2 or nN == 1:
+            return 0.0
+        block = M * K
+    return max(block, 2.0 * Mt * Kt) * aB
+
+
+@njit(cache=True)
 def _lower_bound(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb, a_fix, a_pb,
-                 o_fix, o_pb, two_ch, fw=0.0, fa=0.0, fsame=True):  # pragma: no cover
+                 o_fix, o_pb, two_ch, fw=0.0, fa=0.0, fsame=True, keep=False):
+    # pragma: no cover
     """A lower bound of :func:`pipeline` (total compute; total DMA), in closed form."""
     nM, nK, nN = _ntiles(M, Mt), _ntiles(float(K), float(Kt)), _ntiles(float(N), float(Nt))
     comp = 0.0
@@ -368,7 +405,7 @@ def _lower_bound(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb, a_
                     continue
                 comp += cm * ck * cn * tile_cycles(df, R, C, sm, sk, sn, cpm, wB, aB, fw,
                                                    fa, fsame)[0]
-    p_loads, q_loads, wf, af = _fetches(df, M, K, N, Mt, Kt, Nt, wB, aB)
+    p_loads, q_loads, wf, af = _fetches(df, M, K, N, Mt, Kt, Nt, wB, aB, keep)
     if df == WS:
         nA, nB = nN, nM
         p_bytes, q_bytes = wf, af
@@ -458,7 +495,8 @@ def tiling_front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_f
 
     ``stage_cap[l]``: staging bytes per core of level ``l``; weight tiles go to level ``lw``
     when ``w_stage`` (the weights are not all resident there), activation tiles to ``la``
-    when ``a_stage``, output tiles (accumulator width) to ``lo``; double-buffered.
+    when ``a_stage``, output tiles (accumulator width) to ``lo``; double-buffered. A tiling
+    whose activations of one pass fit (:func:`keep_bytes`) keeps them and loads them once.
     Candidates are tried in order of a closed-form lower bound of their cycles and skipped
     when a point already found is no slower and no busier, so the front is exact over the
     menu. When nothing fits, the smallest tile is used and ``overflow`` is set.
@@ -473,19 +511,37 @@ def tiling_front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_f
 
 
 @njit(cache=True)
-def _fits(use, stage_cap, lw, la, lo, w_stage, a_stage, Mt, Kt, Nt, wB, aB, accB):
+def _fits(use, stage_cap, lw, la, lo, w_stage, a_stage, Mt, Kt, Nt, wB, a_bytes, accB):
     # pragma: no cover - numba
-    """Whether the double-buffered tiles ``Mt x Kt x Nt`` fit the staging capacities."""
+    """Whether the double-buffered tiles ``Mt x Kt x Nt`` fit the staging capacities, with
+    ``a_bytes`` of activation staging."""
     use[:] = 0.0
     if w_stage:
         use[lw] += 2.0 * Kt * Nt * wB
     if a_stage:
-        use[la] += 2.0 * Mt * Kt * aB
+        use[la] += a_bytes
     use[lo] += 2.0 * Mt * Nt * accB
     for lv in range(use.shape[0]):
         if use[lv] > stage_cap[lv]:
             return False
     return True
+
+
+@njit(cache=True)
+def _choose(use, stage_cap, lw, la, lo, w_stage, a_stage, df, M, K, N, Mt, Kt, Nt, wB, aB,
+            accB):  # pragma: no cover - numba
+    """How the tiling fits: 1 with the activations of one pass kept (:func:`keep_bytes`),
+    0 with the plain double buffer, -1 not at all. Keeping loads fewer tiles and nothing
+    more, so it is taken whenever it fits."""
+    if a_stage:
+        kb = keep_bytes(df, M, K, N, Mt, Kt, Nt, aB)
+        if kb > 0.0 and _fits(use, stage_cap, lw, la, lo, w_stage, a_stage, Mt, Kt, Nt, wB,
+                              kb, accB):
+            return 1
+    if _fits(use, stage_cap, lw, la, lo, w_stage, a_stage, Mt, Kt, Nt, wB, 2.0 * Mt * Kt * aB,
+             accB):
+        return 0
+    return -1
 
 
 @njit(cache=True)
@@ -507,6 +563,7 @@ def _front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fix, a_
     cm = np.empty(ncand)
     ckt = np.empty(ncand)
     cnt = np.empty(ncand)
+    ckeep = np.zeros(ncand, np.bool_)
     use = np.zeros(stage_cap.shape[0])
     n = 0
     feasible = 0
@@ -516,18 +573,25 @@ def _front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fix, a_
         for i in range(ms.shape[0]):
             for j in range(ks.shape[0]):
                 Mt, Kt, Nt = ms[i], ks[j], ns[j]
-                if not _fits(use, stage_cap, lw, la, lo, w_stage, a_stage, Mt, Kt, Nt, wB,
-                             aB, accB):
+                how = _choose(use, stage_cap, lw, la, lo, w_stage, a_stage, df, M, K, N, Mt,
+                              Kt, Nt, wB, aB, accB)
+                if how < 0:
                     continue
                 feasible += 1
-                if use_skip and _fits(use, skip_cap, lw, la, lo, w_stage, skip_a_stage, Mt,
-                                      Kt, Nt, wB, aB, accB):
-                    continue
+                if use_skip:
+                    # the other option runs this tiling no slower if it loads its
+                    # activations no more often
+                    other = _choose(use, skip_cap, lw, la, lo, w_stage, skip_a_stage, df, M,
+                                    K, N, Mt, Kt, Nt, wB, aB, accB)
+                    if other >= how:
+                        continue
+                keep = how == 1
                 lb[n] = _lower_bound(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix,
-                                     w_pb, a_fix, a_pb, o_fix, o_pb, two_ch, fw, fa, fsame)
-                _, _, wf, af = _fetches(df, M, K, N, Mt, Kt, Nt, wB, aB)
+                                     w_pb, a_fix, a_pb, o_fix, o_pb, two_ch, fw, fa, fsame,
+                                     keep)
+                _, _, wf, af = _fetches(df, M, K, N, Mt, Kt, Nt, wB, aB, keep)
                 fl[n] = _shared_cycles(df, M, K, N, Mt, wf, af, R, wB, flc)
-                cdf[n], cm[n], ckt[n], cnt[n] = df, Mt, Kt, Nt
+                cdf[n], cm[n], ckt[n], cnt[n], ckeep[n] = df, Mt, Kt, Nt, keep
                 n += 1
     overflow = False
     if feasible == 0:
@@ -538,7 +602,7 @@ def _front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fix, a_
                 lb[n] = 0.0
                 _, _, wf, af = _fetches(df, M, K, N, Mt, Kt, Nt, wB, aB)
                 fl[n] = _shared_cycles(df, M, K, N, Mt, wf, af, R, wB, flc)
-                cdf[n], cm[n], ckt[n], cnt[n] = df, Mt, Kt, Nt
+                cdf[n], cm[n], ckt[n], cnt[n], ckeep[n] = df, Mt, Kt, Nt, False
                 n += 1
     order = np.argsort(lb[:n], kind="mergesort")
     front = np.zeros((FRONT_MAX, 10))
@@ -557,7 +621,7 @@ def _front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fix, a_
         if skip:
             continue
         r = pipeline(cdf[c], M, K, N, cm[c], ckt[c], cnt[c], R, C, cpm, wB, aB, oB, w_fix,
-                     w_pb, a_fix, a_pb, o_fix, o_pb, two_ch, full, fw, fa, fsame)
+                     w_pb, a_fix, a_pb, o_fix, o_pb, two_ch, full, fw, fa, fsame, ckeep[c])
         t = r[0]
         dominated = False
         for f in range(nf):
@@ -602,9 +666,11 @@ def best_tiling(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fi
 
 
 def pipeline_reference(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb, a_fix,
-                       a_pb, o_fix, o_pb, two_ch, fw=0.0, fa=0.0, fsame=True):
+                       a_pb, o_fix, o_pb, two_ch, fw=0.0, fa=0.0, fsame=True, keep=False):
     """Plain-Python tile-by-tile model of :func:`pipeline` (an explicit list of tiles and the
-    recurrences of the module docstring), for tests. Returns ``(cycles, compute_cycles)``."""
+    recurrences of the module docstring), for tests. Each operand's staging holds its last
+    two distinct tiles (the double buffer), or with ``keep`` the activations hold all their
+    tiles; a tile is loaded when it is not held. Returns ``(cycles, compute_cycles)``."""
     def n_tiles(total, t):
         return max(1, math.ceil(total / t - 1e-9))
 
@@ -623,14 +689,26 @@ def pipeline_reference(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_
                 tiles.append((a, b, k, m_sz, sk, n_sz))
     nB, nK = len(middle), len(ks)
     w_dma, a_dma, o_dma = w_fix + w_pb > 0, a_fix + a_pb > 0, o_fix + o_pb > 0
-    prev_w = prev_a = None
+    held_w: list = []
+    held_a: list = []
+    slots_a = len(tiles) if keep else 2
+
+    def load(held, key, slots):
+        """Whether ``key`` must be loaded; ``held`` is kept most recent first."""
+        miss = key not in held
+        if not miss:
+            held.remove(key)
+        held.insert(0, key)
+        del held[slots:]
+        return miss
+
     loads = []
     for (a, b, k, m_sz, k_sz, n_sz) in tiles:
         w_key = (k, a) if df == WS else (k, b)
         a_key = (b, k) if df == WS else (a, k)
-        tw = (w_fix + k_sz * n_sz * wB * w_pb) if (w_dma and w_key != prev_w) else 0.0
-        ta = (a_fix + m_sz * k_sz * aB * a_pb) if (a_dma and a_key != prev_a) else 0.0
-        prev_w, prev_a = w_key, a_key
+        need_w, need_a = load(held_w, w_key, 2), load(held_a, a_key, slots_a)
+        tw = (w_fix + k_sz * n_sz * wB * w_pb) if (w_dma and need_w) else 0.0
+        ta = (a_fix + m_sz * k_sz * aB * a_pb) if (a_dma and need_a) else 0.0
         loads.append(max(tw, ta) if two_ch else tw + ta)
     dma = st_ch = 0.0
     load_end = [0.0] * len(tiles)

@@ -6,7 +6,11 @@ stages with Python scalars for one op on one phase: the same budget, placement, 
 engine call, traffic, schedule bound and energy, one function per stage (:func:`_place`,
 :func:`_inputs`, :func:`_point`, :func:`_traffic`, :func:`_result`). Anything out of the ordinary (weights that do
 not fit, a policy that fails) returns ``None`` and the caller takes the general path, which
-raises the proper error. ``tests/test_sim_gemm.py`` checks that both paths agree.
+raises the proper error. ``tests/test_sim_simulate.py`` checks that both paths agree.
+
+``_point`` compiles the engine's functions into this module's numba cache, and numba checks
+only this file for changes: a change to ``engine.py`` must come with a change here (or an
+emptied ``__pycache__``), or ``simulate_gemm`` keeps running the old engine.
 """
 
 from __future__ import annotations

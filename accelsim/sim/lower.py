@@ -149,7 +149,8 @@ def tensor_storage_bytes(tt: TensorTable, alloc, bits: np.ndarray | None = None)
     bits = tensor_bits(tt, alloc) if bits is None else bits
     n = tt.out_f * tt.in_f
     if alloc.packing == "pow2":
-        code_bits = np.where(bits >= 16, bits, 1 << np.ceil(np.log2(bits)).astype(np.int64))
+        code_bits = np.where(bits >= 16, bits,
+                             1 << np.ceil(np.log2(np.maximum(bits, 1))).astype(np.int64))
     else:
         code_bits = bits
     codes = _ceil_div(n * code_bits, 8)
@@ -160,7 +161,9 @@ def tensor_storage_bytes(tt: TensorTable, alloc, bits: np.ndarray | None = None)
     zeros = np.zeros_like(groups) if alloc.symmetric else np.where(
         bits == 1, 0, _ceil_div(groups * alloc.zero_bits, 8))
     quant = codes + scales + zeros
-    return np.where((bits >= 16) | (tt.role_code == VECTOR_ROLE), 2 * n, quant)
+    out = np.where((bits >= 16) | (tt.role_code == VECTOR_ROLE), 2 * n, quant)
+    # a pruned routed expert (0 bits) stores nothing
+    return np.where((bits == 0) & (tt.role_code == EXPERT_ROLE), 0, out)
 
 
 @dataclass(frozen=True, eq=False)

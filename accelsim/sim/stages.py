@@ -32,6 +32,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..precision import BitAllocation
+from ..workload.graph import graph_for_allocation
 from . import engine as E
 from .lower import OP, GEMM_OPS, VECTOR_OPS, IdentityCache, OpTable, lower, tensor_bits
 from .lower import tensor_storage_bytes, tensor_table
@@ -53,8 +54,9 @@ def _ceil(x):
 
 # ---------------------------------------------------------------------------- 1. lower
 class Lowered(NamedTuple):
-    """The step as arrays: the op table and, per tensor (``tensor_table`` order), weight
-    bits, storage bytes and elements; activation and KV bits."""
+    """The step as arrays: the op table and, per tensor (``tensor_table`` order, or the
+    tensors named by ``tensor_names`` when a part holds a subset), weight bits, storage bytes
+    and elements; activation and KV bits."""
 
     ot: OpTable
     bits: np.ndarray
@@ -62,10 +64,17 @@ class Lowered(NamedTuple):
     t_numel: np.ndarray
     a_bits: int
     kv_bits: int
+    tensor_names: tuple | None = None
 
 
 def lower_step(hw, graph, alloc: BitAllocation | None) -> Lowered:
-    """Stage 1: lower ``graph`` (cached) and ``alloc`` (default: 16 bits everywhere)."""
+    """Stage 1: lower ``graph`` (cached) and ``alloc`` (default: 16 bits everywhere). An
+    allocation that prunes experts (0 bits) the graph still routes to runs on the graph
+    rebuilt with those experts pruned (:func:`accelsim.workload.graph_for_allocation`,
+    cached), so pruned experts are never selected."""
+    if alloc is not None:
+        alloc.check(graph.graph.get("model_spec") or lower(graph).model)
+        graph = graph_for_allocation(graph, alloc)
     ot = lower(graph)
     model = ot.model
     if alloc is None:
@@ -693,7 +702,9 @@ def assemble(hw, hp, low: Lowered, pl: Placement, oth: OtherOps, sch: Schedule,
     op_data = {
         "names": ot.names, "op_code": oc, "layer": ot.layer, "expert": ot.expert,
         "role": ot.role, "tensor": ot.tensor,
-        "tensor_names": tensor_table(ot.model).names if ot.model is not None else ("W",),
+        "tensor_names": (low.tensor_names if low.tensor_names is not None
+                         else tensor_table(ot.model).names if ot.model is not None
+                         else ("W",)),
         "w_bits": op_wbits, "a_bits": a_bits, "p_active": p, "m": ot.m, "k": ot.k,
         "n": ot.n, "macs": ot.macs, "core": sch.core, "cores": sch.span,
         "start_cycle": sch.start, "end_cycle": sch.end, "cycles": t1, "compute_cycles": comp,

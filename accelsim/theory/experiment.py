@@ -22,6 +22,13 @@ Bit-widths come from :func:`accelsim.alloc.paper.assign_bits` with three levels 
 the integer part of the average: ``(b+1, b, b-1)`` for ``b = floor(avg)`` (2 and 2.5 ->
 3/2/1 bits, 3 -> 4/3/2 bits), raised to at least 1 bit.
 
+**Pruning at matched memory** (methods ``router-norm+prune``, ``reverse+prune``,
+``frequency+prune``, ``random+prune``; not run by default): the same order, but levels
+``(2b, b, 0)`` for ``b = floor(avg)`` (2 and 2.5 -> 4/2/0, 3 -> 6/3/0, at most 8 bits), so the
+experts ranked last are pruned instead of quantized coarsely while the average code bits
+(the memory of the codes) stay the same. A pruned expert's router logit is removed: patches
+go to the best surviving expert (:func:`accelsim.theory.toymoe.forward`).
+
 Examples
 --------
 >>> cfg = ExperimentConfig(data="synthetic", seeds=1, bits=(2.0,), steps=20, samples=200)
@@ -42,11 +49,14 @@ from ..errors import ConfigError
 from .data import DATASETS, Tasks
 from .toymoe import ToyParams, accuracy, init_params, routing, train
 
-__all__ = ["ExperimentConfig", "ExpertSignals", "METHODS", "ALLOCATORS", "run_experiment",
+__all__ = ["ExperimentConfig", "ExpertSignals", "METHODS", "PRUNE_METHODS",
+           "prune_levels_for", "ALLOCATORS", "run_experiment",
            "expert_sensitivity",
            "expert_signals", "allocate", "levels_for", "TrainedModel", "train_model"]
 
 METHODS = ("router-norm", "reverse", "frequency", "random", "uniform")
+#: Pruning variants (levels ``(2b, b, 0)``, matched average bits); opt-in.
+PRUNE_METHODS = ("router-norm+prune", "reverse+prune", "frequency+prune", "random+prune")
 
 
 @dataclass(frozen=True)
@@ -77,10 +87,11 @@ class ExperimentConfig:
         if not self.bits or bad:
             raise ConfigError.single("average bits must be numbers in 1..8", key="--bits",
                                      value=list(self.bits))
-        unknown = [m for m in self.methods if m not in METHODS]
+        unknown = [m for m in self.methods if m not in METHODS + PRUNE_METHODS]
         if unknown:
-            raise ConfigError.single(f"unknown method(s); choose from {list(METHODS)}",
-                                     key="methods", value=unknown)
+            raise ConfigError.single(f"unknown method(s); choose from "
+                                     f"{list(METHODS + PRUNE_METHODS)}", key="methods",
+                                     value=unknown)
 
 
 @dataclass(frozen=True)
@@ -130,6 +141,16 @@ def levels_for(avg_bits: float) -> tuple[int, int, int] | tuple[int, int]:
     return (b + 1, b, b - 1) if b >= 2 else (2, 1)
 
 
+def prune_levels_for(avg_bits: float) -> tuple[int, int, int]:
+    """Pruning levels ``(2b, b, 0)`` for ``b = floor(avg)``, ``1 <= b <= 4``.
+
+    >>> prune_levels_for(2.5), prune_levels_for(3.0)
+    ((4, 2, 0), (6, 3, 0))
+    """
+    b = max(1, min(int(math.floor(avg_bits)), 4))
+    return (2 * b, b, 0)
+
+
 def _order_router_norm(sig: ExpertSignals, rng, zeta: float):
     from ..alloc.paper import expert_order
     return expert_order([sig.norm_change], [sig.max_variance], zeta=zeta)
@@ -166,13 +187,17 @@ def allocate(method: str, sig: ExpertSignals, avg_bits: float, rng: np.random.Ge
         if float(avg_bits) != int(avg_bits):
             return None
         return np.full(E, int(avg_bits))
+    if method.endswith("+prune"):
+        order = ALLOCATORS[method[:-len("+prune")]](sig, rng, zeta)
+        return assign_bits(order, avg_bits, prune_levels_for(avg_bits))[0]
     order = ALLOCATORS[method](sig, rng, zeta)
     return assign_bits(order, avg_bits, levels_for(avg_bits))[0]
 
 
 def _quantized_experts(w: np.ndarray, bits: np.ndarray) -> np.ndarray:
     from ..quant import quantize_rtn
-    return np.stack([quantize_rtn(w[e], int(b), group_size=None).dequantize()
+    return np.stack([quantize_rtn(w[e], int(b), group_size=None).dequantize() if b
+                     else np.zeros_like(w[e])        # pruned (never selected)
                      for e, b in enumerate(bits)]).astype(np.float64)
 
 
@@ -196,7 +221,7 @@ def run_experiment(cfg: ExperimentConfig, progress: Callable[[str], None] | None
                     continue
                 wq = _quantized_experts(model.finetuned.w, bits)
                 acc.setdefault((method, float(avg)), []).append(
-                    accuracy(model.finetuned, t.test_X, t.test_y, wq))
+                    accuracy(model.finetuned, t.test_X, t.test_y, wq, pruned=bits == 0))
         if progress:
             progress(f"{cfg.data}: seed {seed + 1}/{cfg.seeds} done")
     rows = [_row(cfg.data, "float", 32.0, float_acc)]

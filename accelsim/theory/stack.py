@@ -26,6 +26,15 @@ are float) each layer does, per token:
    B_e(x, eps_x))`` over the experts that could still be selected (gates sum to <= 1);
 5. ``eps_{l+1} = eps + (MoE bound) + (shared-expert bounds)``.
 
+**Pruned experts** (0 bits): the quantized expert's output is absent (its dequantized
+matrices are 0) and the deployed router never selects it -- its logit is removed, so the
+top-k and the gates are over the surviving experts (the softmax renormalises over them).
+A token whose float top-k set contains a pruned expert necessarily changes its set: it is
+not certified and takes the uncertified bound. With the plain ``softmax`` gate the removal
+also rescales every surviving gate, so tokens of a layer with pruned experts take the
+uncertified bound too (it needs only gates summing to at most 1); with ``softmax_topk``
+a certified set of survivors keeps its gates.
+
 The same function also runs the quantized stack and measures ``||h_l^q - h_l||`` and the
 share of tokens whose routing actually changed, so every row carries bound and measurement.
 
@@ -124,6 +133,11 @@ class _QuantLayer:
     shared: tuple[ExpertPair, ...]
     expert_bits: tuple[int, ...]
 
+    @property
+    def pruned(self) -> np.ndarray:
+        """Bool per routed expert: 0 bits (output absent, never selected)."""
+        return np.array([b == 0 for b in self.expert_bits], dtype=bool)
+
 
 @dataclass(frozen=True)
 class QuantizedStack:
@@ -192,6 +206,9 @@ def _default_quantizer() -> Callable[..., Any]:
 
 
 def _quantize(w: np.ndarray, bits: int, group_size, symmetric, quantizer) -> np.ndarray:
+    if bits == 0:
+        # pruned: the expert's output is absent
+        return np.zeros_like(w)
     if bits >= 16:
         # float16 storage: the reference weights are taken to be the float16 ones
         return w
@@ -207,12 +224,23 @@ def quantize_stack(stack: MoEStack, expert_bits: Any, *, router_bits: int = 16,
                    quantizer: Callable[..., Any] | None = None) -> QuantizedStack:
     """Quantize every expert of layer ``r`` to ``expert_bits[r][e]`` bits with RTN
     (:func:`accelsim.quant.quantize_rtn` unless ``quantizer`` is given); router and shared
-    experts at ``router_bits`` / ``shared_bits`` (16 = left in float)."""
+    experts at ``router_bits`` / ``shared_bits`` (16 = left in float). 0 expert bits prune
+    the expert (at least ``top_k`` per layer must survive)."""
     bits = np.asarray(expert_bits)
     want = (len(stack.layers), stack.num_experts)
     if bits.shape != want:
         raise ConfigError.single(f"expert bits must have shape {want} (layers, experts)",
                                  key="expert_bits", value=bits.shape)
+    alive = (bits != 0).sum(axis=1)
+    if alive.min() < stack.top_k:
+        r = int(np.argmin(alive))
+        raise ConfigError.single(f"layer {r} keeps {int(alive[r])} expert(s); the router "
+                                 f"needs top_k={stack.top_k} survivors", key="expert_bits",
+                                 value=int(alive[r]))
+    if int(router_bits) == 0 or int(shared_bits) == 0:
+        raise ConfigError.single("only routed experts may be pruned (0 bits)",
+                                 key="router_bits" if int(router_bits) == 0 else
+                                 "shared_bits", value=0)
     qz = quantizer or _default_quantizer()
     layers = []
     for r, lw in enumerate(stack.layers):
@@ -332,19 +360,25 @@ def _layer(st: MoEStack, lw: MoELayerWeights, ql: _QuantLayer, h: np.ndarray,
 
     # routing: float reference, deployed router at the float token, deployed at the real one
     z, zq, zm = x @ lw.router.T, x @ ql.router.T, xq @ ql.router.T
+    dead = ql.pruned
     qn = np.linalg.norm(ql.router, axis=1)
     radius = radius_from_logits(z, zq, pairwise_row_distances(ql.router), k,
                                 np.linalg.norm(x, axis=1) * qn.max())
     cert = eps_x < radius
     sel, _ = topk_indices(z, k)
+    if dead.any():
+        # the deployed router never selects a pruned expert (logit removed)
+        zm = np.where(dead[None, :], -np.inf, zm)
+        cert &= ~dead[sel].any(axis=1)
     selm, _ = topk_indices(zm, k)
     unchanged = np.all(np.sort(sel, axis=1) == np.sort(selm, axis=1), axis=1)
     g, gm = _gates(z, sel, st.gate), _gates(zm, selm, st.gate)
 
-    # experts that a token may use in the quantized run
+    # experts that a token may use in the quantized run (survivors only)
     half = eps_x[:, None] * qn[None, :]
-    kth_lb = -np.partition(-(zq - half), k - 1, axis=1)[:, k - 1]
-    cand = (zq + half) >= kth_lb[:, None]
+    lower = np.where(dead[None, :], -np.inf, zq - half)
+    kth_lb = -np.partition(-lower, k - 1, axis=1)[:, k - 1]
+    cand = ((zq + half) >= kth_lb[:, None]) & ~dead[None, :]
     chosen = np.zeros_like(cand)
     chosen[rows, sel] = True
     need = chosen | (cand & ~cert[:, None])
@@ -381,7 +415,9 @@ def _layer(st: MoEStack, lw: MoELayerWeights, ql: _QuantLayer, h: np.ndarray,
     # certified tokens keep their set, so only the selected experts can be reached
     reach = np.where(np.where(cert[:, None], chosen, cand), f_norm + bnd, 0.0).max(axis=1)
     err_unc = np.linalg.norm(moe, axis=1) + reach
-    err = np.where(cert, np.minimum(err_cert, err_unc), err_unc)
+    # plain softmax gates over fewer experts are all rescaled: only the uncertified bound
+    use_cert = cert if (st.gate == "softmax_topk" or not dead.any()) else np.zeros_like(cert)
+    err = np.where(use_cert, np.minimum(err_cert, err_unc), err_unc)
 
     for s, pair in enumerate(ql.shared):
         f = pair.forward(x)

@@ -10,7 +10,9 @@ two-layer ReLU network with ``m`` neurons and a fixed second layer ``a`` (half `
 
 Training minimises the logistic loss ``log(1 + exp(-y F))`` plus Switch's load-balancing
 term ``alpha E sum_e frac_e mean_prob_e`` with Adam (hand-written gradients). Everything is
-seeded.
+seeded. ``pruned`` (bool per expert) in :func:`forward` and :func:`accuracy` removes those
+experts: their router logits are dropped, so every patch goes to the best surviving expert
+with the softmax taken over the survivors.
 
 Examples
 --------
@@ -63,10 +65,13 @@ def routing(p: ToyParams, X: np.ndarray) -> np.ndarray:
     return np.argmax(X @ p.router.T, axis=-1)
 
 
-def _pass(p: ToyParams, X: np.ndarray, w: np.ndarray | None = None):
+def _pass(p: ToyParams, X: np.ndarray, w: np.ndarray | None = None, pruned=None):
     B, n, d = X.shape
     P = X.reshape(B * n, d)
-    probs = _softmax(P @ p.router.T)
+    logits = P @ p.router.T
+    if pruned is not None and np.any(pruned):
+        logits = np.where(np.asarray(pruned, dtype=bool)[None, :], -np.inf, logits)
+    probs = _softmax(logits)
     sel = np.argmax(probs, axis=1)
     rows = np.arange(P.shape[0])
     g = probs[rows, sel]
@@ -77,13 +82,16 @@ def _pass(p: ToyParams, X: np.ndarray, w: np.ndarray | None = None):
     return out, (P, probs, sel, g, pre, f, rows)
 
 
-def forward(p: ToyParams, X: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
-    """``F(X)`` per sample; ``w`` replaces the expert weights (e.g. dequantized ones)."""
-    return _pass(p, X, w)[0]
+def forward(p: ToyParams, X: np.ndarray, w: np.ndarray | None = None,
+            pruned=None) -> np.ndarray:
+    """``F(X)`` per sample; ``w`` replaces the expert weights (e.g. dequantized ones);
+    ``pruned`` experts are never selected (module docstring)."""
+    return _pass(p, X, w, pruned)[0]
 
 
-def accuracy(p: ToyParams, X: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> float:
-    return float(np.mean(np.sign(forward(p, X, w)) == y))
+def accuracy(p: ToyParams, X: np.ndarray, y: np.ndarray, w: np.ndarray | None = None,
+             pruned=None) -> float:
+    return float(np.mean(np.sign(forward(p, X, w, pruned)) == y))
 
 
 def loss_and_grads(p: ToyParams, X: np.ndarray, y: np.ndarray, aux: float = 0.01):

@@ -43,8 +43,15 @@ Edge attributes: ``elems`` (activation elements passed) and ``bytes`` (at 16-bit
 activations; the simulator rescales to the allocation's activation bits).
 
 Graph attributes: ``model`` (name), ``model_spec`` (the :class:`MoEModel`), ``moe_layers``
-(global layer index of each BitAllocation row), ``scenario`` (dict), ``tokens``,
-``total_macs``, ``weight_params`` (parameters of the weights the step may touch).
+(global layer index of each BitAllocation row), ``scenario`` (dict), ``scenario_spec`` (the
+:class:`Scenario` itself), ``tokens``, ``total_macs``, ``weight_params`` (parameters of the
+weights the step may touch), ``pruned`` ((MoE layer row, expert) pairs of the pruned
+experts) and ``rerouted_selections`` (trace selections of pruned experts moved to survivors).
+
+Pruned experts (``Scenario.pruned``, or 0-bit experts of ``alloc``) get no nodes at all:
+the router's top-k is over the survivors, whose expected loads grow
+(:meth:`Scenario.expert_load`). :func:`graph_for_allocation` returns the graph an allocation
+needs (the same graph, or one rebuilt with the allocation's pruned experts; cached).
 
 Examples
 --------
@@ -59,11 +66,12 @@ from __future__ import annotations
 from typing import Any
 
 import networkx as nx
+import numpy as np
 
 from .model import LayerInfo, MoEModel
-from .scenario import Scenario
+from .scenario import Scenario, Trace
 
-__all__ = ["build_graph", "graph_summary", "OP_TYPES"]
+__all__ = ["build_graph", "graph_summary", "graph_for_allocation", "OP_TYPES"]
 
 OP_TYPES = ("gemm", "attention", "norm", "router", "topk", "dispatch", "combine",
             "elementwise", "embed", "lm_head")
@@ -79,10 +87,16 @@ GELU_OPS = 8
 class _Builder:
     def __init__(self, model: MoEModel, scenario: Scenario):
         self.m, self.s = model, scenario
-        self.g = nx.DiGraph(model=model.name, scenario=scenario.to_dict(),
-                            tokens=scenario.tokens, model_spec=model,
-                            moe_layers=tuple(model.moe_layers))
         self.load = scenario.expert_load(model)
+        self.dead = scenario.pruned_mask(model)
+        sd = scenario.to_dict()
+        if isinstance(scenario.routing, Trace) and scenario.pruned:
+            sd["rerouted_selections"] = int(self.load.rerouted)
+        self.g = nx.DiGraph(model=model.name, scenario=sd,
+                            tokens=scenario.tokens, model_spec=model,
+                            moe_layers=tuple(model.moe_layers), scenario_spec=scenario,
+                            pruned=scenario.pruned,
+                            rerouted_selections=int(self.load.rerouted))
         self.row = {layer: r for r, layer in enumerate(model.moe_layers)}
 
     def node(self, nid: str, op: str, prev: list[str] | str | None, *, elems: float = 0.0,
@@ -187,6 +201,8 @@ class _Builder:
         outs = []
         row = self.row[L]
         for e in range(E):
+            if self.dead[row, e]:
+                continue            # pruned: never selected, no ops
             t = float(self.load.tokens[row, e])
             pa = float(self.load.p_active[row, e])
             outs.append(self.ffn(f"L{L}.E{e}", disp, t, p_active=pa, expert=e))
@@ -247,9 +263,79 @@ class _Builder:
         return g
 
 
-def build_graph(model: MoEModel, scenario: Scenario | None = None) -> nx.DiGraph:
-    """Build the op graph of one step of ``scenario`` (default: decode, batch 1)."""
-    return _Builder(model, scenario or Scenario()).build()
+def build_graph(model: MoEModel, scenario: Scenario | None = None, *,
+                alloc=None) -> nx.DiGraph:
+    """Build the op graph of one step of ``scenario`` (default: decode, batch 1).
+
+    ``alloc`` (a :class:`~accelsim.precision.BitAllocation`, optional): its 0-bit (pruned)
+    experts are pruned in the graph too, in addition to ``scenario.pruned``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from accelsim.workload import load_workload
+    >>> m = load_workload("mixtral-8x7b")
+    >>> mask = np.zeros((32, 8), bool); mask[:, 6:] = True
+    >>> g = build_graph(m, Scenario(batch=3, pruned=mask))
+    >>> "L0.E6.w1" in g, g.nodes["L0.E0.w1"]["m"]     # 3 tokens x top-2 over 6 experts
+    (False, 1.0)
+    """
+    scenario = scenario or Scenario()
+    if alloc is not None:
+        scenario = _with_alloc_pruning(model, scenario, alloc)
+    return _Builder(model, scenario).build()
+
+
+def _with_alloc_pruning(model, scenario: Scenario, alloc) -> Scenario:
+    dead = np.asarray(alloc.expert_bits) == 0
+    if not dead.any():
+        return scenario
+    return scenario.with_pruned(dead | scenario.pruned_mask(model))
+
+
+_REBUILT: dict[int, tuple[Any, dict]] = {}
+
+
+def graph_for_allocation(graph: nx.DiGraph, alloc) -> nx.DiGraph:
+    """The graph ``alloc`` can run on: ``graph`` itself when every expert ``alloc`` prunes
+    (0 bits) is already pruned in it, else ``graph`` rebuilt from its scenario with those
+    experts pruned too (cached per graph and pruned set, so repeated simulations lower it
+    once).
+
+    Raises
+    ------
+    ConfigError
+        ``alloc`` prunes experts and ``graph`` was not built by :func:`build_graph`.
+    """
+    bits = np.asarray(alloc.expert_bits)
+    if not (bits == 0).any():
+        return graph
+    want = {(int(r), int(e)) for r, e in np.argwhere(bits == 0)}
+    have = set(graph.graph.get("pruned", ()))
+    if want <= have:
+        return graph
+    scenario = graph.graph.get("scenario_spec")
+    model = graph.graph.get("model_spec")
+    if scenario is None or model is None:
+        from ..errors import ConfigError
+        raise ConfigError.single("the allocation prunes experts (0 bits) that the graph "
+                                 "routes to, and the graph cannot be rebuilt: build it with "
+                                 "accelsim.workload.build_graph(model, scenario, alloc=alloc)",
+                                 key="graph")
+    import weakref
+    key = id(graph)
+    hit = _REBUILT.get(key)
+    if hit is None or hit[0]() is not graph:
+        hit = (weakref.ref(graph, lambda _r, k=key: _REBUILT.pop(k, None)), {})
+        _REBUILT[key] = hit
+    pruned = tuple(sorted(want | have))
+    g = hit[1].get(pruned)
+    if g is None:
+        g = _Builder(model, scenario.with_pruned(pruned)).build()
+        if len(hit[1]) >= 4:    # keep the last few pruned sets per source graph
+            hit[1].pop(next(iter(hit[1])))
+        hit[1][pruned] = g
+    return g
 
 
 def graph_summary(g: nx.DiGraph) -> dict[str, Any]:

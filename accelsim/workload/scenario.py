@@ -10,6 +10,18 @@ and ``T`` tokens in the step, expert ``e`` expects ``T * q_e`` tokens and is act
 probability ``1 - (1 - q_e)^T``. A capacity factor ``c`` caps the tokens per expert at
 ``c * T * top_k / E`` (Switch Transformer).
 
+**Pruned experts** (``Scenario.pruned``, or a :class:`~accelsim.precision.BitAllocation`
+with 0-bit experts given to :func:`~accelsim.workload.build_graph`) are never selected: the
+router's top-k is taken over the surviving experts. Uniform, Zipf and explicit routing shares
+are set to 0 for pruned experts and renormalised over the survivors (so a survivor's
+expected load grows by ``1 / (1 - pruned share)``), then water-filled as above, so the
+expected tokens still sum to ``T * top_k``. A trace that routes a token to a pruned expert
+is re-routed: the token keeps its surviving choices, and each pruned choice goes to the next
+surviving expert in the layer's ranking. A trace records only each token's top-k, not the
+router's full ranking, so "next" is the layer's order of popularity in the trace (most
+selections first, ties to the lower id) among the survivors the token has not chosen yet.
+:attr:`ExpertLoad.rerouted` counts the selections moved.
+
 Examples
 --------
 >>> from accelsim.workload import load_workload
@@ -113,14 +125,52 @@ class Trace:
             raise ConfigError.single("trace has no tokens", file=self.source, key="expert_ids")
 
     def probabilities(self, num_layers: int, num_experts: int, seed: int) -> np.ndarray:
-        ids = self.expert_ids
-        counts = np.zeros((num_layers, num_experts))
-        for layer in range(num_layers):
-            counts[layer] = np.bincount(ids[:, layer, :].ravel(), minlength=num_experts)
-        return counts / counts.sum(axis=1, keepdims=True)
+        return _trace_shares(self.expert_ids, num_layers, num_experts)
+
+    def rerouted(self, pruned: np.ndarray) -> tuple[np.ndarray, int]:
+        """``(ids, moved)``: the trace with every selection of a pruned expert (``pruned``:
+        bool [moe layers, experts]) moved to the next surviving expert (module docstring),
+        and the number of selections moved."""
+        ids = np.array(self.expert_ids, dtype=np.int64, copy=True)
+        L, E = pruned.shape
+        moved = 0
+        for layer in range(L):
+            dead = pruned[layer]
+            if not dead.any():
+                continue
+            sel = ids[:, layer, :]
+            hit = dead[sel]
+            if not hit.any():
+                continue
+            moved += int(hit.sum())
+            counts = np.bincount(sel.ravel(), minlength=E)
+            rank = [e for e in np.lexsort((np.arange(E), -counts)) if not dead[e]]
+            rows = np.flatnonzero(hit.any(axis=1))
+            sub = sel[rows]
+            chosen = np.zeros((rows.size, E), dtype=bool)
+            rr, cc = np.nonzero(~hit[rows])
+            chosen[rr, sub[rr, cc]] = True
+            rank = np.asarray(rank, dtype=np.int64)
+            for j in range(sel.shape[1]):
+                r = np.flatnonzero(hit[rows, j])
+                if not r.size:
+                    continue
+                pick = rank[np.argmax(~chosen[r][:, rank], axis=1)]
+                sub[r, j] = pick
+                chosen[r, pick] = True
+            sel[rows] = sub
+            ids[:, layer, :] = sel
+        return ids, moved
 
 
 Routing = Union[Uniform, Zipf, Explicit, Trace]
+
+
+def _trace_shares(ids: np.ndarray, num_layers: int, num_experts: int) -> np.ndarray:
+    counts = np.zeros((num_layers, num_experts))
+    for layer in range(num_layers):
+        counts[layer] = np.bincount(ids[:, layer, :].ravel(), minlength=num_experts)
+    return counts / counts.sum(axis=1, keepdims=True)
 
 
 def load_trace(path: str | os.PathLike) -> Trace:
@@ -227,6 +277,7 @@ class ExpertLoad:
     probabilities: np.ndarray   # share of routed selections per expert (rows sum to 1)
     tokens: np.ndarray          # expected tokens per expert (after the capacity cap)
     p_active: np.ndarray        # probability that the expert receives >= 1 token
+    rerouted: int = 0           # trace selections of pruned experts moved to survivors
 
 
 @dataclass(frozen=True)
@@ -245,8 +296,10 @@ class Scenario:
     routing: Routing = field(default_factory=Uniform)
     capacity_factor: float | None = None
     seed: int = 0
+    pruned: tuple[tuple[int, int], ...] = ()
 
     def __post_init__(self):
+        object.__setattr__(self, "pruned", _pruned_pairs(self.pruned))
         problems = []
         if self.phase not in ("prefill", "decode"):
             problems.append(("phase", "must be 'prefill' or 'decode'", self.phase))
@@ -273,11 +326,50 @@ class Scenario:
         """Keys each query attends to at the end of the step."""
         return self.seq_len if self.phase == "prefill" else self.context + 1
 
+    def pruned_mask(self, model) -> np.ndarray:
+        """Bool [moe layers, experts]: the pruned experts; checked against ``model``
+        (indices in range, at least ``top_k`` survivors per layer)."""
+        L, E, k = model.num_moe_layers, model.moe.num_experts, model.moe.top_k
+        mask = np.zeros((L, E), dtype=bool)
+        for r, e in self.pruned:
+            if not (0 <= r < L and 0 <= e < E):
+                raise ConfigError.single(f"pruned expert (MoE layer row, expert) out of range "
+                                         f"for {model.name} ({L} x {E})", key="pruned",
+                                         value=(r, e))
+            mask[r, e] = True
+        alive = (~mask).sum(axis=1)
+        if L and alive.min() < k:
+            r = int(np.argmin(alive))
+            raise ConfigError.single(f"MoE layer {model.moe_layers[r]} keeps {int(alive[r])} "
+                                     f"expert(s); the router needs top_k={k} survivors",
+                                     key="pruned", value=int(alive[r]))
+        return mask
+
+    def with_pruned(self, mask) -> "Scenario":
+        """This scenario with ``mask`` (bool [moe layers, experts]) as its pruned experts."""
+        from dataclasses import replace
+        return replace(self, pruned=_pruned_pairs(mask))
+
     def expert_load(self, model) -> ExpertLoad:
         L, E, k = model.num_moe_layers, model.moe.num_experts, model.moe.top_k
         if isinstance(self.routing, Trace):
             self.routing.validate(L, E, k)
-        p = self.routing.probabilities(L, E, self.seed)
+        dead = self.pruned_mask(model)
+        moved = 0
+        if dead.any() and isinstance(self.routing, Trace):
+            ids, moved = self.routing.rerouted(dead)
+            p = _trace_shares(ids, L, E)
+        else:
+            p = self.routing.probabilities(L, E, self.seed)
+        if dead.any():
+            p = np.where(dead, 0.0, p)
+            total = p.sum(axis=1, keepdims=True)
+            if (total <= 0).any():
+                r = int(np.flatnonzero(total[:, 0] <= 0)[0])
+                raise ConfigError.single(f"the routing gives no share to the surviving "
+                                         f"experts of MoE layer {model.moe_layers[r]}",
+                                         key="pruned")
+            p = p / total
         # per-token selection probability, water-filled so that no q exceeds 1
         q = _selection_probabilities(p, k)
         T = self.tokens
@@ -287,7 +379,7 @@ class Scenario:
         if cf is not None:
             tokens = np.minimum(tokens, cf * T * k / E)
         p_active = 1.0 - (1.0 - q) ** T
-        return ExpertLoad(p, tokens, p_active)
+        return ExpertLoad(p, tokens, p_active, moved)
 
     def to_dict(self) -> dict:
         r = self.routing
@@ -296,10 +388,32 @@ class Scenario:
             rd["alpha"] = r.alpha
         if isinstance(r, Trace):
             rd["source"] = r.source
-        return {"phase": self.phase, "batch": self.batch, "seq_len": self.seq_len,
-                "context": self.context, "routing": rd,
-                "capacity_factor": self.capacity_factor, "seed": self.seed,
-                "tokens": self.tokens}
+        d = {"phase": self.phase, "batch": self.batch, "seq_len": self.seq_len,
+             "context": self.context, "routing": rd,
+             "capacity_factor": self.capacity_factor, "seed": self.seed,
+             "tokens": self.tokens}
+        if self.pruned:
+            d["pruned_experts"] = len(self.pruned)
+        return d
+
+
+def _pruned_pairs(pruned) -> tuple[tuple[int, int], ...]:
+    """``pruned`` as sorted (MoE layer row, expert) pairs: from a bool mask [layers, experts]
+    or from pairs."""
+    if pruned is None:
+        return ()
+    if isinstance(pruned, np.ndarray) and pruned.dtype == bool:
+        if pruned.ndim != 2:
+            raise ConfigError.single("pruned mask must be 2-D [MoE layers, experts]",
+                                     key="pruned", value=pruned.shape)
+        return tuple((int(r), int(e)) for r, e in np.argwhere(pruned))
+    try:
+        pairs = {(int(r), int(e)) for r, e in pruned}
+    except (TypeError, ValueError):
+        raise ConfigError.single("pruned must be a bool mask [MoE layers, experts] or "
+                                 "(layer row, expert) pairs", key="pruned",
+                                 value=type(pruned).__name__) from None
+    return tuple(sorted(pairs))
 
 
 def _selection_probabilities(p: np.ndarray, k: int) -> np.ndarray:

@@ -1,0 +1,451 @@
+"""``simulate_parts``: the share of one step that each device of a system runs.
+
+A :class:`DevicePart` names a pipeline stage's layers, a tensor-parallel degree and the share
+of every routed expert's tokens the device serves. :func:`simulate_parts` cuts the lowered
+op table (:mod:`accelsim.sim.lower`) of the whole step down to each part, scales what is
+split, and runs the single-chip stages (:mod:`accelsim.sim.stages`) per part with one engine
+call over the distinct GEMMs of all parts. Identical parts are simulated once.
+
+What a part holds (docs/simulator.md, "Device parts"):
+
+- the ops of its layers ``[first, last)``; the embedding lookup with ``embed``, the final norm
+  and ``lm_head`` with ``lm_head``; the weight tensors of its layers (routed experts only
+  where its share is > 0), the embedding table with ``embed`` and the final norm and
+  ``lm_head`` (or the tied table) with ``lm_head``;
+- **tensor parallelism** ``tp``: attention's q/k/v output columns (MLA: ``q_b``, ``kv_b``;
+  its shared low-rank ``q_a``/``kv_a`` are replicated) and ``o``'s input rows, the attention
+  op's work, dense FFN and shared-expert ``w1``/``w3`` columns and ``w2`` rows with their
+  activation op, and ``lm_head``'s vocabulary columns are divided by ``tp``; so are those
+  weights' bytes. K/V projections and the KV cache of grouped-query attention are divided by
+  ``min(tp, kv_heads)`` (a device holds whole KV heads; beyond that they are replicated);
+  MLA's compressed KV cache is replicated on every device of the group. Router, norms, the
+  embedding and the shared-expert gate are replicated. Shapes are rounded up to whole
+  rows/columns; MACs and bytes are the exact ``1 / tp`` share;
+- **expert share** ``s`` of routed expert ``e`` (its tokens are split between replicas, each
+  token to one of them): the device's copy gets ``s m`` expected tokens of the expert's ``m``
+  and runs with probability ``p' = p (1 - (1 - s)^M)``, ``M = max(m / p, 1)`` the expert's
+  tokens given that it runs (each of them lands here with probability ``s``); so ``p' = p``
+  at ``s = 1``, ``p' ~ s m`` for small ``s``, and the tokens given that the copy runs,
+  ``s m / p'``, are never below one. The layer's dispatch and combine move the device's share
+  ``sum_e s_e m_e / sum_e m_e`` of the routed token copies.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from typing import NamedTuple
+
+import numpy as np
+
+from ..errors import ConfigError, DoesNotFitError, Problem
+from ..precision import BitAllocation
+from . import stages as S
+from .core import SimOptions, _as_hw
+from .lower import OP, VECTOR_ROLE, IdentityCache, OpTable, phases, tensor_table
+from .mapping import hw_params
+from .result import SimResult
+
+__all__ = ["DevicePart", "simulate_parts"]
+
+
+@dataclass(frozen=True)
+class DevicePart:
+    """The share of one step that one device runs.
+
+    Parameters
+    ----------
+    layers : tuple of int
+        Transformer layers ``[first, last)`` of its pipeline stage.
+    tp : int
+        Tensor-parallel degree: attention heads (q/k/v/o, the attention op and its KV
+        cache), dense FFN, shared experts and lm_head are split ``tp`` ways; router and norms
+        are replicated; routed experts are never tp-split.
+    expert_share : numpy.ndarray or None
+        ``(n_moe_layers, n_experts)`` floats in [0, 1]: the share of each routed expert's
+        expected tokens this device serves (0: expert not on this device; replicas split
+        tokens). None: every expert of its layers at 1.0.
+    embed, lm_head : bool or None
+        Whether it runs the embedding lookup / the final norm and lm_head. None: iff the
+        part holds layer 0 / the last layer.
+    """
+
+    layers: tuple[int, int]
+    tp: int = 1
+    expert_share: np.ndarray | None = None
+    embed: bool | None = None
+    lm_head: bool | None = None
+
+
+def simulate_parts(hw, graph, alloc: BitAllocation | None, parts, *,
+                   residency: str = "hot-first", dataflow: str | None = None,
+                   staging_fraction: float = 0.25,
+                   full_pipeline: bool = False) -> list[SimResult]:
+    """One :class:`SimResult` per part: its memory plan, latency, energy (with this device's
+    static power for its own latency), weight bytes of the part only and ``layer_latency_s``.
+
+    Lowers once and runs the engine once over the distinct GEMMs of all parts; identical
+    parts are simulated once (the same result object is returned for each). A part with all
+    layers, ``tp=1``, every share 1.0, embed and lm_head gives exactly
+    :func:`accelsim.sim.simulate`.
+
+    Parameters
+    ----------
+    hw, graph, alloc, residency, dataflow, staging_fraction, full_pipeline
+        As for :func:`accelsim.sim.simulate`.
+    parts : sequence of DevicePart
+
+    Raises
+    ------
+    ConfigError
+        A bad option, allocation or part (layers out of range, ``tp`` < 1 or not dividing
+        the attention heads, shares of the wrong shape or outside [0, 1]).
+    DoesNotFitError
+        A part's weights do not fit the device.
+
+    Examples
+    --------
+    >>> import accelsim
+    >>> m = accelsim.load_workload("mixtral-8x7b")
+    >>> g = accelsim.build_graph(m, accelsim.Scenario(phase="decode", batch=8))
+    >>> a = accelsim.BitAllocation.uniform(m, 4)
+    >>> whole, half = simulate_parts("h100", g, a, [DevicePart((0, 32)), DevicePart((0, 16))])
+    >>> whole.latency_s == accelsim.simulate("h100", g, a).latency_s
+    True
+    >>> half.layer_latency_s.shape, bool(half.layer_latency_s[17:].sum() == 0)
+    ((34,), True)
+    """
+    hw = _as_hw(hw)
+    opts = SimOptions(residency, dataflow, staging_fraction, full_pipeline)
+    mask = opts.check(hw)
+    hp = hw_params(hw)
+    low = S.lower_step(hw, graph, alloc)
+    model = low.ot.model
+    parts = list(parts)
+    keys = [_check_part(model, i, p) for i, p in enumerate(parts)]
+    distinct: dict[tuple, int] = {}
+    for k in keys:
+        distinct.setdefault(k, len(distinct))
+    todo = list(distinct)
+    lows = [_part_lowered(low, _resolved(parts[keys.index(k)], model)) for k in todo]
+    pls = []
+    for j, pl_low in enumerate(lows):
+        try:
+            pls.append(S.place(hw, hp, pl_low, opts))
+        except DoesNotFitError as e:
+            i = keys.index(todo[j])
+            raise DoesNotFitError(f"part {i} ({_describe(parts[i])}): {e}") from None
+    jobs = [S.gemm_inputs(hw, hp, lw, pl) for lw, pl in zip(lows, pls)]
+    fronts = S.run_engine(hp, mask, low.a_bits, jobs, opts.full_pipeline)
+    results = [S.finish_step(hw, hp, lw, pl, job, fr, model.name, float(lw.t_bytes.sum()))
+               for lw, pl, job, fr in zip(lows, pls, jobs, fronts)]
+    return [results[distinct[k]] for k in keys]
+
+
+# ---------------------------------------------------------------------------- checks
+class _Resolved(NamedTuple):
+    first: int
+    last: int
+    tp: int
+    share: np.ndarray | None
+    embed: bool
+    lm_head: bool
+
+
+def _resolved(p: DevicePart, model) -> _Resolved:
+    first, last = int(p.layers[0]), int(p.layers[1])
+    embed = first == 0 if p.embed is None else bool(p.embed)
+    lm = last == model.total_layers if p.lm_head is None else bool(p.lm_head)
+    share = None if p.expert_share is None else np.asarray(p.expert_share, dtype=np.float64)
+    return _Resolved(first, last, int(p.tp), share, embed, lm)
+
+
+def _check_part(model, i: int, p) -> tuple:
+    """Validate part ``i``; returns its identity key (equal keys: identical parts)."""
+    key = f"parts[{i}]"
+    if not isinstance(p, DevicePart):
+        raise ConfigError.single("must be a DevicePart", key=key, value=type(p).__name__)
+    problems = []
+    n = model.total_layers
+    lay = p.layers
+    ok = (isinstance(lay, (tuple, list)) and len(lay) == 2
+          and all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in lay))
+    if not ok or not 0 <= lay[0] <= lay[1] <= n:
+        problems.append(Problem(f"must be (first, last) with 0 <= first <= last <= {n}",
+                                key=f"{key}.layers", value=lay))
+    heads = model.attention.num_heads
+    if isinstance(p.tp, bool) or not isinstance(p.tp, (int, np.integer)) or p.tp < 1 or (
+            heads % p.tp):
+        problems.append(Problem(f"must be a positive integer dividing the {heads} attention "
+                                "heads", key=f"{key}.tp", value=p.tp))
+    share = p.expert_share
+    if share is not None:
+        shape = (model.num_moe_layers, model.moe.num_experts)
+        arr = np.asarray(share)
+        if arr.shape != shape or arr.dtype.kind not in "fiu":
+            problems.append(Problem(f"must be a numeric array of shape {shape}",
+                                    key=f"{key}.expert_share", value=arr.shape))
+        elif not (np.isfinite(arr).all() and (arr >= 0).all() and (arr <= 1).all()):
+            problems.append(Problem("must be in [0, 1]", key=f"{key}.expert_share",
+                                    value=float(arr.min()) if (arr < 0).any() else
+                                    float(arr.max())))
+    if problems:
+        raise ConfigError(problems)
+    r = _resolved(p, model)
+    sh = None if r.share is None else r.share.tobytes()
+    return (r.first, r.last, r.tp, sh, r.embed, r.lm_head)
+
+
+def _describe(p: DevicePart) -> str:
+    return f"layers {p.layers[0]}..{p.layers[1]}, tp={p.tp}"
+
+
+# ---------------------------------------------------------------------------- op classes
+#: Op split classes: how an op's work divides under tensor parallelism.
+_REPL, _COL, _ROW, _KV_COL, _ATT, _ELEM = range(6)
+_COL_MATS = {"q", "q_b", "kv_b", "w1", "w3"}
+_ROW_MATS = {"o", "w2"}
+_TP_ROLES = {"attention", "dense_ffn", "shared"}
+_FFN_ACT = re.compile(r"\.(ffn|S\d+)\.act$")
+
+
+class _Info(NamedTuple):
+    """Per op table: each op's split class, owner (-2 embed, -1 final norm / lm_head, else
+    its layer), the MoE row of its layer (-1: not a MoE layer) and, for routed-expert ops,
+    ``row * n_experts + expert`` (-1 otherwise); names and roles as object arrays; the
+    expected tokens of every routed expert [rows x experts]. Per tensor: split class (0
+    replicated, 1 by tp, 2 by KV heads), layer (-2 embed table, -1 final norm / lm_head),
+    ``row * n_experts + expert`` (-1 unless a routed expert), role code and name."""
+
+    op_cls: np.ndarray
+    owner: np.ndarray
+    op_lrow: np.ndarray
+    op_flat: np.ndarray
+    names: np.ndarray
+    roles: np.ndarray
+    tokens: np.ndarray
+    t_cls: np.ndarray
+    t_layer: np.ndarray
+    t_flat: np.ndarray
+    t_vector: np.ndarray
+    t_names: np.ndarray
+
+
+_INFO = IdentityCache()
+
+
+def _info(ot: OpTable) -> _Info:
+    """:class:`_Info` of ``ot`` (cached per op table)."""
+    hit = _INFO.get(ot)
+    if hit is not None:
+        return hit
+    model = ot.model
+    tt = tensor_table(model)
+    E = model.moe.num_experts
+    t_cls, mats = _tensor_classes(model)
+    t_layer = tt.layer.copy()
+    t_layer[np.array([t.role == "embed" for t in model.tensors()])] = -2
+    oc = ot.op_code
+    op_cls = np.zeros(len(ot), np.int64)
+    op_cls[oc == OP["attention"]] = _ATT
+    op_cls[oc == OP["lm_head"]] = _COL
+    g = np.flatnonzero((oc == OP["gemm"]) & (ot.tensor >= 0))
+    for i in g[t_cls[ot.tensor[g]] > 0]:
+        tj = int(ot.tensor[i])
+        op_cls[i] = (_KV_COL if t_cls[tj] == 2 else _COL if mats[tj] in _COL_MATS
+                     else _ROW if mats[tj] in _ROW_MATS else _REPL)
+    for i in np.flatnonzero((oc == OP["elementwise"]) & (ot.expert < 0)):
+        if _FFN_ACT.search(ot.names[i]):
+            op_cls[i] = _ELEM
+    owner = np.where(ot.layer >= 0, ot.layer, np.where(oc == OP["embed"], -2, -1))
+    row_of = np.full(max(model.total_layers, 1), -1, np.int64)
+    row_of[list(model.moe_layers)] = np.arange(model.num_moe_layers)
+    op_lrow = np.where(ot.layer >= 0, row_of[np.maximum(ot.layer, 0)], -1)
+    routed = (ot.expert >= 0) & (op_lrow >= 0)
+    op_flat = np.where(routed, op_lrow * E + ot.expert, -1)
+    tokens = np.zeros(model.num_moe_layers * E)
+    gr = np.flatnonzero(routed & (oc == OP["gemm"]))
+    tokens[op_flat[gr]] = ot.tokens[gr]      # an expert's GEMMs all have its tokens
+    t_flat = np.where(tt.moe_row >= 0, tt.moe_row * E + tt.expert, -1)
+    info = _Info(op_cls, owner.astype(np.int64), op_lrow.astype(np.int64),
+                 op_flat.astype(np.int64), np.array(ot.names, dtype=object),
+                 np.array(ot.role, dtype=object), tokens.reshape(-1, E), t_cls, t_layer,
+                 t_flat.astype(np.int64), tt.role_code == VECTOR_ROLE,
+                 np.array(tt.names, dtype=object))
+    _INFO.put(ot, info)
+    return _INFO.get(ot)
+
+
+def _tensor_classes(model) -> tuple[np.ndarray, list]:
+    """Per tensor: split class (0 replicated, 1 by tp, 2 by KV heads) and matrix name."""
+    specs = model.tensors()
+    cls = np.zeros(len(specs), np.int64)
+    mats = []
+    for j, t in enumerate(specs):
+        mat = t.matrix if len(t.shape) == 2 and t.role not in ("norm", "bias") else None
+        mats.append(mat)
+        if mat is None:
+            continue
+        if t.role == "attention" and mat in ("k", "v"):
+            cls[j] = 2
+        elif (t.role == "attention" and mat in _COL_MATS | _ROW_MATS) or t.role in (
+                "dense_ffn", "shared", "lm_head"):
+            cls[j] = 1
+    return cls, mats
+
+
+# ---------------------------------------------------------------------------- the part
+def _kv_div(model, tp: int) -> int:
+    """Ways the KV heads (and K/V projections) split: whole heads per device."""
+    if model.attention.kind == "mla":
+        return 1
+    return min(tp, int(model.num_kv_heads))
+
+
+def _part_lowered(low: S.Lowered, r: _Resolved) -> S.Lowered:
+    """The part's :class:`~accelsim.sim.stages.Lowered`: its ops (scaled) and its tensors."""
+    ot = low.ot
+    info = _info(ot)
+    own = info.owner
+    take = ((own >= r.first) & (own < r.last)) | ((own == -2) & r.embed) | (
+        (own == -1) & r.lm_head)
+    flat_share = None if r.share is None else r.share.ravel()
+    if flat_share is not None:
+        ex = info.op_flat >= 0
+        take[ex] &= flat_share[info.op_flat[ex]] > 0
+    idx = np.flatnonzero(take)
+    tl = info.t_layer
+    t_take = ((tl >= r.first) & (tl < r.last)) | ((tl == -2) & r.embed) | (
+        (tl == -1) & r.lm_head)
+    if flat_share is not None:
+        ex = info.t_flat >= 0
+        t_take[ex] &= flat_share[info.t_flat[ex]] > 0
+    t_idx = np.flatnonzero(t_take)
+    kvd = _kv_div(ot.model, r.tp)
+    t_div = np.where(info.t_cls[t_idx] == 1, float(r.tp),
+                     np.where(info.t_cls[t_idx] == 2, float(kvd), 1.0))
+    sub = _sub_table(ot, idx, t_take, t_idx, info, r, kvd)
+    return S.Lowered(sub, low.bits[t_idx], low.t_bytes[t_idx] / t_div,
+                     low.t_numel[t_idx] / t_div, low.a_bits, low.kv_bits,
+                     info.t_names[t_idx])
+
+
+def _sub_table(ot: OpTable, idx, t_take, t_idx, info: _Info, r: _Resolved,
+               kvd: int) -> OpTable:
+    """The op table of the ops ``idx`` of ``ot``, scaled by tensor parallelism and expert
+    shares, with its own phases and tensor indices."""
+    f = {k: getattr(ot, k)[idx] for k in (
+        "m", "k", "n", "tokens", "p_active", "macs", "vector_ops", "in_elems", "out_elems",
+        "kv_elems", "kv_write_elems", "kv_resident", "att_m", "att_n")}
+    if r.share is not None:
+        _scale_experts(f, r.share.ravel(), info.op_flat[idx])
+        _scale_moe_traffic(ot, idx, f, r.share, info)
+    _scale_tp(f, info.op_cls[idx], float(r.tp), float(kvd))
+    remap = np.cumsum(t_take) - 1
+    tensor = ot.tensor[idx]
+    tensor = np.where(tensor >= 0, remap[np.maximum(tensor, 0)], -1)
+    wf = ot.weight_fraction[idx]
+    density = np.zeros(len(t_idx))
+    has_t = tensor >= 0
+    np.add.at(density, tensor[has_t], (f["p_active"] * wf)[has_t])
+    density[info.t_vector[t_idx]] = 1.0
+    depth, group = ot.depth[idx], ot.group[idx]
+    order, ptr, pgroup = phases(depth, group)
+    names = info.names[idx]
+    return replace(
+        ot, names=names, index=_LazyIndex(names), op_code=ot.op_code[idx],
+        layer=ot.layer[idx], expert=ot.expert[idx], role=info.roles[idx],
+        tensor=tensor, weight_fraction=wf, depth=depth, group=group,
+        att_k=ot.att_k[idx], tensor_density=density, phase_order=order, phase_ptr=ptr,
+        phase_group=pgroup, **f)
+
+
+class _LazyIndex(dict):
+    """``OpTable.index`` built on first use (the stages never read it)."""
+
+    def __init__(self, names):
+        super().__init__()
+        self._names = names
+        self._built = False
+
+    def _build(self):
+        if not self._built:
+            self._built = True
+            self.update({nm: i for i, nm in enumerate(self._names)})
+
+    def __getitem__(self, k):
+        self._build()
+        return super().__getitem__(k)
+
+    def __contains__(self, k):
+        self._build()
+        return super().__contains__(k)
+
+    def __iter__(self):
+        self._build()
+        return super().__iter__()
+
+    def __len__(self):
+        self._build()
+        return super().__len__()
+
+    def get(self, k, default=None):
+        self._build()
+        return super().get(k, default)
+
+
+def _scale_experts(f: dict, share: np.ndarray, flat: np.ndarray) -> None:
+    """Routed-expert ops at share ``s``: expected work ``s x``, run probability
+    ``p (1 - (1 - s)^M)`` with ``M = max(tokens / p, 1)`` (module docstring)."""
+    ex = np.flatnonzero(flat >= 0)
+    se = share[flat[ex]]
+    keep = se < 1.0
+    ex, se = ex[keep], se[keep]
+    if not len(ex):
+        return
+    p = f["p_active"][ex]
+    M = np.maximum(f["tokens"][ex] / np.where(p > 0, p, 1.0), 1.0)
+    f["p_active"][ex] = p * (1.0 - (1.0 - se) ** M)
+    for k in ("m", "tokens", "macs", "vector_ops", "in_elems", "out_elems"):
+        f[k][ex] *= se
+
+
+def _scale_moe_traffic(ot: OpTable, idx, f: dict, share: np.ndarray, info: _Info) -> None:
+    """Dispatch and combine of a MoE layer move the part's share ``sum_e s_e m_e / sum_e
+    m_e`` of the routed token copies."""
+    oc = ot.op_code[idx]
+    rows = info.op_lrow[idx]
+    disp = np.flatnonzero((oc == OP["dispatch"]) & (rows >= 0))
+    comb = np.flatnonzero((oc == OP["combine"]) & (rows >= 0))
+    if not (len(disp) or len(comb)):
+        return
+    tok = info.tokens
+    tot = tok.sum(axis=1)
+    frac = np.where(tot > 0, (tok * share).sum(axis=1) / np.where(tot > 0, tot, 1.0), 0.0)
+    f["out_elems"][disp] *= frac[rows[disp]]
+    f["in_elems"][comb] *= frac[rows[comb]]
+    f["vector_ops"][comb] *= frac[rows[comb]]
+
+
+def _scale_tp(f: dict, cls: np.ndarray, tp: float, kvd: float) -> None:
+    """Divide the tensor-parallel ops' work (module docstring); shapes to whole columns."""
+    if tp == 1.0:
+        return
+    col, row, kvc = cls == _COL, cls == _ROW, cls == _KV_COL
+    att, elem = cls == _ATT, cls == _ELEM
+    for mask, d in ((col, tp), (kvc, kvd)):
+        f["n"][mask] = np.ceil(f["n"][mask] / d)
+        f["macs"][mask] /= d
+        f["out_elems"][mask] /= d
+    f["k"][row] = np.ceil(f["k"][row] / tp)
+    f["macs"][row] /= tp
+    f["in_elems"][row] /= tp
+    for k in ("vector_ops", "in_elems", "out_elems"):
+        f[k][elem] /= tp
+    for k in ("macs", "vector_ops", "in_elems", "out_elems"):
+        f[k][att] /= tp
+    for k in ("kv_elems", "kv_write_elems", "kv_resident"):
+        f[k][att] /= kvd
+    f["att_m"][att] = np.maximum(f["att_m"][att] * kvd / tp, 1.0)
+    f["att_n"][att] = np.ceil(f["att_n"][att] / kvd)
+

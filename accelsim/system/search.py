@@ -17,7 +17,7 @@ from typing import Any
 from ..errors import ConfigError, DoesNotFitError, InfeasibleError
 from .load import load_system
 from .plan import enumerate_plans
-from .simulate import _part_key, compose, prepare
+from .simulate import _equivalence_key, compose, prepare
 
 __all__ = ["search_plans", "OBJECTIVES", "pareto_rows", "min_devices"]
 
@@ -54,16 +54,6 @@ def _row(res, dp: int = 1, plan_text: str | None = None) -> dict[str, Any]:
             "tokens_per_s_per_device": tps / devices, "bound": res.bound}
 
 
-def _dominates(a: dict, b: dict) -> bool:
-    ge = (a["devices"] <= b["devices"] and a["latency_s"] <= b["latency_s"]
-          and a["tokens_per_s"] >= b["tokens_per_s"]
-          and a["energy_per_token_j"] <= b["energy_per_token_j"])
-    gt = (a["devices"] < b["devices"] or a["latency_s"] < b["latency_s"]
-          or a["tokens_per_s"] > b["tokens_per_s"]
-          or a["energy_per_token_j"] < b["energy_per_token_j"])
-    return ge and gt
-
-
 def pareto_rows(rows: list[dict]) -> list[dict]:
     """The rows no other row dominates, by devices then latency.
 
@@ -72,7 +62,17 @@ def pareto_rows(rows: list[dict]) -> list[dict]:
     >>> [x["devices"] for x in pareto_rows([r(1, 2, 1, 1), r(2, 1, 2, 1), r(2, 3, 1, 2)])]
     [1, 2]
     """
-    out = [a for a in rows if not any(_dominates(b, a) for b in rows if b is not a)]
+    import numpy as np
+    if not rows:
+        return []
+    M = np.array([[r["devices"], r["latency_s"], -r["tokens_per_s"], r["energy_per_token_j"]]
+                  for r in rows], dtype=float)
+    keep = []
+    for i in range(len(rows)):        # dominated: another row as good in all, better in one
+        ge = (M <= M[i]).all(axis=1)
+        gt = (M < M[i]).any(axis=1)
+        keep.append(not (ge & gt).any())
+    out = [r for r, k in zip(rows, keep) if k]
     seen, uniq = set(), []
     for a in out:   # plans with equal figures: the first (the simplest) stands for them
         k = (a["devices"], a["latency_s"], a["tokens_per_s"], a["energy_per_token_j"])
@@ -138,24 +138,28 @@ def search_plans(system, graph, alloc=None, *, devices: int | None = None,
         except (DoesNotFitError, ConfigError):
             infeasible += 1
     opts = dict(options)
-    flat = [part for prep in preps for sp in prep.parts for part in sp]
+    stats = preps[0].stats if preps else None
+    keys = [[_equivalence_key(q, stats, graph, alloc, opts) for q in prep.all_parts()]
+            for prep in preps]
+    flat = [q for prep in preps for q in prep.all_parts()]
     try:
-        _run_parts(system, graph, alloc, flat, opts, cache)
+        _run_parts(system, graph, alloc, flat, opts, cache, stats,
+                   keys=[k for ks in keys for k in ks], aligned=False)
         batch_ok = True
     except DoesNotFitError:
         batch_ok = False
     rows = []
-    for prep in preps:
-        parts = [part for sp in prep.parts for part in sp]
+    for prep, ks in zip(preps, keys):
         try:
             if batch_ok:
-                results = [cache[_part_key(q, graph, alloc, opts)] for q in parts]
+                results = [cache[k] for k in ks]
             else:
-                results = _run_parts(system, graph, alloc, parts, opts, cache)
+                results = _run_parts(system, graph, alloc, prep.all_parts(), opts, cache,
+                                     stats, keys=ks, aligned=False)
         except DoesNotFitError:
             infeasible += 1
             continue
-        res = compose(prep, results)
+        res = compose(prep, results, memo)
         for dp in range(1, top // res.devices + 1):
             if res.devices * dp in counts:
                 text = res.plan.replace(",dp=1,", f",dp={dp},")

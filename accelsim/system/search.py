@@ -126,9 +126,11 @@ def search_plans(system, graph, alloc=None, *, devices: int | None = None,
     acct = alloc if alloc is not None else BitAllocation.uniform(model, 16)
     least = min_devices(system, model, acct)
     counts = {devices} if devices else set(range(least, top + 1))
+    # dp = 1 plans on any count that divides an allowed one (dp replicas are derived)
     plans = [p for p in enumerate_plans(model, top, devices_per_node=system.devices_per_node,
-                                        exact=devices is not None, microbatches=microbatches)
-             if p.dp == 1 and p.devices >= least]
+                                        exact=False, microbatches=microbatches)
+             if p.dp == 1 and p.devices >= least
+             and any(c % p.devices == 0 for c in counts)]
     memo: dict = {}
     cache = {} if cache is None else cache
     preps, infeasible = [], 0

@@ -219,7 +219,7 @@ class BitAllocation:
         defaults = {"attention": o, "shared": o, "dense_ffn": o, "router": 16,
                     "embeddings": 16}
         defaults.update(kwargs.pop("defaults", {}))
-        arr = np.full((model.num_moe_layers, model.moe.num_experts), int(bits))
+        arr = np.full((model.num_moe_layers, model.num_experts), int(bits))
         return cls(model.name, arr, defaults=defaults, method=kwargs.pop("method", "uniform"),
                    **kwargs)
 
@@ -292,7 +292,7 @@ class BitAllocation:
         if self.model_name not in (model.name, "*"):
             problems.append(Problem(f"allocation is for model '{self.model_name}', not "
                                     f"'{model.name}'", file=file, key="model"))
-        want = (model.num_moe_layers, model.moe.num_experts)
+        want = (model.num_moe_layers, model.num_experts)
         if self.expert_bits.shape != want:
             problems.append(Problem(
                 f"must have {want[0]} rows (MoE layers) of {want[1]} experts for "

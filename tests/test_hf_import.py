@@ -250,7 +250,7 @@ def test_switch_untied_has_an_lm_head():
 
 def test_unsupported_architecture_names_file_key_and_supported(tmp_path):
     path = tmp_path / "config.json"
-    path.write_text(json.dumps({"architectures": ["LlamaForCausalLM"], "model_type": "llama",
+    path.write_text(json.dumps({"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2",
                                 "hidden_size": 4096}))
     with pytest.raises(UnsupportedModelError) as info:
         load_workload(str(path))
@@ -258,14 +258,14 @@ def test_unsupported_architecture_names_file_key_and_supported(tmp_path):
     assert isinstance(err, ConfigError)
     assert err.file == str(path) and err.key == "architectures"
     msg = str(err)
-    assert "LlamaForCausalLM" in msg
+    assert "GPT2LMHeadModel" in msg
     for arch in SUPPORTED_ARCHITECTURES:
         assert arch in msg
 
 
 def test_unsupported_model_type():
     with pytest.raises(UnsupportedModelError) as info:
-        from_hf_config({"model_type": "llama"}, file="c.json")
+        from_hf_config({"model_type": "gpt2"}, file="c.json")
     assert info.value.key == "model_type" and "qwen2_moe" in str(info.value)
 
 
@@ -371,5 +371,7 @@ def test_key_mapping_table_lists_the_documented_keys():
     assert {"n_routed_experts", "n_shared_experts", "moe_intermediate_size",
             "first_k_dense_replace", "moe_layer_freq", "q_lora_rank", "kv_lora_rank",
             "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "topk_method"} <= keys
+    assert {"intermediate_size", "num_key_value_heads", "attention_bias", "mlp_bias"} <= {
+        row[0] for row in hf_key_mapping("LlamaForCausalLM")}
     with pytest.raises(KeyError):
-        hf_key_mapping("LlamaForCausalLM")
+        hf_key_mapping("GPT2LMHeadModel")

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1] / "accelsim"
 
 #: Top to bottom: a stage may import only stages before it (docs/ARCHITECTURE.md).
 ORDER = ("errors", "units", "_io", "_version", "config", "presets", "hw", "workload",
-         "precision", "kernels", "quant", "sim", "system", "alloc", "theory", "fidelity",
+         "precision", "packing", "kernels", "quant", "sim", "system", "alloc", "theory", "fidelity",
          "sweep", "plot", "report", "cli")
 
 

@@ -67,13 +67,46 @@ def test_gemm(run_cli):
     assert d["model"] is None and d["macs"] == 64 * 256 * 256
 
 
+@pytest.mark.parametrize("gs,scale_groups", [(None, 1), ("none", 1), ("128", 2), ("64", 4)])
+def test_gemm_group_size(run_cli, gs, scale_groups):
+    # 256 x 256 int8 weights: 1 B a weight, plus per output row and group of K a 16-bit
+    # scale and an 8-bit zero point (3 B); default 128: two groups of 128 along K = 256
+    args = ["simulate", "--hw", "gemmini", "--gemm", "64,256,256", "--format", "json"]
+    if gs is not None:
+        args += ["--group-size", gs]
+    rc, out, err = run_cli(*args)
+    assert rc == 0, err
+    groups = 2 if gs is None else scale_groups
+    assert json.loads(out)["weight_bytes"] == 256 * 256 + 256 * groups * 3
+
+
+@pytest.mark.parametrize("frac", ["0.5", "1"])
+def test_gemm_and_workload_staging_fraction(run_cli, frac):
+    # gemmini keeps the fraction of its 256 KiB scratchpad for tiles (the accumulator, which
+    # holds only outputs, is all staging)
+    rc, out, err = run_cli("simulate", "--hw", "gemmini", "--gemm", "16,4096,1024",
+                           "--staging-fraction", frac, "--format", "json")
+    assert rc == 0, err
+    st = json.loads(out)["staging_bytes_by_level"]
+    assert st == {"accumulator": 65536.0, "scratchpad": 262144 * float(frac), "dram": 0.0}
+    rc, out, err = run_cli("simulate", "--hw", "h100", "--workload", "mixtral-8x7b", "--bits",
+                           "4", "--staging-fraction", frac, "--format", "json")
+    assert rc == 0, err
+    m = load_workload("mixtral-8x7b")
+    r = simulate("h100", build_graph(m, Scenario()), BitAllocation.uniform(m, 4),
+                 staging_fraction=float(frac))
+    assert json.loads(out)["latency_s"] == pytest.approx(r.latency_s, rel=1e-12)
+    assert json.loads(out)["staging_bytes_by_level"] == r.staging_bytes_by_level
+
+
 def test_alloc_file_and_routing(run_cli, tmp_path):
     m = load_workload("mixtral-8x7b")
     a = BitAllocation.uniform(m, 3)
     path = tmp_path / "alloc.yaml"
     a.save(path, m)
     rc, out, err = run_cli("simulate", "--hw", "h100", "--workload", "mixtral-8x7b", "--alloc",
-                           str(path), "--routing", "zipf:1.2", "--format", "json")
+                           str(path), "--routing", "zipf:1.2", "--format", "json",
+                           "--packing", "dense")
     assert rc == 0, err
     r = simulate("h100", build_graph(m, Scenario(routing=__import__(
         "accelsim.workload", fromlist=["Zipf"]).Zipf(1.2))), a)
@@ -106,10 +139,21 @@ def test_out_file(run_cli, tmp_path):
     (("--hw", "gemmini", "--gemm", "4,4,4", "--dataflow", "output_stationary", "--hw",
       "northpole"), "northpole supports weight_stationary"),
     (("--hw", "nopole", "--gemm", "4,4,4"), "unknown accelerator preset"),
+    (("--hw", "gemmini", "--gemm", "4,4,4", "--group-size", "0"),
+     "--group-size: must be an integer in 1..1048576"),
+    (("--hw", "gemmini", "--gemm", "4,4,4", "--group-size", "12x"),
+     "--group-size: must be an integer"),
+    (("--hw", "gemmini", "--workload", "mixtral-8x7b", "--group-size", "-3"),
+     "--group-size: must be an integer"),
+    (("--hw", "gemmini", "--gemm", "4,4,4", "--staging-fraction", "0"), "--staging-fraction"),
+    (("--hw", "gemmini", "--gemm", "4,4,4", "--staging-fraction", "1.5"), "--staging-fraction"),
+    (("--hw", "gemmini", "--gemm", "4,4,4", "--staging-fraction", "half"),
+     "--staging-fraction"),
 ])
 def test_errors_are_one_line_exit_2(run_cli, args, msg):
     rc, out, err = run_cli("simulate", *args)
     assert rc == 2 and msg in err and "Traceback" not in err and out == ""
+    assert len(err.strip().splitlines()) == 1, err
 
 
 def test_subprocess_entry_point():
@@ -118,3 +162,38 @@ def test_subprocess_entry_point():
                        text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["compute_cycles"] > 0
+
+
+def test_output_states_what_ran(run_cli):
+    rc, out, err = run_cli("simulate", "--hw", "spyre", "--workload", "mixtral-8x7b", "--bits",
+                           "3", "--batch", "8", "--context", "64")
+    assert rc == 0, err
+    head = out.splitlines()[:2]
+    assert "decode, batch 8, context 64" in head[0]
+    assert "uniform 3-bit" in head[1] and "experts 3 average bits, stored as 4" in head[1]
+    assert "native packing" in head[1] and "KV cache 16 bits" in head[1]
+    # spyre's MAC arrays take 4/8/16-bit weights: the 3-bit ones are padded, with a warning
+    assert "3->4" in out
+
+
+def test_packing_native_pads_and_dense_does_not(run_cli):
+    args = ("simulate", "--hw", "spyre", "--workload", "mixtral-8x7b", "--bits", "3",
+            "--format", "json")
+    native = json.loads(run_cli(*args)[1])
+    dense = json.loads(run_cli(*args, "--packing", "dense")[1])
+    m = load_workload("mixtral-8x7b")
+    # native on a 4/8/16-bit array stores 3-bit weights exactly as 4-bit ones
+    assert native["weight_bytes"] == BitAllocation.uniform(m, 4).weight_bytes(m)
+    assert dense["weight_bytes"] == BitAllocation.uniform(m, 3).weight_bytes(m)
+    assert native["run"]["packing"] == "native" and dense["run"]["packing"] == "dense"
+    assert native["run"]["stored_average_expert_bits"] == 4
+    assert any("3->4" in w for w in native["warnings"])
+    assert any("--packing native" in w for w in dense["warnings"])
+
+
+def test_gemm_packing(run_cli):
+    rc, out, err = run_cli("simulate", "--hw", "spyre", "--gemm", "8,256,256", "--bits", "3",
+                           "--format", "json")
+    d = json.loads(out)
+    assert d["run"] == {"weight_bits": 3, "packing": "native", "stored_weight_bits": 4}
+    assert d["weight_bytes"] == simulate_gemm("spyre", 8, 256, 256, w_bits=4).weight_bytes

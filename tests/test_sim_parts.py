@@ -231,3 +231,43 @@ def test_part_never_faster_than_its_roofline(case, data):
     assert r.latency_s >= r.offchip_bytes / max(off.read_bandwidth_bytes_per_s, off.write_bw) * (
         1 - 1e-9)
     assert r.layer_latency_s.sum() == pytest.approx(r.latency_s, rel=1e-9)
+
+
+def test_batched_parts_and_relabelled_parts():
+    """Several distinct parts run as one batch: the whole part among them is still exactly
+    ``simulate``; parts that differ only in which experts they hold (uniform bits, uniform
+    routing) give equal numbers and each its own op names."""
+    m = accelsim.load_workload("mixtral-8x7b")
+    g = accelsim.build_graph(m, accelsim.Scenario(phase="decode", batch=8, context=64))
+    a = accelsim.BitAllocation.uniform(m, 4)
+    E = m.moe.num_experts
+    lo, hi = np.zeros((m.num_moe_layers, E)), np.zeros((m.num_moe_layers, E))
+    lo[:, : E // 2], hi[:, E // 2:] = 1.0, 1.0
+    parts = [DevicePart((0, 8)), DevicePart((0, 32)), DevicePart((8, 32), tp=2),
+             DevicePart((0, 32), expert_share=lo), DevicePart((0, 32), expert_share=hi)]
+    r = simulate("spyre", g, a)
+    out = simulate_parts("spyre", g, a, parts)
+    whole = out[1]
+    for k in ("latency_s", "cycles", "energy_j", "weight_bytes", "bytes_by_level",
+              "energy_breakdown_j", "noc_cycles", "busy_cycles"):
+        assert getattr(whole, k) == getattr(r, k), k
+    assert np.array_equal(whole.ops["start_cycle"], r.ops["start_cycle"])
+    p, q = out[3], out[4]
+    assert p.latency_s == q.latency_s and p.energy_j == q.energy_j
+    assert set(p.ops["expert"].dropna()) == set(range(E // 2))
+    assert set(q.ops["expert"].dropna()) == set(range(E // 2, E))
+    assert all(".E0." not in w for w in q.ops["weight"].dropna())
+    assert p.weight_bytes + q.weight_bytes == pytest.approx(
+        r.weight_bytes + _bytes(m, a, lambda t: t.role != "expert"), rel=1e-12)
+
+
+def test_tied_lm_head_holds_the_table():
+    """Switch ties lm_head to the embedding table: the last stage holds the table too."""
+    m = accelsim.load_workload("switch-base-64")
+    g = accelsim.build_graph(m, accelsim.Scenario(phase="decode", batch=4, context=32))
+    a = accelsim.BitAllocation.uniform(m, 8)
+    n = m.total_layers
+    (p,) = simulate_parts("h100", g, a, [DevicePart((n - 2, n))])
+    assert list(p.ops.loc[p.ops["op"] == "lm_head", "weight"]) == ["embed"]
+    assert p.weight_bytes == pytest.approx(_bytes(
+        m, a, lambda t: t.layer is None or n - 2 <= t.layer < n), rel=1e-12)

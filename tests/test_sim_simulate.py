@@ -32,7 +32,9 @@ def mixtral():
 @pytest.fixture(scope="module")
 def decode16(mixtral):
     g = build_graph(mixtral, Scenario(phase="decode", batch=16, context=256))
-    return g, simulate(load_hw("h100"), g, BitAllocation.uniform(mixtral, 4))
+    # the ideal roofline: the bound below is a property of the peaks, not of the calibrated
+    # efficiency model (whose kernel overheads dominate this step)
+    return g, simulate(load_hw("h100"), g, BitAllocation.uniform(mixtral, 4), ideal=True)
 
 
 def small_model(**moe):

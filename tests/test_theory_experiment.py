@@ -85,8 +85,12 @@ def test_small_experiment_rows_and_reproducibility():
     cfg = ExperimentConfig(data="synthetic", seeds=2, bits=(2.0, 2.5), steps=40, samples=300)
     rows = run_experiment(cfg)
     assert rows == run_experiment(cfg)               # seeded
-    keys = {"data", "method", "avg_bits", "accuracy", "accuracy_std", "seeds"}
+    keys = {"data", "method", "avg_bits", "accuracy", "accuracy_std", "seeds", "per_seed"}
     assert all(set(r) == keys for r in rows)
+    for r in rows:   # mean and sample std are those of the per-seed values
+        assert r["accuracy"] == pytest.approx(sum(r["per_seed"]) / 2)
+        assert r["accuracy_std"] == pytest.approx(abs(r["per_seed"][0] - r["per_seed"][1])
+                                                  / 2 ** 0.5)
     methods = {(r["method"], r["avg_bits"]) for r in rows}
     assert ("uniform", 2.5) not in methods and ("uniform", 2.0) in methods
     assert ("router-norm", 2.5) in methods and ("float", 32.0) in methods
@@ -159,3 +163,17 @@ def test_cli_theory_subprocess():
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[0].startswith("layer,")
+
+
+def test_cli_progress_goes_to_stderr(run_cli):
+    rc, out, err = run_cli("theory", "experiment", "--seeds", "2", "--bits", "2", "--steps",
+                           "5", "--samples", "100", "--format", "json")
+    assert rc == 0, err
+    assert "seed 1/2 done" in err and "seed 2/2 done" in err
+    assert "seed" not in out.split("[", 1)[0]         # stdout is the result alone
+    import json
+    assert json.loads(out)
+    rc, out, err = run_cli("theory", "certify", "--workload", "mixtral-8x7b", "--alloc", "3",
+                           "--layers", "2", "--tokens", "8", "--format", "json")
+    assert rc == 0, err
+    assert "certified layer 2/2" in err and json.loads(out)["layers"]

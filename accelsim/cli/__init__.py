@@ -24,7 +24,7 @@ __all__ = ["main", "cli"]
 COMMANDS = {
     "hw": "hw", "workload": "workload", "simulate": "simulate", "allocate": "allocate",
     "theory": "theory", "sweep": "sweep", "plot": "plot", "validate": "validate",
-    "system": "system", "plan": "plan",
+    "system": "system", "plan": "plan", "fidelity": "fidelity",
 }
 
 

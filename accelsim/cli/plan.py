@@ -42,6 +42,10 @@ __all__ = ["command"]
               help="Micro-batches in flight (default: the number of pipeline stages).")
 @click.option("--batch", type=click.IntRange(1, 1 << 24), default=1, show_default=True,
               help="Sequences per micro-batch.")
+@click.option("--packing", type=click.Choice(["native", "dense"]), default="native",
+              show_default=True,
+              help="How weights of widths the chip does not compute on are stored (as for "
+                   "'accelsim simulate').")
 @click.option("--phase", type=click.Choice(["prefill", "decode"]), default="decode",
               show_default=True)
 @click.option("--context", type=click.IntRange(0, 1 << 24), default=0, show_default=True)
@@ -53,7 +57,8 @@ __all__ = ["command"]
 @click.option("--out", type=click.Path(dir_okay=False), default=None, metavar="FILE",
               help="Write here instead of stdout (atomically).")
 def command(system, workload, bits, alloc_path, devices, max_devices, latency_budget,
-            objective, microbatches, batch, phase, context, seq_len, routing, seed, fmt, out):
+            objective, microbatches, batch, packing, phase, context, seq_len, routing, seed,
+            fmt, out):
     """Search the parallelism plans (pp, tp, ep, dp) and device counts of SYS for WL: the
     best plan and the Pareto table of devices, per-token latency, tokens/s and energy per
     token."""
@@ -85,6 +90,8 @@ def command(system, workload, bits, alloc_path, devices, max_devices, latency_bu
     alloc = (BitAllocation.load(alloc_path, model) if alloc_path is not None
              else BitAllocation.uniform(model, bits or 16))
     scenario.expert_load(model)
+    from ..packing import packed
+    alloc = packed(alloc, sys_.hw.cores.mac_array.weight_bits, packing)
     res = search_plans(sys_, build_graph(model, scenario), alloc, devices=devices,
                        max_devices=max_devices, latency_budget_s=budget, objective=objective,
                        microbatches=microbatches)

@@ -39,6 +39,25 @@ def _parse_gemm(text: str) -> tuple[float, int, int]:
     return m, k, n
 
 
+def _parse_group_size(text: str | None) -> int | None | str:
+    """``--group-size``: a positive integer, or ``none`` (one scale per output row);
+    ``"default"`` when not given."""
+    if text is None:
+        return "default"
+    t = text.strip().lower()
+    if t in ("none", "null", "row"):
+        return None
+    try:
+        g = int(t)
+    except ValueError:
+        g = 0
+    if not 1 <= g <= 1 << 20:
+        raise ConfigError.single("must be an integer in 1..1048576 (weights per scale along "
+                                 "K) or 'none' (one scale per output row)",
+                                 key="--group-size", value=text)
+    return g
+
+
 def _check_combination(hw, workload, gemm, bits, alloc, ops, fmt) -> None:
     problems = []
     if gemm is None and workload is None:
@@ -105,9 +124,54 @@ def _system_tables(res) -> str:
             + "\n\nper link level:\n" + render_table(list(res.per_link), lcols))
 
 
-def _render(res, fmt: str, ops: bool) -> str:
+def _run_description(alloc, alloc_path, bits, packing, stored) -> dict:
+    """What the run used: bits, allocation, packing (printed and in the JSON)."""
+    if alloc is None:  # one GEMM
+        return {"weight_bits": bits, "packing": packing, "stored_weight_bits": stored}
+    d = {"allocation": alloc_path or f"uniform {bits or 16}-bit",
+         "method": alloc.method,
+         "average_expert_bits": round(alloc.average_expert_bits(), 4),
+         "other_bits": {k: int(v) for k, v in alloc.defaults.items()},
+         "activation_bits": alloc.activation_bits, "kv_bits": alloc.kv_bits,
+         "packing": packing}
+    if stored is not None and stored is not alloc:
+        d["stored_average_expert_bits"] = round(stored.average_expert_bits(), 4)
+        d["stored_other_bits"] = {k: int(v) for k, v in stored.defaults.items()}
+    return d
+
+
+def _describe(run: dict, res) -> str:
+    sc = res.scenario
+    phase = sc.get("phase", "")
+    shape = (f"batch {sc.get('batch')}, context {sc.get('context')}" if phase == "decode"
+             else f"batch {sc.get('batch')}, prompt {sc.get('seq_len')} tokens")
+    routing = sc.get("routing")
+    if isinstance(routing, dict):
+        routing = routing.get("kind", "") + "".join(
+            f" {k}={v}" for k, v in routing.items() if k != "kind")
+    if "allocation" not in run:
+        return (f"{res.hw}: one GEMM, weights {run['weight_bits']}-bit ({run['packing']} "
+                f"packing: stored at {run['stored_weight_bits']} bits), residency "
+                f"{res.residency}")
+    act = run["activation_bits"] if run["activation_bits"] is not None else "chip default"
+    stored = (f", stored as {run['stored_average_expert_bits']:g}"
+              if "stored_average_expert_bits" in run else "")
+    return (f"{res.hw}: {res.model}, {phase}, {shape}"
+            + (f", routing {routing}" if routing not in (None, "uniform") else "")
+            + f"\nallocation {run['allocation']} (method {run['method']}): experts "
+              f"{run['average_expert_bits']:g} average bits{stored} ({run['packing']} "
+              f"packing), attention {run['other_bits'].get('attention')}, router "
+              f"{run['other_bits'].get('router')}, embeddings "
+              f"{run['other_bits'].get('embeddings')} bits; activations {act}, KV cache "
+              f"{run['kv_bits']} bits; residency {res.residency}")
+
+
+def _render(res, fmt: str, ops: bool, run: dict | None = None) -> str:
     if fmt == "json":
-        return to_json(res.to_dict(ops=ops))
+        d = res.to_dict(ops=ops)
+        if run is not None:
+            d["run"] = run
+        return to_json(d)
     if fmt == "csv":
         if ops:
             df = res.ops
@@ -118,7 +182,8 @@ def _render(res, fmt: str, ops: bool) -> str:
             row = {"devices": res.devices, "plan": res.plan, **row,
                    "energy_per_token_j": res.energy_per_token_j}
         return _csv([row], list(row))
-    head = (f"{res.hw}: " + (f"{res.model}, " if res.model else "")
+    head = (_describe(run, res) if run is not None else
+            f"{res.hw}: " + (f"{res.model}, " if res.model else "")
             + ", ".join(f"{k}={v}" for k, v in res.scenario.items() if k != "routing")
             + f", residency {res.residency}")
     text = head + "\n\n" + render_table(res.summary_rows(), ["quantity", "value"])
@@ -176,6 +241,18 @@ def _render(res, fmt: str, ops: bool) -> str:
               show_default=True, help="Where weights live (docs/simulator.md).")
 @click.option("--dataflow", type=click.Choice(_DATAFLOWS), default=None,
               help="Force a dataflow (default: the fastest the array supports, per GEMM).")
+@click.option("--group-size", "group_size", metavar="N|none", default=None,
+              help="Weights per scale and zero point along K, or 'none' for one per output "
+                   "row (default: the allocation's; 128).")
+@click.option("--staging-fraction", type=click.FloatRange(0.0, 1.0, min_open=True),
+              default=0.25, show_default=True,
+              help="Share of each staging buffer kept for double-buffered tiles, in (0, 1] "
+                   "(docs/simulator.md).")
+@click.option("--packing", type=click.Choice(["native", "dense"]), default="native",
+              show_default=True,
+              help="native: quantized weights stored padded to the widths the chip's MAC "
+                   "arrays compute on (3 -> 4 bits on a 2/4/8-bit array); dense: packed "
+                   "back to back at their own width (docs/simulator.md).")
 @format_option("table", "json", "csv")
 @click.option("--ops", "with_ops", is_flag=True,
               help="Add the per-op table (json: key 'ops'; csv: the op table instead of "
@@ -183,8 +260,8 @@ def _render(res, fmt: str, ops: bool) -> str:
 @click.option("--out", type=click.Path(dir_okay=False), default=None, metavar="FILE",
               help="Write here instead of stdout (atomically).")
 def command(hw_name, system, plan, devices, workload, gemm, bits, alloc_path, activation_bits,
-            kv_bits, batch, phase, context, seq_len, routing, seed, residency, dataflow, fmt,
-            with_ops, out):
+            kv_bits, batch, phase, context, seq_len, routing, seed, residency, dataflow,
+            group_size, staging_fraction, packing, fmt, with_ops, out):
     """Simulate one inference step of WL (or one GEMM) on HW or on a system SYS: latency,
     throughput, energy, memory footprint per level and traffic (with --system also per
     device and per link level)."""
@@ -192,20 +269,27 @@ def command(hw_name, system, plan, devices, workload, gemm, bits, alloc_path, ac
     _check_system(hw_name, system, gemm, plan, devices)
     _check_combination(hw_name, workload, gemm, bits, alloc_path, with_ops, fmt)
     check_out_path(out)
+    gs = _parse_group_size(group_size)
     if system is not None:
         from ..system import load_system, parse_plan
         sys_ = load_system(system)
         if devices is not None:
             sys_ = sys_.first(devices)
         plan = parse_plan(plan) if plan is not None else None
-        hw = sys_
+        hw = sys_.hw
     else:
         hw = load_hw(hw_name)
     if gemm is not None:
         from ..sim import simulate_gemm
+        from ..packing import padded_width
         m, k, n = _parse_gemm(gemm)
-        res = simulate_gemm(hw, m, k, n, w_bits=bits or 8, a_bits=activation_bits,
-                            dataflow=dataflow, residency=residency)
+        w = bits or 8
+        stored_w = padded_width(w, hw.cores.mac_array.weight_bits) if packing == "native" else w
+        res = simulate_gemm(hw, m, k, n, w_bits=stored_w, a_bits=activation_bits,
+                            dataflow=dataflow, residency=residency,
+                            group_size=128 if gs == "default" else gs,
+                            staging_fraction=float(staging_fraction))
+        run = _run_description(None, None, w, packing, stored_w)
     else:
         from ..precision import BitAllocation
         from ..sim import simulate
@@ -222,17 +306,27 @@ def command(hw_name, system, plan, devices, workload, gemm, bits, alloc_path, ac
             changes["activation_bits"] = activation_bits
         if kv_bits is not None:
             changes["kv_bits"] = kv_bits
+        if gs != "default":
+            changes["group_size"] = gs
         if changes:
             alloc = replace(alloc, **changes)
         scenario.expert_load(model)  # routing problems surface before any work
+        from ..packing import packed, packing_warning
+        widths = hw.cores.mac_array.weight_bits
+        warn = packing_warning(alloc, widths, hw.name, packing)
+        stored = packed(alloc, widths, packing)
         graph = build_graph(model, scenario)
         if system is not None:
             from ..system import check_plan
             from ..system.simulate import simulate_system
             if plan is not None:
-                check_plan(plan, model, hw.num_devices, hw.name)
-            res = simulate_system(hw, graph, alloc, plan, residency=residency,
-                                  dataflow=dataflow)
+                check_plan(plan, model, sys_.num_devices, sys_.name)
+            res = simulate_system(sys_, graph, stored, plan, residency=residency,
+                                  dataflow=dataflow, staging_fraction=float(staging_fraction))
         else:
-            res = simulate(hw, graph, alloc, residency=residency, dataflow=dataflow)
-    emit(_render(res, fmt, with_ops), out)
+            res = simulate(hw, graph, stored, residency=residency, dataflow=dataflow,
+                           staging_fraction=float(staging_fraction))
+        if warn:
+            res = replace(res, warnings=tuple(res.warnings) + (warn,))
+        run = _run_description(alloc, alloc_path, bits, packing, stored)
+    emit(_render(res, fmt, with_ops, run), out)

@@ -22,7 +22,9 @@ MEANINGS: dict[tuple[str, str], str] = {
                                "`chip`, then at most one `offchip`; at least one holds weights",
     ("Accelerator", "dma"): "DMA engines that move tiles between levels",
     ("Accelerator", "noc"): "network on chip; required when `cores.count` > 1",
-    ("Accelerator", "energy"): "MAC energy and static power",
+    ("Accelerator", "energy"): "MAC energy, static power and rated power",
+    ("Accelerator", "efficiency"): "achievable shares of the peaks and fixed overheads, "
+                                   "calibrated on the measured set; none = the ideal roofline",
     ("Accelerator", "sources"): "citations for the numbers of the file",
     ("Accelerator", "uncertain"): "key paths of this file whose values are estimates "
                                   "(`memory[1].read_bandwidth`); each must name a key present",
@@ -70,6 +72,16 @@ MEANINGS: dict[tuple[str, str], str] = {
     ("MemoryLevel", "read_energy"): "energy per byte read",
     ("MemoryLevel", "write_energy"): "energy per byte written; none = `read_energy`",
     ("MemoryLevel", "holds"): "kinds of data the residency planner may place in the level",
+    ("MemoryLevel", "ports"): "`offchip` only: separate ports or channels, each serving some "
+                              "kinds of data at its own bandwidth (every kind the level holds "
+                              "by exactly one); none = one stream shared by all, at the "
+                              "level's bandwidth",
+    ("Port", "name"): "port name, unique in the level",
+    ("Port", "read_bandwidth"): "read bandwidth of the port; transfers on different ports "
+                                "overlap, on one port they queue",
+    ("Port", "write_bandwidth"): "write bandwidth of the port; none = its `read_bandwidth`",
+    ("Port", "serves"): "kinds of data (`weights`, `activations`, `outputs`, `kv`) moved "
+                        "through this port",
     ("Dma", "setup"): "fixed cost to start one transfer",
     ("Dma", "channels"): "transfers in flight at once",
     ("Noc", "topology"): "shape of the network, for hop counts",
@@ -83,7 +95,20 @@ MEANINGS: dict[tuple[str, str], str] = {
                                       "multiply + 0.1 pJ add, times `process_factor`",
     ("EnergyModel", "vector_op_energy"): "energy of one vector-unit operation; none = the "
                                          "simulator's default",
-    ("EnergyModel", "static_power"): "power drawn for the whole run time",
+    ("EnergyModel", "static_power"): "power drawn for the whole run time (idle power: from a "
+                                     "measured idle or a published figure)",
+    ("EnergyModel", "rated_power"): "rated power or TDP; a step whose average power exceeds "
+                                    "it gets a warning; none = not checked",
+    ("Efficiency", "offchip_bandwidth"): "share of the off-chip level's peak read and write "
+                                         "bandwidth that streams achieve",
+    ("Efficiency", "mac_rate"): "share of the peak MAC rate that GEMMs achieve",
+    ("Efficiency", "attention_mac_rate"): "share of the peak MAC rate that attention "
+                                          "achieves; none = `mac_rate`",
+    ("Efficiency", "kernel_overhead"): "fixed time per op that runs (one kernel: launch and "
+                                       "synchronisation), added to its phase",
+    ("Efficiency", "step_overhead"): "fixed host time per simulated step (scheduling, "
+                                     "sampling, framework)",
+    ("Efficiency", "calibrated_on"): "ids of the measured-set rows the values were fitted to",
     ("Source", "id"): "short name the file's comments refer to",
     ("Source", "cite"): "the citation",
     ("Source", "url"): "where to read it",

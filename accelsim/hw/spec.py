@@ -18,6 +18,7 @@ True
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Annotated, Literal, Union
 
 from pydantic import Field, model_validator
@@ -26,7 +27,8 @@ from ..config import Bounded, Quantity, Spec
 
 __all__ = [
     "BitSerial", "BitParallel", "Fixed", "Arithmetic", "MacArray", "VectorUnit", "Cores",
-    "MemoryLevel", "Dma", "Noc", "EnergyModel", "Source", "Accelerator", "SCOPES",
+    "MemoryLevel", "Port", "Dma", "Noc", "EnergyModel", "Efficiency", "Source", "Accelerator",
+    "SCOPES",
 ]
 
 Bits = Bounded(int, 1, 16)
@@ -36,6 +38,9 @@ Holds = Literal["weights", "activations", "outputs", "kv"]
 # Horowitz, ISSCC 2014, 45 nm 0.9 V (../shared/reference/hardware.md).
 HOROWITZ_INT8_MULT_J = 0.2e-12
 HOROWITZ_INT32_ADD_J = 0.1e-12
+
+
+_IDEAL: dict = {}   # id(accelerator) -> (weakref, the same without its efficiency model)
 
 
 def _pow2_ceil(bits: int) -> int:
@@ -189,6 +194,21 @@ class Cores(Spec):
     vector_unit: VectorUnit = Field(default_factory=VectorUnit)
 
 
+class Port(Spec):
+    """One port (or channel group) of the off-chip level with its own bandwidth: transfers of
+    the kinds of data it serves queue on it, and transfers on different ports overlap."""
+
+    name: str = Field(min_length=1, max_length=64)
+    read_bandwidth_bytes_per_s: Quantity("bandwidth") = Field(alias="read_bandwidth")
+    write_bandwidth_bytes_per_s: Quantity("bandwidth") | None = Field(
+        default=None, alias="write_bandwidth")
+    serves: list[Holds] = Field(min_length=1)
+
+    @property
+    def write_bw(self) -> float:
+        return self.write_bandwidth_bytes_per_s or self.read_bandwidth_bytes_per_s
+
+
 class MemoryLevel(Spec):
     """One memory level. ``scope: core`` levels exist once per core (capacity and bandwidth
     per core); ``chip`` levels are shared; ``offchip`` is DRAM/HBM/LPDDR."""
@@ -206,10 +226,42 @@ class MemoryLevel(Spec):
         default=None, alias="write_energy")
     holds: list[Holds] = Field(default_factory=lambda: ["weights", "activations", "outputs",
                                                         "kv"], min_length=1)
+    ports: list[Port] | None = Field(default=None, min_length=1, max_length=4)
+
+    @model_validator(mode="after")
+    def _check_ports(self):
+        if self.ports is None:
+            return self
+        if self.scope != "offchip":
+            raise ValueError("ports: only an offchip level has ports")
+        names = [p.name for p in self.ports]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"ports: names must be unique (repeated: {', '.join(dup)})")
+        served = [k for p in self.ports for k in p.serves]
+        twice = sorted({k for k in served if served.count(k) > 1})
+        if twice:
+            raise ValueError(f"ports: each kind of data is served by one port (served twice: "
+                             f"{', '.join(twice)})")
+        missing = [k for k in self.holds if k not in served]
+        if missing:
+            raise ValueError(f"ports: every kind the level holds needs a port (none serves: "
+                             f"{', '.join(missing)})")
+        extra = sorted(set(served) - set(self.holds))
+        if extra:
+            raise ValueError(f"ports: serve only kinds the level holds (not held: "
+                             f"{', '.join(extra)})")
+        return self
 
     @property
     def write_bw(self) -> float:
         return self.write_bandwidth_bytes_per_s or self.read_bandwidth_bytes_per_s
+
+    def port_of(self, kind: str) -> int:
+        """Index of the port serving ``kind`` (0 when the level has no ports)."""
+        if not self.ports:
+            return 0
+        return next((i for i, p in enumerate(self.ports) if kind in p.serves), 0)
 
     @property
     def write_energy(self) -> float:
@@ -234,12 +286,15 @@ class Noc(Spec):
 
 
 class EnergyModel(Spec):
-    """MAC energy and static power.
+    """MAC energy, static power and the rated power.
 
     MAC energy at 8x8 bits defaults to Horowitz's 45 nm int8 multiply (0.2 pJ) plus an int32
     add (0.1 pJ), times ``process_factor``; other precisions scale the multiplier part with
     the product of operand widths and the adder part linearly (the simulator's energy model,
-    docs/simulator.md).
+    docs/simulator.md). ``static_power`` is charged for the whole step: take it from a
+    measured idle (or published) figure, not from the rated power. ``rated_power`` (TDP or
+    board power) is only checked against: a step whose average power exceeds it gets a
+    warning in ``SimResult.warnings``.
     """
 
     process_factor: Bounded(float, 1e-4, 100.0) = 1.0
@@ -247,12 +302,42 @@ class EnergyModel(Spec):
     vector_op_energy_j: Quantity("energy") | None = Field(default=None, alias="vector_op_energy")
     static_power_w: Quantity("power", allow_zero=True) = Field(default=0.0,
                                                                alias="static_power")
+    rated_power_w: Quantity("power") | None = Field(default=None, alias="rated_power")
 
     @property
     def mac_8b(self) -> float:
         if self.mac_energy_8b_j is not None:
             return self.mac_energy_8b_j
         return (HOROWITZ_INT8_MULT_J + HOROWITZ_INT32_ADD_J) * self.process_factor
+
+
+class Efficiency(Spec):
+    """What real kernels and serving software achieve of the peaks (calibrated on the
+    measured set, ``measured/``; docs/fidelity.md).
+
+    ``offchip_bandwidth``: the fraction of the off-chip level's peak read and write bandwidth
+    that streams achieve; ``mac_rate``: the fraction of the peak MAC rate GEMMs achieve and
+    ``attention_mac_rate`` the fraction attention achieves (default: ``mac_rate``);
+    ``kernel_overhead``: fixed time per op (one kernel: launch and synchronisation), charged
+    on the step's critical path for every op that runs (times its probability of running);
+    ``step_overhead``: fixed host time per step (scheduling, sampling, framework).
+    Fractions are at most 1 and overheads at least 0, so an efficiency model never makes a
+    step faster than the ideal roofline. ``calibrated_on`` names the measured-set rows the
+    values were fitted to.
+    """
+
+    offchip_bandwidth: Bounded(float, 0.01, 1.0) = 1.0
+    mac_rate: Bounded(float, 0.01, 1.0) = 1.0
+    attention_mac_rate: Bounded(float, 0.01, 1.0) | None = None
+    kernel_overhead_s: Quantity("time", allow_zero=True) = Field(default=0.0,
+                                                                 alias="kernel_overhead")
+    step_overhead_s: Quantity("time", allow_zero=True) = Field(default=0.0,
+                                                               alias="step_overhead")
+    calibrated_on: list[str] = Field(default_factory=list)
+
+    @property
+    def attention_rate(self) -> float:
+        return self.mac_rate if self.attention_mac_rate is None else self.attention_mac_rate
 
 
 class Source(Spec):
@@ -273,6 +358,8 @@ class Accelerator(Spec):
     dma: Dma = Field(default_factory=Dma)
     noc: Noc | None = None
     energy: EnergyModel = Field(default_factory=EnergyModel)
+    #: None: the ideal roofline (no measurements to calibrate against)
+    efficiency: Efficiency | None = None
     sources: list[Source] = Field(default_factory=list)
     uncertain: list[str] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
@@ -298,6 +385,20 @@ class Accelerator(Spec):
             raise ValueError(f"noc.dims {self.noc.dims} give {math.prod(self.noc.dims)} "
                              f"cores, but cores.count is {self.cores.count}")
         return self
+
+    def ideal(self) -> "Accelerator":
+        """This accelerator without its efficiency model (the ideal roofline); the same
+        object when it has none. Cached per object, so the simulator's per-accelerator
+        caches keep working."""
+        if self.efficiency is None:
+            return self
+        hit = _IDEAL.get(id(self))
+        if hit is not None and hit[0]() is self:
+            return hit[1]
+        out = self.model_copy(update={"efficiency": None})
+        key = id(self)
+        _IDEAL[key] = (weakref.ref(self, lambda _r, k=key: _IDEAL.pop(k, None)), out)
+        return out
 
     # ------------------------------------------------------------------ derived quantities
     def level_capacity(self, level: MemoryLevel) -> float:

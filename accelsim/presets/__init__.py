@@ -1,9 +1,10 @@
-"""Packaged presets: accelerator YAMLs (``hwconfigs/``), system YAMLs (``hwconfigs/systems/``)
-and MoE model YAMLs (``workloads/``).
+"""Packaged presets: accelerator YAMLs (``hwconfigs/``), system YAMLs (``hwconfigs/systems/``),
+model YAMLs (``workloads/``) and the measured set (``measured/``, read by
+:mod:`accelsim.fidelity`).
 
-The directories live at the top of the repository; ``hwconfigs`` and ``workloads`` here are
-symbolic links to them, so that a wheel built from the checkout carries the files inside the
-package and ``--hw northpole`` works from a non-editable install.
+The directories live at the top of the repository; ``hwconfigs``, ``workloads`` and
+``measured`` here are symbolic links to them, so that a wheel built from the checkout carries
+the files inside the package and ``--hw northpole`` works from a non-editable install.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from ..errors import ConfigError, did_you_mean
 
 __all__ = ["preset_dir", "list_presets", "resolve"]
 
-_KINDS = {"hw": "hwconfigs", "workload": "workloads", "system": "hwconfigs/systems"}
+_KINDS = {"hw": "hwconfigs", "workload": "workloads", "system": "hwconfigs/systems",
+          "measured": "measured"}
 
 
 def preset_dir(kind: str) -> Path:

@@ -8,7 +8,12 @@ the report. Nothing here prints; progress goes through an optional callback.
 Published figures compared against are those of Chowdhury et al. (ICLR 2026, "Efficient
 Quantization of Mixture-of-Experts with Theoretical Generalization Guarantees") as quoted
 in the project's issue tracker: Mixtral-8x7B at FP16 96.8 GB, uniform 3-bit 19.3 GB, mixed
-2.75 / 2.5 / 2.125-bit 17.7 / 16.1 / 13.8 GB, uniform 2-bit 13.1 GB.
+2.75 / 2.5 / 2.125-bit 17.7 / 16.1 / 13.8 GB, uniform 2-bit 13.1 GB; average accuracy
+(the paper's Mixtral-8x7B table) FP16 72.72, uniform 3-bit 70.85, router-norm 2.75 / 2.5 /
+2.125 bits 70.01 / 68.38 / 64.26, uniform 2-bit 58.73.
+
+The verdict of every claim comes from a rule of :mod:`accelsim.report.verdicts` (a pure
+function of the measured numbers, tested to reach each of its outcomes).
 """
 
 from __future__ import annotations
@@ -24,20 +29,29 @@ import pandas as pd
 
 from ..errors import DoesNotFitError
 from ..precision import BitAllocation
+from . import verdicts as V
+from .verdicts import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
 
 __all__ = ["ValidateConfig", "Section", "Claim", "size_section", "latency_section",
            "bandwidth_section", "fit_section", "overhead_section", "accuracy_section",
-           "guarantee_section", "PAPER_SIZES_GB", "SUPPORTED", "NOT_SUPPORTED",
-           "INCONCLUSIVE"]
-
-SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE = "supported", "not supported", "inconclusive"
+           "guarantee_section", "routing_section", "PAPER_SIZES_GB", "PAPER_ACCURACY",
+           "PMQ_PUBLISHED_SECONDS", "SUPPORTED", "NOT_SUPPORTED", "INCONCLUSIVE"]
 
 #: Mixtral-8x7B model sizes the paper reports (GB), by allocation label.
 PAPER_SIZES_GB = {"fp16": 96.8, "uniform-3": 19.3, "router-norm-2.75": 17.7,
                   "router-norm-2.5": 16.1, "router-norm-2.125": 13.8, "uniform-2": 13.1}
 
-#: Relative difference within which a reproduced size "agrees" with the paper.
-SIZE_TOLERANCE = 0.05
+#: Mixtral-8x7B average accuracy (%) the paper reports, by allocation label (Chowdhury et
+#: al., ICLR 2026): values accelsim cannot measure without the model and its benchmarks.
+PAPER_ACCURACY = {"fp16": 72.72, "uniform-3": 70.85, "router-norm-2.75": 70.01,
+                  "router-norm-2.5": 68.38, "router-norm-2.125": 64.26, "uniform-2": 58.73}
+
+#: PMQ's published allocation cost (MC-MoE, Huang et al., ICLR 2025), in seconds, for
+#: Mixtral-8x7B. None: the stored sources searched (the MC-MoE paper's abstract and
+#: reviews) do not state it, and accelsim does not invent one.
+PMQ_PUBLISHED_SECONDS: float | None = None
+PMQ_SOURCE = ("MC-MoE (Huang et al., ICLR 2025, arXiv:2410.06270): no allocation time found "
+              "in the sources accelsim's authors could search")
 
 
 @dataclass(frozen=True)
@@ -54,6 +68,13 @@ class ValidateConfig:
     mixed_bits: tuple[float, ...] = (2.75, 2.5, 2.125)
     uniform_bits: tuple[int, ...] = (4, 3, 2)
     seed: int = 0
+    #: how quantized weights are stored on each chip (accelsim.packing): ``native`` pads
+    #: widths the MAC arrays do not compute on to the next supported one
+    packing: str = "native"
+    #: seeds of the accuracy experiment (full run; quick runs use 4)
+    accuracy_seeds: int = 8
+    #: Zipf exponent of the skewed-routing case
+    zipf_alpha: float = 1.2
 
 
 @dataclass(frozen=True)
@@ -121,6 +142,27 @@ def allocations(model, cfg: ValidateConfig) -> dict[str, BitAllocation]:
 # ----------------------------------------------------------------------------- model size
 
 
+#: Named storage accountings: (name, zero points, attention/shared/dense bits, unit).
+SIZE_ACCOUNTINGS = tuple(
+    (f"zero {z}, attention {a}-bit, {u}", z, a, u)
+    for z in ("uint8", "none", "fp16") for a in (4, 16) for u in ("GB", "GiB"))
+
+
+def _accounted(alloc: BitAllocation, zero: str, attention: int) -> BitAllocation:
+    """``alloc`` counted another way (quantized allocations only; FP16 stays FP16)."""
+    from dataclasses import replace
+    if int(alloc.expert_bits.max()) >= 16:
+        return alloc
+    ch: dict = {}
+    if zero == "none":
+        ch["symmetric"] = True
+    elif zero == "fp16":
+        ch["zero_bits"] = 16
+    if attention == 16:
+        ch["defaults"] = dict(alloc.defaults, attention=16, shared=16, dense_ffn=16)
+    return replace(alloc, **ch) if ch else alloc
+
+
 def size_section(cfg: ValidateConfig, progress: Progress = _noop) -> Section:
     from ..workload import load_workload
     sec = Section("Model size")
@@ -143,54 +185,74 @@ def size_section(cfg: ValidateConfig, progress: Progress = _noop) -> Section:
     fp16 = df[df.allocation == "fp16"].set_index("model")["weight_bytes"]
     df["reduction_vs_fp16"] = df.apply(lambda r: fp16[r.model] / r.weight_bytes, axis=1)
     sec.tables["model_size"] = df
-    mix = df[df.model == cfg.model].set_index("allocation")
-    for label, paper in PAPER_SIZES_GB.items():
-        if label not in mix.index:
-            continue
-        got = float(mix.loc[label, "weight_gb"])
-        rel = (got - paper) / paper
-        verdict = SUPPORTED if abs(rel) <= SIZE_TOLERANCE else NOT_SUPPORTED
-        why = _size_explanation(label, got, paper)
+    model = load_workload(cfg.model)
+    allocs = allocations(model, cfg)
+    measured: dict[str, dict[str, float]] = {}
+    for acc, zero, attn, unit in SIZE_ACCOUNTINGS:
+        div = 1e9 if unit == "GB" else 2.0**30
+        measured[acc] = {lb: _accounted(allocs[lb], zero, attn).weight_bytes(model) / div
+                         for lb in PAPER_SIZES_GB if lb in allocs}
+    verdicts, consensus = V.size_accounting(PAPER_SIZES_GB, measured)
+    acc_rows = [{"accounting": a, **{lb: v for lb, v in m.items()}} for a, m in
+                measured.items()]
+    acc_df = pd.DataFrame([{"accounting": "paper", **PAPER_SIZES_GB}] + acc_rows)
+    sec.tables["model_size_accountings"] = acc_df
+    params = model.param_counts()["total_params"]
+    for label, v in verdicts.items():
+        extra = ""
+        if label == "fp16":
+            extra = (f" At 2 bytes per parameter accelsim counts {params / 1e9:.2f}e9 "
+                     f"parameters ({params * 2 / 1e9:.2f} GB, {params * 2 / 2**30:.2f} GiB); "
+                     f"{PAPER_SIZES_GB[label]:g} GB would need "
+                     f"{PAPER_SIZES_GB[label] * 1e9 / 2 / 1e9:.2f}e9.")
         sec.claims.append(Claim(
-            f"{cfg.model} weights at {label} take {paper} GB", round(got, 3), paper, verdict,
-            f"accelsim counts every tensor (codes + fp16 scale and uint8 zero per 128 "
-            f"weights, fp16 norms, embeddings and router at 16 bits, attention at 4 bits in "
-            f"quantized rows): {got:.2f} GB, {rel:+.1%} vs the paper. {why}"))
+            f"{cfg.model} weights at {label} take {PAPER_SIZES_GB[label]} GB",
+            round(float(measured[SIZE_ACCOUNTINGS[0][0]][label]), 3), PAPER_SIZES_GB[label],
+            v.verdict, v.explanation + "." + extra))
     sec.figures["model_size"] = _size_figure(df)
+    sec.text.append(
+        "Sizes count every tensor. The default accounting (first row below) stores each "
+        "quantized matrix as codes plus an fp16 scale and a uint8 zero point per 128 weights "
+        "(no zero point at 1 bit), attention, shared experts and dense FFNs at 4 bits in "
+        "quantized rows, embeddings, lm_head, router and norms at 16 bits. Each other row "
+        "changes one thing the paper does not state: the zero-point format, whether "
+        "attention stays at 16 bits, and GB vs GiB. A row of the paper is `supported` when "
+        "the accounting that matches the most rows (" + (consensus or "none matches any")
+        + ") matches it within half the paper's last printed digit. Sizes here are dense "
+        "(the size on disk); the latency section stores them as each chip computes on them.")
+    sec.text.append(_table_md(acc_df))
     sec.text.append(_table_md(df[["model", "allocation", "avg_expert_bits", "weight_gb",
                                   "expert_gb", "other_gb", "bits_per_param",
                                   "reduction_vs_fp16", "paper_gb"]]))
     return sec
 
 
-def _size_explanation(label: str, got: float, paper: float) -> str:
-    if label == "fp16":
-        return ("46.70e9 parameters x 2 bytes = 93.4 GB; 96.8 GB would need 48.4e9 "
-                "parameters. 93.4 GB is 87.0 GiB, so a GB/GiB mix-up does not explain it; "
-                "the paper's figure probably includes something we do not count (for example "
-                "a float32 copy of some tensors or file overhead).")
-    if got > paper:
-        return ("accelsim is above the paper: it keeps the embeddings, lm_head and router "
-                "in 16 bits and counts a uint8 zero point per group, which the paper may "
-                "pack differently.")
-    return ("accelsim is below the paper: the paper may store scales and zeros in wider "
-            "types or quantize with a smaller group.")
-
-
 def _size_figure(df: pd.DataFrame):
+    """Weights per allocation as labelled linear bars, the paper's value as a black tick
+    on each bar it reports, FP16 as a dashed line."""
     from ..plot._base import new_figure
     fig, axes = new_figure(1, 2, width=6.0)
     for ax, (name, part) in zip(axes[0], df.groupby("model", sort=False)):
-        x = np.arange(len(part))
-        ax.bar(x, part["weight_gb"], label="accelsim")
-        if part["paper_gb"].notna().any():
-            ax.scatter(x, part["paper_gb"], color="black", marker="_", s=400, zorder=3,
-                       label="paper")
-        ax.set_xticks(x, part["allocation"], rotation=45, ha="right")
-        ax.set_ylabel("weights (GB)")
-        ax.set_yscale("log")
-        ax.set_title(name)
-        ax.legend(fontsize="small")
+        part = part.set_index("allocation")
+        labels = [a for a in part.index if a != "fp16"]
+        ref = float(part.loc["fp16", "weight_gb"]) if "fp16" in part.index else None
+        paper = part.loc[labels, "paper_gb"].astype(float)
+        notes = [f"paper {p:g}" if np.isfinite(p) else "" for p in paper]
+        _bar_panel(ax, labels, [part.loc[a, "weight_gb"] for a in labels], ref=ref,
+                   notes=notes, fmt="{:.2f}".format)
+        if paper.notna().any():
+            x = np.arange(len(labels))
+            ax.scatter(x, paper, color="black", marker="_", s=500, zorder=3,
+                       label="paper (bars: accelsim)")
+            fp = part.loc["fp16", "paper_gb"] if "fp16" in part.index else None
+            if fp is not None and np.isfinite(float(fp)):
+                ax.axhline(float(fp), color="black", lw=1)
+                ax.annotate(f"paper fp16 {float(fp):g} GB", (-0.4, float(fp)), xytext=(0, 2),
+                            textcoords="offset points", fontsize=7)
+                ax.set_ylim(0, float(fp) * 1.15)
+            ax.legend(fontsize="small", loc="center right")
+        ax.set_ylabel("weights (GB, dense)")
+        ax.set_title(f"{name}: fp16 {ref:.1f} GB (dashed)" if ref else name, fontsize=9)
     return fig
 
 
@@ -275,6 +337,26 @@ def _simulate_fitting(chip: str, model, graph, alloc, known: dict) -> tuple[Any,
                           f"fit 65536 NorthPole chips")
 
 
+def _mixed_label(cfg: ValidateConfig) -> str:
+    return f"router-norm-{cfg.mixed_bits[1]:g}"
+
+
+def _mixed_text(cfg: ValidateConfig) -> str:
+    """What the efficiency claims measure, said in each claim."""
+    return (f"{cfg.mixed_bits[1]:g} average expert bits, allocated by router-norm "
+            f"(synthetic signals)")
+
+
+def _chip_widths(chip: str) -> tuple[int, ...]:
+    from ..hw import load_hw
+    return tuple(load_hw(chip).cores.mac_array.weight_bits)
+
+
+def _stored(alloc: BitAllocation, chip: str, packing: str) -> BitAllocation:
+    from ..packing import packed
+    return packed(alloc, _chip_widths(chip), packing)
+
+
 def latency_section(cfg: ValidateConfig, progress: Progress = _noop) -> Section:
     from ..workload import Scenario, build_graph, load_workload
     sec = Section("Latency, throughput and energy")
@@ -287,31 +369,54 @@ def latency_section(cfg: ValidateConfig, progress: Progress = _noop) -> Section:
         for chip in cfg.chips:
             progress(f"latency: {chip}, batch {batch}")
             for label, alloc in allocs.items():
-                row = {"chip": chip, "batch": batch, "allocation": label,
-                       "avg_expert_bits": alloc.average_expert_bits()}
-                try:
-                    r, chips, note = _simulate_fitting(chip, model, graph, alloc, known)
-                except DoesNotFitError as exc:
-                    row.update(fits=False, note=str(exc).splitlines()[0])
-                    rows.append(row)
-                    continue
-                d = r.to_dict()
-                row.update(fits=True, chips=chips, note=note, latency_s=d["latency_s"],
-                           tokens_per_s=d["tokens_per_s"], energy_j=d["energy_j"],
-                           energy_per_token_j=d["energy_j"] / batch, bound=d["bound"],
-                           offchip_bytes=d["offchip_bytes"],
-                           onchip_bytes_moved=d["onchip_bytes_moved"],
-                           weight_bytes=d["weight_bytes"],
-                           mac_utilization=d["mac_utilization"])
-                rows.append(row)
+                rows.append(_latency_row(chip, batch, label, _stored(alloc, chip, cfg.packing),
+                                         model, graph, known, alloc.average_expert_bits()))
     df = pd.DataFrame(rows)
+    df["packing"] = cfg.packing
     sec.tables["latency"] = df
     sec.claims += _latency_claims(df, cfg) + _chip_count_claims(df, cfg)
     sec.figures["latency_vs_bits"] = _latency_figure(df, cfg)
-    cols = ["chip", "batch", "allocation", "avg_expert_bits", "chips", "latency_s",
-            "tokens_per_s", "energy_per_token_j", "bound", "note"]
+    sec.figures["tokens_per_s"] = _metric_figure(df, cfg, "tokens_per_s", "tokens/s")
+    sec.figures["energy_per_token"] = _metric_figure(df, cfg, "energy_per_token_mj",
+                                                     "energy per token (mJ)")
+    sec.text.append(_packing_note(allocs, cfg))
+    cols = ["chip", "batch", "allocation", "avg_expert_bits", "stored_avg_bits", "chips",
+            "latency_s", "tokens_per_s", "tokens_per_s_per_device", "energy_per_token_j",
+            "bound", "note"]
     sec.text.append(_table_md(df[[c for c in cols if c in df.columns]]))
     return sec
+
+
+def _latency_row(chip, batch, label, alloc, model, graph, known, avg_bits) -> dict:
+    row = {"chip": chip, "batch": batch, "allocation": label, "avg_expert_bits": avg_bits,
+           "stored_avg_bits": alloc.average_expert_bits()}
+    try:
+        r, chips, note = _simulate_fitting(chip, model, graph, alloc, known)
+    except DoesNotFitError as exc:
+        row.update(fits=False, note=str(exc).splitlines()[0])
+        return row
+    d = r.to_dict()
+    row.update(fits=True, chips=chips, note=note, latency_s=d["latency_s"],
+               tokens_per_s=d["tokens_per_s"], tokens_per_s_per_device=d["tokens_per_s"] / chips,
+               energy_j=d["energy_j"], energy_per_token_j=d["energy_j"] / batch,
+               energy_per_token_mj=1e3 * d["energy_j"] / batch, bound=d["bound"],
+               offchip_bytes=d["offchip_bytes"], onchip_bytes_moved=d["onchip_bytes_moved"],
+               weight_bytes=d["weight_bytes"], mac_utilization=d["mac_utilization"])
+    return row
+
+
+def _packing_note(allocs: dict, cfg: ValidateConfig) -> str:
+    from ..packing import packing_warning
+    lines = [f"Packing: `{cfg.packing}` (`accelsim validate --packing dense|native`). "
+             + ("Each chip stores every quantized width padded to the next width its MAC "
+                "arrays compute on (accelsim/packing.py)." if cfg.packing == "native" else
+                "Every width is stored densely, as if the chip unpacked it for free.")]
+    mixed = allocs[_mixed_label(cfg)]
+    for chip in cfg.chips:
+        w = packing_warning(mixed, _chip_widths(chip), chip, cfg.packing)
+        if w:
+            lines.append(f"- {_mixed_label(cfg)}: {w}.")
+    return "\n".join(lines)
 
 
 def _speedup(df: pd.DataFrame, chip: str, batch: int, label: str, base: str) -> float | None:
@@ -323,37 +428,32 @@ def _speedup(df: pd.DataFrame, chip: str, batch: int, label: str, base: str) -> 
     return float(b.latency_s.iloc[0] / a.latency_s.iloc[0])
 
 
+def _system_pending() -> str:
+    return ("the NorthPole numbers above come from a stand-in (one chip with the cores of "
+            "the whole group, card-to-card links free), so fewer bits are compared on "
+            "groups of different sizes with no link cost; a verdict needs multi-device "
+            "systems with links charged, at an equal device count and at each "
+            "allocation's smallest system (issue 12)")
+
+
 def _latency_claims(df: pd.DataFrame, cfg: ValidateConfig) -> list[Claim]:
     claims = []
-    mixed = f"router-norm-{cfg.mixed_bits[1]:g}"
+    mixed = _mixed_label(cfg)
     for base in ("fp16", "int8"):
         for chip in cfg.chips:
             ups = {b: _speedup(df, chip, b, mixed, base) for b in cfg.batches}
-            known = {b: s for b, s in ups.items() if s is not None}
-            if not known:
-                claims.append(Claim(
-                    f"{mixed} lowers decode latency vs {base} on {chip}", None, base,
-                    INCONCLUSIVE, f"{base} does not fit {chip} (or neither does {mixed})"))
-                continue
-            chips_used = df[(df.chip == chip) & (df.allocation.isin([mixed, base]))
-                            & df.fits]["chips"].dropna().unique().tolist()
-            verdict = SUPPORTED if all(s > 1.05 for s in known.values()) else (
-                NOT_SUPPORTED if all(s <= 1.0 for s in known.values()) else INCONCLUSIVE)
-            text = ", ".join(f"batch {b}: {s:.2f}x" for b, s in known.items())
+            known = {str(b): round(s, 3) for b, s in ups.items() if s is not None}
+            title = f"{_mixed_text(cfg)} lowers decode latency vs {base} on {chip}"
             if chip == "northpole":
-                groups = df[(df.chip == chip) & df.fits & (df.batch == cfg.batches[0])]
-                groups = groups.set_index("allocation")["chips"]
-                text += (f". On NorthPole the model needs a group of chips: {int(groups[base])} "
-                         f"for {base}, {int(groups[mixed])} for {mixed}; fewer bits buy "
-                         f"fewer chips, and a smaller group has fewer cores, so latency is "
-                         f"compared between groups of different sizes (docs/simulator.md: "
-                         f"ops split across cores along N and K)")
-            claims.append(Claim(
-                f"{mixed} lowers decode latency vs {base} on {chip}",
-                {str(b): round(s, 3) for b, s in known.items()}, base, verdict,
-                f"speed-up of {mixed} over {base} ({text}); context {cfg.context}; "
-                f"chips used: {chips_used}. Below 8 bits only the memory traffic shrinks on "
-                f"chips whose MACs do not run faster at 8-bit activations."))
+                v = V.not_measurable(_system_pending())
+                v = V.Verdict(v.verdict, "stand-in speed-up " + ", ".join(
+                    f"batch {b}: {s:.2f}x" for b, s in known.items()) + "; " + v.explanation)
+            else:
+                v = V.speedup(ups)
+            claims.append(Claim(title, known or None, base, v.verdict,
+                                f"{v.explanation}; context {cfg.context}, {cfg.packing} "
+                                f"packing. A speed-up counts when at least "
+                                f"{1 + V.SPEEDUP_MARGIN:g}x at every batch."))
     return claims
 
 
@@ -361,38 +461,88 @@ def _chip_count_claims(df: pd.DataFrame, cfg: ValidateConfig) -> list[Claim]:
     """NorthPole keeps every weight on chip: what fewer bits buy there is fewer chips."""
     if "northpole" not in cfg.chips:
         return []
-    mixed = f"router-norm-{cfg.mixed_bits[1]:g}"
-    sel = df[(df.chip == "northpole") & df.fits & (df.batch == cfg.batches[0])]
-    groups = sel.set_index("allocation")["chips"]
-    if mixed not in groups.index:
-        return []
-    base = {b: int(groups[b]) for b in ("fp16", "int8") if b in groups.index}
-    ok = all(int(groups[mixed]) < n for n in base.values())
+    mixed = _mixed_label(cfg)
+    sel = df[(df.chip == "northpole") & (df.batch == cfg.batches[0])].set_index("allocation")
+
+    def count(label):
+        if label not in sel.index or not bool(sel.loc[label, "fits"]):
+            return None
+        return int(sel.loc[label, "chips"])
+
+    v = V.fewer_devices(count(mixed), {b: count(b) for b in ("fp16", "int8")},
+                        label=mixed, unit="NorthPole chips")
     return [Claim(
-        f"{mixed} needs fewer NorthPole chips than FP16 and INT8", int(groups[mixed]), base,
-        SUPPORTED if ok and base else INCONCLUSIVE,
-        f"smallest group of 224 MiB chips that holds the weights, KV cache and tile buffers "
-        f"at batch {cfg.batches[0]}, context {cfg.context}: " + ", ".join(
-            f"{a} {int(n)}" for a, n in groups.items()))]
+        f"{_mixed_text(cfg)} needs fewer NorthPole chips than FP16 and INT8", v.value,
+        {b: count(b) for b in ("fp16", "int8")}, v.verdict,
+        f"{v.explanation}. Smallest group of 224 MiB chips that holds the weights "
+        f"({cfg.packing} packing), KV cache and tile buffers at batch {cfg.batches[0]}, "
+        f"context {cfg.context}: " + ", ".join(
+            f"{a} {count(a)}" for a in sel.index))]
+
+
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+
+
+def _num(v: float) -> str:
+    """A bar label: thousands separated, three significant digits below 1000."""
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
+
+
+def _bar_panel(ax, labels, values, *, ref: float | None = None, notes=None,
+               fmt=None) -> None:
+    """Linear bars with their values written on them, an optional reference as a dashed
+    line (the float model; the caller names it in the title), optional notes under the
+    values (device counts)."""
+    x = np.arange(len(labels))
+    vals = [float(v) if v is not None and np.isfinite(v) else np.nan for v in values]
+    bars = ax.bar(x, np.nan_to_num(vals), color="C0")
+    for i, (b, v) in enumerate(zip(bars, vals)):
+        text = "n/a" if np.isnan(v) else (fmt or _num)(v)
+        if notes is not None and notes[i]:
+            text += f"\n{notes[i]}"
+        ax.annotate(text, (b.get_x() + b.get_width() / 2, 0 if np.isnan(v) else v),
+                    xytext=(0, 2), textcoords="offset points", ha="center", va="bottom",
+                    fontsize=6.5)
+    if ref is not None and np.isfinite(ref):
+        ax.axhline(ref, color="0.2", ls="--", lw=1.2)
+    top = np.nanmax(vals + [ref if ref is not None else np.nan, 0.0])
+    ax.set_ylim(0, top * 1.3 if top > 0 else 1)
+    ax.set_xticks(x, labels, rotation=40, ha="right", fontsize=8)
+    ax.ticklabel_format(axis="y", style="plain", useOffset=False)
+    ax.grid(True, axis="y", alpha=0.3)
+
+
+def _metric_figure(df: pd.DataFrame, cfg: ValidateConfig, col: str, ylabel: str,
+                   scale: float = 1.0):
+    """One panel per (batch, chip): ``col`` per quantized allocation as labelled bars,
+    FP16 as a dashed line (or 'does not fit'), NorthPole device counts under the values."""
+    from ..plot._base import new_figure
+    chips, batches = list(cfg.chips), list(cfg.batches)
+    fig, axes = new_figure(len(batches), len(chips), width=4.0, height=3.0)
+    for i, batch in enumerate(batches):
+        for j, chip in enumerate(chips):
+            ax = axes[i, j]
+            sel = df[(df.chip == chip) & (df.batch == batch)].set_index("allocation")
+            labels = [a for a in sel.index if a != "fp16"]
+            vals = [float(sel.loc[a, col]) * scale if bool(sel.loc[a, "fits"]) else None
+                    for a in labels]
+            notes = ([f"{int(sel.loc[a, 'chips'])} chips" if bool(sel.loc[a, "fits"]) else ""
+                      for a in labels] if chip == "northpole" else None)
+            ref, title = None, f"{chip}, batch {batch}: fp16 does not fit"
+            if "fp16" in sel.index and bool(sel.loc["fp16", "fits"]):
+                ref = float(sel.loc["fp16", col]) * scale
+                title = (f"{chip}, batch {batch}: fp16 {_num(ref)} (dashed)"
+                         + (f", {int(sel.loc['fp16', 'chips'])} chips"
+                            if chip == "northpole" else ""))
+            _bar_panel(ax, labels, vals, ref=ref, notes=notes)
+            ax.set_title(title, fontsize=8.5)
+            if j == 0:
+                ax.set_ylabel(ylabel)
+    return fig
 
 
 def _latency_figure(df: pd.DataFrame, cfg: ValidateConfig):
-    from ..plot._base import new_figure
-    chips = list(cfg.chips)
-    fig, axes = new_figure(1, len(chips), width=4.2)
-    for ax, chip in zip(axes[0], chips):
-        for batch in cfg.batches:
-            sel = df[(df.chip == chip) & (df.batch == batch) & df.fits]
-            sel = sel.sort_values("avg_expert_bits")
-            ax.plot(sel.avg_expert_bits, sel.latency_s * 1e3, marker="o",
-                    label=f"batch {batch}")
-        ax.set_xlabel("average expert bits")
-        ax.set_ylabel("decode step latency (ms)")
-        ax.set_yscale("log")
-        ax.set_title(chip if chip != "northpole" else "northpole (smallest chip group)")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize="small")
-    return fig
+    return _metric_figure(df, cfg, "latency_s", "decode step latency (ms)", 1e3)
 
 
 # ----------------------------------------------------------------------------- bandwidth
@@ -409,7 +559,7 @@ def bandwidth_section(cfg: ValidateConfig, lat: Section, progress: Progress = _n
             "onchip_bytes_per_token"]
     out = df[cols].reset_index(drop=True)
     sec.tables["bytes_per_token"] = out
-    mixed = f"router-norm-{cfg.mixed_bits[1]:g}"
+    mixed = _mixed_label(cfg)
     for chip in cfg.chips:
         sel = out[(out.chip == chip) & (out.batch == 1)].set_index("allocation")
         if mixed not in sel.index or "int8" not in sel.index:
@@ -417,11 +567,13 @@ def bandwidth_section(cfg: ValidateConfig, lat: Section, progress: Progress = _n
         col = ("offchip_bytes_per_token" if sel.loc["int8", "offchip_bytes_per_token"] > 0
                else "onchip_bytes_per_token")
         ratio = float(sel.loc["int8", col] / sel.loc[mixed, col])
+        v = V.fewer_bytes(ratio)
         sec.claims.append(Claim(
-            f"{mixed} moves fewer bytes per token than int8 on {chip}", round(ratio, 3),
-            "int8", SUPPORTED if ratio > 1.05 else NOT_SUPPORTED,
-            f"{col.replace('_', ' ')} at batch 1: int8 {sel.loc['int8', col]:.4g} B, "
-            f"{mixed} {sel.loc[mixed, col]:.4g} B ({ratio:.2f}x fewer)."))
+            f"{_mixed_text(cfg)} moves fewer bytes per token than int8 on {chip}",
+            round(ratio, 3), "int8", v.verdict,
+            f"{col.replace('_', ' ')} at batch 1 ({cfg.packing} packing): int8 "
+            f"{sel.loc['int8', col]:.4g} B, {mixed} {sel.loc[mixed, col]:.4g} B: "
+            f"{v.explanation}."))
     sec.text.append(_table_md(out[out.batch == 1]))
     return sec
 
@@ -451,7 +603,7 @@ def fit_section(cfg: ValidateConfig, progress: Progress = _noop) -> Section:
             if method != "uniform" and avg > 3:
                 continue
             alloc = allocate(method, AllocRequest(model, sig, avg_bits=avg, levels=levels))
-            wb = alloc.weight_bytes(model)
+            wb = _stored(alloc, "h100", cfg.packing).weight_bytes(model)
             rows.append({"method": method, "avg_expert_bits": alloc.average_expert_bits(),
                          "weight_bytes": wb, "min_memory_bytes": wb + kv})
     df = pd.DataFrame(rows)
@@ -474,13 +626,13 @@ def fit_section(cfg: ValidateConfig, progress: Progress = _noop) -> Section:
     best = df.groupby("method").min_memory_bytes.min()
     fp16 = BitAllocation.uniform(model, 16).weight_bytes(model) + kv
     h100 = load_hw("h100").offchip.capacity_bytes
+    v = V.fits_one_device(float(best.min()), fp16, h100)
     sec.claims.append(Claim(
         f"{cfg.model} with low-bit experts fits one H100 (80 GB), FP16 does not",
-        round(float(best.min()) / 1e9, 3), round(fp16 / 1e9, 3),
-        SUPPORTED if best.min() <= h100 < fp16 else NOT_SUPPORTED,
-        f"FP16 needs {fp16 / 1e9:.2f} GB with a batch-1 KV cache at context {cfg.context}; "
-        f"the H100 has {h100 / 1e9:.2f} GB. Smallest memory per method: "
-        + ", ".join(f"{m} {v / 1e9:.2f} GB" for m, v in best.items())
+        round(float(best.min()) / 1e9, 3), round(fp16 / 1e9, 3), v.verdict,
+        f"{v.explanation}. Needs include a batch-1 KV cache at context {cfg.context}, weights "
+        f"stored with {cfg.packing} packing on the H100 (4/8/16-bit). Smallest memory per "
+        f"method: " + ", ".join(f"{m} {x / 1e9:.2f} GB" for m, x in best.items())
         + (f". The budget method at 1 GB reports: {budget_row}" if budget_row else "")))
     sec.text.append(_table_md(df))
     return sec
@@ -489,38 +641,102 @@ def fit_section(cfg: ValidateConfig, progress: Progress = _noop) -> Section:
 # ----------------------------------------------------------------------------- overhead
 
 
+def write_tiny_checkpoint(path, *, layers: int = 2, experts: int = 8, hidden: int = 64,
+                          ffn: int = 224, seed: int = 0) -> int:
+    """Write a tiny Mixtral-family safetensors checkpoint (seeded Gaussian weights, the
+    tensor names of Hugging Face's Mixtral) to ``path``; returns its expert and router
+    bytes at 16 bits (what signals are computed from)."""
+    from safetensors.numpy import save_file
+    rng = np.random.default_rng([seed, 11])
+    t = {"model.embed_tokens.weight": rng.standard_normal((32, hidden)).astype(np.float32)}
+    n = 0
+    for i in range(layers):
+        pre = f"model.layers.{i}.block_sparse_moe"
+        t[f"{pre}.gate.weight"] = rng.standard_normal((experts, hidden)).astype(np.float32)
+        n += experts * hidden
+        for e in range(experts):
+            for p, shape in (("w1", (ffn, hidden)), ("w3", (ffn, hidden)),
+                             ("w2", (hidden, ffn))):
+                t[f"{pre}.experts.{e}.{p}.weight"] = (
+                    rng.standard_normal(shape) / np.sqrt(shape[1])).astype(np.float32)
+                n += shape[0] * shape[1]
+    save_file(t, str(path))
+    return 2 * n
+
+
+def _timed(fn, repeats: int) -> tuple[float, int]:
+    """Median wall time of ``repeats`` calls after one untimed warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times)), repeats
+
+
 def overhead_section(cfg: ValidateConfig, progress: Progress = _noop) -> Section:
-    """Wall time of allocating bits for the whole model: router-norm vs pmq vs budget."""
+    """Wall time of choosing bits for the whole model, every method timed the same way
+    (one warm-up, then the median of the same number of repeats), signals included: the
+    router-norm signals (router norms, max intra-neuron variance) and PMQ's sensitivity
+    are computed from a tiny checkpoint and scaled to the model's size by bytes."""
+    import tempfile
+    from pathlib import Path
+
     from ..alloc import AllocRequest, allocate
+    from ..alloc.signals import signals_from_checkpoint
     from ..workload import load_workload
     sec = Section("Allocation overhead")
+    repeats = 3
+    model = load_workload(cfg.model)
+    sig = _signals(model, cfg.seed)
+    budget = BitAllocation.uniform(model, 3).weight_bytes(model) * 0.9
     rows = []
-    for name in (cfg.model,) if cfg.quick else (cfg.model, "deepseek-v3"):
-        model = load_workload(name)
-        sig = _signals(model, cfg.seed)
-        budget = BitAllocation.uniform(model, 3).weight_bytes(model) * 0.9
-        for method, kw in (("router-norm", {}), ("pmq", {}),
-                           ("budget", {"memory_budget_bytes": budget})):
-            progress(f"overhead: {method} on {name}")
-            req = AllocRequest(model, sig, avg_bits=2.5, levels=(3, 2, 1), **kw)
-            times = []
-            for _ in range(1 if method != "router-norm" else 5):
-                t0 = time.perf_counter()
-                allocate(method, req)
-                times.append(time.perf_counter() - t0)
-            rows.append({"model": name, "method": method, "seconds": min(times),
-                         "repeats": len(times)})
+    for method, kw in (("router-norm", {}), ("pmq", {}),
+                       ("budget", {"memory_budget_bytes": budget})):
+        progress(f"overhead: {method} on {cfg.model}")
+        req = AllocRequest(model, sig, avg_bits=2.5, levels=(3, 2, 1), **kw)
+        sec_, n = _timed(lambda: allocate(method, req), repeats)
+        rows.append({"model": cfg.model, "step": f"allocate ({method})", "seconds": sec_,
+                     "repeats": n, "statistic": "median", "scaled_from": ""})
+    # signals from a checkpoint: measured on two tiny ones, extrapolated linearly in bytes
+    # (t = a + b * bytes: the fixed cost of opening a checkpoint is not scaled up)
+    full_bytes = 2 * sum(t.numel for t in model.tensors() if t.role in ("expert", "router"))
+    with tempfile.TemporaryDirectory(prefix="accelsim-tiny-") as d:
+        cks = []
+        for k, (h, f) in enumerate(((64, 224), (128, 448))):
+            ck = Path(d) / f"model{k}.safetensors"
+            cks.append((str(ck), write_tiny_checkpoint(ck, layers=1, hidden=h, ffn=f,
+                                                     seed=cfg.seed)))
+        for step, kw in (("signals: router norms + max variance", {}),
+                         ("signals: + sensitivity at 3/2/1 bits (pmq, hessian, budget)",
+                          {"sensitivity_bits": (3, 2, 1)})):
+            progress(f"overhead: {step}")
+            ts = [_timed(lambda: signals_from_checkpoint(ck, "mixtral", **kw), repeats)[0]
+                  for ck, _ in cks]
+            (b0, b1), (t0, t1) = [n for _, n in cks], ts
+            slope = (t1 - t0) / (b1 - b0)
+            est = t0 + slope * (full_bytes - b0) if slope > 0 else t1 * full_bytes / b1
+            rows.append({"model": cfg.model, "step": step, "seconds": est, "repeats": repeats,
+                         "statistic": "median",
+                         "scaled_from": f"{t0:.4g} s at {b0 / 1e6:.2f} MB and {t1:.4g} s at "
+                                        f"{b1 / 1e6:.2f} MB, extrapolated linearly to "
+                                        f"{full_bytes / 1e9:.1f} GB (an estimate)"})
     df = pd.DataFrame(rows)
     sec.tables["allocation_overhead"] = df
-    t = df.set_index(["model", "method"]).seconds
-    rn, pmq = float(t[(cfg.model, "router-norm")]), float(t[(cfg.model, "pmq")])
+    t = df.set_index("step").seconds
+    rn = float(t["signals: router norms + max variance"] + t["allocate (router-norm)"])
+    pmq = float(t["signals: + sensitivity at 3/2/1 bits (pmq, hessian, budget)"]
+                + t["allocate (pmq)"])
+    v = V.overhead(rn, PMQ_PUBLISHED_SECONDS, source=PMQ_SOURCE)
     sec.claims.append(Claim(
-        "router-norm allocation has negligible overhead (and is cheaper than PMQ)",
-        round(rn, 6), round(pmq, 6), SUPPORTED if rn < 1.0 and rn <= pmq else NOT_SUPPORTED,
-        f"{cfg.model}: router-norm {rn * 1e3:.2f} ms vs pmq {pmq * 1e3:.2f} ms and budget "
-        f"{float(t[(cfg.model, 'budget')]) * 1e3:.2f} ms, given the signals; computing the "
-        f"router-norm signal itself is one norm per router row (see docs/allocation.md for "
-        f"the cost of the max-variance and sensitivity signals from a checkpoint)."))
+        "router-norm allocation has negligible overhead next to PMQ's published cost",
+        round(rn, 4), PMQ_PUBLISHED_SECONDS, v.verdict,
+        f"{v.explanation}. accelsim's own timings for {cfg.model} (median of {repeats} after "
+        f"a warm-up for every step; signals measured on two tiny checkpoints and "
+        f"extrapolated linearly in bytes, an estimate): "
+        f"router-norm {rn:.3g} s in all; accelsim's PMQ implementation {pmq:.3g} s with its "
+        f"sensitivity signal; neither is PMQ's published pipeline"))
     sec.text.append(_table_md(df))
     return sec
 
@@ -529,37 +745,52 @@ def overhead_section(cfg: ValidateConfig, progress: Progress = _noop) -> Section
 
 
 def accuracy_section(cfg: ValidateConfig, progress: Progress = _noop) -> Section:
+    """accelsim's own accuracy experiment (a toy MoE it trains; not the paper's
+    Mixtral evaluation), with paired per-seed differences, beside the paper's published
+    Mixtral-8x7B accuracies, which accelsim cannot measure without the model."""
     from ..theory import ExperimentConfig, run_experiment
-    sec = Section("Accuracy at matched average bits (the paper's experiment, toy scale)")
+    sec = Section("Accuracy at matched average bits: accelsim's own toy experiment")
     rows = []
     datasets = ("synthetic", "digits")
+    seeds = 4 if cfg.quick else cfg.accuracy_seeds
     for data in datasets:
-        progress(f"accuracy: {data}")
-        ec = (ExperimentConfig(data=data, seeds=2, bits=(2.5,), steps=100, samples=600)
-              if cfg.quick else ExperimentConfig(data=data, seeds=3))
-        rows += run_experiment(ec)
+        ec = (ExperimentConfig(data=data, seeds=seeds, bits=(2.5,), steps=100, samples=600)
+              if cfg.quick else ExperimentConfig(data=data, seeds=seeds))
+        rows += run_experiment(ec, progress=lambda m: progress(f"accuracy: {m}"))
     df = pd.DataFrame(rows)
+    per_seed = df.pop("per_seed") if "per_seed" in df.columns else None
+    df["accuracy_se"] = df.accuracy_std / np.sqrt(df.seeds)
     sec.tables["accuracy"] = df
     for data in datasets:
         part = df[df.data == data]
         for avg in sorted(part.avg_bits.unique()):
-            at = part[part.avg_bits == avg].set_index("method")
-            if "router-norm" not in at.index:
+            if avg >= 16:
                 continue
-            rn = at.loc["router-norm"]
-            others = at.drop(index="router-norm")
-            best = others.accuracy.idxmax()
-            margin = float(rn.accuracy - others.accuracy.max())
-            noise = float(max(rn.accuracy_std, others.loc[best, "accuracy_std"]))
-            verdict = (SUPPORTED if margin > noise else
-                       NOT_SUPPORTED if margin < -noise else INCONCLUSIVE)
+            at = part[part.avg_bits == avg]
+            if "router-norm" not in set(at.method) or per_seed is None:
+                continue
+            vals = {m: np.asarray(per_seed[i], float) for i, m in zip(at.index, at.method)}
+            others = {m: v for m, v in vals.items() if m != "router-norm"}
+            best = max(others, key=lambda m: others[m].mean())
+            v = V.paired_accuracy(vals["router-norm"] - others[best], other=best)
             sec.claims.append(Claim(
-                f"router-norm is at least as accurate as the other allocations at "
-                f"{avg:g} bits ({data})", round(float(rn.accuracy), 4),
-                {m: round(float(v), 4) for m, v in others.accuracy.items()}, verdict,
-                f"best other: {best} {others.loc[best, 'accuracy']:.4f}; margin "
-                f"{margin:+.4f} vs std {noise:.4f} over {int(rn.seeds)} seeds"))
+                f"router-norm is more accurate than every other allocation at {avg:g} "
+                f"average bits (accelsim's toy experiment, {data})",
+                round(float(vals["router-norm"].mean()), 4),
+                {m: round(float(x.mean()), 4) for m, x in others.items()}, v.verdict,
+                f"{v.explanation}; compared with the best other allocation ({best}), seed by "
+                f"seed on the same trained model"))
     sec.figures["accuracy"] = _accuracy_figure(df)
+    paper = pd.DataFrame([{"allocation": k, "paper_average_accuracy": x}
+                          for k, x in PAPER_ACCURACY.items()])
+    sec.tables["paper_accuracy"] = paper
+    sec.text.append(
+        "This section runs accelsim's own experiment (a patch-level MoE it pre-trains and "
+        f"fine-tunes, {seeds} seeds, RTN-quantized experts; `accelsim theory experiment`), "
+        "not the paper's evaluation. The paper's published Mixtral-8x7B average accuracies "
+        "(Chowdhury et al., ICLR 2026) are below; accelsim cannot measure them without the "
+        "model and its benchmarks, so they carry no verdict.")
+    sec.text.append(_table_md(paper))
     sec.text.append(_table_md(df))
     return sec
 
@@ -569,13 +800,21 @@ def _accuracy_figure(df: pd.DataFrame):
     datasets = list(dict.fromkeys(df.data))
     fig, axes = new_figure(1, len(datasets), width=4.8)
     for ax, data in zip(axes[0], datasets):
-        for method, part in df[df.data == data].groupby("method"):
+        sub = df[df.data == data]
+        groups = list(sub[sub.method != "float"].groupby("method"))
+        for i, (method, part) in enumerate(groups):
             part = part.sort_values("avg_bits")
-            ax.errorbar(part.avg_bits, part.accuracy, yerr=part.accuracy_std, marker="o",
-                        capsize=3, label=method)
+            dodge = (i - (len(groups) - 1) / 2) * 0.03   # side by side at equal bits
+            ax.errorbar(part.avg_bits + dodge, part.accuracy, yerr=part.accuracy_se,
+                        marker=_MARKERS[i % len(_MARKERS)], capsize=3, label=method)
+        fl = sub[sub.method == "float"]
+        if len(fl):
+            ax.axhline(float(fl.accuracy.iloc[0]), color="0.3", ls="--", lw=1,
+                       label="float (unquantized)")
         ax.set_xlabel("average expert bits")
-        ax.set_ylabel("test accuracy")
-        ax.set_title(data)
+        ax.set_ylabel("test accuracy (mean +- standard error)")
+        ax.set_title(f"{data} (accelsim's toy experiment)")
+        ax.ticklabel_format(axis="y", style="plain", useOffset=False)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize="small")
     return fig
@@ -587,25 +826,94 @@ def _accuracy_figure(df: pd.DataFrame):
 def guarantee_section(cfg: ValidateConfig, progress: Progress = _noop) -> Section:
     from ..theory.certify import certify_model
     from ..workload import load_workload
-    sec = Section("Guarantees: certified routing stability")
+    sec = Section("Guarantees: certified routing stability (synthetic weights)")
     model = load_workload(cfg.model)
-    alloc = allocations(model, cfg)[f"router-norm-{cfg.mixed_bits[1]:g}"]
+    alloc = allocations(model, cfg)[_mixed_label(cfg)]
     progress("guarantees: certifying routing")
-    rep = certify_model(model, alloc, tokens=32 if cfg.quick else 256,
-                        layers=1 if cfg.quick else 4, seed=cfg.seed)
+    tokens = 64 if cfg.quick else 256
+    rep = certify_model(model, alloc, tokens=tokens, layers=2 if cfg.quick else 4,
+                        seed=cfg.seed)
     df = pd.DataFrame(rep.rows)
     sec.tables["certified_routing"] = df
-    share_col = next((c for c in df.columns if "certified" in c and "share" in c),
-                     next(c for c in df.columns if "certified" in c))
-    shares = df[share_col].astype(float)
-    verdict = SUPPORTED if shares.min() >= 0.5 else INCONCLUSIVE
+    v = V.routing_stability(rep.rows, tokens, router_float=alloc.defaults["router"] >= 16)
     sec.claims.append(Claim(
-        "routing of most tokens is provably stable under router-norm quantization",
-        round(float(shares.mean()), 4), 0.5, verdict,
-        f"share of tokens whose top-{model.moe.top_k} set is certified, per layer: "
-        + ", ".join(f"{s:.2f}" for s in shares) + f". Setup: {rep.setup}. A token that is not "
-        "certified may still keep its experts: the bound is conservative."))
+        f"the routing of most tokens is provably stable at "
+        f"{_mixed_text(cfg)} (on synthetic Gaussian weights at reduced scale, not Mixtral's)",
+        None if v.value is None else round(float(v.value), 4), 0.5, v.verdict,
+        f"{v.explanation}. Setup: {rep.setup}."))
     sec.text.append(_table_md(df))
+    return sec
+
+
+# ----------------------------------------------------------------------------- skewed routing
+
+
+def routing_section(cfg: ValidateConfig, progress: Progress = _noop) -> Section:
+    """Where which experts get the bits matters: skewed (Zipf) routing at decode.
+
+    Under uniform routing every allocation with the same bit counts moves the same bytes;
+    under Zipf routing hot experts are read at almost every step and cold ones rarely, so
+    giving the hot experts more bits (``frequency``) or fewer (``cold-first``) changes
+    traffic and latency at the same average bits."""
+    from ..alloc import AllocRequest, ExpertSignals, allocate
+    from ..workload import Scenario, Zipf, build_graph, load_workload
+    sec = Section(f"Skewed routing (Zipf {cfg.zipf_alpha:g}): which experts get the bits")
+    model = load_workload(cfg.model)
+    sc = Scenario(phase="decode", batch=8, context=cfg.context, routing=Zipf(cfg.zipf_alpha),
+                  seed=cfg.seed)
+    graph = build_graph(model, sc)
+    shares = sc.routing.probabilities(model.num_moe_layers, model.moe.num_experts, cfg.seed)
+    base = _signals(model, cfg.seed)
+    avg = cfg.mixed_bits[1]
+    hot = ExpertSignals(router_norm_change=base.router_norm_change, frequency=shares)
+    cold = ExpertSignals(router_norm_change=base.router_norm_change,
+                         frequency=shares.max() - shares)
+    allocs = {
+        f"router-norm-{avg:g}": allocate("router-norm", AllocRequest(
+            model, base, avg_bits=avg, levels=(3, 2, 1))),
+        f"hot-first-{avg:g}": allocate("frequency", AllocRequest(
+            model, hot, avg_bits=avg, levels=(3, 2, 1))),
+        f"cold-first-{avg:g}": allocate("frequency", AllocRequest(
+            model, cold, avg_bits=avg, levels=(3, 2, 1))),
+        "int8": allocations(model, cfg)["int8"],
+    }
+    rows = []
+    known: dict = {}
+    chips = [c for c in cfg.chips if c != "northpole"]
+    for chip in chips:
+        progress(f"skewed routing: {chip}")
+        for label, alloc in allocs.items():
+            row = _latency_row(chip, 8, label, alloc, model, graph, known,
+                               alloc.average_expert_bits())
+            rows.append(row)
+    df = pd.DataFrame(rows)
+    sec.tables["skewed_routing"] = df
+    mixed = f"router-norm-{avg:g}"
+    for chip in chips:
+        sel = df[(df.chip == chip) & df.fits].set_index("allocation")
+        if mixed not in sel.index or "int8" not in sel.index:
+            continue
+        v = V.speedup({8: float(sel.loc["int8", "latency_s"] / sel.loc[mixed, "latency_s"])})
+        spread = {a: round(float(sel.loc[a, "latency_s"]) * 1e3, 4) for a in sel.index
+                  if a != "int8"}
+        sec.claims.append(Claim(
+            f"{_mixed_text(cfg)} lowers decode latency vs int8 on {chip} under Zipf "
+            f"{cfg.zipf_alpha:g} routing", v.value and {k: round(x, 3) for k, x in
+                                                         v.value.items()}, "int8", v.verdict,
+            f"{v.explanation}; batch 8, context {cfg.context}, dense packing. At the "
+            f"same {avg:g} average bits the latency (ms) depends on which experts get the "
+            f"bits: {spread}"))
+    sec.text.append(
+        "Under uniform routing, allocations with the same bit counts give the same sizes, "
+        "bytes and latencies whichever experts get the bits. Here routing is Zipf-skewed: "
+        "`hot-first` gives the most-routed experts the most bits, `cold-first` the least. "
+        "Weights are stored densely here: with native packing on these chips (4/8/16 or "
+        "8-bit MAC arrays) every 1-3-bit width pads to the same width, and the choice of "
+        "experts would no longer matter.")
+    sec.text.append(_table_md(df[[c for c in ("chip", "allocation", "avg_expert_bits",
+                                              "stored_avg_bits", "latency_s", "tokens_per_s",
+                                              "offchip_bytes", "energy_per_token_j")
+                                  if c in df.columns]]))
     return sec
 
 

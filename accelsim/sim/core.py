@@ -93,7 +93,8 @@ def _as_hw(hw):
 
 def simulate(hw, graph, alloc: BitAllocation | None = None, *,
              residency: str = "hot-first", dataflow: str | None = None,
-             staging_fraction: float = 0.25, full_pipeline: bool = False) -> SimResult:
+             staging_fraction: float = 0.25, full_pipeline: bool = False,
+             ideal: bool = False) -> SimResult:
     """Simulate one step of ``graph`` on ``hw`` with the weight precisions of ``alloc``.
 
     Parameters
@@ -106,6 +107,9 @@ def simulate(hw, graph, alloc: BitAllocation | None = None, *,
         Bits per expert and role; default: every weight at 16 bits.
     residency, dataflow, staging_fraction, full_pipeline
         See :class:`SimOptions`.
+    ideal : bool
+        Ignore the accelerator's efficiency model (``hw.efficiency``: achievable bandwidth
+        and MAC-rate shares, kernel and step overheads) and give the ideal roofline.
 
     Returns
     -------
@@ -124,11 +128,15 @@ def simulate(hw, graph, alloc: BitAllocation | None = None, *,
     >>> m = accelsim.load_workload("mixtral-8x7b")
     >>> g = accelsim.build_graph(m, accelsim.Scenario(phase="decode", batch=16))
     >>> a = accelsim.BitAllocation.uniform(m, 4)
-    >>> r = simulate("h100", g, a)
+    >>> r = simulate("h100", g, a, ideal=True)      # the ideal roofline
     >>> r.bound, r.weight_bytes == a.weight_bytes(m)
     ('offchip_bandwidth', True)
+    >>> simulate("h100", g, a).latency_s > r.latency_s   # the calibrated efficiency model
+    True
     """
     hw = _as_hw(hw)
+    if ideal:
+        hw = hw.ideal()
     opts = SimOptions(residency, dataflow, staging_fraction, full_pipeline)
     mask = opts.check(hw)
     low = S.lower_step(hw, graph, alloc)
@@ -206,7 +214,7 @@ def _plan(hw, ot: OpTable, t_bytes: np.ndarray, a_bits: int, kv_bits: int,
 def simulate_gemm(hw, m: float, k: int, n: int, *, w_bits: int = 8, a_bits: int | None = None,
                   dataflow: str | None = None, residency: str = "hot-first",
                   group_size: int | None = 128, staging_fraction: float = 0.25,
-                  full_pipeline: bool = False) -> SimResult:
+                  full_pipeline: bool = False, ideal: bool = False) -> SimResult:
     """Simulate one GEMM: activations ``m x k`` times weights ``k x n`` on ``hw``.
 
     Weights are stored at ``w_bits`` in the :class:`~accelsim.precision.WeightFormat` with
@@ -220,6 +228,8 @@ def simulate_gemm(hw, m: float, k: int, n: int, *, w_bits: int = 8, a_bits: int 
     True
     """
     hw = _as_hw(hw)
+    if ideal:
+        hw = hw.ideal()
     if (type(m) in _NUM and type(k) is int and type(n) is int and type(w_bits) is int
             and 1 <= m <= 2**40 and 1 <= k <= 2**40 and 1 <= n <= 2**40 and 1 <= w_bits <= 16
             and (a_bits is None or (type(a_bits) is int and 1 <= a_bits <= 16))

@@ -45,6 +45,7 @@ from .core import SimOptions, _as_hw
 from .lower import OP, VECTOR_ROLE, IdentityCache, OpTable, phases, tensor_table
 from .mapping import hw_params
 from .result import SimResult
+from .schedule import wrap_around
 
 __all__ = ["DevicePart", "simulate_parts"]
 
@@ -123,23 +124,154 @@ def simulate_parts(hw, graph, alloc: BitAllocation | None, parts, *,
     model = low.ot.model
     parts = list(parts)
     keys = [_check_part(model, i, p) for i, p in enumerate(parts)]
-    distinct: dict[tuple, int] = {}
-    for k in keys:
-        distinct.setdefault(k, len(distinct))
-    todo = list(distinct)
-    lows = [_part_lowered(low, _resolved(parts[keys.index(k)], model)) for k in todo]
+    first = {}
+    for i, k in enumerate(keys):
+        first.setdefault(k, i)
+    # parts that differ only in which experts they hold (same shares, bits, tokens in the
+    # same order) have the same numbers: simulate one, relabel the others' ops
+    info = _info(low.ot)
+    ctx = _expert_context(low, info)
+    resolved = {k: _resolved(parts[i], model) for k, i in first.items()}
+    content = {k: _content_key(ctx, r) for k, r in resolved.items()}
+    reps: dict[tuple, tuple] = {}
+    for k in first:
+        reps.setdefault(content[k], k)
+    todo = list(reps.values())
+    lows = [_part_lowered(low, resolved[k]) for k in todo]
     pls = []
-    for j, pl_low in enumerate(lows):
+    for k, lw in zip(todo, lows):
         try:
-            pls.append(S.place(hw, hp, pl_low, opts))
+            pls.append(S.place(hw, hp, lw, opts))
         except DoesNotFitError as e:
-            i = keys.index(todo[j])
+            i = first[k]
             raise DoesNotFitError(f"part {i} ({_describe(parts[i])}): {e}") from None
-    jobs = [S.gemm_inputs(hw, hp, lw, pl) for lw, pl in zip(lows, pls)]
-    fronts = S.run_engine(hp, mask, low.a_bits, jobs, opts.full_pipeline)
-    results = [S.finish_step(hw, hp, lw, pl, job, fr, model.name, float(lw.t_bytes.sum()))
-               for lw, pl, job, fr in zip(lows, pls, jobs, fronts)]
-    return [results[distinct[k]] for k in keys]
+    sims = dict(zip(todo, _run_batch(hw, hp, lows, pls, opts, mask, model.name)))
+    out = {}
+    for k in first:
+        rk = reps[content[k]]
+        out[k] = sims[rk] if rk == k else _relabel(sims[rk], info, resolved[k])
+    return [out[k] for k in keys]
+
+
+def _run_batch(hw, hp, lows: list, pls: list, opts, mask: int, model_name) -> list:
+    """Stages 3-8 of every part: one table of all parts' ops (each part its own phases and
+    memory plan), one engine call, then energy and the result per part."""
+    a_bits = lows[0].a_bits
+    if len(lows) == 1:
+        job = S.gemm_inputs(hw, hp, lows[0], pls[0])
+        fr = S.run_engine(hp, mask, a_bits, [job], opts.full_pipeline)[0]
+        return [S.finish_step(hw, hp, lows[0], pls[0], job, fr, model_name,
+                              float(lows[0].t_bytes.sum()))]
+    cat, pl, op_off, ph_off = _concat(lows, pls)
+    plan_of = np.repeat(np.arange(len(lows)), np.diff(op_off))
+    job = S.gemm_inputs(hw, hp, cat, pl, ([q.plan for q in pls], plan_of))
+    fr = S.run_engine(hp, mask, a_bits, [job], opts.full_pipeline)[0]
+    net = S.net_params(hw, hp)
+    oth = S.other_ops(hw, hp, cat, pl, job)
+    sch = S.schedule_step(hp, cat, job, fr, oth, net, placement=False)
+    tr = S.chosen_traffic(hp, cat, pl, job, fr, oth, sch)
+    noc = S.noc_step(hp, cat.ot, oth, sch, net)
+    e_off = np.searchsorted(job.e, op_off)
+    out = []
+    for p, (lw, q) in enumerate(zip(lows, pls)):
+        o, f = slice(op_off[p], op_off[p + 1]), slice(ph_off[p], ph_off[p + 1])
+        oth_p = S.OtherOps(*(x[o] for x in oth))
+        T, cc, t1 = sch.T[f], sch.cc[f], sch.t1[o]
+        place_ = wrap_around(lw.ot.phase_ptr, lw.ot.phase_order, T, cc, t1)
+        sch_p = S.overheads(hp, lw.ot, S.Schedule(T, cc, sch.choice[o], t1,
+                                                  sch.noc_bytes[o], *place_), q.op_wbits)
+        tr_p = S.Traffic(tr.rd[o], tr.wr[o], tr.comp[o], tr.dflow[o], tr.tiles[o],
+                         tr.overflow[e_off[p]:e_off[p + 1]])
+        noc_p = S.Noc(noc.noc_j[o], float(noc.noc_t[f].sum()) + float(noc.red_t[f].sum()),
+                      noc.ksl[o], noc.red_adds[o], noc.noc_t[f], noc.red_t[f])
+        latency = float(sch_p.T.sum()) / hp.clock_hz
+        en = S.step_energy(hw, hp, lw.ot, q.op_wbits, a_bits, tr_p, noc_p, latency)
+        out.append(S.assemble(hw, hp, lw, q, oth_p, sch_p, tr_p, noc_p, en, model_name,
+                              float(lw.t_bytes.sum())).with_power_check(
+            hw.energy.rated_power_w, hw.name))
+    return out
+
+
+_OP_FIELDS = ("op_code", "layer", "expert", "m", "k", "n", "tokens", "p_active", "macs",
+              "vector_ops", "in_elems", "out_elems", "kv_elems", "kv_write_elems",
+              "kv_resident", "weight_fraction", "depth", "group", "att_m", "att_k", "att_n",
+              "tensor_density")
+
+
+def _concat(lows: list, pls: list):
+    """One :class:`~accelsim.sim.stages.Lowered` and ``Placement`` of the ops of all parts
+    (tensor indices, phases and MoE groups renumbered; the placement's global fields from
+    the first plan), with the op and phase offsets of every part."""
+    ots = [lw.ot for lw in lows]
+    op_off = np.cumsum([0] + [len(o) for o in ots])
+    ph_off = np.cumsum([0] + [len(o.phase_ptr) - 1 for o in ots])
+    t_off = np.cumsum([0] + [len(lw.t_bytes) for lw in lows])
+    cols = {f: np.concatenate([getattr(o, f) for o in ots]) for f in _OP_FIELDS}
+    cols["tensor"] = np.concatenate([np.where(o.tensor >= 0, o.tensor + t, -1)
+                                     for o, t in zip(ots, t_off)])
+    names = np.concatenate([np.asarray(o.names, dtype=object) for o in ots])
+    gstep = int(ots[0].model.total_layers) + 1
+    ot = replace(
+        ots[0], names=names, index=_LazyIndex(names),
+        role=np.concatenate([np.asarray(o.role, dtype=object) for o in ots]),
+        phase_order=np.concatenate([o.phase_order + a for o, a in zip(ots, op_off)]),
+        phase_ptr=np.concatenate([o.phase_ptr[:-1] + a for o, a in zip(ots, op_off)]
+                                 + [op_off[-1:]]).astype(np.int64),
+        phase_group=np.concatenate([np.where(o.phase_group >= 0, o.phase_group + p * gstep,
+                                             -1) for p, o in enumerate(ots)]), **cols)
+    cat = S.Lowered(ot, np.concatenate([lw.bits for lw in lows]),
+                    np.concatenate([lw.t_bytes for lw in lows]),
+                    np.concatenate([lw.t_numel for lw in lows]), lows[0].a_bits,
+                    lows[0].kv_bits)
+    pl = S.Placement(pls[0].plan, np.concatenate([q.foot for q in pls]),
+                     np.concatenate([q.att_idx + a for q, a in zip(pls, op_off)]),
+                     np.concatenate([q.home for q in pls]),
+                     np.concatenate([q.wfrac for q in pls]),
+                     np.concatenate([q.op_wbits for q in pls]))
+    return cat, pl, op_off, ph_off
+
+
+class _Context(NamedTuple):
+    """What the content keys need of the whole step: per routed expert (``row * n_experts
+    + expert``) its bits, expected tokens and run probability; the layer of every MoE
+    row."""
+
+    bits: np.ndarray
+    tokens: np.ndarray
+    p: np.ndarray
+    rows: np.ndarray
+
+
+def _expert_context(low, info) -> _Context:
+    n = info.tokens.size
+    bits = np.zeros(n, np.int64)
+    ex = info.t_flat >= 0
+    bits[info.t_flat[ex]] = low.bits[ex]
+    return _Context(bits, info.tokens.ravel(), info.p.ravel(),
+                    np.array(low.ot.model.moe_layers, np.int64))
+
+
+def _content_key(ctx, r: _Resolved) -> tuple:
+    """Equal for parts whose op tables differ only in which experts they hold."""
+    base = (r.first, r.last, r.tp, r.embed, r.lm_head)
+    if r.share is None:
+        return base + (None,)
+    rows = np.arange(r.share.shape[0])
+    sel = (ctx.rows >= r.first) & (ctx.rows < r.last)
+    sh = r.share[rows[sel]]
+    nz = np.nonzero(sh > 0)
+    flat = (rows[sel][nz[0]] * sh.shape[1] + nz[1])
+    seq = np.stack([sh[nz], ctx.bits[flat], ctx.tokens[flat], ctx.p[flat]])
+    return base + (np.bincount(nz[0], minlength=sh.shape[0]).tobytes(), seq.tobytes())
+
+
+def _relabel(res: SimResult, info, r: _Resolved) -> SimResult:
+    """``res`` (a part with the same content) with the op and tensor names of part ``r``."""
+    idx, t_idx = _select(info, r)
+    od = dict(res.op_data)
+    od.update(names=info.names[idx], expert=info.expert[idx],
+              tensor_names=info.t_names[t_idx])
+    return replace(res, op_data=od)
 
 
 # ---------------------------------------------------------------------------- checks
@@ -180,7 +312,7 @@ def _check_part(model, i: int, p) -> tuple:
                                 "heads", key=f"{key}.tp", value=p.tp))
     share = p.expert_share
     if share is not None:
-        shape = (model.num_moe_layers, model.moe.num_experts)
+        shape = (model.num_moe_layers, model.num_experts)
         arr = np.asarray(share)
         if arr.shape != shape or arr.dtype.kind not in "fiu":
             problems.append(Problem(f"must be a numeric array of shape {shape}",
@@ -213,25 +345,34 @@ class _Info(NamedTuple):
     """Per op table: each op's split class, owner (-2 embed, -1 final norm / lm_head, else
     its layer), the MoE row of its layer (-1: not a MoE layer) and, for routed-expert ops,
     ``row * n_experts + expert`` (-1 otherwise); names and roles as object arrays; the
-    expected tokens of every routed expert [rows x experts]. Per tensor: split class (0
+    expert per op; the expected tokens and run probability of every routed expert [rows x
+    experts]. Per tensor: split class (0
     replicated, 1 by tp, 2 by KV heads), layer (-2 embed table, -1 final norm / lm_head),
     ``row * n_experts + expert`` (-1 unless a routed expert), role code and name."""
 
     op_cls: np.ndarray
     owner: np.ndarray
+    tensor: np.ndarray
     op_lrow: np.ndarray
     op_flat: np.ndarray
     names: np.ndarray
     roles: np.ndarray
+    expert: np.ndarray
     tokens: np.ndarray
+    p: np.ndarray
     t_cls: np.ndarray
     t_layer: np.ndarray
     t_flat: np.ndarray
     t_vector: np.ndarray
     t_names: np.ndarray
+    ranges: dict
+    floats: np.ndarray
 
 
 _INFO = IdentityCache()
+#: The op-table fields a part scales (gathered together from ``_Info.floats``).
+_FLOATS = ("m", "k", "n", "tokens", "p_active", "macs", "vector_ops", "in_elems", "out_elems",
+           "kv_elems", "kv_write_elems", "kv_resident", "att_m", "att_n")
 
 
 def _info(ot: OpTable) -> _Info:
@@ -241,7 +382,7 @@ def _info(ot: OpTable) -> _Info:
         return hit
     model = ot.model
     tt = tensor_table(model)
-    E = model.moe.num_experts
+    E = model.num_experts
     t_cls, mats = _tensor_classes(model)
     t_layer = tt.layer.copy()
     t_layer[np.array([t.role == "embed" for t in model.tensors()])] = -2
@@ -264,14 +405,19 @@ def _info(ot: OpTable) -> _Info:
     routed = (ot.expert >= 0) & (op_lrow >= 0)
     op_flat = np.where(routed, op_lrow * E + ot.expert, -1)
     tokens = np.zeros(model.num_moe_layers * E)
+    p = np.zeros(model.num_moe_layers * E)
     gr = np.flatnonzero(routed & (oc == OP["gemm"]))
     tokens[op_flat[gr]] = ot.tokens[gr]      # an expert's GEMMs all have its tokens
+    p[op_flat[gr]] = ot.p_active[gr]
     t_flat = np.where(tt.moe_row >= 0, tt.moe_row * E + tt.expert, -1)
-    info = _Info(op_cls, owner.astype(np.int64), op_lrow.astype(np.int64),
+    info = _Info(op_cls, owner.astype(np.int64), ot.tensor, op_lrow.astype(np.int64),
                  op_flat.astype(np.int64), np.array(ot.names, dtype=object),
-                 np.array(ot.role, dtype=object), tokens.reshape(-1, E), t_cls, t_layer,
+                 np.array(ot.role, dtype=object), ot.expert,
+                 tokens.reshape(model.num_moe_layers, E), p.reshape(model.num_moe_layers, E),
+                 t_cls, t_layer,
                  t_flat.astype(np.int64), tt.role_code == VECTOR_ROLE,
-                 np.array(tt.names, dtype=object))
+                 np.array(tt.names, dtype=object), {},
+                 np.column_stack([getattr(ot, k) for k in _FLOATS]))
     _INFO.put(ot, info)
     return _INFO.get(ot)
 
@@ -302,52 +448,85 @@ def _kv_div(model, tp: int) -> int:
     return min(tp, int(model.num_kv_heads))
 
 
+def _select(info: _Info, r: _Resolved) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the ops and of the tensors a part holds."""
+    base, ex, t_base, t_ex = _range(info, r)
+    if r.share is None:
+        return np.sort(np.concatenate([base, ex[0]])), np.sort(np.concatenate([t_base,
+                                                                               t_ex[0]]))
+    nz = np.flatnonzero(r.share.ravel() > 0)
+    return (np.sort(np.concatenate([base, _segments(ex, nz)])),
+            np.sort(np.concatenate([t_base, _segments(t_ex, nz)])))
+
+
+def _segments(csr: tuple, nz: np.ndarray) -> np.ndarray:
+    """The entries of the experts ``nz`` in ``csr`` = (entries grouped by expert, pointer
+    per expert)."""
+    items, ptr = csr
+    starts = ptr[nz]
+    lens = ptr[nz + 1] - starts
+    if not len(lens):
+        return items[:0]
+    pos = np.repeat(starts - np.cumsum(lens) + lens, lens) + np.arange(int(lens.sum()))
+    return items[pos]
+
+
+def _range(info: _Info, r: _Resolved) -> tuple:
+    """Of a part's layer range and embed/lm_head: the ops other than routed experts and
+    the routed-expert ops grouped by expert (``row * n_experts + expert``, with a pointer
+    per expert); the same for tensors (cached per op table)."""
+    k = (r.first, r.last, r.embed, r.lm_head)
+    hit = info.ranges.get(k)
+    if hit is None:
+        def held(owner):
+            return ((owner >= r.first) & (owner < r.last)) | ((owner == -2) & r.embed) | (
+                (owner == -1) & r.lm_head)
+
+        def by_expert(take, flat):
+            i = np.flatnonzero(take & (flat >= 0))
+            o = np.argsort(flat[i], kind="stable")
+            return i[o], np.searchsorted(flat[i][o], np.arange(info.tokens.size + 1))
+        take, t_take = held(info.owner), held(info.t_layer)
+        # a held op's weight is held (lm_head tied to the embedding table)
+        t_ref = info.tensor[take & (info.op_flat < 0) & (info.tensor >= 0)]
+        t_take[t_ref] = True
+        hit = info.ranges[k] = (np.flatnonzero(take & (info.op_flat < 0)),
+                                by_expert(take, info.op_flat),
+                                np.flatnonzero(t_take & (info.t_flat < 0)),
+                                by_expert(t_take, info.t_flat))
+    return hit
+
+
 def _part_lowered(low: S.Lowered, r: _Resolved) -> S.Lowered:
     """The part's :class:`~accelsim.sim.stages.Lowered`: its ops (scaled) and its tensors."""
     ot = low.ot
     info = _info(ot)
-    own = info.owner
-    take = ((own >= r.first) & (own < r.last)) | ((own == -2) & r.embed) | (
-        (own == -1) & r.lm_head)
-    flat_share = None if r.share is None else r.share.ravel()
-    if flat_share is not None:
-        ex = info.op_flat >= 0
-        take[ex] &= flat_share[info.op_flat[ex]] > 0
-    idx = np.flatnonzero(take)
-    tl = info.t_layer
-    t_take = ((tl >= r.first) & (tl < r.last)) | ((tl == -2) & r.embed) | (
-        (tl == -1) & r.lm_head)
-    if flat_share is not None:
-        ex = info.t_flat >= 0
-        t_take[ex] &= flat_share[info.t_flat[ex]] > 0
-    t_idx = np.flatnonzero(t_take)
+    idx, t_idx = _select(info, r)
     kvd = _kv_div(ot.model, r.tp)
     t_div = np.where(info.t_cls[t_idx] == 1, float(r.tp),
                      np.where(info.t_cls[t_idx] == 2, float(kvd), 1.0))
-    sub = _sub_table(ot, idx, t_take, t_idx, info, r, kvd)
+    sub = _sub_table(ot, idx, t_idx, info, r, kvd)
     return S.Lowered(sub, low.bits[t_idx], low.t_bytes[t_idx] / t_div,
                      low.t_numel[t_idx] / t_div, low.a_bits, low.kv_bits,
                      info.t_names[t_idx])
 
 
-def _sub_table(ot: OpTable, idx, t_take, t_idx, info: _Info, r: _Resolved,
+def _sub_table(ot: OpTable, idx, t_idx, info: _Info, r: _Resolved,
                kvd: int) -> OpTable:
     """The op table of the ops ``idx`` of ``ot``, scaled by tensor parallelism and expert
     shares, with its own phases and tensor indices."""
-    f = {k: getattr(ot, k)[idx] for k in (
-        "m", "k", "n", "tokens", "p_active", "macs", "vector_ops", "in_elems", "out_elems",
-        "kv_elems", "kv_write_elems", "kv_resident", "att_m", "att_n")}
+    sub = info.floats[idx]               # one gather of every scaled field
+    f = {k: sub[:, j] for j, k in enumerate(_FLOATS)}
     if r.share is not None:
         _scale_experts(f, r.share.ravel(), info.op_flat[idx])
         _scale_moe_traffic(ot, idx, f, r.share, info)
     _scale_tp(f, info.op_cls[idx], float(r.tp), float(kvd))
-    remap = np.cumsum(t_take) - 1
     tensor = ot.tensor[idx]
-    tensor = np.where(tensor >= 0, remap[np.maximum(tensor, 0)], -1)
+    tensor = np.where(tensor >= 0, np.searchsorted(t_idx, tensor), -1)   # held: see _range
     wf = ot.weight_fraction[idx]
-    density = np.zeros(len(t_idx))
     has_t = tensor >= 0
-    np.add.at(density, tensor[has_t], (f["p_active"] * wf)[has_t])
+    density = np.bincount(tensor[has_t], weights=(f["p_active"] * wf)[has_t],
+                          minlength=len(t_idx)).astype(np.float64)
     density[info.t_vector[t_idx]] = 1.0
     depth, group = ot.depth[idx], ot.group[idx]
     order, ptr, pgroup = phases(depth, group)

@@ -91,6 +91,25 @@ class SimResult:
     phase_data: dict = field(default_factory=dict, repr=False)
     layer_latency_s: np.ndarray | None = field(default=None, repr=False)
 
+    @property
+    def avg_power_w(self) -> float:
+        """Average power of the step in watts (``energy_j / latency_s``): what one device
+        draws while running it, static power included; the per-device figure a multi-device
+        system sums."""
+        return self.energy_j / self.latency_s if self.latency_s > 0 else 0.0
+
+    def with_power_check(self, rated_power_w: float | None, hw_name: str = "") -> "SimResult":
+        """This result, with a warning when its average power exceeds ``rated_power_w`` (the
+        device's rated power or TDP; None: nothing to check)."""
+        if rated_power_w is None or self.latency_s <= 0 or (
+                self.avg_power_w <= rated_power_w * (1 + 1e-9)):
+            return self
+        from dataclasses import replace
+        msg = (f"average power {self.avg_power_w:.1f} W exceeds the rated power "
+               f"{rated_power_w:.1f} W of {hw_name or self.hw}: the energy model overestimates "
+               "this step")
+        return replace(self, warnings=tuple(self.warnings) + (msg,))
+
     # ------------------------------------------------------------------ tables
     @cached_property
     def ops(self):
@@ -174,6 +193,7 @@ class SimResult:
             "energy_breakdown_j": _floats(self.energy_breakdown_j),
             "busy_cycles": _floats(self.busy_cycles),
             "cores": int(self.cores), "clock_hz": float(self.clock_hz),
+            "avg_power_w": float(self.avg_power_w),
             "warnings": list(self.warnings),
         })
         if ops:

@@ -234,6 +234,12 @@ def schedule(ph_ptr, order, ph_group, ft, ff, nf, cols, kt, rb, ra, noc_bytes, c
     cc = np.full(nph, cores, np.int64)
     done = np.zeros(nph, np.bool_)
     members = np.empty(nph, np.int64)
+    # the next phase of the same MoE group (phases of a group in order, found in one pass)
+    nxt = np.full(nph, -1, np.int64)
+    by_group = np.argsort(ph_group, kind="mergesort")
+    for j in range(nph - 1):
+        if ph_group[by_group[j]] == ph_group[by_group[j + 1]]:
+            nxt[by_group[j]] = by_group[j + 1]
     for p in range(nph):
         if done[p]:
             continue
@@ -244,10 +250,11 @@ def schedule(ph_ptr, order, ph_group, ft, ff, nf, cols, kt, rb, ra, noc_bytes, c
             done[p] = True
             continue
         nm = 0
-        for q in range(p, nph):
-            if ph_group[q] == g:
-                members[nm] = q
-                nm += 1
+        q = p
+        while q >= 0:
+            members[nm] = q
+            nm += 1
+            q = nxt[q]
         # work and critical-op terms only shrink with more cores, so with them taken at
         # all cores a candidate c's cost is bounded below; most c are never evaluated
         wc = np.empty(nm)

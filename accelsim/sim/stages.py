@@ -43,9 +43,10 @@ from .schedule import TOPOLOGIES, k_slices_ops, phase_noc, schedule, wrap_around
 
 __all__ = ["Lowered", "Placement", "GemmJob", "Fronts", "OtherOps", "Net", "Schedule",
            "Traffic", "Noc", "Energy", "lower_step", "place", "memory_plan_of", "gemm_inputs",
+           "tile_space",
            "engine_ops", "run_engine", "other_ops", "net_params", "schedule_step", "fluid",
            "chosen_traffic", "noc_step", "step_energy", "layer_latency", "assemble",
-           "finish_step", "run_step"]
+           "finish_step", "overheads", "run_step", "mixed_width_kernels"]
 
 
 def _ceil(x):
@@ -145,7 +146,8 @@ class GemmJob(NamedTuple):
     per element, the weight DMA cost and staging flag, K folds ``kf``; option (a) keeps
     activations at home ``h_a``, option (b) streams them from off chip ``h_b`` (``io_*``:
     evaluate, a_fix, a_pb, o_fix, o_pb, a_stage; ``flc_*``: shared-level coefficients) with
-    per-core tile space ``cap`` [2 x levels]; ``pr`` the probability each op runs."""
+    per-core tile space ``caps[cap_id]`` [2 x levels] (one entry per memory plan: a step has
+    one, a batch of device parts one per part); ``pr`` the probability each op runs."""
 
     e: np.ndarray
     ge: np.ndarray
@@ -164,15 +166,18 @@ class GemmJob(NamedTuple):
     flc_a: np.ndarray
     io_b: np.ndarray
     flc_b: np.ndarray
-    cap: np.ndarray
+    caps: np.ndarray
+    cap_id: np.ndarray
     pr: np.ndarray
 
-    def key(self) -> np.ndarray:
-        """One row per op: everything the engine result depends on besides ``cap`` and the
-        step-wide constants (equal rows are simulated once)."""
-        return np.column_stack([self.M, self.K, self.N, self.cpm, self.wB, self.w_fix,
-                                self.w_pb, self.w_stage, self.io_a, self.flc_a, self.io_b,
-                                self.flc_b])
+    def key(self) -> list[np.ndarray]:
+        """Columns, one entry per op: everything the engine result depends on besides its
+        tile space and the step-wide constants (equal rows are simulated once)."""
+        cols = [self.M, self.K, self.N, self.cpm, self.wB, self.w_fix, self.w_pb,
+                self.w_stage]
+        for x in (self.io_a, self.flc_a, self.io_b, self.flc_b):
+            cols.extend(x.T)
+        return cols
 
 
 def engine_ops(ot: OpTable) -> np.ndarray:
@@ -184,18 +189,58 @@ def engine_ops(ot: OpTable) -> np.ndarray:
         ot.p_active > 0)
 
 
-def _shared_coefficients(hp, f, sw, sa, so, h, a_dma, o_dma, M, K, N, wB, aB, kf, R, C):
+def _shared_coefficients(hp, f, sw, sa, so, h, a_dma, o_dma, M, K, N, wB, aB, kf, R, C,
+                         att=None, kvw=None):
     """Per GEMM, the shared-level busy cycles as a function of its tiling (see
-    :func:`accelsim.sim.engine._shared_cycles`): [ops x 5]."""
-    sh, rbw, wbw, acc = hp.shared_mask, hp.read_bpc, hp.write_bpc, hp.acc_bytes
+    :func:`accelsim.sim.engine._shared_cycles`): [ops x 5], or with off-chip ports
+    [ops x 5 (1 + ports)]: the levels without ports, then each port with the kinds it
+    serves (``att``: rows whose first operand is the KV cache; ``kvw``: KV bytes written per
+    level, [ops x levels])."""
+    sh, rbw, wbw = hp.shared_mask, hp.read_bpc, hp.write_bpc
+    if hp.nports == 0:
+        out = _coefficient_block(sh, sh, sh, rbw, wbw, rbw, wbw, wbw, hp.acc_bytes, f, sw,
+                                 sa, so, h, a_dma, o_dma, M, K, N, wB, aB, kf, R, C)
+        if kvw is not None:
+            kv = (kvw * sh / wbw).sum(axis=1)
+            out[:, 3] += kv
+            out[:, 4] += kv
+        return out
+    W, A, O, KV = range(4)
+    off = hp.offchip
+    rb, wb = hp.kind_rbw, hp.kind_wbw
+    att = np.zeros(len(M), bool) if att is None else att
+    lvl = np.arange(len(sh))
+    blocks = []
+    for b in range(1 + hp.nports):
+        # shared levels of this block, per kind: the levels without ports, or port b - 1
+        mk = [sh * (lvl != off) if b == 0 else
+              ((lvl == off) & (hp.port_of[k] == b - 1)).astype(np.float64) for k in range(4)]
+        shw = np.where(att[:, None], mk[KV], mk[W])
+        out = _coefficient_block(shw, mk[A], mk[O], np.where(att[:, None], rb[KV], rb[W]),
+                                 np.where(att[:, None], wb[KV], wb[W]), rb[A], wb[A], wb[O],
+                                 hp.acc_bytes, f, sw, sa, so, h, a_dma, o_dma, M, K, N, wB,
+                                 aB, kf, R, C)
+        if kvw is not None:
+            kv = (kvw * mk[KV] / wb[KV]).sum(axis=1)
+            out[:, 3] += kv
+            out[:, 4] += kv
+        blocks.append(out)
+    return np.hstack(blocks)
+
+
+def _coefficient_block(shw, sha, sho, rbw_w, wbw_w, rbw_a, wbw_a, wbw_o, acc, f, sw, sa, so,
+                       h, a_dma, o_dma, M, K, N, wB, aB, kf, R, C):
+    """The 5 coefficients of :func:`_shared_coefficients` over the levels ``sh*`` marks for
+    the weights (per op or one row), activations and outputs, at their bytes per cycle."""
+    shw, rbw_w, wbw_w = np.atleast_2d(shw), np.atleast_2d(rbw_w), np.atleast_2d(wbw_w)
     src = f.copy()
     src[:, sw] = 0.0
-    c_w = (src * sh / rbw).sum(axis=1) + sh[sw] * (1.0 - f[:, sw]) / wbw[sw]
-    c_a = np.where(a_dma, sh[h] / rbw[h] + sh[sa] / wbw[sa], 0.0)
-    c_warr = sh[sw] / rbw[sw]
-    base = (sh[sa] / rbw[sa] * M * K * aB * _ceil(N / C)
-            + np.where(o_dma, sh[h] / wbw[h], 0.0) * M * N * aB)
-    ps = sh[so] / wbw[so] * M * N * acc
+    c_w = (src * shw / rbw_w).sum(axis=1) + shw[:, sw] * (1.0 - f[:, sw]) / wbw_w[:, sw]
+    c_a = np.where(a_dma, sha[h] / rbw_a[h] + sha[sa] / wbw_a[sa], 0.0)
+    c_warr = shw[:, sw] / rbw_w[:, sw]
+    base = (sha[sa] / rbw_a[sa] * M * K * aB * _ceil(N / C)
+            + np.where(o_dma, sho[h] / wbw_o[h], 0.0) * M * N * aB)
+    ps = sho[so] / wbw_o[so] * M * N * acc
     out = np.empty((len(M), 5))
     out[:, 0], out[:, 1], out[:, 2] = c_w, c_a, c_warr
     out[:, 3] = base + ps * kf
@@ -203,10 +248,13 @@ def _shared_coefficients(hp, f, sw, sa, so, h, a_dma, o_dma, M, K, N, wB, aB, kf
     return out
 
 
-def gemm_inputs(hw, hp, low: Lowered, pl: Placement) -> GemmJob:
-    """Stage 3a: the engine inputs of every GEMM and attention op of the step."""
+def gemm_inputs(hw, hp, low: Lowered, pl: Placement, spaces=None) -> GemmJob:
+    """Stage 3a: the engine inputs of every GEMM and attention op of the step. ``spaces``:
+    ``(plans, plan index per op)`` when the ops come from several memory plans (device
+    parts batched in one table; their global fields -- staging levels, activation levels --
+    are equal); default: ``pl.plan`` for every op."""
     ot, plan = low.ot, pl.plan
-    cores, R, C = hp.cores, hp.rows, hp.cols
+    R, C = hp.rows, hp.cols
     aB, kvB = low.a_bits / 8.0, low.kv_bits / 8.0
     sw, sa, so = plan.stage_w, plan.stage_a, plan.stage_o
     p = ot.p_active
@@ -217,32 +265,36 @@ def gemm_inputs(hw, hp, low: Lowered, pl: Placement) -> GemmJob:
     K = np.where(ge, ot.k[e], ot.att_k[e])
     N = np.where(ge, ot.n[e], ot.att_n[e])
     cpm = hp.cpm[np.clip(pl.op_wbits[e], 1, 16), min(max(low.a_bits, 1), 16)]
+    if hp.att_cpm_scale != 1.0:     # efficiency model: attention's own share of the MAC rate
+        cpm = np.where(ge, cpm, cpm * hp.att_cpm_scale)
     tix = np.maximum(ot.tensor[e], 0)
     wB = np.where(ge, low.t_bytes[tix] / low.t_numel[tix], kvB)
     wfe = pl.wfrac[e]
-    w_fix, w_pb = dma_cost(wfe, sw, hp)
+    att = ~ge
+    # weights (the KV cache for attention) at their kind's bandwidth: an off-chip port's
+    w_rbw = None if hp.nports == 0 else np.where(att[:, None], hp.kind_rbw[3], hp.kind_rbw[0])
+    w_fix, w_pb = dma_cost(wfe, sw, hp, w_rbw)
     w_stage = wfe[:, sw] < 1.0 - 1e-9
     kf = np.where(cpm < 1.0, _ceil(K * cpm / R), _ceil(K / R))
     att_idx = pl.att_idx
+    kvw = None
     if len(att_idx):
-        kvw = (ot.kv_write_elems[att_idx] * kvB)[:, None] * plan.kv_fraction
-        kv_sh = (kvw * hp.shared_mask / hp.write_bpc).sum(axis=1)
         pos = np.searchsorted(e, att_idx)
         ok = (pos < len(e)) & (e[np.minimum(pos, len(e) - 1)] == att_idx)
+        kvw = np.zeros((len(e), len(hp.names)))
+        kvw[pos[ok]] = ((ot.kv_write_elems[att_idx] * kvB)[:, None] * pl.wfrac[att_idx])[ok]
+    a_rbw, o_wbw = hp.kind_rbw[1], hp.kind_wbw[2]
 
     def option(h, do):
         """Engine inputs of the GEMMs with their activations in levels ``h``: per op
         (evaluate, a_fix, a_pb, o_fix, o_pb, a_stage) and the shared-level coefficients."""
         a_dma, o_dma = h != sa, h != so
         io = np.column_stack([do, np.where(a_dma, hp.setup_cyc + hp.latency_cyc[h], 0.0),
-                              np.where(a_dma, 1.0 / hp.read_bpc[h], 0.0),
+                              np.where(a_dma, 1.0 / a_rbw[h], 0.0),
                               np.where(o_dma, hp.setup_cyc + hp.latency_cyc[h], 0.0),
-                              np.where(o_dma, 1.0 / hp.write_bpc[h], 0.0), a_dma])
+                              np.where(o_dma, 1.0 / o_wbw[h], 0.0), a_dma])
         flc = _shared_coefficients(hp, wfe, sw, sa, so, h, a_dma, o_dma, M, K, N, wB,
-                                   aB, kf, R, C)
-        if len(att_idx):
-            flc[pos[ok], 3] += kv_sh[ok]
-            flc[pos[ok], 4] += kv_sh[ok]
+                                   aB, kf, R, C, att, kvw)
         return io.astype(np.float64), flc
 
     # (a) activations at home, tiles in the staging share; (b) activations streamed from off
@@ -254,9 +306,23 @@ def gemm_inputs(hw, hp, low: Lowered, pl: Placement) -> GemmJob:
     h_b = np.full(len(e), off, np.int64)
     alt = bool(off >= 0 and plan.act_levels[off] and len(e))
     io_a, flc_a = option(h_a, (h_a != off) if alt else np.ones(len(e), bool))
-    cap_a = plan.staging / cores
     if alt:
         io_b, flc_b = option(h_b, np.ones(len(e), bool))
+    else:
+        io_b, flc_b = np.zeros_like(io_a), flc_a
+    plans, plan_of = spaces if spaces is not None else ((plan,), None)
+    caps = np.ascontiguousarray(np.stack([tile_space(hp, q, alt) for q in plans]))
+    cap_id = np.zeros(len(e), np.int64) if plan_of is None else plan_of[e]
+    return GemmJob(e, ge, M, K, N, cpm, wB, w_fix, w_pb, w_stage, kf, h_a, h_b, io_a, flc_a,
+                   io_b, flc_b, caps, cap_id, pe[e])
+
+
+def tile_space(hp, plan: MemoryPlan, alt: bool) -> np.ndarray:
+    """Per-core tile space [2 x levels] of option (a) (the staging share) and option (b)
+    (plus the activation reserve, when activations may stream from off chip)."""
+    cores = hp.cores
+    cap_a = plan.staging / cores
+    if alt:
         res = np.where(plan.act_levels & hp.onchip, plan.act_reserve, 0.0)
         # a core's share of a per-core level is what its own memory has beyond the staging
         # share (up to the reserve), whatever the core count, so more cores never shrink it
@@ -265,9 +331,8 @@ def gemm_inputs(hw, hp, low: Lowered, pl: Placement) -> GemmJob:
                        res / cores)
         cap_b = cap_a + res
     else:
-        io_b, flc_b, cap_b = np.zeros_like(io_a), flc_a, cap_a
-    return GemmJob(e, ge, M, K, N, cpm, wB, w_fix, w_pb, w_stage, kf, h_a, h_b, io_a, flc_a,
-                   io_b, flc_b, np.ascontiguousarray(np.stack([cap_a, cap_b])), pe[e])
+        cap_b = cap_a
+    return np.stack([cap_a, cap_b])
 
 
 class Fronts(NamedTuple):
@@ -304,43 +369,96 @@ def _unique_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 _PROJ = np.random.default_rng(20261128).uniform(0.5, 1.5, 64)
 
 
+def _unique_columns(cols: list[np.ndarray], rows: np.ndarray | None = None):
+    """:func:`_unique_rows` of the matrix whose columns are ``cols`` (restricted to
+    ``rows``), without building it: a random projection, checked column by column."""
+    cols = [np.asarray(c, dtype=np.float64) for c in cols]
+    if rows is not None:
+        cols = [c[rows] for c in cols]
+    n = len(cols[0]) if cols else 0
+    if n == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    h = np.zeros(n)
+    for c, w in zip(cols, np.resize(_PROJ, len(cols))):
+        h += (c + 0.0) * w                                  # -0.0 -> 0.0
+    _, first, inverse = np.unique(h, return_index=True, return_inverse=True)
+    inverse = inverse.ravel()
+    if all(np.array_equal(c[first][inverse], c) for c in cols):
+        return first, inverse
+    return _unique_rows(np.column_stack(cols))
+
+
 def run_engine(hp, mask: int, a_bits: int, jobs: list[GemmJob], full: bool) -> list[Fronts]:
     """Stage 3b: the tiling fronts of every op of ``jobs``, simulating each distinct GEMM
     once (the experts of a layer, the layers of a model and the parts of a system repeat):
-    one engine call per distinct tile space ``cap`` (one for a single step)."""
+    one engine call per distinct tile space (one for a single step)."""
     aB = a_bits / 8.0
-    out: list[Fronts | None] = [None] * len(jobs)
-    groups: dict[bytes, list[int]] = {}
-    for j, job in enumerate(jobs):
-        groups.setdefault(job.cap.tobytes(), []).append(j)
-    for members in groups.values():
-        js = [jobs[j] for j in members]
-        cat = js[0] if len(js) == 1 else GemmJob(*(
-            np.concatenate([getattr(x, f) for x in js]) if f != "cap" else js[0].cap
-            for f in GemmJob._fields))
-        first, inverse = _unique_rows(cat.key())
-        fr = _engine_call(hp, mask, aB, cat, first, full)
-        w = max(int(fr.npts.max(initial=1)), 1)   # columns in use: less work for the scheduler
-        lo = 0
-        for j, x in zip(members, js):
-            inv = inverse[lo:lo + len(x.e)]
-            lo += len(x.e)
-            out[j] = Fronts(fr.fronts[inv, :w], fr.npts[inv], fr.src[inv, :w], fr.of_a[inv],
-                            fr.of_b[inv])
+    cat = jobs[0] if len(jobs) == 1 else _concat_jobs(jobs)
+    key = cat.key()
+    space: dict[bytes, int] = {}
+    sid = np.array([space.setdefault(c.tobytes(), len(space)) for c in cat.caps],
+                   np.int64)[cat.cap_id]
+    if len(np.unique(sid)) <= 1:
+        first, inverse = _unique_columns(key)
+        cap = cat.caps[cat.cap_id[0]] if len(cat.e) else cat.caps[0]
+        fr = _engine_call(hp, mask, aB, cat, first, cap, full)
+        fr = Fronts(fr.fronts[inverse], fr.npts[inverse], fr.src[inverse], fr.of_a[inverse],
+                    fr.of_b[inverse])
+    else:
+        fr = _engine_spaces(hp, mask, aB, cat, key, sid, full)
+    w = max(int(fr.npts.max(initial=1)), 1)   # columns in use: less work for the scheduler
+    out, lo = [], 0
+    for x in jobs:
+        s_ = slice(lo, lo + len(x.e))
+        lo += len(x.e)
+        out.append(Fronts(fr.fronts[s_, :w], fr.npts[s_], fr.src[s_, :w], fr.of_a[s_],
+                          fr.of_b[s_]))
     return out
 
 
-def _engine_call(hp, mask, aB, job: GemmJob, u: np.ndarray, full: bool) -> Fronts:
-    """One :func:`engine.run_pairs` call over the rows ``u`` of ``job``."""
+def _concat_jobs(jobs: list[GemmJob]) -> GemmJob:
+    """One job of the rows of ``jobs`` (their tile spaces renumbered)."""
+    off = np.cumsum([0] + [len(x.caps) for x in jobs])
+    cols = {f: np.concatenate([getattr(x, f) for x in jobs]) for f in GemmJob._fields
+            if f not in ("caps", "cap_id")}
+    cols["caps"] = np.concatenate([x.caps for x in jobs])
+    cols["cap_id"] = np.concatenate([x.cap_id + o for x, o in zip(jobs, off)])
+    return GemmJob(**cols)
+
+
+def _engine_spaces(hp, mask, aB, cat: GemmJob, key, sid, full) -> Fronts:
+    """The engine over rows with several tile spaces: one call per space."""
+    n = len(cat.e)
+    fronts = np.zeros((n, 2 * E.FRONT_MAX, 10))
+    npts = np.zeros(n, np.int64)
+    src = np.zeros((n, 2 * E.FRONT_MAX), np.int64)
+    of_a = np.zeros(n, bool)
+    of_b = np.zeros(n, bool)
+    for s_ in np.unique(sid):
+        rows = np.flatnonzero(sid == s_)
+        first, inverse = _unique_columns(key, rows)
+        u = rows[first]
+        fr = _engine_call(hp, mask, aB, cat, u, cat.caps[cat.cap_id[u[0]]], full)
+        fronts[rows], npts[rows], src[rows] = (fr.fronts[inverse], fr.npts[inverse],
+                                               fr.src[inverse])
+        of_a[rows], of_b[rows] = fr.of_a[inverse], fr.of_b[inverse]
+    return Fronts(fronts, npts, src, of_a, of_b)
+
+
+def _engine_call(hp, mask, aB, job: GemmJob, u: np.ndarray, cap: np.ndarray,
+                 full: bool) -> Fronts:
+    """One :func:`engine.run_pairs` call over the rows ``u`` of ``job`` (tile space
+    ``cap``)."""
     sw, sa, so = _stages(hp)
     R, C = hp.rows, hp.cols
     return Fronts(*E.run_pairs(
         mask, job.M[u], job.K[u].astype(np.int64), job.N[u].astype(np.int64), R, C,
         job.cpm[u], job.wB[u], aB, aB, hp.acc_bytes, job.w_fix[u], job.w_pb[u],
-        hp.two_channels, sw, sa, so, job.w_stage[u], full, 1.0 / hp.read_bpc[sw],
+        hp.dma_code, sw, sa, so, job.w_stage[u], full, 1.0 / hp.read_bpc[sw],
         1.0 / hp.read_bpc[sa], sw == sa,
         np.ascontiguousarray(np.stack([job.io_a[u], job.io_b[u]], axis=1)),
-        np.ascontiguousarray(np.stack([job.flc_a[u], job.flc_b[u]], axis=1)), job.cap))
+        np.ascontiguousarray(np.stack([job.flc_a[u], job.flc_b[u]], axis=1)),
+        np.ascontiguousarray(cap)))
 
 
 def _stages(hp) -> tuple[int, int, int]:
@@ -392,8 +510,14 @@ def other_ops(hw, hp, low: Lowered, pl: Placement, job: GemmJob) -> OtherOps:
     vec = np.isin(oc, VECTOR_OPS) & live
     hv = pl.home
     v_dma = hv != sa
-    data = np.where(v_dma, ot.in_elems * aB / hp.read_bpc[hv] + ot.out_elems * aB
-                    / hp.write_bpc[hv], 0.0)
+    if hp.nports == 0:
+        data = np.where(v_dma, ot.in_elems * aB / hp.read_bpc[hv] + ot.out_elems * aB
+                        / hp.write_bpc[hv], 0.0)
+    else:   # reads at the activations' port, writes at the outputs'; two ports overlap
+        t_in = ot.in_elems * aB / hp.kind_rbw[1][hv]
+        t_out = ot.out_elems * aB / hp.kind_wbw[2][hv]
+        apart = (hv == hp.offchip) & (hp.port_of[1] != hp.port_of[2])
+        data = np.where(v_dma, np.where(apart, np.maximum(t_in, t_out), t_in + t_out), 0.0)
     vfix = np.where(v_dma, 2.0 * (hp.setup_cyc + hp.latency_cyc[hv]), 0.0) * pe
     t_other = np.where(vec, np.maximum(vcyc, data) + vfix, 0.0)
     cols = np.ones(nops, np.int64)
@@ -403,7 +527,7 @@ def other_ops(hw, hp, low: Lowered, pl: Placement, job: GemmJob) -> OtherOps:
     emb_bytes = np.where(emb, ot.weight_fraction * low.t_bytes[np.maximum(ot.tensor, 0)], 0.0)
     wfrac = pl.wfrac
     if emb.any():
-        efix, epb = dma_cost(wfrac[emb], sa, hp)
+        efix, epb = dma_cost(wfrac[emb], sa, hp, None if hp.nports == 0 else hp.kind_rbw[0])
         t_other[emb] = efix + emb_bytes[emb] * epb
         cols[emb] = np.maximum(_ceil(ot.tokens[emb]), 1.0).astype(np.int64)
     e, ge, M, K, N = job.e, job.ge, job.M, job.K, job.N
@@ -423,7 +547,7 @@ def other_ops(hw, hp, low: Lowered, pl: Placement, job: GemmJob) -> OtherOps:
     wr = np.zeros((nops, nl))
     att_idx = pl.att_idx
     if len(att_idx):
-        wr[att_idx] += (ot.kv_write_elems[att_idx] * kvB)[:, None] * plan.kv_fraction
+        wr[att_idx] += (ot.kv_write_elems[att_idx] * kvB)[:, None] * wfrac[att_idx]
     oi = np.flatnonzero((vec | (oc == OP["dispatch"]) | emb) & live)
     rd[oi, hv[oi]] += np.where(emb[oi], 0.0, ot.in_elems[oi] * aB)
     wr[oi, hv[oi]] += ot.out_elems[oi] * aB
@@ -470,15 +594,43 @@ class Schedule(NamedTuple):
     end: np.ndarray
 
 
-def fluid(hp, rd: np.ndarray, wr: np.ndarray) -> np.ndarray:
-    """Busy cycles each op causes on the shared (chip and off-chip) levels."""
+def fluid(hp, rd: np.ndarray, wr: np.ndarray, emb=None, att=None) -> np.ndarray:
+    """Busy cycles each op causes on the shared (chip and off-chip) levels. With off-chip
+    ports, the off-chip bytes go to their kinds' ports (reads: weights for embedding lookups
+    ``emb``, else activations; writes: the KV cache for attention ``att``, else outputs) and
+    the busiest port counts."""
     sh = hp.shared_mask
-    return (rd * sh / hp.read_bpc).sum(axis=1) + (wr * sh / hp.write_bpc).sum(axis=1)
+    if hp.nports == 0:
+        return (rd * sh / hp.read_bpc).sum(axis=1) + (wr * sh / hp.write_bpc).sum(axis=1)
+    off = hp.offchip
+    rest = sh * (np.arange(len(sh)) != off)
+    t = (rd * rest / hp.read_bpc).sum(axis=1) + (wr * rest / hp.write_bpc).sum(axis=1)
+    n = rd.shape[0]
+    emb = np.zeros(n, bool) if emb is None else emb
+    att = np.zeros(n, bool) if att is None else att
+    by_kind = np.zeros((n, 4, 2))                    # [op, kind, read/write] off-chip bytes
+    by_kind[:, 0, 0] = np.where(emb, rd[:, off], 0.0)
+    by_kind[:, 1, 0] = np.where(emb, 0.0, rd[:, off])
+    by_kind[:, 3, 1] = np.where(att, wr[:, off], 0.0)
+    by_kind[:, 2, 1] = np.where(att, 0.0, wr[:, off])
+    return t + port_busy(hp, by_kind).max(axis=1)
+
+
+def port_busy(hp, by_kind: np.ndarray) -> np.ndarray:
+    """Busy cycles of every off-chip port [..., ports] from off-chip bytes by kind of data
+    (KINDS order) and direction [..., kinds, read/write]."""
+    out = np.zeros(by_kind.shape[:-2] + (hp.nports,))
+    for k in range(4):
+        p = hp.port_of[k]
+        out[..., p] += (by_kind[..., k, 0] / hp.port_rbw[p]
+                        + by_kind[..., k, 1] / hp.port_wbw[p])
+    return out
 
 
 def schedule_step(hp, low: Lowered, job: GemmJob, fr: Fronts, oth: OtherOps,
-                  net: Net) -> Schedule:
-    """Stage 5: the level-synchronous phase schedule over the cores (docs/simulator.md)."""
+                  net: Net, placement: bool = True) -> Schedule:
+    """Stage 5: the level-synchronous phase schedule over the cores (docs/simulator.md);
+    ``placement=False`` leaves the wrap-around placement (``core`` ... ``end``) None."""
     ot = low.ot
     nops = len(ot)
     e, pr = job.e, job.pr
@@ -488,7 +640,7 @@ def schedule_step(hp, low: Lowered, job: GemmJob, fr: Fronts, oth: OtherOps,
     FF = np.zeros((nops, fr.fronts.shape[1]))
     NF = np.ones(nops, np.int64)
     FT[:, 0] = oth.t_other
-    FF[:, 0] = fluid(hp, oth.rd, oth.wr)
+    FF[:, 0] = fluid(hp, oth.rd, oth.wr, oth.emb, oc == OP["attention"])
     FT[e] = fr.fronts[:, :, 0] * pr[:, None]
     FF[e] = fr.fronts[:, :, 9] * pr[:, None]
     NF[e] = fr.npts
@@ -500,6 +652,8 @@ def schedule_step(hp, low: Lowered, job: GemmJob, fr: Fronts, oth: OtherOps,
                              oth.cols, oth.kt, oth.rb, oth.ra, noc_bytes, hp.cores, net.topo,
                              net.link, net.hop)
     t1 = FT[np.arange(nops), choice]
+    if not placement:
+        return Schedule(T, cc, choice, t1, noc_bytes, None, None, None, None)
     core, span, start, end = wrap_around(ot.phase_ptr, ot.phase_order, T, cc, t1)
     return Schedule(T, cc, choice, t1, noc_bytes, core, span, start, end)
 
@@ -516,6 +670,7 @@ class Traffic(NamedTuple):
     dflow: np.ndarray
     tiles: np.ndarray
     overflow: np.ndarray
+    port_busy: np.ndarray | None = None     # off-chip ports: busy cycles of each
 
 
 def chosen_traffic(hp, low: Lowered, pl: Placement, job: GemmJob, fr: Fronts, oth: OtherOps,
@@ -557,18 +712,32 @@ def chosen_traffic(hp, low: Lowered, pl: Placement, job: GemmJob, fr: Fronts, ot
     psum = M * N * hp.acc_bytes * pr * np.where(ws, kf, 1.0)
     wr[e, so] += psum
     wr[e, h] += np.where(o_dma, Ob, 0.0)
-    return Traffic(rd, wr, comp, dflow, tiles, overflow)
+    ports = None
+    if hp.nports:
+        off = hp.offchip
+        att = low.ot.op_code == OP["attention"]
+        k = np.zeros((4, 2))         # off-chip bytes by kind, read / write
+        k[0, 0] = oth.rd[oth.emb, off].sum() + (Wf * src[:, off])[job.ge].sum()
+        k[3, 0] = (Wf * src[:, off])[~job.ge].sum()
+        k[1, 0] = oth.rd[~oth.emb, off].sum() + np.where(a_dma & (h == off), Af, 0.0).sum()
+        k[3, 1] = oth.wr[att, off].sum()
+        k[2, 1] = oth.wr[~att, off].sum() + np.where(o_dma & (h == off), Ob, 0.0).sum()
+        ports = port_busy(hp, k)
+    return Traffic(rd, wr, comp, dflow, tiles, overflow, ports)
 
 
 class Noc(NamedTuple):
     """NoC energy per op ``noc_j``, NoC cycles of the step ``noc_cyc`` (dispatch and combine
     per phase plus each phase's longest split-K reduction), K-slices per op ``ksl`` and the
-    split-K tree's adds per op ``red_adds``."""
+    split-K tree's adds per op ``red_adds``; per phase the dispatch/combine cycles ``noc_t``
+    and the longest split-K reduction ``red_t``."""
 
     noc_j: np.ndarray
     noc_cyc: float
     ksl: np.ndarray
     red_adds: np.ndarray
+    noc_t: np.ndarray
+    red_t: np.ndarray
 
 
 def noc_step(hp, ot: OpTable, oth: OtherOps, sch: Schedule, net: Net) -> Noc:
@@ -586,6 +755,7 @@ def noc_step(hp, ot: OpTable, oth: OtherOps, sch: Schedule, net: Net) -> Noc:
                    _ceil(cols / np.minimum(cols, cc[ph_of])) / cols, 1.0)
     split = np.flatnonzero((kt > 1) & (sh1 * t1 > T[ph_of] * (1.0 + 1e-9)))
     red_adds = np.zeros(nops)
+    red_t = np.zeros(len(T))
     if len(split):
         ks, bh, tn = k_slices_ops(split, t1, cols, kt, cc[ph_of[split]], oth.rb, oth.ra,
                                   net.topo, net.link, net.hop, T[ph_of[split]])
@@ -594,10 +764,9 @@ def noc_step(hp, ot: OpTable, oth: OtherOps, sch: Schedule, net: Net) -> Noc:
         # the tree's adds: ks - 1 partial outputs of M x N accumulator words per op (vector
         # energy); its NoC time: the longest reduction of a phase (pieces run in parallel)
         red_adds[split] = (ks - 1) * oth.rb[split] / hp.acc_bytes * cols[split]
-        red_t = np.zeros(len(T))
         np.maximum.at(red_t, ph_of[split], tn)
         noc_cyc += float(red_t.sum())
-    return Noc(noc_j, noc_cyc, ksl, red_adds)
+    return Noc(noc_j, noc_cyc, ksl, red_adds, noc_t, red_t)
 
 
 # ---------------------------------------------------------------------------- 7. energy
@@ -682,6 +851,8 @@ def assemble(hw, hp, low: Lowered, pl: Placement, oth: OtherOps, sch: Schedule,
     # array reads (double buffering), so a level is busy for the longer of the two
     r_t, w_t = rd.sum(axis=0) / hp.agg_read_bpc, wr.sum(axis=0) / hp.agg_write_bpc
     lvl_time = np.where(hp.onchip, np.maximum(r_t, w_t), r_t + w_t)
+    if tr.port_busy is not None:     # ports work side by side: the busiest one
+        lvl_time[off] = tr.port_busy.max()
     vec_total = float(np.where(vec | is_att, vcyc, 0.0).sum())
     comp = tr.comp
     busy = {"compute": float(comp.sum()) / cores, "vector": vec_total / cores,
@@ -754,9 +925,33 @@ def finish_step(hw, hp, low: Lowered, pl: Placement, job: GemmJob, fr: Fronts,
     sch = schedule_step(hp, low, job, fr, oth, net)
     tr = chosen_traffic(hp, low, pl, job, fr, oth, sch)
     noc = noc_step(hp, low.ot, oth, sch, net)
+    sch = overheads(hp, low.ot, sch, pl.op_wbits)   # fixed costs, after every choice
     latency = float(sch.T.sum()) / hp.clock_hz
     en = step_energy(hw, hp, low.ot, pl.op_wbits, low.a_bits, tr, noc, latency)
-    return assemble(hw, hp, low, pl, oth, sch, tr, noc, en, model_name, weight_bytes)
+    return assemble(hw, hp, low, pl, oth, sch, tr, noc, en, model_name,
+                    weight_bytes).with_power_check(hw.energy.rated_power_w, hw.name)
+
+
+def overheads(hp, ot: OpTable, sch: Schedule, op_wbits: np.ndarray | None = None
+              ) -> Schedule:
+    """The efficiency model's fixed overheads in the schedule (``hw.efficiency``,
+    docs/fidelity.md): every op that runs is one kernel whose launch and synchronisation add
+    ``kernel_overhead`` to its phase (times the op's probability of running); the step's host
+    overhead is added to its first phase. With ``op_wbits`` (each op's weight bits), a phase
+    of a MoE layer's expert GEMMs also pays one more ``kernel_overhead`` per extra weight
+    width among its experts (:func:`mixed_width_kernels`: a fused MoE kernel runs one
+    format, so each further width is one more pass). Unchanged without them."""
+    nph = len(sch.T)
+    if (hp.kernel_cyc <= 0 and hp.step_cyc <= 0) or nph == 0:
+        return sch
+    runs = np.where((ot.p_active > 0) & (sch.t1 > 0), ot.p_active, 0.0)
+    ph_of = np.repeat(np.arange(nph), np.diff(ot.phase_ptr))
+    kernels = np.bincount(ph_of, weights=runs[ot.phase_order], minlength=nph)
+    if op_wbits is not None:
+        kernels = kernels + mixed_width_kernels(ot, op_wbits)
+    T = sch.T + hp.kernel_cyc * kernels
+    T[0] += hp.step_cyc
+    return sch._replace(T=T)
 
 
 def run_step(hw, hp, low: Lowered, opts, mask: int, model_name) -> SimResult:
@@ -765,3 +960,41 @@ def run_step(hw, hp, low: Lowered, opts, mask: int, model_name) -> SimResult:
     job = gemm_inputs(hw, hp, low, pl)
     fr = run_engine(hp, mask, low.a_bits, [job], opts.full_pipeline)[0]
     return finish_step(hw, hp, low, pl, job, fr, model_name, float(low.t_bytes.sum()))
+
+
+# ---------------------------------------------------------------------------- mixed widths
+def mixed_width_kernels(ot: OpTable, op_wbits: np.ndarray) -> np.ndarray:
+    """Expected *extra* kernels per phase that mixed weight widths inside one MoE layer cost.
+
+    A fused MoE kernel (vLLM, TensorRT-LLM, llama.cpp) runs the routed experts of a layer
+    with one weight format, so a phase holding a layer's expert GEMMs (``w1``/``w3``
+    together, then ``w2``) needs one pass per distinct width among the experts that run.
+    With expert ``e`` running with probability ``p_e`` (independently, as the graph's
+    expected values assume), width ``w`` needs its pass with probability
+    ``P_w = 1 - prod_{e at w} (1 - p_e)``; one pass (``P_any``) is the kernel the layer needs
+    anyway, so the extra passes are ``sum_w P_w - P_any`` (``distinct widths - 1`` when
+    every expert runs; 0 with one width). Returns an array per phase (``ot.phase_ptr``).
+    """
+    nph = len(ot.phase_ptr) - 1
+    out = np.zeros(max(nph, 0))
+    if nph <= 0:
+        return out
+    order = ot.phase_order
+    ph_of = np.repeat(np.arange(nph), np.diff(ot.phase_ptr))
+    sel = (ot.expert[order] >= 0) & np.isin(ot.op_code[order], GEMM_OPS) & \
+        (ot.p_active[order] > 0)
+    if not sel.any():
+        return out
+    idx, ph = order[sel], ph_of[sel]
+    for q in np.unique(ph):
+        ops = idx[ph == q]
+        # one entry per expert (w1 and w3 of an expert share its width and probability)
+        _, first = np.unique(ot.expert[ops], return_index=True)
+        ops = ops[first]
+        p, w = ot.p_active[ops], op_wbits[ops]
+        if np.unique(w).size < 2:
+            continue
+        idle = 1.0 - np.minimum(p, 1.0)
+        p_w = [1.0 - float(np.prod(idle[w == b])) for b in np.unique(w)]
+        out[q] = max(0.0, float(np.sum(p_w)) - (1.0 - float(np.prod(idle))))
+    return out

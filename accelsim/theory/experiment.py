@@ -203,9 +203,10 @@ def _quantized_experts(w: np.ndarray, bits: np.ndarray) -> np.ndarray:
 
 def run_experiment(cfg: ExperimentConfig, progress: Callable[[str], None] | None = None
                    ) -> list[dict]:
-    """Rows ``{"data", "method", "avg_bits", "accuracy", "accuracy_std", "seeds"}`` (mean
-    and sample standard deviation of test accuracy over seeds), plus one ``float`` row per
-    data set with the unquantized accuracy (``avg_bits`` 32)."""
+    """Rows ``{"data", "method", "avg_bits", "accuracy", "accuracy_std", "seeds",
+    "per_seed"}`` (mean and sample standard deviation of test accuracy over seeds, and the
+    accuracy of each seed in seed order, so methods can be compared seed by seed), plus one
+    ``float`` row per data set with the unquantized accuracy (``avg_bits`` 32)."""
     acc: dict[tuple[str, float], list[float]] = {}
     float_acc = []
     for seed in range(int(cfg.seeds)):
@@ -237,7 +238,7 @@ def _row(data: str, method: str, avg: float, vals: Sequence[float]) -> dict:
     a = np.asarray(vals, dtype=float)
     return {"data": data, "method": method, "avg_bits": avg, "accuracy": float(a.mean()),
             "accuracy_std": float(a.std(ddof=1)) if a.size > 1 else 0.0,
-            "seeds": int(a.size)}
+            "seeds": int(a.size), "per_seed": [float(v) for v in a]}
 
 
 def expert_sensitivity(cfg: ExperimentConfig, bits: int = 1) -> list[dict]:

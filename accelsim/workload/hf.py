@@ -11,6 +11,12 @@ absent -> ``MoEModel.family``):
 - ``OlmoeForCausalLM`` / ``olmoe`` -> ``olmoe``
 - ``SwitchTransformersForConditionalGeneration`` / ``switch_transformers`` -> ``switch``
 
+Dense decoders (no MoE layers; ``MoEModel.moe`` is None):
+
+- ``LlamaForCausalLM`` / ``llama`` -> ``llama``
+- ``MistralForCausalLM`` / ``mistral`` -> ``mistral``
+- ``GraniteForCausalLM`` / ``granite`` -> ``granite``
+
 Each family is a table of :class:`_Key` rows (config key, MoEModel field, type, default) plus
 the constants of the family (FFN kind, attention kind, biases) and a small ``derive`` function
 for what is not a plain copy (which layers are MoE, shared experts, the router bias). Every
@@ -29,10 +35,10 @@ Examples
 >>> m.family, m.num_moe_layers, round(m.param_counts()["total_params"] / 1e9, 1)
 ('mixtral', 32, 46.7)
 >>> try:
-...     from_hf_config({"architectures": ["LlamaForCausalLM"]}, file="config.json")
+...     from_hf_config({"architectures": ["GPT2LMHeadModel"]}, file="config.json")
 ... except UnsupportedModelError as e:
 ...     print(str(e)[:68])
-config.json: architectures: unsupported architecture 'LlamaForCausal
+config.json: architectures: unsupported architecture 'GPT2LMHeadMode
 """
 
 from __future__ import annotations
@@ -126,6 +132,35 @@ _DEEPSEEK_KEYS = (
 
 _DECODER_FIXED = {"architecture": "decoder", "ffn_kind": "swiglu", "norm": "rmsnorm",
                   "attention.kind": "gqa"}
+
+#: Dense Llama-style decoders (Llama, Mistral, Granite): SwiGLU FFN in every layer.
+_DENSE_KEYS = (
+    _Key("hidden_size", "hidden_size"),
+    _Key("num_hidden_layers", "num_layers"),
+    _Key("vocab_size", "vocab_size"),
+    _Key("tie_word_embeddings", "tie_word_embeddings", "bool", False),
+    _Key("num_attention_heads", "attention.num_heads"),
+    _Key("intermediate_size", "dense_ffn_size"),
+    *_GQA_KEYS,
+    _Key("attention_bias", "", "bool", False),
+    _Key("mlp_bias", "mlp_bias", "bool", False),
+    _Key("hidden_act", "", "str", "silu"),
+    _Key("sliding_window", "", "int?", None),
+)
+
+
+def _dense(v: dict[str, Any]) -> _Derived:
+    # LlamaAttention: attention_bias puts a bias on q, k, v and o alike
+    if v["hidden_act"] != "silu":
+        raise UnsupportedModelError.single(
+            "only SwiGLU FFNs (hidden_act silu) are modelled for dense decoders",
+            key="hidden_act", value=v["hidden_act"])
+    out, src, _ = _attention_bias(v)
+    notes = ["dense decoder: every layer has a SwiGLU FFN of intermediate_size"]
+    if v.get("sliding_window"):
+        notes.append(f"sliding_window {v['sliding_window']}: attention is charged over the "
+                     "whole context (the window is not modelled)")
+    return out, src, notes
 
 
 def _qwen_layers(v: dict[str, Any]) -> _Derived:
@@ -259,6 +294,9 @@ _FAMILIES: tuple[_Family, ...] = (
             (*_decoder_keys("intermediate_size", "num_experts"), *_GQA_KEYS,
              _Key("attention_bias", "", "bool", False)),
             {**_DECODER_FIXED, "attention.qk_norm": True}, _attention_bias),
+    _Family("llama", "LlamaForCausalLM", "llama", _DENSE_KEYS, _DECODER_FIXED, _dense),
+    _Family("mistral", "MistralForCausalLM", "mistral", _DENSE_KEYS, _DECODER_FIXED, _dense),
+    _Family("granite", "GraniteForCausalLM", "granite", _DENSE_KEYS, _DECODER_FIXED, _dense),
     _Family("switch", "SwitchTransformersForConditionalGeneration", "switch_transformers",
             (_Key("d_model", "hidden_size"),
              _Key("d_ff", "moe.expert_ffn_size"),

@@ -33,7 +33,7 @@ from ..config import Bounded, Spec
 __all__ = ["Attention", "MoeSpec", "MoEModel", "TensorSpec", "LayerInfo", "FAMILIES"]
 
 FAMILIES = ("mixtral", "qwen2_moe", "qwen3_moe", "deepseek_v2", "deepseek_v3", "olmoe",
-            "switch", "generic")
+            "switch", "llama", "mistral", "granite", "generic")
 
 Dim = Bounded(int, 1, 1 << 22)
 
@@ -148,12 +148,13 @@ class LayerInfo:
 
 
 class MoEModel(Spec):
-    """A Mixture-of-Experts transformer."""
+    """A Mixture-of-Experts transformer, or a dense one when ``moe`` is absent (every layer a
+    dense FFN of ``dense_ffn_size``)."""
 
     name: str = Field(min_length=1, max_length=128)
     description: str = ""
     family: Literal["mixtral", "qwen2_moe", "qwen3_moe", "deepseek_v2", "deepseek_v3", "olmoe",
-                    "switch", "generic"] = "generic"
+                    "switch", "llama", "mistral", "granite", "generic"] = "generic"
     architecture: Literal["decoder", "encoder_decoder"] = "decoder"
     hidden_size: Dim
     num_layers: Bounded(int, 1, 4096)
@@ -164,7 +165,10 @@ class MoEModel(Spec):
     dense_ffn_size: Dim | None = None
     norm: Literal["rmsnorm", "layernorm"] = "rmsnorm"
     attention: Attention
-    moe: MoeSpec
+    #: None: a dense model (every layer a dense FFN of ``dense_ffn_size``; Llama, Mistral,
+    #: Granite): no routed experts, an empty expert-bit table
+    moe: MoeSpec | None = None
+    mlp_bias: bool = False
     sources: list[str] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
 
@@ -176,7 +180,7 @@ class MoEModel(Spec):
             raise ValueError("num_decoder_layers is only for architecture: encoder_decoder")
         if any(not li.is_moe for li in self.layers) and self.dense_ffn_size is None:
             raise ValueError("some layers are dense: dense_ffn_size is required")
-        if not any(li.is_moe for li in self.layers):
+        if self.moe is not None and not any(li.is_moe for li in self.layers):
             raise ValueError("no layer is an MoE layer (check moe.first_dense_layers, "
                              "layer_step, layer_offset, dense_layers)")
         a = self.attention
@@ -193,7 +197,7 @@ class MoEModel(Spec):
         g = 0
         for stack, n in stacks:
             for i in range(n):
-                out.append(LayerInfo(g, stack, i, self.moe.is_moe(i),
+                out.append(LayerInfo(g, stack, i, self.moe is not None and self.moe.is_moe(i),
                                      self.architecture == "encoder_decoder"
                                      and stack == "decoder"))
                 g += 1
@@ -210,6 +214,17 @@ class MoEModel(Spec):
         return len(self.moe_layers)
 
     @property
+    def is_dense(self) -> bool:
+        """True for a model without MoE layers (``moe`` absent)."""
+        return self.moe is None
+
+    @property
+    def num_experts(self) -> int:
+        """Routed experts per MoE layer (0 for a dense model): the columns of a
+        BitAllocation's ``expert_bits``."""
+        return 0 if self.moe is None else self.moe.num_experts
+
+    @property
     def total_layers(self) -> int:
         return len(self.layers)
 
@@ -224,6 +239,8 @@ class MoEModel(Spec):
 
     @property
     def shared_ffn_size(self) -> int:
+        if self.moe is None:
+            return 0
         return self.moe.shared_expert_ffn_size or self.moe.expert_ffn_size
 
     @property
@@ -244,8 +261,12 @@ class MoEModel(Spec):
     def _ffn(self, prefix: str, role: str, size: int, layer: int, expert: int | None):
         d = self.hidden_size
         shapes = {"w1": (size, d), "w3": (size, d), "w2": (d, size)}
-        return [TensorSpec(f"{prefix}.{m}", role, shapes[m], layer, expert, m)
-                for m in self.expert_matrices]
+        out = [TensorSpec(f"{prefix}.{m}", role, shapes[m], layer, expert, m)
+               for m in self.expert_matrices]
+        if self.mlp_bias and role == "dense_ffn":
+            out += [TensorSpec(f"{prefix}.{m}_bias", "bias", (shapes[m][0],), layer)
+                    for m in self.expert_matrices]
+        return out
 
     def _attention(self, prefix: str, layer: int) -> list[TensorSpec]:
         a, d = self.attention, self.hidden_size
@@ -371,9 +392,10 @@ class MoEModel(Spec):
                 shared += n
             elif t.role in ("embed", "lm_head"):
                 embed += n
-        per_expert = sum(self.hidden_size * self.moe.expert_ffn_size
-                         for _ in self.expert_matrices)
-        active = total - expert + self.num_moe_layers * self.moe.top_k * per_expert
+        per_expert = 0 if self.moe is None else sum(
+            self.hidden_size * self.moe.expert_ffn_size for _ in self.expert_matrices)
+        top_k = 0 if self.moe is None else self.moe.top_k
+        active = total - expert + self.num_moe_layers * top_k * per_expert
         return {
             "total_params": total,
             "active_params": active,
@@ -399,10 +421,10 @@ class MoEModel(Spec):
             "num_layers": self.total_layers,
             "num_moe_layers": self.num_moe_layers,
             "moe_layers": list(self.moe_layers),
-            "num_experts": self.moe.num_experts,
-            "top_k": self.moe.top_k,
-            "num_shared_experts": self.moe.num_shared_experts,
-            "expert_ffn_size": self.moe.expert_ffn_size,
+            "num_experts": self.num_experts,
+            "top_k": 0 if self.moe is None else self.moe.top_k,
+            "num_shared_experts": 0 if self.moe is None else self.moe.num_shared_experts,
+            "expert_ffn_size": None if self.moe is None else self.moe.expert_ffn_size,
             "ffn_kind": self.ffn_kind,
             "attention": self.attention.kind,
             "vocab_size": self.vocab_size,

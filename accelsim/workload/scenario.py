@@ -329,7 +329,8 @@ class Scenario:
     def pruned_mask(self, model) -> np.ndarray:
         """Bool [moe layers, experts]: the pruned experts; checked against ``model``
         (indices in range, at least ``top_k`` survivors per layer)."""
-        L, E, k = model.num_moe_layers, model.moe.num_experts, model.moe.top_k
+        L, E = model.num_moe_layers, model.num_experts
+        k = model.moe.top_k if model.moe is not None else 0
         mask = np.zeros((L, E), dtype=bool)
         for r, e in self.pruned:
             if not (0 <= r < L and 0 <= e < E):
@@ -351,6 +352,9 @@ class Scenario:
         return replace(self, pruned=_pruned_pairs(mask))
 
     def expert_load(self, model) -> ExpertLoad:
+        if model.moe is None:      # a dense model: no routed experts
+            empty = np.zeros((0, 0))
+            return ExpertLoad(empty, empty, empty)
         L, E, k = model.num_moe_layers, model.moe.num_experts, model.moe.top_k
         if isinstance(self.routing, Trace):
             self.routing.validate(L, E, k)

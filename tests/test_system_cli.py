@@ -122,3 +122,21 @@ def test_sweep_over_system_parameters(run_cli, toy, monkeypatch):
     assert [str(p) for p in e.value.problems] == [
         "fixed.plan: pp=3 is more stages than the 2 layers (toy-moe) (got 'pp=3,tp=1,ep=1,dp=1,"
         "mb=3')"]
+
+
+def test_plan_screening_keeps_the_exhaustive_answer(toy, monkeypatch):
+    # with the stub a part's latency is the sum over its layers, so the one-layer screen is
+    # exact and the screened search must give the exhaustive search's table
+    import accelsim
+    from accelsim.system import load_system
+    from accelsim.system.search import search_plans
+    from accelsim.workload.model import MoEModel
+    install_stub(monkeypatch)
+    m = MoEModel.model_validate(yaml.safe_load(TOY_WL))
+    g = accelsim.build_graph(m, accelsim.Scenario(batch=4))
+    a = accelsim.BitAllocation.uniform(m, 8)
+    s = load_system(str(toy / "sys.yaml"))
+    full = search_plans(s, g, a, screen=False)
+    fast = search_plans(s, g, a, screen=True)
+    assert fast["pareto"] == full["pareto"] and fast["best"] == full["best"]
+    assert fast["simulated"] <= full["simulated"]

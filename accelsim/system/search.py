@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from ..errors import ConfigError, DoesNotFitError, InfeasibleError
 from .load import load_system
 from .plan import enumerate_plans
@@ -22,6 +24,8 @@ from .simulate import _equivalence_key, compose, prepare
 __all__ = ["search_plans", "OBJECTIVES", "pareto_rows", "min_devices"]
 
 OBJECTIVES = ("latency", "throughput", "devices", "energy")
+#: Rounds of screening: estimate, simulate the candidates exactly, recompute the table.
+MAX_ROUNDS = 8
 ROW_KEYS = ("plan", "devices", "latency_s", "tokens_per_s", "energy_per_token_j",
             "tokens_per_s_per_device", "bound")
 
@@ -95,13 +99,18 @@ def _best(rows: list[dict], objective: str) -> dict:
 def search_plans(system, graph, alloc=None, *, devices: int | None = None,
                  max_devices: int | None = None, latency_budget_s: float | None = None,
                  objective: str = "latency", microbatches: int | None = None,
-                 cache: dict | None = None, **options) -> dict[str, Any]:
+                 cache: dict | None = None, screen: bool = True,
+                 **options) -> dict[str, Any]:
     """Search plans and device counts of ``system`` for one step of ``graph``.
 
     Returns ``{"best": row, "pareto": [rows], "rows": [every feasible row], "evaluated":
     n, "infeasible": n}``; a row holds ``plan``, ``devices``, ``latency_s``,
     ``tokens_per_s``, ``energy_per_token_j``, ``tokens_per_s_per_device`` and ``bound``.
     ``devices``: exactly that many; ``max_devices``: at most (default: all of the system).
+    ``screen``: estimate every plan from one-layer parts first and simulate exactly only the
+    plans whose estimated rows reach the Pareto table or are best for an objective, until
+    the table holds exact rows only (False: simulate every plan exactly). ``rows`` are the
+    exactly simulated rows.
 
     Raises
     ------
@@ -141,31 +150,56 @@ def search_plans(system, graph, alloc=None, *, devices: int | None = None,
             infeasible += 1
     opts = dict(options)
     stats = preps[0].stats if preps else None
-    keys = [[_equivalence_key(q, stats, graph, alloc, opts) for q in prep.all_parts()]
-            for prep in preps]
-    flat = [q for prep in preps for q in prep.all_parts()]
-    try:
-        _run_parts(system, graph, alloc, flat, opts, cache, stats,
-                   keys=[k for ks in keys for k in ks], aligned=False)
-        batch_ok = True
-    except DoesNotFitError:
-        batch_ok = False
-    rows = []
-    for prep, ks in zip(preps, keys):
-        try:
-            if batch_ok:
-                results = [cache[k] for k in ks]
-            else:
-                results = _run_parts(system, graph, alloc, prep.all_parts(), opts, cache,
-                                     stats, keys=ks, aligned=False)
-        except DoesNotFitError:
-            infeasible += 1
-            continue
-        res = compose(prep, results, memo)
+    run = _Runner(system, graph, alloc, opts, cache, stats, memo)
+    exact: dict[int, Any] = {}           # plan index -> exact SystemResult, or None
+
+    def verify(idx):
+        for i, res in zip(idx, run.exact([preps[i] for i in idx])):
+            exact[i] = res
+
+    def expand(res):
+        out = []
         for dp in range(1, top // res.devices + 1):
             if res.devices * dp in counts:
-                text = res.plan.replace(",dp=1,", f",dp={dp},")
-                rows.append(_row(res, dp, text))
+                out.append(_row(res, dp, res.plan.replace(",dp=1,", f",dp={dp},")))
+        return out
+
+    if not screen:
+        verify(list(range(len(preps))))
+    else:
+        estimates = [run.estimate(prep) for prep in preps]
+        for _ in range(MAX_ROUNDS):
+            cand = []
+            for i, est in enumerate(estimates):
+                res = exact.get(i, est) if i in exact else est
+                if res is None:
+                    continue
+                cand += [(i, r) for r in expand(res)]
+            if not cand:
+                break
+            if latency_budget_s is not None:
+                within = [(i, r) for i, r in cand
+                          if r["latency_s"] <= latency_budget_s * (1 + 1e-12)]
+                if not within:      # the fastest, simulated exactly, says by how much
+                    i = min(cand, key=lambda x: x[1]["latency_s"])[0]
+                    if i in exact:
+                        break
+                    verify([i])
+                    continue
+                cand = within
+            front = pareto_rows([r for _, r in cand])
+            keep = {id(r) for r in front} | {id(_best([r for _, r in cand], o))
+                                             for o in OBJECTIVES}
+            need = sorted({i for i, r in cand if id(r) in keep} - set(exact))
+            if not need:
+                break
+            verify(need)
+    rows = []
+    for i in sorted(exact):
+        if exact[i] is None:
+            infeasible += 1
+        else:
+            rows += expand(exact[i])
     if not rows:
         raise InfeasibleError(f"no plan of {model.name} fits "
                               + (f"{devices} devices" if devices else f"up to {top} devices")
@@ -179,4 +213,97 @@ def search_plans(system, graph, alloc=None, *, devices: int | None = None,
                                   f"{latency_budget_s:.4g} s on {system.name}; the fastest "
                                   f"takes {fastest:.4g} s")
     return {"best": _best(ok, objective), "pareto": pareto_rows(ok), "rows": rows,
-            "evaluated": len(plans), "infeasible": infeasible}
+            "evaluated": len(plans), "infeasible": infeasible,
+            "simulated": sum(1 for v in exact.values() if v is not None)}
+
+
+class _Runner:
+    """Exact and estimated results of prepared plans, sharing one part cache."""
+
+    def __init__(self, system, graph, alloc, opts, cache, stats, memo):
+        self.system, self.graph, self.alloc, self.opts = system, graph, alloc, opts
+        self.cache, self.stats, self.memo = cache, stats, memo
+        self.n = graph.graph["model_spec"].total_layers
+
+    def _key(self, part):
+        return _equivalence_key(part, self.stats, self.graph, self.alloc, self.opts)
+
+    def _run(self, parts, keys):
+        from .simulate import _run_parts
+        return _run_parts(self.system, self.graph, self.alloc, parts, self.opts, self.cache,
+                          self.stats, keys=keys, aligned=False)
+
+    def exact(self, preps):
+        """Exact results (None for a plan whose part does not fit)."""
+        keys = [[self._key(q) for q in prep.all_parts()] for prep in preps]
+        try:
+            self._run([q for prep in preps for q in prep.all_parts()],
+                      [k for ks in keys for k in ks])
+            ok = True
+        except DoesNotFitError:
+            ok = False
+        out = []
+        for prep, ks in zip(preps, keys):
+            try:
+                res = ([self.cache[k] for k in ks] if ok
+                       else self._run(prep.all_parts(), ks))
+            except DoesNotFitError:
+                out.append(None)
+                continue
+            out.append(compose(prep, res, self.memo))
+        return out
+
+    def estimate(self, prep):
+        """The plan composed from one-layer parts: each device part's per-layer latencies,
+        energy and bytes are the sums over its layers simulated one at a time (a screen;
+        fitting is not checked). None when a one-layer part does not fit."""
+        from ..sim import DevicePart
+        units, spans = [], []
+        for p in prep.all_parts():
+            a, b = p.layers
+            spans.append((len(units), a, b))
+            units += [DevicePart((L, L + 1), p.tp, p.expert_share, embed=L == 0,
+                                 lm_head=L == self.n - 1) for L in range(a, b)]
+        try:
+            pairs = self._run(units, [self._key(u) for u in units])
+        except DoesNotFitError:
+            return None
+        parts = [_sum_units(pairs[i:i + (b - a)], a, self.n) for i, a, b in spans]
+        return compose(prep, parts, self.memo)
+
+
+def _sum_units(pairs, first: int, n: int):
+    """A device part's estimated result: the sum of its one-layer parts' results."""
+    from types import SimpleNamespace
+    lat = np.zeros(n + 2)
+    for j, (r, src) in enumerate(pairs):
+        arr = np.asarray(r.layer_latency_s, dtype=float)
+        lat[first + j + 1] += arr[src[0] + 1]
+        lat[0] += arr[0]
+        lat[-1] += arr[-1]
+    rs = [r for r, _ in pairs]
+    total = float(lat.sum())
+
+    def add(key):
+        out: dict = {}
+        for r in rs:
+            for k, v in getattr(r, key).items():
+                out[k] = out.get(k, 0.0) + float(v)
+        return out
+
+    num = {k: float(sum(getattr(r, k) for r in rs)) for k in (
+        "energy_j", "weight_bytes", "offchip_bytes", "onchip_bytes_moved", "macs",
+        "compute_cycles", "stall_cycles", "vector_cycles", "noc_cycles")}
+    util = (sum(float(r.mac_utilization) * float(r.latency_s) for r in rs) / total
+            if total > 0 else 0.0)
+    slow = max(rs, key=lambda r: r.latency_s)
+    return SimpleNamespace(
+        latency_s=total, layer_latency_s=lat, mac_utilization=util, bound=slow.bound,
+        energy_breakdown_j=add("energy_breakdown_j"),
+        weight_bytes_by_level=add("weight_bytes_by_level"),
+        kv_bytes_by_level=add("kv_bytes_by_level"),
+        activation_bytes_by_level=add("activation_bytes_by_level"),
+        staging_bytes_by_level=add("staging_bytes_by_level"),
+        bytes_by_level=add("bytes_by_level"), busy_cycles=add("busy_cycles"),
+        warnings=tuple(dict.fromkeys(w for r in rs for w in r.warnings)), model=slow.model,
+        scenario=slow.scenario, residency=slow.residency, **num)

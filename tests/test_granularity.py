@@ -124,3 +124,74 @@ def test_cli_granularity(run_cli, tmp_path):
     rc, _, err = run_cli("allocate", "--workload", "mixtral-8x7b", "--method", "uniform",
                          "--avg-bits", "2", "--granularity", "layer", "--levels", "4,2,0")
     assert rc == 2 and err.count("\n") == 1 and "granularity 'layer'" in err
+
+
+def test_sweep_point_with_layer_granularity_and_a_zero_level(mixtral):
+    from accelsim.sweep.allocation import make_allocation
+    from accelsim.sweep.spec import sweep_from_dict
+    shares = np.full((32, 8), 1 / 8)
+    a = make_allocation(mixtral, {"method": "router-norm", "avg_bits": 2.5, "levels": None,
+                                  "seed": 0, "granularity": "layer"}, shares=shares)
+    assert _equal_within_layers(a) and a.average_expert_bits() == 2.5
+    spec = sweep_from_dict({"fixed": {"hw": "h100", "workload": "mixtral-8x7b",
+                                      "method": "router-norm", "avg_bits": 2,
+                                      "levels": [4, 2, 0]},
+                            "axes": [{"grid": {"granularity": ["expert"]}}]})
+    p = spec.points[0].params
+    a = make_allocation(mixtral, p, shares=shares)
+    assert a.num_pruned == 64 and p["levels"] == (4, 2, 0)
+
+
+def _op_bits(model, ot, alloc):
+    from accelsim.sim.lower import tensor_bits, tensor_table
+    tb = tensor_bits(tensor_table(model), alloc)
+    return np.where(ot.tensor >= 0, tb[np.maximum(ot.tensor, 0)], 0)
+
+
+def test_mixed_width_kernels_by_hand(mixtral):
+    from accelsim.sim.lower import lower
+    from accelsim.sim.stages import mixed_width_kernels
+    from accelsim.workload import Scenario, build_graph
+    bits = np.full((32, 8), 3)
+    bits[:, :4] = 2
+    mixed = BitAllocation(mixtral.name, bits)
+    one = BitAllocation.uniform(mixtral, 3)
+    # prefill: every expert runs: (2 widths - 1) extra pass in each of the 2 expert phases
+    # (w1/w3, then w2) of each of the 32 MoE layers
+    ot = lower(build_graph(mixtral, Scenario(phase="prefill", seq_len=64)))
+    assert mixed_width_kernels(ot, _op_bits(mixtral, ot, mixed)).sum() == pytest.approx(64)
+    assert mixed_width_kernels(ot, _op_bits(mixtral, ot, one)).sum() == 0
+    # decode batch 1: each expert runs with p = 2/8; a width group of 4 with 1 - 0.75^4, one
+    # pass of the layer with 1 - 0.75^8
+    ot = lower(build_graph(mixtral, Scenario(batch=1)))
+    want = 2 * (1 - 0.75 ** 4) - (1 - 0.75 ** 8)
+    got = mixed_width_kernels(ot, _op_bits(mixtral, ot, mixed))
+    assert np.count_nonzero(got) == 64 and got[got > 0] == pytest.approx(want)
+
+
+def test_simulator_charges_one_kernel_per_extra_width(toy):
+    from accelsim.hw import hw_from_dict
+    from accelsim.sim import simulate
+    from accelsim.workload import Scenario, build_graph
+    from _toys import TINY_HW
+    base = yaml.safe_load(TINY_HW)
+    x = 10e-6
+    hws = {o: hw_from_dict(dict(base, efficiency={"kernel_overhead": f"{o * 1e6:g} us"}))
+           for o in (0.0, x)}
+    g = build_graph(toy, Scenario(phase="prefill", seq_len=16))
+    mixed = BitAllocation(toy.name, np.array([[4, 4, 2, 2], [4, 2, 2, 2]]),
+                          defaults={"attention": 8})
+    one = BitAllocation(toy.name, np.full((2, 4), 4), defaults={"attention": 8})
+
+    def overhead(a):
+        return simulate(hws[x], g, a).latency_s - simulate(hws[0.0], g, a).latency_s
+
+    # 16 tokens, top-2 of 4: each expert runs with p = 1 - 0.5^16; a width group of n
+    # experts needs its pass with 1 - (1 - p)^n, the layer's one pass with 1 - (1 - p)^4;
+    # 2 expert phases (w1/w3, then w2) per MoE layer: almost 4 extra passes
+    idle = 0.5 ** 16
+    layer0 = 2 * (1 - idle ** 2) - (1 - idle ** 4)            # widths 4,4 | 2,2
+    layer1 = (1 - idle) + (1 - idle ** 3) - (1 - idle ** 4)   # widths 4 | 2,2,2
+    assert overhead(mixed) - overhead(one) == pytest.approx(2 * (layer0 + layer1) * x,
+                                                            rel=1e-9)
+    assert overhead(one) > 0

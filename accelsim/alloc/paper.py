@@ -12,7 +12,8 @@ Two pure functions:
   ascending sort of the scores, then (optionally) one promotion pass by max variance.
 * :func:`assign_bits` turns the rankings into bit-widths for a target average, with two or
   three levels (the three-level counts rule keeps the average while spreading experts to the
-  outer levels).
+  outer levels). A lowest level of 0 (e.g. 4/2/0) prunes the experts ranked last, by the same
+  rule as any lowest level, as the reference code allows.
 
 The exact rules are in ``docs/allocation.md``; they reproduce the reference code
 (``bitallocutils.py`` of the authors' repository) but for the sort, which is stable here

@@ -179,7 +179,7 @@ def _run_batch(hw, hp, lows: list, pls: list, opts, mask: int, model_name) -> li
         T, cc, t1 = sch.T[f], sch.cc[f], sch.t1[o]
         place_ = wrap_around(lw.ot.phase_ptr, lw.ot.phase_order, T, cc, t1)
         sch_p = S.overheads(hp, lw.ot, S.Schedule(T, cc, sch.choice[o], t1,
-                                                  sch.noc_bytes[o], *place_))
+                                                  sch.noc_bytes[o], *place_), q.op_wbits)
         tr_p = S.Traffic(tr.rd[o], tr.wr[o], tr.comp[o], tr.dflow[o], tr.tiles[o],
                          tr.overflow[e_off[p]:e_off[p + 1]])
         noc_p = S.Noc(noc.noc_j[o], float(noc.noc_t[f].sum()) + float(noc.red_t[f].sum()),

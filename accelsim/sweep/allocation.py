@@ -122,7 +122,8 @@ def make_allocation(model, params: Mapping[str, Any], *, hw=None, scenario=None,
                        seed=int(params.get("seed", 0)), role_bits=role_bits,
                        group_size=params.get("group_size", 128), hw=hw, scenario=scenario,
                        memory_budget_bytes=mem, latency_budget_s=lat,
-                       memory_budget_text=mem_text, latency_budget_text=lat_text)
+                       memory_budget_text=mem_text, latency_budget_text=lat_text,
+                       granularity=params.get("granularity", "expert"))
     alloc = allocate(params["method"], req)
     changes = {}
     if params.get("activation_bits") is not None:

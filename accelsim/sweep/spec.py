@@ -136,8 +136,10 @@ def _levels(v: Any, base: Path) -> tuple[int, ...]:
         lv = [int(str(b).strip()) for b in items]
     except ValueError:
         raise ValueError("bit levels must be integers, like [4, 3, 2]") from None
-    if not 1 <= len(lv) <= 3 or len(set(lv)) != len(lv) or not all(1 <= b <= 16 for b in lv):
-        raise ValueError("must be 1 to 3 distinct bit-widths in 1..16, like [4, 3, 2]")
+    if not 1 <= len(lv) <= 3 or len(set(lv)) != len(lv) or not all(0 <= b <= 16 for b in lv) \
+            or lv == [0]:
+        raise ValueError("must be 1 to 3 distinct bit-widths in 0..16 (0 = pruned, only as "
+                         "the lowest of two or three), like [4, 3, 2] or [4, 2, 0]")
     return tuple(sorted(lv, reverse=True))
 
 
@@ -239,6 +241,9 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
     _P("levels", "allocation", _optional(_levels), None,
        "bit levels of the allocation, high to low (default: floor(avg_bits)+1, floor, "
        "floor-1)", _levels_column),
+    _P("granularity", "allocation", _choice("expert", "layer"), "expert",
+       "expert: bits per routed expert; layer: one bit-width per MoE layer's experts "
+       "(fused MoE kernels)"),
     _P("signals", "allocation", _optional(_file), None,
        "NPZ file of expert signals for the allocation methods (default: synthetic, seeded)",
        _as_written),

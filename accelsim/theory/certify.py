@@ -169,7 +169,9 @@ def certify_model(model, alloc, *, checkpoint: str | None = None, tokens: int = 
     setup = {"model": model.name, "weights": stack.description,
              "scale": scale, "layers": n_layers, "tokens": int(tokens),
              "allocation": f"{alloc.method}, average expert bits "
-                           f"{float(bits.mean()):.3g} over these layers, router "
+                           f"{float(bits.mean()):.3g} over these layers"
+                           + (f" ({int((bits == 0).sum())} experts pruned: never selected)"
+                              if (bits == 0).any() else "") + ", router "
                            f"{alloc.defaults['router']} bits, shared {alloc.defaults['shared']} "
                            f"bits, RTN group {alloc.group_size}, "
                            f"{'symmetric' if alloc.symmetric else 'asymmetric'}",

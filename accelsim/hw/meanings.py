@@ -72,6 +72,16 @@ MEANINGS: dict[tuple[str, str], str] = {
     ("MemoryLevel", "read_energy"): "energy per byte read",
     ("MemoryLevel", "write_energy"): "energy per byte written; none = `read_energy`",
     ("MemoryLevel", "holds"): "kinds of data the residency planner may place in the level",
+    ("MemoryLevel", "ports"): "`offchip` only: separate ports or channels, each serving some "
+                              "kinds of data at its own bandwidth (every kind the level holds "
+                              "by exactly one); none = one stream shared by all, at the "
+                              "level's bandwidth",
+    ("Port", "name"): "port name, unique in the level",
+    ("Port", "read_bandwidth"): "read bandwidth of the port; transfers on different ports "
+                                "overlap, on one port they queue",
+    ("Port", "write_bandwidth"): "write bandwidth of the port; none = its `read_bandwidth`",
+    ("Port", "serves"): "kinds of data (`weights`, `activations`, `outputs`, `kv`) moved "
+                        "through this port",
     ("Dma", "setup"): "fixed cost to start one transfer",
     ("Dma", "channels"): "transfers in flight at once",
     ("Noc", "topology"): "shape of the network, for hop counts",

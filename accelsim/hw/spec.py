@@ -27,7 +27,7 @@ from ..config import Bounded, Quantity, Spec
 
 __all__ = [
     "BitSerial", "BitParallel", "Fixed", "Arithmetic", "MacArray", "VectorUnit", "Cores",
-    "MemoryLevel", "Dma", "Noc", "EnergyModel", "Efficiency", "Source", "Accelerator",
+    "MemoryLevel", "Port", "Dma", "Noc", "EnergyModel", "Efficiency", "Source", "Accelerator",
     "SCOPES",
 ]
 
@@ -194,6 +194,21 @@ class Cores(Spec):
     vector_unit: VectorUnit = Field(default_factory=VectorUnit)
 
 
+class Port(Spec):
+    """One port (or channel group) of the off-chip level with its own bandwidth: transfers of
+    the kinds of data it serves queue on it, and transfers on different ports overlap."""
+
+    name: str = Field(min_length=1, max_length=64)
+    read_bandwidth_bytes_per_s: Quantity("bandwidth") = Field(alias="read_bandwidth")
+    write_bandwidth_bytes_per_s: Quantity("bandwidth") | None = Field(
+        default=None, alias="write_bandwidth")
+    serves: list[Holds] = Field(min_length=1)
+
+    @property
+    def write_bw(self) -> float:
+        return self.write_bandwidth_bytes_per_s or self.read_bandwidth_bytes_per_s
+
+
 class MemoryLevel(Spec):
     """One memory level. ``scope: core`` levels exist once per core (capacity and bandwidth
     per core); ``chip`` levels are shared; ``offchip`` is DRAM/HBM/LPDDR."""
@@ -211,10 +226,42 @@ class MemoryLevel(Spec):
         default=None, alias="write_energy")
     holds: list[Holds] = Field(default_factory=lambda: ["weights", "activations", "outputs",
                                                         "kv"], min_length=1)
+    ports: list[Port] | None = Field(default=None, min_length=1, max_length=4)
+
+    @model_validator(mode="after")
+    def _check_ports(self):
+        if self.ports is None:
+            return self
+        if self.scope != "offchip":
+            raise ValueError("ports: only an offchip level has ports")
+        names = [p.name for p in self.ports]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"ports: names must be unique (repeated: {', '.join(dup)})")
+        served = [k for p in self.ports for k in p.serves]
+        twice = sorted({k for k in served if served.count(k) > 1})
+        if twice:
+            raise ValueError(f"ports: each kind of data is served by one port (served twice: "
+                             f"{', '.join(twice)})")
+        missing = [k for k in self.holds if k not in served]
+        if missing:
+            raise ValueError(f"ports: every kind the level holds needs a port (none serves: "
+                             f"{', '.join(missing)})")
+        extra = sorted(set(served) - set(self.holds))
+        if extra:
+            raise ValueError(f"ports: serve only kinds the level holds (not held: "
+                             f"{', '.join(extra)})")
+        return self
 
     @property
     def write_bw(self) -> float:
         return self.write_bandwidth_bytes_per_s or self.read_bandwidth_bytes_per_s
+
+    def port_of(self, kind: str) -> int:
+        """Index of the port serving ``kind`` (0 when the level has no ports)."""
+        if not self.ports:
+            return 0
+        return next((i for i, p in enumerate(self.ports) if kind in p.serves), 0)
 
     @property
     def write_energy(self) -> float:

@@ -13,7 +13,10 @@ last ``k`` tile the output block is stored (double-buffered output slots)::
 
 With one DMA channel loads and stores share it (and the loads of the two operands add up);
 with two or more, weights and activations load in parallel and stores have their own channel.
-Load and store times are ``setup + latency + bytes / bandwidth`` of the source level
+The DMA stream code ``two_ch`` says which (True / 1: two or more channels; False / 0: one;
+with off-chip ports, :mod:`accelsim.sim.mapping`: 2 when weights and activations are on
+different ports but outputs share one of them, 3 when only the outputs have a port of their
+own). Load and store times are ``setup + latency + bytes / bandwidth`` of the source level
 (:mod:`accelsim.sim.mapping` builds them).
 
 Compute cycles of a tile follow SCALE-Sim's systolic model with an ``R x C`` array:
@@ -143,8 +146,22 @@ def _load_time(df, a, b, k, p_reuse, q_reuse, m_sz, k_sz, n_sz, wB, aB, w_dma, w
     ab = m_sz * k_sz * aB if need_a else 0.0
     tw = w_fix + wb * w_pb if (need_w and w_dma) else 0.0
     ta = a_fix + ab * a_pb if (need_a and a_dma) else 0.0
-    t = max(tw, ta) if two_ch else tw + ta
+    t = max(tw, ta) if _par_loads(two_ch) else tw + ta
     return t, wb, ab
+
+
+@njit(cache=True)
+def _par_loads(two_ch):  # pragma: no cover - numba
+    """Whether weight and activation loads run side by side: DMA stream code ``two_ch`` 1
+    (two or more channels; True) or 2 (off-chip ports: the two on different ports)."""
+    return two_ch == 1 or two_ch == 2
+
+
+@njit(cache=True)
+def _own_store(two_ch):  # pragma: no cover - numba
+    """Whether output stores have a stream of their own: code 1 (two or more channels;
+    True) or 3 (off-chip ports: outputs on a port that serves neither load operand)."""
+    return two_ch == 1 or two_ch == 3
 
 
 @njit(cache=True)
@@ -161,7 +178,7 @@ def _step(s, X, L_next, has_next, first_k, last_k, S, o_dma, two_ch):  # pragma:
     s[_C1] = end
     if last_k:
         if o_dma:
-            if two_ch:
+            if _own_store(two_ch):
                 sst = max(end, s[_T_ST])
                 se = sst + S
                 s[_T_ST] = se
@@ -231,7 +248,7 @@ def pipeline(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb, a_fix,
     obytes = 0.0
     steps = 0
     kcomps = _KCOMPS
-    bcomps = _BCOMPS_ST if (two_ch and o_dma) else _BCOMPS
+    bcomps = _BCOMPS_ST if (_own_store(two_ch) and o_dma) else _BCOMPS
     # state after the last and the second-to-last unit at each level; increments (compute,
     # weight, act, out bytes) of the last outer and middle blocks
     buf = np.zeros((8, _NSTATE))
@@ -324,7 +341,7 @@ def pipeline(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb, a_fix,
         pA[:] = s
         a += 1
     t = max(s[_C1], s[_O1], s[_T_DMA])
-    if two_ch and o_dma:
+    if _own_store(two_ch) and o_dma:
         t = max(t, s[_T_ST])
     return t, comp, wbytes, abytes, obytes, steps
 
@@ -417,10 +434,8 @@ def _lower_bound(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb, a_
     tp = p_loads * p_fix + p_bytes * p_pb
     tq = q_loads * q_fix + q_bytes * q_pb
     ts = nA * nB * o_fix + M * N * oB * o_pb
-    if two_ch:
-        dma = max(max(tp, tq), ts)
-    else:
-        dma = tp + tq + ts
+    loads = max(tp, tq) if _par_loads(two_ch) else tp + tq
+    dma = max(loads, ts) if _own_store(two_ch) else loads + ts
     return max(comp, dma)
 
 
@@ -478,11 +493,27 @@ def _shared_cycles(df, M, K, N, Mt, Wf, Af, R, wB, flc):  # pragma: no cover - n
     """Busy cycles of the shared (chip and off-chip) levels: linear in the fetched bytes with
     the per-op coefficients ``flc`` = (per weight byte fetched, per activation byte fetched,
     per weight byte the array reads, constant for weight-stationary, constant for
-    output-stationary)."""
-    if df == WS:
-        passes = math.ceil(M / Mt - 1e-9)
-        return flc[0] * Wf + flc[1] * Af + flc[2] * K * N * wB * passes + flc[3]
-    return flc[0] * Wf + flc[1] * Af + flc[4]
+    output-stationary). With off-chip ports ``flc`` holds one such block of 5 for the levels
+    without ports and one per port after it: the ports work side by side, so the result is
+    the first block plus the busiest port."""
+    passes = math.ceil(M / Mt - 1e-9) if df == WS else 0.0
+    t = 0.0
+    top = 0.0
+    for b in range(flc.shape[0] // 5):
+        c = 5 * b
+        if df == WS:
+            v = flc[c] * Wf + flc[c + 1] * Af + flc[c + 2] * K * N * wB * passes + flc[c + 3]
+        else:
+            v = flc[c] * Wf + flc[c + 1] * Af + flc[c + 4]
+        if b == 0:
+            t = v
+        elif b == 1:
+            top = v
+        else:
+            top = max(top, v)
+    if flc.shape[0] > 5:
+        t += top
+    return t
 
 
 @njit(cache=True)
@@ -709,7 +740,7 @@ def pipeline_reference(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_
         need_w, need_a = load(held_w, w_key, 2), load(held_a, a_key, slots_a)
         tw = (w_fix + k_sz * n_sz * wB * w_pb) if (w_dma and need_w) else 0.0
         ta = (a_fix + m_sz * k_sz * aB * a_pb) if (a_dma and need_a) else 0.0
-        loads.append(max(tw, ta) if two_ch else tw + ta)
+        loads.append(max(tw, ta) if two_ch in (1, 2) else tw + ta)
     dma = st_ch = 0.0
     load_end = [0.0] * len(tiles)
     load_end[0] = dma = loads[0]
@@ -734,7 +765,7 @@ def pipeline_reference(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_
         if k == nK - 1:
             if not o_dma:
                 store_end.append(comp_end[s])
-            elif two_ch:
+            elif two_ch in (1, 3):
                 st_ch = max(comp_end[s], st_ch) + o_fix + m_sz * n_sz * oB * o_pb
                 store_end.append(st_ch)
             else:
@@ -847,7 +878,8 @@ def pair_front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, two_c
 @njit(cache=True)
 def run_pairs(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, two_ch, lw, la, lo,
               w_stage, full, fw, fa, fsame, io, flc, cap):  # pragma: no cover - numba
-    """:func:`pair_front` for every GEMM (``io`` [ops x 2 x 6], ``flc`` [ops x 2 x 5], ``cap``
+    """:func:`pair_front` for every GEMM (``io`` [ops x 2 x 6], ``flc`` [ops x 2 x 5 (x 1 +
+    ports)], ``cap``
     [2 x levels], the same for every op): ``(fronts [ops x 2 FRONT_MAX x 10], points per op,
     source [ops x 2 FRONT_MAX], overflow of a, overflow of b)``."""
     n = M.shape[0]
@@ -873,7 +905,7 @@ def pair_packed(p, io, flc, cap):  # pragma: no cover - numba
     out = np.zeros((2 * FRONT_MAX, 10))
     src = np.zeros(2 * FRONT_MAX, np.int64)
     n, of_a, of_b = pair_front(int(p[0]), p[1], int(p[2]), int(p[3]), int(p[4]), int(p[5]),
-                               p[6], p[7], p[8], p[9], p[10], p[11], p[12], p[13] != 0.0,
+                               p[6], p[7], p[8], p[9], p[10], p[11], p[12], int(p[13]),
                                int(p[14]), int(p[15]), int(p[16]), p[17] != 0.0,
                                p[18] != 0.0, p[19], p[20], p[21] != 0.0, io, flc, cap, out,
                                src)

@@ -44,7 +44,7 @@ def _point(p, io, flc, cap, sp):  # pragma: no cover - numba
     out = np.zeros((2 * E.FRONT_MAX, 10))
     src = np.zeros(2 * E.FRONT_MAX, np.int64)
     n, of_a, of_b = E.pair_front(int(p[0]), p[1], int(p[2]), int(p[3]), int(p[4]), int(p[5]),
-                                 p[6], p[7], p[8], p[9], p[10], p[11], p[12], p[13] != 0.0,
+                                 p[6], p[7], p[8], p[9], p[10], p[11], p[12], int(p[13]),
                                  int(p[14]), int(p[15]), int(p[16]), p[17] != 0.0,
                                  p[18] != 0.0, p[19], p[20], p[21] != 0.0, io, flc, cap, out,
                                  src)
@@ -252,7 +252,7 @@ def _inputs(hw, hp, L: dict, pl: _Place, m, k, n, w_bits, a_bits, nbytes, mask,
     per_tile = M * N / cols
     rb, ra = per_tile * acc, per_tile / hp.vector_rate
     return _Inputs(
-        np.array((mask, M, K, N, R, C, cpm, wB, aB, aB, acc, w_fix, w_pb, hp.two_channels,
+        np.array((mask, M, K, N, R, C, cpm, wB, aB, aB, acc, w_fix, w_pb, hp.dma_code,
                   sw, sa, so, w_stage, full, 1.0 / rbw[sw], 1.0 / rbw[sa], sw == sa),
                  dtype=np.float64),
         np.array((io_a, io_b)), np.array((flc_a, flc_b)), np.array((cap_a, cap_b)),
@@ -295,6 +295,8 @@ def fast_gemm(hw, hp, m: float, k: int, n: int, w_bits: int, a_bits: int, nbytes
     """:func:`accelsim.sim.simulate_gemm` of one GEMM with Python scalars: place, engine
     inputs, engine and one-op schedule (:func:`_point`), traffic, energy and the result;
     None when the general path must decide."""
+    if hp.nports:       # off-chip ports: the general path splits traffic by port
+        return None
     L = _levels(hw, hp, staging_fraction)
     aB = a_bits / 8.0
     pl = _place(L, m, k, n, aB, nbytes, policy)

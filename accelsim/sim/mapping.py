@@ -43,7 +43,7 @@ from .energy import mac_energy_table, vector_op_energy
 from .engine import DATAFLOWS
 from .lower import IdentityCache
 
-__all__ = ["HwParams", "hw_params", "dma_cost", "act_home", "cycles_per_mac_table"]
+__all__ = ["HwParams", "hw_params", "dma_cost", "act_home", "cycles_per_mac_table", "KINDS"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,6 +83,17 @@ class HwParams:
     kernel_cyc: float = 0.0               # efficiency model: cycles per kernel (op) and
     step_cyc: float = 0.0                 # per step (0 without hw.efficiency)
     att_cpm_scale: float = 1.0            # attention's cycles per MAC over the GEMMs'
+    # off-chip ports (docs/hwconfig.md): the port of every kind of data (KINDS order); per
+    # kind, read and write bytes per cycle of every level (the off-chip column is the kind's
+    # port); per port, its bytes per cycle; the pipeline's DMA stream code
+    # (engine.pipeline's ``two_ch``). No ports: nports 0, every kind at the level's bandwidth.
+    nports: int = 0
+    port_of: tuple[int, ...] = (0, 0, 0, 0)
+    kind_rbw: np.ndarray | None = None    # [kinds x levels]
+    kind_wbw: np.ndarray | None = None
+    port_rbw: np.ndarray | None = None    # [ports]
+    port_wbw: np.ndarray | None = None
+    dma_code: int = 0
 
 
 _CACHE = IdentityCache()
@@ -131,6 +142,7 @@ def hw_params(hw) -> HwParams:
         kernel_cyc=eff.kernel_overhead_s * f if eff is not None else 0.0,
         step_cyc=eff.step_overhead_s * f if eff is not None else 0.0,
         att_cpm_scale=eff.mac_rate / eff.attention_rate if eff is not None else 1.0)
+    _ports(hw, lp)
     for key in ("read_bpc", "write_bpc", "agg_read_bpc", "agg_write_bpc", "latency_cyc",
                 "read_j", "write_j"):
         lp.py[key] = [float(x) for x in getattr(lp, key)]
@@ -141,14 +153,56 @@ def hw_params(hw) -> HwParams:
     return lp
 
 
-def dma_cost(frac: np.ndarray, stage: int, lv: HwParams) -> tuple[np.ndarray, np.ndarray]:
+#: Kinds of data, the order of :attr:`HwParams.port_of` and ``kind_rbw`` rows.
+KINDS = ("weights", "activations", "outputs", "kv")
+
+
+def _ports(hw, lp: HwParams) -> None:
+    """Fill the port fields of ``lp`` (a frozen object being built)."""
+    off = lp.offchip
+    level = hw.memory[off] if off >= 0 else None
+    ports = level.ports if level is not None else None
+    rb = np.tile(lp.read_bpc, (len(KINDS), 1))
+    wb = np.tile(lp.write_bpc, (len(KINDS), 1))
+    port_of = (0, 0, 0, 0)
+    code = 1 if lp.two_channels else 0
+    prb = pwb = None
+    if ports:
+        f = hw.clock_hz
+        # a port keeps the share of its nominal bandwidth the level's own figure keeps
+        kr = lp.read_bpc[off] / (level.read_bandwidth_bytes_per_s / f)
+        kw = lp.write_bpc[off] / (level.write_bw / f)
+        prb = np.array([p.read_bandwidth_bytes_per_s / f * kr for p in ports])
+        pwb = np.array([p.write_bw / f * kw for p in ports])
+        port_of = tuple(level.port_of(k) for k in KINDS)
+        for i in range(len(KINDS)):
+            rb[i, off], wb[i, off] = prb[port_of[i]], pwb[port_of[i]]
+        if not lp.two_channels:
+            w, a, o = port_of[0], port_of[1], port_of[2]
+            par, sep = w != a, o not in (w, a)
+            code = 1 if (par and sep) else 2 if par else 3 if sep else 0
+    object.__setattr__(lp, "nports", len(ports) if ports else 0)
+    object.__setattr__(lp, "port_of", port_of)
+    object.__setattr__(lp, "kind_rbw", rb)
+    object.__setattr__(lp, "kind_wbw", wb)
+    object.__setattr__(lp, "port_rbw", prb)
+    object.__setattr__(lp, "port_wbw", pwb)
+    object.__setattr__(lp, "dma_code", code)
+    lp.py["kind_rbw"] = rb.tolist()
+    lp.py["kind_wbw"] = wb.tolist()
+
+
+def dma_cost(frac: np.ndarray, stage: int, lv: HwParams,
+             read_bpc: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Expected cycles per transfer and per byte of loading a tile of operands whose tiles
     live, by fractions ``frac`` [ops x levels], in the levels; tiles already in the staging
-    level ``stage`` need no transfer."""
+    level ``stage`` need no transfer. ``read_bpc``: bytes per cycle of every level (per op
+    [ops x levels], or one row), default the levels' own (an off-chip port's with ports)."""
     src = frac.copy()
     src[:, stage] = 0.0
     fix = (src * (lv.setup_cyc + lv.latency_cyc)[None, :]).sum(axis=1)
-    pb = (src / lv.read_bpc[None, :]).sum(axis=1)
+    bw = lv.read_bpc[None, :] if read_bpc is None else np.atleast_2d(read_bpc)
+    pb = (src / bw).sum(axis=1)
     return fix, pb
 
 

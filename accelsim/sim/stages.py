@@ -187,18 +187,58 @@ def engine_ops(ot: OpTable) -> np.ndarray:
         ot.p_active > 0)
 
 
-def _shared_coefficients(hp, f, sw, sa, so, h, a_dma, o_dma, M, K, N, wB, aB, kf, R, C):
+def _shared_coefficients(hp, f, sw, sa, so, h, a_dma, o_dma, M, K, N, wB, aB, kf, R, C,
+                         att=None, kvw=None):
     """Per GEMM, the shared-level busy cycles as a function of its tiling (see
-    :func:`accelsim.sim.engine._shared_cycles`): [ops x 5]."""
-    sh, rbw, wbw, acc = hp.shared_mask, hp.read_bpc, hp.write_bpc, hp.acc_bytes
+    :func:`accelsim.sim.engine._shared_cycles`): [ops x 5], or with off-chip ports
+    [ops x 5 (1 + ports)]: the levels without ports, then each port with the kinds it
+    serves (``att``: rows whose first operand is the KV cache; ``kvw``: KV bytes written per
+    level, [ops x levels])."""
+    sh, rbw, wbw = hp.shared_mask, hp.read_bpc, hp.write_bpc
+    if hp.nports == 0:
+        out = _coefficient_block(sh, sh, sh, rbw, wbw, rbw, wbw, wbw, hp.acc_bytes, f, sw,
+                                 sa, so, h, a_dma, o_dma, M, K, N, wB, aB, kf, R, C)
+        if kvw is not None:
+            kv = (kvw * sh / wbw).sum(axis=1)
+            out[:, 3] += kv
+            out[:, 4] += kv
+        return out
+    W, A, O, KV = range(4)
+    off = hp.offchip
+    rb, wb = hp.kind_rbw, hp.kind_wbw
+    att = np.zeros(len(M), bool) if att is None else att
+    lvl = np.arange(len(sh))
+    blocks = []
+    for b in range(1 + hp.nports):
+        # shared levels of this block, per kind: the levels without ports, or port b - 1
+        mk = [sh * (lvl != off) if b == 0 else
+              ((lvl == off) & (hp.port_of[k] == b - 1)).astype(np.float64) for k in range(4)]
+        shw = np.where(att[:, None], mk[KV], mk[W])
+        out = _coefficient_block(shw, mk[A], mk[O], np.where(att[:, None], rb[KV], rb[W]),
+                                 np.where(att[:, None], wb[KV], wb[W]), rb[A], wb[A], wb[O],
+                                 hp.acc_bytes, f, sw, sa, so, h, a_dma, o_dma, M, K, N, wB,
+                                 aB, kf, R, C)
+        if kvw is not None:
+            kv = (kvw * mk[KV] / wb[KV]).sum(axis=1)
+            out[:, 3] += kv
+            out[:, 4] += kv
+        blocks.append(out)
+    return np.hstack(blocks)
+
+
+def _coefficient_block(shw, sha, sho, rbw_w, wbw_w, rbw_a, wbw_a, wbw_o, acc, f, sw, sa, so,
+                       h, a_dma, o_dma, M, K, N, wB, aB, kf, R, C):
+    """The 5 coefficients of :func:`_shared_coefficients` over the levels ``sh*`` marks for
+    the weights (per op or one row), activations and outputs, at their bytes per cycle."""
+    shw, rbw_w, wbw_w = np.atleast_2d(shw), np.atleast_2d(rbw_w), np.atleast_2d(wbw_w)
     src = f.copy()
     src[:, sw] = 0.0
-    c_w = (src * sh / rbw).sum(axis=1) + sh[sw] * (1.0 - f[:, sw]) / wbw[sw]
-    c_a = np.where(a_dma, sh[h] / rbw[h] + sh[sa] / wbw[sa], 0.0)
-    c_warr = sh[sw] / rbw[sw]
-    base = (sh[sa] / rbw[sa] * M * K * aB * _ceil(N / C)
-            + np.where(o_dma, sh[h] / wbw[h], 0.0) * M * N * aB)
-    ps = sh[so] / wbw[so] * M * N * acc
+    c_w = (src * shw / rbw_w).sum(axis=1) + shw[:, sw] * (1.0 - f[:, sw]) / wbw_w[:, sw]
+    c_a = np.where(a_dma, sha[h] / rbw_a[h] + sha[sa] / wbw_a[sa], 0.0)
+    c_warr = shw[:, sw] / rbw_w[:, sw]
+    base = (sha[sa] / rbw_a[sa] * M * K * aB * _ceil(N / C)
+            + np.where(o_dma, sho[h] / wbw_o[h], 0.0) * M * N * aB)
+    ps = sho[so] / wbw_o[so] * M * N * acc
     out = np.empty((len(M), 5))
     out[:, 0], out[:, 1], out[:, 2] = c_w, c_a, c_warr
     out[:, 3] = base + ps * kf
@@ -228,29 +268,31 @@ def gemm_inputs(hw, hp, low: Lowered, pl: Placement, spaces=None) -> GemmJob:
     tix = np.maximum(ot.tensor[e], 0)
     wB = np.where(ge, low.t_bytes[tix] / low.t_numel[tix], kvB)
     wfe = pl.wfrac[e]
-    w_fix, w_pb = dma_cost(wfe, sw, hp)
+    att = ~ge
+    # weights (the KV cache for attention) at their kind's bandwidth: an off-chip port's
+    w_rbw = None if hp.nports == 0 else np.where(att[:, None], hp.kind_rbw[3], hp.kind_rbw[0])
+    w_fix, w_pb = dma_cost(wfe, sw, hp, w_rbw)
     w_stage = wfe[:, sw] < 1.0 - 1e-9
     kf = np.where(cpm < 1.0, _ceil(K * cpm / R), _ceil(K / R))
     att_idx = pl.att_idx
+    kvw = None
     if len(att_idx):
-        kvw = (ot.kv_write_elems[att_idx] * kvB)[:, None] * pl.wfrac[att_idx]
-        kv_sh = (kvw * hp.shared_mask / hp.write_bpc).sum(axis=1)
         pos = np.searchsorted(e, att_idx)
         ok = (pos < len(e)) & (e[np.minimum(pos, len(e) - 1)] == att_idx)
+        kvw = np.zeros((len(e), len(hp.names)))
+        kvw[pos[ok]] = ((ot.kv_write_elems[att_idx] * kvB)[:, None] * pl.wfrac[att_idx])[ok]
+    a_rbw, o_wbw = hp.kind_rbw[1], hp.kind_wbw[2]
 
     def option(h, do):
         """Engine inputs of the GEMMs with their activations in levels ``h``: per op
         (evaluate, a_fix, a_pb, o_fix, o_pb, a_stage) and the shared-level coefficients."""
         a_dma, o_dma = h != sa, h != so
         io = np.column_stack([do, np.where(a_dma, hp.setup_cyc + hp.latency_cyc[h], 0.0),
-                              np.where(a_dma, 1.0 / hp.read_bpc[h], 0.0),
+                              np.where(a_dma, 1.0 / a_rbw[h], 0.0),
                               np.where(o_dma, hp.setup_cyc + hp.latency_cyc[h], 0.0),
-                              np.where(o_dma, 1.0 / hp.write_bpc[h], 0.0), a_dma])
+                              np.where(o_dma, 1.0 / o_wbw[h], 0.0), a_dma])
         flc = _shared_coefficients(hp, wfe, sw, sa, so, h, a_dma, o_dma, M, K, N, wB,
-                                   aB, kf, R, C)
-        if len(att_idx):
-            flc[pos[ok], 3] += kv_sh[ok]
-            flc[pos[ok], 4] += kv_sh[ok]
+                                   aB, kf, R, C, att, kvw)
         return io.astype(np.float64), flc
 
     # (a) activations at home, tiles in the staging share; (b) activations streamed from off
@@ -391,7 +433,7 @@ def _engine_call(hp, mask, aB, job: GemmJob, u: np.ndarray, cap: np.ndarray,
     return Fronts(*E.run_pairs(
         mask, job.M[u], job.K[u].astype(np.int64), job.N[u].astype(np.int64), R, C,
         job.cpm[u], job.wB[u], aB, aB, hp.acc_bytes, job.w_fix[u], job.w_pb[u],
-        hp.two_channels, sw, sa, so, job.w_stage[u], full, 1.0 / hp.read_bpc[sw],
+        hp.dma_code, sw, sa, so, job.w_stage[u], full, 1.0 / hp.read_bpc[sw],
         1.0 / hp.read_bpc[sa], sw == sa,
         np.ascontiguousarray(np.stack([job.io_a[u], job.io_b[u]], axis=1)),
         np.ascontiguousarray(np.stack([job.flc_a[u], job.flc_b[u]], axis=1)),
@@ -447,8 +489,14 @@ def other_ops(hw, hp, low: Lowered, pl: Placement, job: GemmJob) -> OtherOps:
     vec = np.isin(oc, VECTOR_OPS) & live
     hv = pl.home
     v_dma = hv != sa
-    data = np.where(v_dma, ot.in_elems * aB / hp.read_bpc[hv] + ot.out_elems * aB
-                    / hp.write_bpc[hv], 0.0)
+    if hp.nports == 0:
+        data = np.where(v_dma, ot.in_elems * aB / hp.read_bpc[hv] + ot.out_elems * aB
+                        / hp.write_bpc[hv], 0.0)
+    else:   # reads at the activations' port, writes at the outputs'; two ports overlap
+        t_in = ot.in_elems * aB / hp.kind_rbw[1][hv]
+        t_out = ot.out_elems * aB / hp.kind_wbw[2][hv]
+        apart = (hv == hp.offchip) & (hp.port_of[1] != hp.port_of[2])
+        data = np.where(v_dma, np.where(apart, np.maximum(t_in, t_out), t_in + t_out), 0.0)
     vfix = np.where(v_dma, 2.0 * (hp.setup_cyc + hp.latency_cyc[hv]), 0.0) * pe
     t_other = np.where(vec, np.maximum(vcyc, data) + vfix, 0.0)
     cols = np.ones(nops, np.int64)
@@ -458,7 +506,7 @@ def other_ops(hw, hp, low: Lowered, pl: Placement, job: GemmJob) -> OtherOps:
     emb_bytes = np.where(emb, ot.weight_fraction * low.t_bytes[np.maximum(ot.tensor, 0)], 0.0)
     wfrac = pl.wfrac
     if emb.any():
-        efix, epb = dma_cost(wfrac[emb], sa, hp)
+        efix, epb = dma_cost(wfrac[emb], sa, hp, None if hp.nports == 0 else hp.kind_rbw[0])
         t_other[emb] = efix + emb_bytes[emb] * epb
         cols[emb] = np.maximum(_ceil(ot.tokens[emb]), 1.0).astype(np.int64)
     e, ge, M, K, N = job.e, job.ge, job.M, job.K, job.N
@@ -525,10 +573,37 @@ class Schedule(NamedTuple):
     end: np.ndarray
 
 
-def fluid(hp, rd: np.ndarray, wr: np.ndarray) -> np.ndarray:
-    """Busy cycles each op causes on the shared (chip and off-chip) levels."""
+def fluid(hp, rd: np.ndarray, wr: np.ndarray, emb=None, att=None) -> np.ndarray:
+    """Busy cycles each op causes on the shared (chip and off-chip) levels. With off-chip
+    ports, the off-chip bytes go to their kinds' ports (reads: weights for embedding lookups
+    ``emb``, else activations; writes: the KV cache for attention ``att``, else outputs) and
+    the busiest port counts."""
     sh = hp.shared_mask
-    return (rd * sh / hp.read_bpc).sum(axis=1) + (wr * sh / hp.write_bpc).sum(axis=1)
+    if hp.nports == 0:
+        return (rd * sh / hp.read_bpc).sum(axis=1) + (wr * sh / hp.write_bpc).sum(axis=1)
+    off = hp.offchip
+    rest = sh * (np.arange(len(sh)) != off)
+    t = (rd * rest / hp.read_bpc).sum(axis=1) + (wr * rest / hp.write_bpc).sum(axis=1)
+    n = rd.shape[0]
+    emb = np.zeros(n, bool) if emb is None else emb
+    att = np.zeros(n, bool) if att is None else att
+    by_kind = np.zeros((n, 4, 2))                    # [op, kind, read/write] off-chip bytes
+    by_kind[:, 0, 0] = np.where(emb, rd[:, off], 0.0)
+    by_kind[:, 1, 0] = np.where(emb, 0.0, rd[:, off])
+    by_kind[:, 3, 1] = np.where(att, wr[:, off], 0.0)
+    by_kind[:, 2, 1] = np.where(att, 0.0, wr[:, off])
+    return t + port_busy(hp, by_kind).max(axis=1)
+
+
+def port_busy(hp, by_kind: np.ndarray) -> np.ndarray:
+    """Busy cycles of every off-chip port [..., ports] from off-chip bytes by kind of data
+    (KINDS order) and direction [..., kinds, read/write]."""
+    out = np.zeros(by_kind.shape[:-2] + (hp.nports,))
+    for k in range(4):
+        p = hp.port_of[k]
+        out[..., p] += (by_kind[..., k, 0] / hp.port_rbw[p]
+                        + by_kind[..., k, 1] / hp.port_wbw[p])
+    return out
 
 
 def schedule_step(hp, low: Lowered, job: GemmJob, fr: Fronts, oth: OtherOps,
@@ -544,7 +619,7 @@ def schedule_step(hp, low: Lowered, job: GemmJob, fr: Fronts, oth: OtherOps,
     FF = np.zeros((nops, fr.fronts.shape[1]))
     NF = np.ones(nops, np.int64)
     FT[:, 0] = oth.t_other
-    FF[:, 0] = fluid(hp, oth.rd, oth.wr)
+    FF[:, 0] = fluid(hp, oth.rd, oth.wr, oth.emb, oc == OP["attention"])
     FT[e] = fr.fronts[:, :, 0] * pr[:, None]
     FF[e] = fr.fronts[:, :, 9] * pr[:, None]
     NF[e] = fr.npts
@@ -574,6 +649,7 @@ class Traffic(NamedTuple):
     dflow: np.ndarray
     tiles: np.ndarray
     overflow: np.ndarray
+    port_busy: np.ndarray | None = None     # off-chip ports: busy cycles of each
 
 
 def chosen_traffic(hp, low: Lowered, pl: Placement, job: GemmJob, fr: Fronts, oth: OtherOps,
@@ -615,7 +691,18 @@ def chosen_traffic(hp, low: Lowered, pl: Placement, job: GemmJob, fr: Fronts, ot
     psum = M * N * hp.acc_bytes * pr * np.where(ws, kf, 1.0)
     wr[e, so] += psum
     wr[e, h] += np.where(o_dma, Ob, 0.0)
-    return Traffic(rd, wr, comp, dflow, tiles, overflow)
+    ports = None
+    if hp.nports:
+        off = hp.offchip
+        att = low.ot.op_code == OP["attention"]
+        k = np.zeros((4, 2))         # off-chip bytes by kind, read / write
+        k[0, 0] = oth.rd[oth.emb, off].sum() + (Wf * src[:, off])[job.ge].sum()
+        k[3, 0] = (Wf * src[:, off])[~job.ge].sum()
+        k[1, 0] = oth.rd[~oth.emb, off].sum() + np.where(a_dma & (h == off), Af, 0.0).sum()
+        k[3, 1] = oth.wr[att, off].sum()
+        k[2, 1] = oth.wr[~att, off].sum() + np.where(o_dma & (h == off), Ob, 0.0).sum()
+        ports = port_busy(hp, k)
+    return Traffic(rd, wr, comp, dflow, tiles, overflow, ports)
 
 
 class Noc(NamedTuple):
@@ -743,6 +830,8 @@ def assemble(hw, hp, low: Lowered, pl: Placement, oth: OtherOps, sch: Schedule,
     # array reads (double buffering), so a level is busy for the longer of the two
     r_t, w_t = rd.sum(axis=0) / hp.agg_read_bpc, wr.sum(axis=0) / hp.agg_write_bpc
     lvl_time = np.where(hp.onchip, np.maximum(r_t, w_t), r_t + w_t)
+    if tr.port_busy is not None:     # ports work side by side: the busiest one
+        lvl_time[off] = tr.port_busy.max()
     vec_total = float(np.where(vec | is_att, vcyc, 0.0).sum())
     comp = tr.comp
     busy = {"compute": float(comp.sum()) / cores, "vector": vec_total / cores,

@@ -33,7 +33,8 @@ from typing import Literal
 
 from .errors import ConfigError
 
-__all__ = ["parse_quantity", "format_quantity", "KINDS", "EXAMPLES", "QUANTITY_PATTERN"]
+__all__ = ["parse_quantity", "parse_any", "format_quantity", "KINDS", "EXAMPLES",
+           "QUANTITY_PATTERN"]
 
 Kind = Literal["size", "bandwidth", "frequency", "time", "energy", "energy_per_byte", "power"]
 
@@ -118,6 +119,10 @@ def parse_quantity(text: object, kind: str, *, clock_hz: float | None = None) ->
         Unknown unit, wrong dimension, missing unit, NaN or infinity. The error names no file
         or key; callers add them.
     """
+    return _parse(text, kind, clock_hz, True)
+
+
+def _parse(text: object, kind: str, clock_hz: float | None, hint: bool) -> float:
     if kind not in KINDS:
         raise ValueError(f"unknown quantity kind {kind!r}")
     if isinstance(text, bool) or not isinstance(text, str):
@@ -133,7 +138,13 @@ def parse_quantity(text: object, kind: str, *, clock_hz: float | None = None) ->
     unit = re.sub(r"\s+", "", m.group(2))
     if not math.isfinite(number):
         raise _fail(kind, text, "must be finite")
-    factor = _unit_factor(kind, unit, clock_hz, text)
+    try:
+        factor = _unit_factor(kind, unit, clock_hz, text)
+    except ConfigError:
+        why = _dimension_hint(kind, m.group(1), unit) if hint else None
+        if why is None:
+            raise
+        raise _fail(kind, text, why) from None
     value = number * factor
     if not math.isfinite(value):
         raise _fail(kind, text, "too large")
@@ -176,6 +187,46 @@ def _unit_factor(kind: str, unit: str, clock_hz: float | None, text: str) -> flo
     if f is None:
         raise _fail(kind, text, f"unknown unit '{unit}'")
     return f
+
+
+def parse_any(text: object) -> tuple[float, str] | None:
+    """``(value in base units, kind)`` of a quantity of whatever kind ``text`` is (per-cycle
+    units excluded: they need a clock), or None when it is none.
+
+    >>> parse_any("1.6 TB")
+    (1600000000000.0, 'size')
+    >>> parse_any("2 W")
+    (2.0, 'power')
+    >>> parse_any("fast") is None
+    True
+    """
+    for kind in KINDS:
+        try:
+            return _parse(text, kind, None, False), kind
+        except ConfigError:
+            continue
+    return None
+
+
+def _dimension_hint(kind: str, number: str, unit: str) -> str | None:
+    """For a unit of the wrong dimension: what it is, and the value the writer most likely
+    meant ("'1.6 TB' is a size; did you mean '1.6 TB/s'?")."""
+    got = parse_any(f"{number} {unit}")
+    if got is None or got[1] == kind:
+        return None
+    other = got[1]
+    num, _, den = unit.partition("/")
+    guess = None
+    if kind == "bandwidth" and other == "size":
+        guess = f"{number} {unit}/s"
+    elif kind == "size" and other == "bandwidth":
+        guess = f"{number} {num}"
+    elif kind == "energy_per_byte" and other == "energy":
+        guess = f"{number} {unit}/B"
+    elif kind == "energy" and other == "energy_per_byte":
+        guess = f"{number} {num}"
+    text = f"'{number} {unit}' is {_NOUN[other]}, not {_NOUN[kind]}"
+    return text + (f"; did you mean '{guess}'?" if guess else "")
 
 
 def format_quantity(value: float, kind: str) -> str:

@@ -262,3 +262,15 @@ def test_calibration_tokens_through_the_cli(run_cli, tmp_path):
                          "hessian", "--avg-bits", "2", "--calibration", tmp_path / "calib.npy")
     assert rc == 2 and "--calibration: needs --checkpoint" in err
 
+
+
+def test_synthetic_signals_let_methods_run_without_a_checkpoint(run_cli):
+    args = ("allocate", "--workload", "mixtral-8x7b", "--method", "router-norm", "--avg-bits",
+            "2.5", "--format", "json")
+    rc, out, err = run_cli(*args)
+    assert rc == 2                                  # router-norm needs a signal
+    rc, out, err = run_cli(*args, "--synthetic-signals", "3")
+    assert rc == 0, err
+    a = json.loads(out)
+    assert a["average_expert_bits"] == 2.5
+    assert json.loads(run_cli(*args, "--synthetic-signals", "3")[1]) == a   # seeded

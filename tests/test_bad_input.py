@@ -61,7 +61,7 @@ HW_CASES = [
     ("inf", GOOD_HW.replace("rows: 8", "rows: .inf"), "cores.mac_array.rows", "must be finite"),
     ("absurd", GOOD_HW.replace("500 MHz", "5 THz"), "clock", "absurdly large"),
     ("unknown-unit", GOOD_HW.replace("500 MHz", "3 furlongs"), "clock", "unknown unit"),
-    ("wrong-dimension", GOOD_HW.replace("500 MHz", "500 MB"), "clock", "unknown unit"),
+    ("wrong-dimension", GOOD_HW.replace("500 MHz", "500 MB"), "clock", "is a size, not a frequency"),
     ("missing-unit", GOOD_HW.replace("500 MHz", "500"), "clock", "write the unit too"),
     ("unknown-kind", GOOD_HW.replace("kind: fixed", "kind: fixd"),
      "cores.mac_array.arithmetic.kind", "must be one of"),

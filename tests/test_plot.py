@@ -251,10 +251,57 @@ def results(tmp_path):
 def test_cli_plot_writes_the_figure(run_cli, results, tmp_path, suffix, magic):
     out = tmp_path / f"f{suffix}"
     rc, stdout, err = run_cli("plot", results, "--x", "avg_bits", "--y", "latency_s",
-                              "--hue", "method", "--kind", "line", "--out", out)
+                              "--hue", "method", "--kind", "line", "--out", out, "--average")
     assert rc == 0, err
     assert out.read_bytes().startswith(magic)
     assert "line: 6 means" in stdout
+    # averaging over chips and batches is allowed with --average, and said on stderr
+    assert "accelsim: warning:" in err and "hw (chipA/chipB" in err and "batch (1/4" in err
+
+
+def test_cli_plot_refuses_to_average_over_other_parameters(run_cli, results, tmp_path):
+    out = tmp_path / "f.png"
+    rc, stdout, err = run_cli("plot", results, "--x", "avg_bits", "--y", "latency_s",
+                              "--hue", "method", "--out", out)
+    assert rc == 2 and not out.exists()
+    assert "differ in hw (chipA/chipB at method=router-norm, avg_bits=2.0)" in err
+    assert "batch (1/4" in err and "--average" in err
+    # one chip and one batch: nothing mixed, no refusal
+    rc, stdout, err = run_cli("plot", results, "--x", "avg_bits", "--y", "latency_s",
+                              "--hue", "method", "--where", "hw=chipA", "--where", "batch=1",
+                              "--out", out)
+    assert rc == 0 and err == ""
+
+
+def test_failed_points_that_change_the_average_are_named(run_cli, tmp_path):
+    df = _table()
+    df = df[(df.hw == "chipA") & (df.batch == 1)].copy()
+    df = pd.concat([df, df.assign(seed=1)], ignore_index=True)   # two seeds per point
+    df.loc[0, ["latency_s", "error"]] = [np.nan, "SimulationError: x"]
+    path = tmp_path / "r.csv"
+    df.to_csv(path, index=False)
+    out = tmp_path / "f.png"
+    rc, _, err = run_cli("plot", path, "--x", "avg_bits", "--y", "latency_s", "--hue",
+                         "method", "--out", out)
+    assert rc == 2 and "failed points change which rows are averaged" in err
+    assert "1 of 2" in err
+    r = plot_table(df, "avg_bits", "latency_s", hue="method")
+    assert any("1 of 2" in w for w in r.meta["warnings"])
+
+
+def test_where_splits_at_the_last_equals_and_takes_units(run_cli, tmp_path):
+    col = "hw.memory[name=lpddr5].read_bandwidth"
+    df = _table()
+    df = df[(df.hw == "chipA") & (df.batch == 1)].copy()
+    df = pd.concat([df.assign(**{col: 1e11}), df.assign(**{col: 2e11})], ignore_index=True)
+    path = tmp_path / "r.csv"
+    df.to_csv(path, index=False)
+    out = tmp_path / "f.png"
+    for value in ("2e11", "200 GB/s"):
+        rc, stdout, err = run_cli("plot", path, "--x", "avg_bits", "--y", "latency_s",
+                                  "--hue", "method", "--where", f"{col}={value}", "--out", out)
+        assert rc == 0, err
+        assert "line: 6 means" in stdout
 
 
 def test_cli_plot_reads_csv_and_filters(run_cli, tmp_path):

@@ -259,3 +259,15 @@ def test_batched_parts_and_relabelled_parts():
     assert all(".E0." not in w for w in q.ops["weight"].dropna())
     assert p.weight_bytes + q.weight_bytes == pytest.approx(
         r.weight_bytes + _bytes(m, a, lambda t: t.role != "expert"), rel=1e-12)
+
+
+def test_tied_lm_head_holds_the_table():
+    """Switch ties lm_head to the embedding table: the last stage holds the table too."""
+    m = accelsim.load_workload("switch-base-64")
+    g = accelsim.build_graph(m, accelsim.Scenario(phase="decode", batch=4, context=32))
+    a = accelsim.BitAllocation.uniform(m, 8)
+    n = m.total_layers
+    (p,) = simulate_parts("h100", g, a, [DevicePart((n - 2, n))])
+    assert list(p.ops.loc[p.ops["op"] == "lm_head", "weight"]) == ["embed"]
+    assert p.weight_bytes == pytest.approx(_bytes(
+        m, a, lambda t: t.layer is None or n - 2 <= t.layer < n), rel=1e-12)

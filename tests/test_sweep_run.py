@@ -198,7 +198,8 @@ def test_gemm_sweep_runs_scale_sim_compute_model():
     # weight-stationary gemmini, 16 x 16: SCALE-Sim's folds x (2R + C + M - 2) compute cycles
     # for every weight bit-width and scratchpad size (the array is 8-bit: narrower weights only
     # shrink the bytes)
-    spec = sweep_from_dict({"fixed": {"hw": "gemmini", "dataflow": "weight_stationary"},
+    spec = sweep_from_dict({"fixed": {"hw": "gemmini", "dataflow": "weight_stationary",
+                                      "packing": "dense"},
                             "axes": [{"grid": {"gemm": ["64,256,256", "16,512,128"],
                                                "avg_bits": [4, 8],
                                                "hw.memory[1].capacity": ["256 KiB",
@@ -214,5 +215,10 @@ def test_gemm_sweep_runs_scale_sim_compute_model():
     w = table.set_index(["gemm", "avg_bits", "hw.memory[1].capacity"])["weight_bytes"]
     codes4, codes8 = 256 * 256 // 2, 256 * 256
     groups = 256 * (256 // 128) * 3          # fp16 scale + uint8 zero per 128 weights
-    assert w[("64,256,256", 4.0, "256 KiB")] == codes4 + groups
-    assert w[("64,256,256", 8.0, "1 MiB")] == codes8 + groups
+    # the override column holds bytes (base units), not the text written
+    assert w[("64,256,256", 4.0, 256 * 1024)] == codes4 + groups
+    assert w[("64,256,256", 8.0, 2**20)] == codes8 + groups
+    # native packing (the default) stores 4-bit weights as the 8-bit array computes them
+    native = run_sweep(sweep_from_dict({"fixed": {"hw": "gemmini", "gemm": "64,256,256",
+                                                  "avg_bits": 4}})).table
+    assert native["weight_bytes"].iloc[0] == codes8 + groups

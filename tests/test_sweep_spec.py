@@ -313,3 +313,18 @@ def test_gemm_sweep_bad_input_names_the_key():
     _has(probs, "axes[0].grid.method[1]", "the method must be 'uniform'")
     probs = _problems({"fixed": {"hw": "gemmini", "avg_bits": 4}})
     _has(probs, "workload", "parameter 'workload' is required (or 'gemm' for one GEMM)")
+
+
+def test_a_bad_override_value_blames_only_its_own_key():
+    # memory[name=lpddr5] is memory[1] in spyre's file: the error on memory[1].read_bandwidth
+    # belongs to that override alone, not to the rows override of the same point
+    from accelsim.errors import ConfigError
+    from accelsim.sweep import sweep_from_dict
+    with pytest.raises(ConfigError) as e:
+        sweep_from_dict({"fixed": {"workload": "mixtral-8x7b", "hw": "spyre", "avg_bits": 4},
+                         "axes": [{"grid": {
+                             "hw.memory[name=lpddr5].read_bandwidth": ["100 GB"],
+                             "hw.cores.mac_array.rows": [8, 16]}}]})
+    keys = {p.key for p in e.value.problems}
+    assert all("read_bandwidth" in k for k in keys), keys
+    assert "did you mean '100 GB/s'?" in str(e.value)

@@ -163,3 +163,17 @@ def test_cli_theory_subprocess():
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[0].startswith("layer,")
+
+
+def test_cli_progress_goes_to_stderr(run_cli):
+    rc, out, err = run_cli("theory", "experiment", "--seeds", "2", "--bits", "2", "--steps",
+                           "5", "--samples", "100", "--format", "json")
+    assert rc == 0, err
+    assert "seed 1/2 done" in err and "seed 2/2 done" in err
+    assert "seed" not in out.split("[", 1)[0]         # stdout is the result alone
+    import json
+    assert json.loads(out)
+    rc, out, err = run_cli("theory", "certify", "--workload", "mixtral-8x7b", "--alloc", "3",
+                           "--layers", "2", "--tokens", "8", "--format", "json")
+    assert rc == 0, err
+    assert "certified layer 2/2" in err and json.loads(out)["layers"]

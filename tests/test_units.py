@@ -250,3 +250,17 @@ def test_format_quantity(value, kind, text):
 def test_format_then_parse_round_trips(value, kind):
     back = parse_quantity(format_quantity(value, kind), kind)
     assert math.isclose(back, value, rel_tol=1e-3)
+
+
+@pytest.mark.parametrize("text,kind,hint", [
+    ("1.6 TB", "bandwidth", "'1.6 TB' is a size, not a bandwidth; did you mean '1.6 TB/s'?"),
+    ("64 GB/s", "size", "'64 GB/s' is a bandwidth, not a size; did you mean '64 GB'?"),
+    ("2 pJ", "energy_per_byte", "did you mean '2 pJ/B'?"),
+    ("3 W", "time", "'3 W' is a power, not a time"),
+])
+def test_wrong_dimension_says_what_it_is_and_what_was_meant(text, kind, hint):
+    from accelsim.errors import ConfigError
+    from accelsim.units import parse_quantity
+    with pytest.raises(ConfigError) as e:
+        parse_quantity(text, kind)
+    assert hint in str(e.value) and len(e.value.problems) == 1

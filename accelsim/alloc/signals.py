@@ -241,14 +241,15 @@ def signals_from_checkpoint(checkpoint, family: str, *, pretrained=None,
                             sensitivity_bits: Sequence[int] = (),
                             calib: np.ndarray | None = None, calib_tokens: int = 64,
                             seed: int = 0, group_size: int | None = 128,
-                            calib_label: str = "") -> ExpertSignals:
+                            calib_label: str = "", progress=None) -> ExpertSignals:
     """Router norms (and their change against ``pretrained``), max intra-neuron variance
     and, when ``sensitivity_bits`` is given, quantization sensitivity, read from
     safetensors checkpoints of a model ``family`` (see :func:`accelsim.quant.open_checkpoint`).
 
     ``calib`` defaults to ``calib_tokens`` seeded standard-normal tokens (documented proxy
     for real calibration activations; :func:`load_calibration` reads real ones, named by
-    ``calib_label`` in the result's ``calibration``). Experts are read one at a time.
+    ``calib_label`` in the result's ``calibration``). Experts are read one at a time;
+    ``progress`` (a callable, optional) is called with a message after each MoE layer.
     """
     from ..quant import open_checkpoint
     ft = open_checkpoint(checkpoint, family)
@@ -288,6 +289,9 @@ def signals_from_checkpoint(checkpoint, family: str, *, pretrained=None,
                     row_v.append(max_intra_neuron_variance(w, variance))
             mv.append(row_v)
             se.append(row_s)
+            if progress:
+                progress(f"{ft.label}: MoE layer {len(mv)}/{len(layers)} read"
+                         + (" (sensitivity measured)" if bits else ""))
         maxvar = np.array(mv) if variance is not None else None
         sens = np.array(se) if bits else None
     return ExpertSignals(router_norm=norms, router_norm_change=change, max_variance=maxvar,

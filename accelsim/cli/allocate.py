@@ -56,7 +56,7 @@ def _export_path(out: str, fmt: str) -> str:
 
 
 def _signals(model, signals, checkpoint, pretrained, trace, variance, method, levels,
-             calibration=None):
+             calibration=None, synthetic=None):
     from ..alloc.signals import ExpertSignals, load_calibration, signals_from_checkpoint, \
         signals_from_npz, signals_from_trace
     if calibration and method not in ("hessian", "pmq", "budget"):
@@ -68,6 +68,11 @@ def _signals(model, signals, checkpoint, pretrained, trace, variance, method, le
     calib = load_calibration(calibration, model.hidden_size) if calibration else None
     s = ExpertSignals()
     L, E = model.num_moe_layers, model.moe.num_experts
+    if synthetic is not None:
+        import numpy as np
+
+        from ..sweep.allocation import synthetic_signals
+        s = synthetic_signals((L, E), synthetic, np.full((L, E), 1.0 / E))
     if signals:
         s = s.merged(signals_from_npz(signals, variance_kind=variance))
     if checkpoint:
@@ -80,11 +85,20 @@ def _signals(model, signals, checkpoint, pretrained, trace, variance, method, le
         s = s.merged(signals_from_checkpoint(checkpoint, model.family, pretrained=pretrained,
                                              variance=variance, sensitivity_bits=sens_bits,
                                              calib=calib, calib_label=str(calibration or ""),
-                                             group_size=128))
+                                             group_size=128, progress=_stderr_progress()))
     if trace:
         s = s.merged(signals_from_trace(trace, E, num_layers=L, top_k=model.moe.top_k))
     s.check(L, E)
     return s
+
+
+def _stderr_progress():
+    import time
+    t0 = time.perf_counter()
+
+    def say(msg: str) -> None:
+        click.echo(f"[{time.perf_counter() - t0:6.1f} s] {msg}", err=True)
+    return say
 
 
 def _summary(alloc, model, extra: dict) -> dict:
@@ -143,6 +157,10 @@ def _table(summary: dict, model) -> str:
               help="Fine-tuned safetensors checkpoint (file, shard directory or index).")
 @click.option("--pretrained", type=click.Path(), default=None,
               help="Pre-trained checkpoint: the router-norm change is FT minus PT.")
+@click.option("--synthetic-signals", "synthetic", type=int, default=None, metavar="SEED",
+              help="Seeded stand-in signals (router-norm change, sensitivity; uniform "
+                   "routing) for trying methods without a checkpoint; say nothing about a "
+                   "real model. --signals, --checkpoint and --trace override them.")
 @click.option("--trace", type=click.Path(dir_okay=False), default=None,
               help="Routing trace (.npz expert_ids [+ routing_weights] or .csv).")
 @click.option("--calibration", type=click.Path(dir_okay=False), default=None,
@@ -169,7 +187,7 @@ def _table(summary: dict, model) -> str:
               help="Write the allocation here (.yaml/.yml: YAML, else JSON).")
 @format_option("table", "json")
 def command(wl, method, avg_bits, levels_text, granularity, zeta, order, variance, signals, checkpoint,
-            pretrained, trace, calibration, hw, memory_budget, memory_scope, latency_budget, batch,
+            pretrained, synthetic, trace, calibration, hw, memory_budget, memory_scope, latency_budget, batch,
             context, pareto, points, attention_bits, group_size, seed, export_fmt, out, fmt):
     """Choose a bit-width for every routed expert of WL with METHOD."""
     # ---- validate every input before any work
@@ -199,7 +217,7 @@ def command(wl, method, avg_bits, levels_text, granularity, zeta, order, varianc
         from ..hw import load_hw
         accel = load_hw(hw)
     s = _signals(model, signals, checkpoint, pretrained, trace, variance, method, levels,
-                 calibration)
+                 calibration, synthetic)
 
     from ..alloc.methods import AllocRequest, allocate
     req = AllocRequest(model, s, avg_bits=avg_bits, levels=levels, zeta=zeta, order=order,

@@ -19,7 +19,9 @@ def _filter(df, where: tuple[str, ...], file: str):
     conds = []
     problems = []
     for w in where:
-        col, sep, val = w.partition("=")
+        col, sep, val = w.rpartition("=")   # keys like hw.memory[name=x].y hold '='
+        if not sep:
+            col = ""
         if not sep or not col:
             problems.append(Problem("must be COL=VALUE", key="--where", value=w))
             continue
@@ -32,10 +34,16 @@ def _filter(df, where: tuple[str, ...], file: str):
         s = df[col]
         if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
             try:
-                keep &= s == float(val)
+                num = float(val)
             except ValueError:
-                raise ConfigError.single(f"column '{col}' is numeric", key="--where",
-                                         value=val) from None
+                from ..units import parse_any
+                q = parse_any(val)
+                if q is None:
+                    raise ConfigError.single(f"column '{col}' is numeric (a number, or a "
+                                             f"quantity like '200 GB/s')", key="--where",
+                                             value=val) from None
+                num = q[0]
+            keep &= s == num
         else:
             keep &= s.astype(str) == val
     return df[keep]
@@ -54,7 +62,10 @@ def _filter(df, where: tuple[str, ...], file: str):
 @click.option("--logx", is_flag=True, help="Logarithmic x axis.")
 @click.option("--logy", is_flag=True, help="Logarithmic y axis.")
 @click.option("--title", default=None, help="Figure title.")
-def command(results, x, y, hue, kind, out, where, logx, logy, title):
+@click.option("--average", is_flag=True,
+              help="line/bar: average rows that differ in other swept parameters, or where "
+                   "some points failed (refused otherwise), with a warning.")
+def command(results, x, y, hue, kind, out, where, logx, logy, title, average):
     """Plot column --y against column --x of a sweep's RESULTS (.parquet or .csv).
 
     line: mean of y per x and series; scatter: every point; pareto: every point and the
@@ -74,13 +85,14 @@ def command(results, x, y, hue, kind, out, where, logx, logy, title):
     df = read_table(results)
     check_columns(df, [x, y, hue], file=results, keys={x: "--x", y: "--y", hue or "": "--hue"})
     df = _filter(df, where, results)
-    if "error" in df.columns:
-        df = df[df["error"].isna()]
-    if df.empty:
+    ok = df[df["error"].isna()] if "error" in df.columns else df
+    if ok.empty:
         raise ConfigError.single("no successful points to plot" + (" after --where" if where
                                                                    else ""), file=results)
     res = plot_table(df, x, y, hue, kind=kind, logx=logx, logy=logy, title=title,
-                     file=results)
+                     file=results, strict=not average)
+    for w in res.meta.get("warnings", []):
+        click.echo(f"accelsim: warning: {w}", err=True)
     res.save(p)
     what = "points" if kind in ("scatter", "pareto") else "means"
     click.echo(f"wrote {out} ({kind}: {len(res.data)} {what} of {y} against {x}"

@@ -33,6 +33,16 @@ def _csv(rows: list[dict], columns: list[str]) -> str:
     return buf.getvalue()
 
 
+def _progress():
+    """Progress lines on stderr (stdout stays the result), with the elapsed time."""
+    import time
+    t0 = time.perf_counter()
+
+    def say(msg: str) -> None:
+        click.echo(f"[{time.perf_counter() - t0:6.1f} s] {msg}", err=True)
+    return say
+
+
 @click.group("theory")
 def command():
     """Certified bounds on quantized experts and routing; the paper's experiment."""
@@ -94,7 +104,7 @@ def certify_cmd(wl, alloc_spec, checkpoint, tokens, layers, scale, method, attn_
     alloc = _load_alloc(alloc_spec, model)
     rep = certify_model(model, alloc, checkpoint=checkpoint, tokens=tokens, layers=layers,
                         scale=scale, method=method, attn_lipschitz=attn_lipschitz,
-                        seed=seed)
+                        seed=seed, progress=_progress())
     if fmt == "json":
         emit(to_json({"setup": rep.setup, "layers": rep.rows}), out)
     elif fmt == "csv":
@@ -181,7 +191,8 @@ def experiment_cmd(seeds, bits_text, data, steps, samples, prune, fmt, out_dir):
                                      value=out_dir)
     methods = METHODS + (PRUNE_METHODS if prune else ())
     rows = run_experiment(ExperimentConfig(data=data, seeds=seeds, bits=bits, steps=steps,
-                                           samples=samples, methods=methods))
+                                           samples=samples, methods=methods),
+                          progress=_progress())
     if out is not None:
         out.mkdir(exist_ok=True)
         write_atomic(out / "experiment.json", to_json(rows) + "\n")

@@ -18,6 +18,12 @@ Kinds (a registry, :data:`KINDS`):
 Rows whose ``x`` or ``y`` is missing (failed points) are left out and counted in
 ``meta["dropped"]``.
 
+A ``line`` or ``bar`` averages the rows that share a series and an ``x`` value. When those
+rows differ in a swept parameter (chip, batch, a hardware override ...) or when failed
+points leave some of them out, the mean mixes things that should not be mixed:
+:func:`averaging_problems` names them, and ``plot_table`` refuses (``strict=True``) or
+records them in ``meta["warnings"]``.
+
 Examples
 --------
 >>> import pandas as pd
@@ -31,10 +37,10 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ..errors import ConfigError, did_you_mean
+from ..errors import ConfigError, Problem, did_you_mean
 from ._base import MAXIMIZE, PlotResult, check_columns, label_of, new_figure, pareto_mask
 
-__all__ = ["plot_table", "KINDS"]
+__all__ = ["plot_table", "KINDS", "averaging_problems", "parameter_columns"]
 
 
 def _series(df, hue):
@@ -99,20 +105,27 @@ KINDS: dict[str, Callable[..., Any]] = {"line": _line, "scatter": _scatter, "par
 
 def plot_table(df, x: str, y: str, hue: str | None = None, *, kind: str = "line",
                logx: bool = False, logy: bool = False, title: str | None = None,
-               file: str | None = None) -> PlotResult:
+               file: str | None = None, strict: bool = False) -> PlotResult:
     """Plot column ``y`` against column ``x`` of a results table.
 
     Raises :class:`ConfigError` for a missing column (with a did-you-mean) or an unknown
-    ``kind``; ``file`` names the table in those messages.
+    ``kind``; ``file`` names the table in those messages. The problems
+    :func:`averaging_problems` finds raise a ConfigError when ``strict``, else they are
+    listed in ``meta["warnings"]``.
     """
     if kind not in KINDS:
         raise ConfigError.single(f"kind must be one of {', '.join(KINDS)}"
                                  + did_you_mean(kind, KINDS), key="--kind", value=kind)
     check_columns(df, [x, y, hue], file=file, keys={x: "--x", y: "--y", hue or "": "--hue"})
     keep = df[[x, y]].notna().all(axis=1)
+    if "error" in df.columns:
+        keep &= df["error"].isna()
     rows = df[keep]
     if kind != "bar" and not _numeric(rows[y]):
         raise ConfigError.single(f"column '{y}' is not numeric", file=file, key="--y")
+    warnings = averaging_problems(df, x, y, hue, kind)
+    if warnings and strict:
+        raise ConfigError([Problem(w, file=file, key=f"--kind {kind}") for w in warnings])
     fig, axes = new_figure()
     ax = axes[0, 0]
     data = KINDS[kind](ax, rows, x, y, hue)
@@ -128,7 +141,61 @@ def plot_table(df, x: str, y: str, hue: str | None = None, *, kind: str = "line"
         ax.set_title(title)
     ax.grid(True, alpha=0.3)
     return PlotResult(fig, data, {"kind": kind, "x": x, "y": y, "hue": hue,
-                                  "dropped": int((~keep).sum())})
+                                  "dropped": int((~keep).sum()), "warnings": warnings})
+
+
+def parameter_columns(df) -> list[str]:
+    """Columns of a sweep results table that are swept parameters (the sweep spec's
+    parameters and ``hw.*`` hardware overrides), not results."""
+    from ..sweep.spec import OVERRIDE_PREFIX, PARAMS
+    return [str(c) for c in df.columns if str(c) in PARAMS or
+            str(c).startswith(OVERRIDE_PREFIX)]
+
+
+def _fmt_key(keys, values) -> str:
+    vals = values if isinstance(values, tuple) else (values,)
+    return ", ".join(f"{k}={v}" for k, v in zip(keys, vals))
+
+
+def averaging_problems(df, x: str, y: str, hue: str | None, kind: str = "line") -> list[str]:
+    """What a ``line`` or ``bar`` of ``df`` would average that it should not.
+
+    ``df`` holds every row to plot, failed ones included (an ``error`` column, or a missing
+    ``y``). Two problems are named: (1) rows of one point of the plot (same series and
+    ``x``) that differ in a parameter column (:func:`parameter_columns`) other than ``x``
+    and ``hue``; (2) points where some rows failed and others did not, so the mean is over
+    a different set of rows than its neighbours'. Empty for other kinds.
+    """
+    if kind not in ("line", "bar") or df.empty:
+        return []
+    keys = ([hue] if hue else []) + [x]
+    ok = df[y].notna() & df[x].notna()
+    if "error" in df.columns:
+        ok &= df["error"].isna()
+    good = df[ok]
+    out = []
+    params = [c for c in parameter_columns(df) if c not in keys and c != "seed"]
+    varying = []
+    for c in params:
+        n = good.groupby(keys, dropna=False)[c].nunique(dropna=False)
+        if (n > 1).any():
+            at = n[n > 1].index[0]
+            vals = sorted({str(v) for v in good.set_index(keys).loc[[at], c]})
+            varying.append(f"{c} ({'/'.join(vals[:4])}{'...' if len(vals) > 4 else ''} at "
+                           f"{_fmt_key(keys, at)})")
+    if varying:
+        out.append("each point would average rows that differ in " + "; ".join(varying)
+                   + ": give --hue COL or --where COL=VALUE, or --average to average them")
+    total = df.groupby(keys, dropna=False).size()
+    succ = good.groupby(keys, dropna=False).size().reindex(total.index, fill_value=0)
+    partial = total[(succ > 0) & (succ < total)]
+    if len(partial):
+        at = partial.index[0]
+        out.append(f"failed points change which rows are averaged: {len(partial)} point(s) "
+                   f"average only the rows that succeeded (at {_fmt_key(keys, at)}: "
+                   f"{int(succ[at])} of {int(total[at])}); filter with --where, or --average "
+                   f"to plot them anyway")
+    return out
 
 
 def _numeric(series) -> bool:

@@ -239,7 +239,7 @@ def _size_figure(df: pd.DataFrame):
         paper = part.loc[labels, "paper_gb"].astype(float)
         notes = [f"paper {p:g}" if np.isfinite(p) else "" for p in paper]
         _bar_panel(ax, labels, [part.loc[a, "weight_gb"] for a in labels], ref=ref,
-                   notes=notes)
+                   notes=notes, fmt="{:.2f}".format)
         if paper.notna().any():
             x = np.arange(len(labels))
             ax.scatter(x, paper, color="black", marker="_", s=500, zorder=3,
@@ -488,7 +488,8 @@ def _num(v: float) -> str:
     return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
 
 
-def _bar_panel(ax, labels, values, *, ref: float | None = None, notes=None) -> None:
+def _bar_panel(ax, labels, values, *, ref: float | None = None, notes=None,
+               fmt=None) -> None:
     """Linear bars with their values written on them, an optional reference as a dashed
     line (the float model; the caller names it in the title), optional notes under the
     values (device counts)."""
@@ -496,7 +497,7 @@ def _bar_panel(ax, labels, values, *, ref: float | None = None, notes=None) -> N
     vals = [float(v) if v is not None and np.isfinite(v) else np.nan for v in values]
     bars = ax.bar(x, np.nan_to_num(vals), color="C0")
     for i, (b, v) in enumerate(zip(bars, vals)):
-        text = "n/a" if np.isnan(v) else _num(v)
+        text = "n/a" if np.isnan(v) else (fmt or _num)(v)
         if notes is not None and notes[i]:
             text += f"\n{notes[i]}"
         ax.annotate(text, (b.get_x() + b.get_width() / 2, 0 if np.isnan(v) else v),

@@ -352,6 +352,7 @@ class _Info(NamedTuple):
 
     op_cls: np.ndarray
     owner: np.ndarray
+    tensor: np.ndarray
     op_lrow: np.ndarray
     op_flat: np.ndarray
     names: np.ndarray
@@ -365,9 +366,13 @@ class _Info(NamedTuple):
     t_vector: np.ndarray
     t_names: np.ndarray
     ranges: dict
+    floats: np.ndarray
 
 
 _INFO = IdentityCache()
+#: The op-table fields a part scales (gathered together from ``_Info.floats``).
+_FLOATS = ("m", "k", "n", "tokens", "p_active", "macs", "vector_ops", "in_elems", "out_elems",
+           "kv_elems", "kv_write_elems", "kv_resident", "att_m", "att_n")
 
 
 def _info(ot: OpTable) -> _Info:
@@ -405,13 +410,14 @@ def _info(ot: OpTable) -> _Info:
     tokens[op_flat[gr]] = ot.tokens[gr]      # an expert's GEMMs all have its tokens
     p[op_flat[gr]] = ot.p_active[gr]
     t_flat = np.where(tt.moe_row >= 0, tt.moe_row * E + tt.expert, -1)
-    info = _Info(op_cls, owner.astype(np.int64), op_lrow.astype(np.int64),
+    info = _Info(op_cls, owner.astype(np.int64), ot.tensor, op_lrow.astype(np.int64),
                  op_flat.astype(np.int64), np.array(ot.names, dtype=object),
                  np.array(ot.role, dtype=object), ot.expert,
                  tokens.reshape(model.num_moe_layers, E), p.reshape(model.num_moe_layers, E),
                  t_cls, t_layer,
                  t_flat.astype(np.int64), tt.role_code == VECTOR_ROLE,
-                 np.array(tt.names, dtype=object), {})
+                 np.array(tt.names, dtype=object), {},
+                 np.column_stack([getattr(ot, k) for k in _FLOATS]))
     _INFO.put(ot, info)
     return _INFO.get(ot)
 
@@ -444,30 +450,50 @@ def _kv_div(model, tp: int) -> int:
 
 def _select(info: _Info, r: _Resolved) -> tuple[np.ndarray, np.ndarray]:
     """Indices of the ops and of the tensors a part holds."""
-    base, ex, ex_flat, t_base, t_ex, t_ex_flat = _range(info, r)
+    base, ex, t_base, t_ex = _range(info, r)
     if r.share is None:
-        return np.sort(np.concatenate([base, ex])), np.sort(np.concatenate([t_base, t_ex]))
-    flat_share = r.share.ravel()
-    idx = np.sort(np.concatenate([base, ex[flat_share[ex_flat] > 0]]))
-    t_idx = np.sort(np.concatenate([t_base, t_ex[flat_share[t_ex_flat] > 0]]))
-    return idx, t_idx
+        return np.sort(np.concatenate([base, ex[0]])), np.sort(np.concatenate([t_base,
+                                                                               t_ex[0]]))
+    nz = np.flatnonzero(r.share.ravel() > 0)
+    return (np.sort(np.concatenate([base, _segments(ex, nz)])),
+            np.sort(np.concatenate([t_base, _segments(t_ex, nz)])))
+
+
+def _segments(csr: tuple, nz: np.ndarray) -> np.ndarray:
+    """The entries of the experts ``nz`` in ``csr`` = (entries grouped by expert, pointer
+    per expert)."""
+    items, ptr = csr
+    starts = ptr[nz]
+    lens = ptr[nz + 1] - starts
+    if not len(lens):
+        return items[:0]
+    pos = np.repeat(starts - np.cumsum(lens) + lens, lens) + np.arange(int(lens.sum()))
+    return items[pos]
 
 
 def _range(info: _Info, r: _Resolved) -> tuple:
-    """Of a part's layer range and embed/lm_head: the ops other than routed experts, the
-    routed-expert ops and their ``row * n_experts + expert``; the same for tensors (cached
-    per op table)."""
+    """Of a part's layer range and embed/lm_head: the ops other than routed experts and
+    the routed-expert ops grouped by expert (``row * n_experts + expert``, with a pointer
+    per expert); the same for tensors (cached per op table)."""
     k = (r.first, r.last, r.embed, r.lm_head)
     hit = info.ranges.get(k)
     if hit is None:
         def held(owner):
             return ((owner >= r.first) & (owner < r.last)) | ((owner == -2) & r.embed) | (
                 (owner == -1) & r.lm_head)
+
+        def by_expert(take, flat):
+            i = np.flatnonzero(take & (flat >= 0))
+            o = np.argsort(flat[i], kind="stable")
+            return i[o], np.searchsorted(flat[i][o], np.arange(info.tokens.size + 1))
         take, t_take = held(info.owner), held(info.t_layer)
-        ex, t_ex = take & (info.op_flat >= 0), t_take & (info.t_flat >= 0)
-        ei, ti = np.flatnonzero(ex), np.flatnonzero(t_ex)
-        hit = info.ranges[k] = (np.flatnonzero(take & ~ex), ei, info.op_flat[ei],
-                                np.flatnonzero(t_take & ~t_ex), ti, info.t_flat[ti])
+        # a held op's weight is held (lm_head tied to the embedding table)
+        t_ref = info.tensor[take & (info.op_flat < 0) & (info.tensor >= 0)]
+        t_take[t_ref] = True
+        hit = info.ranges[k] = (np.flatnonzero(take & (info.op_flat < 0)),
+                                by_expert(take, info.op_flat),
+                                np.flatnonzero(t_take & (info.t_flat < 0)),
+                                by_expert(t_take, info.t_flat))
     return hit
 
 
@@ -476,35 +502,31 @@ def _part_lowered(low: S.Lowered, r: _Resolved) -> S.Lowered:
     ot = low.ot
     info = _info(ot)
     idx, t_idx = _select(info, r)
-    t_take = np.zeros(len(info.t_layer), bool)
-    t_take[t_idx] = True
     kvd = _kv_div(ot.model, r.tp)
     t_div = np.where(info.t_cls[t_idx] == 1, float(r.tp),
                      np.where(info.t_cls[t_idx] == 2, float(kvd), 1.0))
-    sub = _sub_table(ot, idx, t_take, t_idx, info, r, kvd)
+    sub = _sub_table(ot, idx, t_idx, info, r, kvd)
     return S.Lowered(sub, low.bits[t_idx], low.t_bytes[t_idx] / t_div,
                      low.t_numel[t_idx] / t_div, low.a_bits, low.kv_bits,
                      info.t_names[t_idx])
 
 
-def _sub_table(ot: OpTable, idx, t_take, t_idx, info: _Info, r: _Resolved,
+def _sub_table(ot: OpTable, idx, t_idx, info: _Info, r: _Resolved,
                kvd: int) -> OpTable:
     """The op table of the ops ``idx`` of ``ot``, scaled by tensor parallelism and expert
     shares, with its own phases and tensor indices."""
-    f = {k: getattr(ot, k)[idx] for k in (
-        "m", "k", "n", "tokens", "p_active", "macs", "vector_ops", "in_elems", "out_elems",
-        "kv_elems", "kv_write_elems", "kv_resident", "att_m", "att_n")}
+    sub = info.floats[idx]               # one gather of every scaled field
+    f = {k: sub[:, j] for j, k in enumerate(_FLOATS)}
     if r.share is not None:
         _scale_experts(f, r.share.ravel(), info.op_flat[idx])
         _scale_moe_traffic(ot, idx, f, r.share, info)
     _scale_tp(f, info.op_cls[idx], float(r.tp), float(kvd))
-    remap = np.cumsum(t_take) - 1
     tensor = ot.tensor[idx]
-    tensor = np.where(tensor >= 0, remap[np.maximum(tensor, 0)], -1)
+    tensor = np.where(tensor >= 0, np.searchsorted(t_idx, tensor), -1)   # held: see _range
     wf = ot.weight_fraction[idx]
-    density = np.zeros(len(t_idx))
     has_t = tensor >= 0
-    np.add.at(density, tensor[has_t], (f["p_active"] * wf)[has_t])
+    density = np.bincount(tensor[has_t], weights=(f["p_active"] * wf)[has_t],
+                          minlength=len(t_idx)).astype(np.float64)
     density[info.t_vector[t_idx]] = 1.0
     depth, group = ot.depth[idx], ot.group[idx]
     order, ptr, pgroup = phases(depth, group)

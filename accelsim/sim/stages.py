@@ -170,12 +170,14 @@ class GemmJob(NamedTuple):
     cap_id: np.ndarray
     pr: np.ndarray
 
-    def key(self) -> np.ndarray:
-        """One row per op: everything the engine result depends on besides its tile space
-        and the step-wide constants (equal rows are simulated once)."""
-        return np.column_stack([self.M, self.K, self.N, self.cpm, self.wB, self.w_fix,
-                                self.w_pb, self.w_stage, self.io_a, self.flc_a, self.io_b,
-                                self.flc_b])
+    def key(self) -> list[np.ndarray]:
+        """Columns, one entry per op: everything the engine result depends on besides its
+        tile space and the step-wide constants (equal rows are simulated once)."""
+        cols = [self.M, self.K, self.N, self.cpm, self.wB, self.w_fix, self.w_pb,
+                self.w_stage]
+        for x in (self.io_a, self.flc_a, self.io_b, self.flc_b):
+            cols.extend(x.T)
+        return cols
 
 
 def engine_ops(ot: OpTable) -> np.ndarray:
@@ -367,6 +369,25 @@ def _unique_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 _PROJ = np.random.default_rng(20261128).uniform(0.5, 1.5, 64)
 
 
+def _unique_columns(cols: list[np.ndarray], rows: np.ndarray | None = None):
+    """:func:`_unique_rows` of the matrix whose columns are ``cols`` (restricted to
+    ``rows``), without building it: a random projection, checked column by column."""
+    cols = [np.asarray(c, dtype=np.float64) for c in cols]
+    if rows is not None:
+        cols = [c[rows] for c in cols]
+    n = len(cols[0]) if cols else 0
+    if n == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    h = np.zeros(n)
+    for c, w in zip(cols, np.resize(_PROJ, len(cols))):
+        h += (c + 0.0) * w                                  # -0.0 -> 0.0
+    _, first, inverse = np.unique(h, return_index=True, return_inverse=True)
+    inverse = inverse.ravel()
+    if all(np.array_equal(c[first][inverse], c) for c in cols):
+        return first, inverse
+    return _unique_rows(np.column_stack(cols))
+
+
 def run_engine(hp, mask: int, a_bits: int, jobs: list[GemmJob], full: bool) -> list[Fronts]:
     """Stage 3b: the tiling fronts of every op of ``jobs``, simulating each distinct GEMM
     once (the experts of a layer, the layers of a model and the parts of a system repeat):
@@ -378,7 +399,7 @@ def run_engine(hp, mask: int, a_bits: int, jobs: list[GemmJob], full: bool) -> l
     sid = np.array([space.setdefault(c.tobytes(), len(space)) for c in cat.caps],
                    np.int64)[cat.cap_id]
     if len(np.unique(sid)) <= 1:
-        first, inverse = _unique_rows(key)
+        first, inverse = _unique_columns(key)
         cap = cat.caps[cat.cap_id[0]] if len(cat.e) else cat.caps[0]
         fr = _engine_call(hp, mask, aB, cat, first, cap, full)
         fr = Fronts(fr.fronts[inverse], fr.npts[inverse], fr.src[inverse], fr.of_a[inverse],
@@ -415,7 +436,7 @@ def _engine_spaces(hp, mask, aB, cat: GemmJob, key, sid, full) -> Fronts:
     of_b = np.zeros(n, bool)
     for s_ in np.unique(sid):
         rows = np.flatnonzero(sid == s_)
-        first, inverse = _unique_rows(key[rows])
+        first, inverse = _unique_columns(key, rows)
         u = rows[first]
         fr = _engine_call(hp, mask, aB, cat, u, cat.caps[cat.cap_id[u[0]]], full)
         fronts[rows], npts[rows], src[rows] = (fr.fronts[inverse], fr.npts[inverse],

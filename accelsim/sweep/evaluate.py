@@ -156,7 +156,9 @@ def evaluate_point(point: Point) -> dict[str, Any]:
     model = load_model_cached(p["workload"])
     graph, shares = graph_cached(p)
     alloc = _allocation(point, model, hw, shares)
-    res = simulate(hw, graph, alloc, residency=p["residency"], dataflow=p["dataflow"])
+    from ..packing import packed
+    stored = packed(alloc, hw.cores.mac_array.weight_bits, p.get("packing", "native"))
+    res = simulate(hw, graph, stored, residency=p["residency"], dataflow=p["dataflow"])
     return _metrics(res, hw, alloc.average_expert_bits(),
                     noise_equivalent_bits(alloc.expert_bits, shares))
 
@@ -179,7 +181,10 @@ def _evaluate_gemm(p: Mapping[str, Any], hw) -> dict[str, Any]:
     from ..sim import simulate_gemm
     m, k, n = p["gemm"]
     bits = int(p["avg_bits"])
-    res = simulate_gemm(hw, m, k, n, w_bits=bits, a_bits=p["activation_bits"],
+    from ..packing import padded_width
+    stored = (padded_width(bits, hw.cores.mac_array.weight_bits)
+              if p.get("packing", "native") == "native" else bits)
+    res = simulate_gemm(hw, m, k, n, w_bits=stored, a_bits=p["activation_bits"],
                         dataflow=p["dataflow"], residency=p["residency"],
                         group_size=p["group_size"])
     return _metrics(res, hw, bits, bits)

@@ -63,8 +63,8 @@ def results_table(spec: SweepSpec, rows) -> Any:
     first, then the :data:`METRICS` columns present, other columns alphabetically, and
     ``error`` last. Missing values are None in text columns and NaN in numeric ones."""
     import pandas as pd
-    params = pd.DataFrame.from_records(
-        [{"point_id": p.id, **p.columns} for p in spec.points], columns=list(spec.columns))
+    params = _overrides_in_base_units(pd.DataFrame.from_records(
+        [{"point_id": p.id, **p.columns} for p in spec.points], columns=list(spec.columns)))
     evald = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame.from_records(list(rows))
     if "point_id" not in evald:
         evald = pd.DataFrame({"point_id": pd.Series([], dtype="int64")})
@@ -78,6 +78,27 @@ def results_table(spec: SweepSpec, rows) -> Any:
     table = params.merge(evald, on="point_id", how="left", validate="one_to_one")
     table = table.sort_values("point_id", kind="stable").reset_index(drop=True)
     return canonical_table(table)
+
+
+def _overrides_in_base_units(params):
+    """Hardware-override columns (``hw.*``) whose values are all quantities of one kind
+    (``'100 GB/s'``) become numbers in base units (bytes/s), so they plot and filter as
+    numbers; anything else (per-cycle units, names) stays as written."""
+    from ..units import parse_any
+    from .spec import OVERRIDE_PREFIX
+    for col in params.columns:
+        if not str(col).startswith(OVERRIDE_PREFIX):
+            continue
+        vals = params[col]
+        text = [v for v in vals if isinstance(v, str)]
+        if not text:
+            continue
+        parsed = [parse_any(v) for v in text]
+        if any(q is None for q in parsed) or len({q[1] for q in parsed}) != 1:
+            continue
+        params[col] = [parse_any(v)[0] if isinstance(v, str) else v for v in vals]
+        params[col] = params[col].astype(float)
+    return params
 
 
 #: Chunks gather points that share these values (in this order), so that a worker reuses its

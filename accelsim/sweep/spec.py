@@ -260,6 +260,8 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
        "step-latency budget of the 'budget' method, like '20 ms'", _as_written),
     _P("residency", "simulator", _residency, "hot-first",
        "where weights live: hot-first, offchip or must-fit"),
+    _P("packing", "simulator", _choice("native", "dense"), "native",
+       "weight storage: native pads widths to those the chip computes on, dense does not"),
     _P("dataflow", "simulator", _optional(_choice("weight_stationary", "output_stationary")),
        None, "force a dataflow (default: the fastest the array supports, per GEMM)"),
     _P("phase", "scenario", _choice("decode", "prefill"), "decode", "inference phase",
@@ -590,15 +592,47 @@ def _check_hw(p: Point, ov: tuple, file: str | None, where: Callable,
         # the overridden file is invalid: name the override whose key the problem is about,
         # else every override of this point
         keys = [k for k, _ in ov]
+        forms = {k: {k, _indexed_path(raw, k)} for k in keys}
         for q in exc.problems:
-            hit = [k for k in keys if q.key == k or q.key.startswith(k + ".")
-                   or q.key.startswith(k + "[")] or keys
+            hit = [k for k in keys if any(q.key == f or q.key.startswith(f + ".")
+                                          or q.key.startswith(f + "[") for f in forms[k])
+                   ] or keys
             for k in hit:
                 name = OVERRIDE_PREFIX + k
                 problems.append(Problem(f"{p.columns['hw']}: {q.key or '(top level)'}: "
                                         f"{q.reason}", file=file,
                                         key=where(name, p.params[name]),
                                         value=p.params[name]))
+
+
+def _indexed_path(raw: Mapping[str, Any], key: str) -> str:
+    """``key`` with each ``[name=x]`` selector replaced by the list index it selects in
+    ``raw`` (``memory[name=lpddr5].read_bandwidth`` -> ``memory[1].read_bandwidth``), the
+    form validation errors use; ``key`` itself when it cannot be resolved."""
+    try:
+        parts = parse_key_path(key)
+    except OverrideError:
+        return key
+    node: Any = raw
+    out = ""
+    for part in parts:
+        if isinstance(part, tuple) and isinstance(node, list):
+            attr, val = part
+            idx = next((i for i, item in enumerate(node) if isinstance(item, Mapping)
+                        and str(item.get(attr)) == str(val)), None)
+            if idx is None:
+                return key
+            out += f"[{idx}]"
+            node = node[idx]
+        elif isinstance(part, int) and isinstance(node, list) and -len(node) <= part < len(node):
+            out += f"[{part}]"
+            node = node[part]
+        elif isinstance(part, str) and isinstance(node, Mapping):
+            out += ("." if out else "") + part
+            node = node.get(part)
+        else:
+            return key
+    return out
 
 
 def _column_values(points: list[Point], names: list[str]) -> list[Point]:

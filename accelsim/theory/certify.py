@@ -118,7 +118,7 @@ def _checkpoint_stack(model, path: str, layers: int) -> MoEStack:
 def certify_model(model, alloc, *, checkpoint: str | None = None, tokens: int = 256,
                   layers: int | None = None, scale: int | None = None,
                   method: str = "hybrid", attn_lipschitz: float = 0.0,
-                  seed: int = 0) -> CertifyReport:
+                  seed: int = 0, progress=None) -> CertifyReport:
     """Certified hidden-state perturbation and routing per MoE layer of ``model``.
 
     Parameters
@@ -139,6 +139,8 @@ def certify_model(model, alloc, *, checkpoint: str | None = None, tokens: int = 
     method : {'hybrid', 'analytic'}
     attn_lipschitz : float
     seed : int
+    progress : callable, optional
+        Called with a message at each stage (weights, quantization, each layer).
 
     Returns
     -------
@@ -160,12 +162,16 @@ def certify_model(model, alloc, *, checkpoint: str | None = None, tokens: int = 
     else:
         scale = auto_scale(model) if scale is None else scale
         stack = synthetic_stack(model, layers=n_layers, scale=scale, seed=seed)
+    say = progress or (lambda msg: None)
+    say(f"weights of {n_layers} layer(s) ready; quantizing")
     bits = np.asarray(alloc.expert_bits)[:n_layers]
     qs = quantize_stack(stack, bits, router_bits=alloc.defaults["router"],
                         shared_bits=alloc.defaults["shared"], group_size=alloc.group_size,
                         symmetric=alloc.symmetric)
     h0 = np.random.default_rng([seed, 1]).normal(size=(int(tokens), stack.d))
-    cert = certify_stack(qs, h0, method=method, attn_lipschitz=attn_lipschitz)
+    say("quantized; certifying")
+    cert = certify_stack(qs, h0, method=method, attn_lipschitz=attn_lipschitz,
+                         progress=progress)
     setup = {"model": model.name, "weights": stack.description,
              "scale": scale, "layers": n_layers, "tokens": int(tokens),
              "allocation": f"{alloc.method}, average expert bits "

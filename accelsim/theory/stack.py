@@ -433,7 +433,7 @@ def _layer(st: MoEStack, lw: MoELayerWeights, ql: _QuantLayer, h: np.ndarray,
 
 
 def certify_stack(qstack: QuantizedStack, tokens: Any, *, method: str = "hybrid",
-                  attn_lipschitz: float = 0.0) -> StackCertificate:
+                  attn_lipschitz: float = 0.0, progress=None) -> StackCertificate:
     """Propagate certified bounds (and measured errors) through ``qstack``.
 
     Parameters
@@ -445,6 +445,8 @@ def certify_stack(qstack: QuantizedStack, tokens: Any, *, method: str = "hybrid"
         Expert bound used inside each layer (:func:`accelsim.theory.expert_output_bound`).
     attn_lipschitz : float
         Assumed Lipschitz constant of each attention block (perturbation factor ``1 + L``).
+    progress : callable, optional
+        Called with a message after each layer.
 
     Returns
     -------
@@ -471,5 +473,7 @@ def certify_stack(qstack: QuantizedStack, tokens: Any, *, method: str = "hybrid"
         out.append(LayerCertificate(lw.index, eps_in, cert, unchanged, eps,
                                     np.linalg.norm(hq - h, axis=1),
                                     np.linalg.norm(h, axis=1)))
+        if progress:
+            progress(f"certified layer {len(out)}/{len(st.layers)}")
     return StackCertificate(tuple(out), method, float(attn_lipschitz),
                             {"description": st.description})

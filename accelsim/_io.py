@@ -32,7 +32,7 @@ from .errors import ConfigError
 
 __all__ = ["atomic_path", "write_atomic", "jsonable", "read_regular", "open_regular",
            "check_name", "exists", "check_output", "LIMITS", "MAX_NAME_BYTES",
-           "MAX_PATH_BYTES"]
+           "MAX_PATH_BYTES", "load_arrays", "check_array", "MAX_ARRAY_ELEMENTS"]
 
 #: Longest file name (one path component) and whole path accepted, in bytes (Linux's
 #: NAME_MAX and PATH_MAX - 1).
@@ -268,6 +268,95 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
             tmp.write_bytes(data)
         else:
             tmp.write_text(data)
+
+
+# ----------------------------------------------------------------------------- arrays
+
+#: Elements one input array may hold (2^28: 2 GiB of float64), checked from the header
+#: before the data is read.
+MAX_ARRAY_ELEMENTS = 2**28
+
+
+def load_arrays(path: str | os.PathLike, *, what: str = "NPZ file",
+                limit: int = LIMITS["arrays"]) -> dict[str, Any]:
+    """The arrays of an ``.npz`` file (or ``{"": array}`` for an ``.npy``), read only from a
+    regular file of at most ``limit`` bytes whose arrays also decompress to at most
+    ``limit`` bytes in all (checked from the zip directory before anything is inflated: a
+    zip bomb is refused unread). Pickled (object) arrays are refused. ConfigError naming
+    the file for anything unreadable."""
+    import io
+    import zipfile
+
+    import numpy as np
+    name = str(path)
+    raw = read_regular(path, what=what, limit=limit)
+    buf = io.BytesIO(raw)
+    try:
+        if zipfile.is_zipfile(buf):
+            with zipfile.ZipFile(buf) as zf:
+                total = sum(i.file_size for i in zf.infolist())
+                if total > limit:
+                    raise ConfigError.single(
+                        f"its arrays would decompress to {_size(total)}, over the "
+                        f"{_size(limit)} limit of a {what}", file=name)
+            buf.seek(0)
+            with np.load(buf, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        buf.seek(0)
+        return {"": np.load(buf, allow_pickle=False)}
+    except ConfigError:
+        raise
+    except Exception as exc:  # BadZipFile, ValueError (pickles, bad headers), EOFError ...
+        raise ConfigError.single(f"not a readable NPZ or NPY file ({type(exc).__name__})",
+                                 file=name) from None
+
+
+def check_array(a: Any, *, file: str | None, key: str, ndim: int | tuple[int, ...] | None = None,
+                integer: bool = False, lo: float | None = None, hi: float | None = None,
+                tiny: float | None = None, dtype: Any = None,
+                axes: tuple[str, ...] = ()) -> Any:
+    """``a`` as a real, finite numeric array (``float64``, or ``int64`` with ``integer``),
+    or a ConfigError naming ``file`` and the array ``key``: text, object, boolean and
+    complex arrays, a wrong number of dimensions, NaN or infinity, values outside
+    ``[lo, hi]``, non-zero magnitudes below ``tiny``, non-whole numbers where integers are
+    expected, and values that overflow when cast to ``dtype`` (``float32``) are refused.
+    ``axes`` names the dimensions in messages (``("layer", "expert")``)."""
+    import numpy as np
+    a = np.asarray(a)
+    if a.dtype.kind == "c":
+        raise ConfigError.single("must be real numbers, not complex", file=file, key=key,
+                                 value=str(a.dtype))
+    if a.dtype.kind not in "iuf":
+        raise ConfigError.single("must be numbers", file=file, key=key, value=str(a.dtype))
+    if a.size > MAX_ARRAY_ELEMENTS:
+        raise ConfigError.single(f"has {a.size:,} elements, over the limit of "
+                                 f"{MAX_ARRAY_ELEMENTS:,}", file=file, key=key)
+    if ndim is not None and a.ndim not in ((ndim,) if isinstance(ndim, int) else ndim):
+        raise ConfigError.single(f"must have {ndim} dimension(s)", file=file, key=key,
+                                 value=tuple(a.shape))
+    with np.errstate(all="ignore"):
+        f = a.astype(np.float64)
+        if not np.isfinite(f).all():
+            at = [int(i) for i in np.argwhere(~np.isfinite(f))[0]]
+            where = (", ".join(f"{n} {i}" for n, i in zip(axes, at)) if len(axes) >= len(at)
+                     else f"index {tuple(at)}")
+            raise ConfigError.single("must be finite (no NaN or inf)", file=file, key=key,
+                                     value=f"first at {where}")
+        if integer and (f != np.round(f)).any():
+            raise ConfigError.single("must be whole numbers", file=file, key=key)
+        if lo is not None and f.size and f.min() < lo:
+            raise ConfigError.single(f"must be >= {lo:g}", file=file, key=key,
+                                     value=float(f.min()))
+        if hi is not None and f.size and f.max() > hi:
+            raise ConfigError.single(f"must be <= {hi:g}", file=file, key=key,
+                                     value=float(f.max()))
+        if tiny is not None and ((f != 0) & (np.abs(f) < tiny)).any():
+            raise ConfigError.single(f"non-zero values must be at least {tiny:g} in "
+                                     "magnitude", file=file, key=key)
+        if dtype is not None and not np.isfinite(f.astype(dtype)).all():
+            raise ConfigError.single(f"has values that overflow to infinity as "
+                                     f"{np.dtype(dtype).name}", file=file, key=key)
+    return a.astype(np.int64) if integer else f
 
 
 def jsonable(x: Any) -> Any:

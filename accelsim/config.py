@@ -70,7 +70,7 @@ QUANTITY_BOUNDS = {
 #: The bounds as written in messages and docs.
 BOUND_TEXT = {"size": ("1 B", "1 EiB"), "bandwidth": ("1 kB/s", "10 PB/s"),
               "frequency": ("1 kHz", "100 GHz"), "time": ("1 fs", "1 s"),
-              "energy": ("1 zJ", "1 uJ"), "energy_per_byte": ("1 zJ/B", "1 uJ/B"),
+              "energy": ("1e-6 fJ", "1 uJ"), "energy_per_byte": ("1e-6 fJ/B", "1 uJ/B"),
               "power": ("1 nW", "100 kW")}
 #: Upper limits beyond which a value is certainly a typo (base units).
 ABSURD = {k: hi for k, (lo, hi) in QUANTITY_BOUNDS.items()}

@@ -37,7 +37,7 @@ from typing import Any, Literal, Mapping
 import numpy as np
 from pydantic import Field
 
-from ._io import jsonable
+from ._io import exists, jsonable
 from .config import Bounded, Spec, read_mapping, validate
 from .errors import ConfigError, Problem
 
@@ -156,7 +156,8 @@ def split_point(path: str | os.PathLike) -> tuple[str, int | None]:
     """
     name = str(path)
     base, sep, tail = name.rpartition("#")
-    if sep and tail.isdigit() and not Path(name).exists() and Path(base).is_file():
+    if sep and tail.isascii() and tail.isdigit() and not exists(name) and exists(base) \
+            and Path(base).is_file():
         return base, int(tail)
     return name, None
 

@@ -36,6 +36,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .._io import check_array, load_arrays
 from ..errors import ConfigError, Problem, did_you_mean
 
 __all__ = ["ExpertSignals", "router_norms", "max_intra_neuron_variance",
@@ -310,20 +311,18 @@ def _stack(rows: list[np.ndarray], label: str) -> np.ndarray:
     return np.stack(rows)
 
 
+#: Magnitudes a signal value may have (besides 0): beyond them the solvers' sums overflow or
+#: underflow (HiGHS refuses non-finite costs). docs/bad-input.md.
+SIGNAL_MAX = 1e30
+SIGNAL_TINY = 1e-30
+
+
 def signals_from_npz(path: str | os.PathLike, *,
                      variance_kind: str = "max_row") -> ExpertSignals:
     """Read an NPZ of signals (keys :data:`NPZ_KEYS`; ``mean_routing_weight`` fills
     ``mean_weight``). Shapes are checked against a model by :meth:`ExpertSignals.check`."""
     name = str(path)
-    p = Path(path)
-    if not p.exists():
-        raise ConfigError.single("no such signals file", file=name)
-    try:
-        with np.load(p, allow_pickle=False) as z:
-            data = {k: np.asarray(z[k]) for k in z.files}
-    except Exception as exc:
-        raise ConfigError.single(f"not a readable NPZ file ({type(exc).__name__})",
-                                 file=name) from None
+    data = load_arrays(path, what="signals file")
     unknown = [k for k in data if k not in NPZ_KEYS]
     problems = [Problem("unknown array" + did_you_mean(k, NPZ_KEYS) +
                         f" (known: {', '.join(NPZ_KEYS)})", file=name, key=k)
@@ -333,8 +332,18 @@ def signals_from_npz(path: str | os.PathLike, *,
                                 "router_norm, max_variance, frequency, mean_routing_weight, "
                                 "sensitivity", file=name))
     for k, a in data.items():
-        if k in NPZ_KEYS and not np.issubdtype(a.dtype, np.number):
-            problems.append(Problem("must be numeric", file=name, key=k, value=str(a.dtype)))
+        if k not in NPZ_KEYS:
+            continue
+        try:   # real, finite and of a sane magnitude: the solvers get these numbers
+            if k == "sensitivity_bits":
+                data[k] = check_array(a, file=name, key=k, ndim=(0, 1), integer=True, lo=1,
+                                      hi=16)
+            else:
+                data[k] = check_array(a, file=name, key=k, ndim=3 if k == "sensitivity" else 2,
+                                      lo=-SIGNAL_MAX, hi=SIGNAL_MAX, tiny=SIGNAL_TINY,
+                                      axes=("layer", "expert", "level"))
+        except ConfigError as exc:
+            problems.extend(exc.problems)
     if ("sensitivity" in data) != ("sensitivity_bits" in data):
         problems.append(Problem("sensitivity and sensitivity_bits go together", file=name,
                                 key="sensitivity"))
@@ -357,35 +366,19 @@ def load_calibration(path: str | os.PathLike, hidden_size: int) -> np.ndarray:
     real calibration means; they are model- and data-specific, so accelsim does not make
     them (``accelsim allocate --calibration``)."""
     name = str(path)
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError.single("no such calibration file", file=name)
-    key = ""
-    try:
-        if p.suffix.lower() == ".npz":
-            key = "tokens"
-            with np.load(p, allow_pickle=False) as z:
-                if "tokens" not in z.files:
-                    raise ConfigError.single(
-                        f"has no array 'tokens' (arrays: {', '.join(z.files) or 'none'})",
-                        file=name, key="tokens")
-                x = np.asarray(z["tokens"])
-        else:
-            x = np.load(p, allow_pickle=False)
-    except ConfigError:
-        raise
-    except Exception as exc:
-        raise ConfigError.single(f"not a readable .npy/.npz file ({type(exc).__name__})",
-                                 file=name) from None
-    if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.number) or \
-            np.issubdtype(x.dtype, np.complexfloating):
-        raise ConfigError.single("must be a real numeric array", file=name, key=key,
-                                 value=getattr(x, "dtype", type(x).__name__))
+    arrays = load_arrays(path, what="calibration file")
+    key = "tokens" if Path(name).suffix.lower() == ".npz" else ""
+    if key not in arrays:
+        raise ConfigError.single(
+            f"has no array 'tokens' (arrays: {', '.join(arrays) or 'none'})",
+            file=name, key="tokens")
+    x = arrays[key]
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        raise ConfigError.single("holds NaN or infinite values", file=name, key=key)
+    x = check_array(x, file=name, key=key, dtype=np.float32)
     if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] != hidden_size:
         raise ConfigError.single(f"must have shape [tokens, {hidden_size}] (the model's "
                                  f"hidden size)", file=name, key=key, value=list(x.shape))
-    if not np.isfinite(x).all():
-        raise ConfigError.single("holds NaN or infinite values", file=name, key=key)
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
@@ -403,9 +396,11 @@ def signals_from_trace(trace, num_experts: int, *, num_layers: int | None = None
         path = Path(trace)
         tr = load_trace(path)
         if path.suffix.lower() == ".npz":
-            with np.load(path, allow_pickle=False) as z:
-                if "routing_weights" in z.files:
-                    weights = np.asarray(z["routing_weights"], dtype=float)
+            z = load_arrays(path, what="trace file")
+            if "routing_weights" in z:
+                weights = check_array(z["routing_weights"], file=str(path),
+                                      key="routing_weights", ndim=3, lo=-SIGNAL_MAX,
+                                      hi=SIGNAL_MAX)
         trace = tr
     ids = trace.expert_ids
     L = ids.shape[1] if num_layers is None else num_layers

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import signal
 import sys
+import threading
 
 import click
 
 from .._version import __version__
-from ..errors import AccelsimError, ConfigError, InfeasibleError
+from ..errors import AccelsimError, ConfigError, InfeasibleError, one_line
 
 __all__ = ["main", "cli"]
 
@@ -54,8 +56,43 @@ def _error(msg: str) -> None:
     click.echo(f"accelsim: error: {msg}", err=True)
 
 
+def _note(exc: BaseException) -> str:
+    """What a command said about an interrupt (a sweep: where its parts are kept)."""
+    note = getattr(exc, "accelsim_note", "")
+    return f"; {note}" if note else ""
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM while a command runs. A BaseException (not KeyboardInterrupt, which
+    click turns into a bare ``Abort`` after printing an empty line), so that it unwinds
+    every ``try``/``finally`` (temporary files removed, workers stopped, a sweep's lock
+    released) up to :func:`main`, which prints one line."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _on_signal(signum, frame):
+    raise Interrupted(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; returns the exit status."""
+    """Run the CLI; returns the exit status. SIGINT and SIGTERM are handled alike: one line,
+    exit status 130 or 143, nothing half-written, a sweep resumable."""
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(sig) in (signal.default_int_handler, signal.SIG_DFL):
+                previous[sig] = signal.signal(sig, _on_signal)
+    try:
+        return _main(argv)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         rv = cli.main(args=argv, prog_name="accelsim", standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -74,6 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         _error("aborted")
         return 130
+    except Interrupted as exc:
+        term = exc.signum == signal.SIGTERM
+        _error(("terminated (SIGTERM)" if term else "interrupted") + _note(exc))
+        return 143 if term else 130
     except (ConfigError, InfeasibleError) as exc:
         problems = getattr(exc, "problems", None) or [str(exc)]
         for p in problems:
@@ -82,11 +123,18 @@ def main(argv: list[str] | None = None) -> int:
     except AccelsimError as exc:
         _error(str(exc))
         return 1
-    except KeyboardInterrupt:
-        _error("interrupted")
+    except KeyboardInterrupt as exc:
+        _error("interrupted" + _note(exc))
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as exc:
+        # the safety net of the path rules (docs/bad-input.md): a file the library did not
+        # check first is still one line naming it, not a traceback
+        name = exc.filename if exc.filename is not None else ""
+        _error(one_line(f"{name}: {exc.strerror or exc}" if name else
+                        f"{exc.strerror or exc}"))
+        return 2
     return rv if isinstance(rv, int) else 0
 
 

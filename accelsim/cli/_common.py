@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
+import sys
 from typing import Any, Iterable, Mapping, Sequence
 
 import click
 
-from .._io import jsonable
+from .._io import check_output, jsonable
 from .._io import write_atomic as _write_atomic
-from ..errors import ConfigError
 
 __all__ = ["format_option", "emit", "write_atomic", "to_json", "render_table",
            "check_out_path"]
@@ -26,18 +25,30 @@ def to_json(data: Any) -> str:
     return json.dumps(jsonable(data), indent=2)
 
 
-def check_out_path(out: str | None) -> None:
-    """Fail early (before any work) when ``--out`` cannot be written."""
-    if out is None:
+#: ``--out -``: standard output.
+STDOUT = "-"
+
+
+def check_out_path(out: str | None, key: str = "--out") -> None:
+    """Fail early (before any work) when ``--out`` cannot be written: a missing, read-only
+    or pseudo-file-system directory, a directory, a block device ... (``-`` is stdout)."""
+    if out is None or str(out) == STDOUT:
         return
-    parent = Path(out).expanduser().resolve().parent
-    if not parent.is_dir():
-        raise ConfigError.single("directory does not exist", file=str(parent), key="--out")
+    check_output(out, key=key)
 
 
 def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
-    """Write to a temporary file beside ``path`` and rename: nothing is half-written."""
-    check_out_path(str(Path(path).expanduser()))
+    """Write to a temporary file beside ``path`` and rename: nothing is half-written. A
+    symbolic link is written through, a device or FIFO written into, never replaced
+    (:func:`accelsim._io.atomic_path`); ``-`` writes to stdout."""
+    if str(path) == STDOUT:
+        if isinstance(data, bytes):
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+        else:
+            click.echo(data, nl=False)
+        return
+    check_out_path(str(path))
     _write_atomic(path, data)
 
 

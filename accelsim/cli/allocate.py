@@ -24,10 +24,13 @@ _EXPORTS = ("gptqmodel", "llama.cpp", "hqq")
 def _levels(text: str) -> tuple[int, ...]:
     from ..alloc.paper import check_levels
     try:
-        parts = [int(p) for p in text.split(",") if p.strip()]
+        parts = [int(p) for p in text.split(",")]
     except ValueError:
         raise ConfigError.single("must be comma-separated integers like 3,2,1",
                                  key="--levels", value=text) from None
+    if len(set(parts)) == len(parts) and parts != sorted(parts, reverse=True):
+        raise ConfigError.single("bit levels go from high to low, like 3,2,1",
+                                 key="--levels", value=text)
     try:
         return check_levels(parts)
     except ConfigError as exc:
@@ -180,7 +183,7 @@ def _table(summary: dict, model) -> str:
               help="Budgets in the --pareto sweep.")
 @click.option("--attention-bits", type=click.IntRange(1, 16), default=4, show_default=True)
 @click.option("--group-size", type=click.IntRange(1, 1 << 20), default=128, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True, help="For --method random.")
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True, help="For --method random.")
 @click.option("--export", "export_fmt", type=click.Choice(_EXPORTS), default=None,
               help="Also write a quantizer config next to --out.")
 @click.option("--out", default=None, type=click.Path(dir_okay=False),

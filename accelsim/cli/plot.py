@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ..errors import ConfigError, Problem
+from ._common import check_out_path
 
 __all__ = ["command"]
 
@@ -79,9 +80,7 @@ def command(results, x, y, hue, kind, out, where, logx, logy, title, average):
     if p.suffix.lower() not in FIGURE_SUFFIXES:
         raise ConfigError.single("figure must be a .png, .svg or .pdf file", file=out,
                                  key="--out")
-    if not p.resolve().parent.is_dir():
-        raise ConfigError.single("directory does not exist", file=str(p.resolve().parent),
-                                 key="--out")
+    check_out_path(out)
     df = read_table(results)
     check_columns(df, [x, y, hue], file=results, keys={x: "--x", y: "--y", hue or "": "--hue"})
     df = _filter(df, where, results)

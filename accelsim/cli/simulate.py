@@ -29,12 +29,13 @@ def _parse_gemm(text: str) -> tuple[float, int, int]:
     try:
         if len(parts) != 3:
             raise ValueError
-        m, k, n = float(parts[0]), int(parts[1]), int(parts[2])
+        m, k, n = (int(p) for p in parts)   # whole rows, like K and N
     except ValueError:
         raise ConfigError.single("must be M,K,N (activations M x K, weights K x N), like "
                                  "'64,4096,14336'", key="--gemm", value=text) from None
-    if not (m >= 1 and k >= 1 and n >= 1):
-        raise ConfigError.single("M, K and N must be >= 1", key="--gemm", value=text)
+    if not (1 <= m <= 2**31 and 1 <= k <= 2**31 and 1 <= n <= 2**31):
+        raise ConfigError.single("M, K and N must be >= 1 (and at most 2^31)", key="--gemm",
+                                 value=text)
     return m, k, n
 
 

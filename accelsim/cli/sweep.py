@@ -7,6 +7,7 @@ import sys
 import click
 
 from ..errors import ConfigError
+from ._common import STDOUT
 
 __all__ = ["command"]
 
@@ -39,7 +40,8 @@ def _progress_bar(enabled: bool | None):
 @click.command("sweep")
 @click.argument("spec", metavar="SPEC")
 @click.option("--out", required=True, metavar="FILE",
-              help="Results table: FILE.parquet or FILE.csv (one row per point).")
+              help="Results table: FILE.parquet or FILE.csv (one row per point); '-': CSV on "
+                   "stdout (not resumable).")
 @click.option("--workers", type=click.IntRange(min=1), default=None, metavar="N",
               help="Local worker processes (default 1: run in this process).")
 @click.option("--dask-local", "dask_local", type=click.IntRange(min=1), default=None,
@@ -64,7 +66,11 @@ def command(spec, out, workers, dask_local, dask_address, resume, chunk, show_pr
     if len(given) > 1:
         raise ConfigError.single(f"{' and '.join(given)} are alternatives: give one",
                                  key=given[1])
-    check_out(out)
+    to_file = out != STDOUT
+    if to_file:
+        check_out(out)
+    elif resume:
+        raise ConfigError.single("--resume needs a results file, not stdout", key="--resume")
     sweep = load_sweep(spec)
     if dask_address is not None:
         kind, opts, n = "dask", {"address": dask_address}, 1
@@ -75,20 +81,27 @@ def command(spec, out, workers, dask_local, dask_address, resume, chunk, show_pr
         kind, opts = ("processes" if n > 1 else "serial"), {}
     progress, close = _progress_bar(show_progress)
     try:
-        res = run_sweep(sweep, out, executor=kind, workers=n, chunk=chunk, resume=resume,
-                        progress=progress, **opts)
-    except KeyboardInterrupt:
+        res = run_sweep(sweep, out if to_file else None, executor=kind, workers=n,
+                        chunk=chunk, resume=resume, progress=progress, **opts)
+    except BaseException as exc:   # Ctrl-C or SIGTERM (accelsim.cli.Interrupted)
         close()
-        click.echo(f"accelsim: note: finished chunks are kept in {parts_dir(out)}; run the "
-                   "same command with --resume to continue", err=True)
+        if isinstance(exc, Exception):
+            raise
+        if to_file and parts_dir(out).is_dir():
+            exc.accelsim_note = (f"finished chunks are kept in {parts_dir(out)}; run the "
+                                 "same command with --resume to continue")
         raise
     finally:
         close()
     ran = res.points - res.reused
     rate = ran / res.elapsed_s if res.elapsed_s > 0 else float("inf")
-    click.echo(f"wrote {res.points} points to {out} ({res.failed} failed; {ran} run in "
+    if not to_file:
+        click.echo(res.table.to_csv(index=False), nl=False)
+    where = out if to_file else "stdout"
+    click.echo(f"wrote {res.points} points to {where} ({res.failed} failed; {ran} run in "
                f"{res.elapsed_s:.1f} s, {rate:.1f} points/s on {res.executor} x{res.workers}"
-               + (f"; {res.reused} from the interrupted run" if res.reused else "") + ")")
+               + (f"; {res.reused} from the interrupted run" if res.reused else "") + ")",
+               err=not to_file)
     if res.failed:
         first = res.table.loc[res.table["error"].notna()].iloc[0]
         click.echo(f"accelsim: note: {res.failed} point(s) failed; see the 'error' column "

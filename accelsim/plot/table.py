@@ -37,6 +37,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import numpy as np
+
 from ..errors import ConfigError, Problem, did_you_mean
 from ._base import MAXIMIZE, PlotResult, check_columns, label_of, new_figure, pareto_mask
 
@@ -94,7 +96,7 @@ def _bar(ax, df, x, y, hue):
         where = [cats.index(v) for v in g[x]]
         ax.bar(pos[where] + (i - (len(series) - 1) / 2) * width, g[y], width=width,
                label=None if h is None else str(h))
-    ax.set_xticks(pos, [str(c) for c in cats])
+    ax.set_xticks(pos, [_plain(c) for c in cats])
     return data
 
 
@@ -117,28 +119,45 @@ def plot_table(df, x: str, y: str, hue: str | None = None, *, kind: str = "line"
         raise ConfigError.single(f"kind must be one of {', '.join(KINDS)}"
                                  + did_you_mean(kind, KINDS), key="--kind", value=kind)
     check_columns(df, [x, y, hue], file=file, keys={x: "--x", y: "--y", hue or "": "--hue"})
+    if x == y:
+        raise ConfigError.single(f"must differ from --x ('{x}')", key="--y", value=y)
+    if hue is not None and hue in (x, y):
+        raise ConfigError.single(f"must differ from --{'x' if hue == x else 'y'} ('{hue}')",
+                                 key="--hue", value=hue)
+    if not _numeric(df[y]):
+        raise ConfigError.single(f"column '{y}' is not numeric", file=file, key="--y")
     keep = df[[x, y]].notna().all(axis=1)
     if "error" in df.columns:
         keep &= df["error"].isna()
+    for col in (x, y):   # an infinite value is as missing as NaN (and breaks log axes)
+        if _numeric(df[col]):
+            keep &= np.isfinite(df[col].to_numpy(dtype=float))
+    if logx and _numeric(df[x]):
+        keep &= df[x].to_numpy(dtype=float) > 0
+    if logy:
+        keep &= df[y].to_numpy(dtype=float) > 0
     rows = df[keep]
-    if kind != "bar" and not _numeric(rows[y]):
-        raise ConfigError.single(f"column '{y}' is not numeric", file=file, key="--y")
+    if rows.empty:
+        raise ConfigError.single("no finite values to plot" + (" on a log axis" if logx or logy
+                                                                else ""), file=file, key="--y")
     warnings = averaging_problems(df, x, y, hue, kind)
     if warnings and strict:
         raise ConfigError([Problem(w, file=file, key=f"--kind {kind}") for w in warnings])
     fig, axes = new_figure()
     ax = axes[0, 0]
     data = KINDS[kind](ax, rows, x, y, hue)
-    ax.set_xlabel(label_of(x))
-    ax.set_ylabel(label_of(y))
+    ax.set_xlabel(_plain(label_of(x)))
+    ax.set_ylabel(_plain(label_of(y)))
     if logx:
         ax.set_xscale("log")
     if logy:
         ax.set_yscale("log")
     if hue is not None:
-        ax.legend(title=hue, fontsize="small")
+        for h in ax.get_legend_handles_labels()[0]:
+            h.set_label(_plain(h.get_label()))
+        ax.legend(title=_plain(hue), fontsize="small")
     if title:
-        ax.set_title(title)
+        ax.set_title(_plain(title))
     ax.grid(True, alpha=0.3)
     return PlotResult(fig, data, {"kind": kind, "x": x, "y": y, "hue": hue,
                                   "dropped": int((~keep).sum()), "warnings": warnings})
@@ -196,6 +215,12 @@ def averaging_problems(df, x: str, y: str, hue: str | None, kind: str = "line") 
                    f"{int(succ[at])} of {int(total[at])}); filter with --where, or --average "
                    f"to plot them anyway")
     return out
+
+
+def _plain(text: str) -> str:
+    """``text`` shown as written: a ``$`` would start matplotlib's mathtext (and a lone one
+    fails when the figure is drawn)."""
+    return str(text).replace("$", r"\$")
 
 
 def _numeric(series) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .._io import check_name, exists
 from ..errors import ConfigError, did_you_mean
 
 __all__ = ["preset_dir", "list_presets", "resolve"]
@@ -39,12 +40,13 @@ def resolve(source: str | Path, kind: str) -> Path:
     """
     text = str(source)
     p = Path(text)
-    if p.exists():
+    if exists(p):
         return p
     presets = list_presets(kind)
     if text in presets:
         return presets[text]
     if "/" in text or "\\" in text or p.suffix.lower() in (".yaml", ".yml", ".json"):
+        check_name(text)      # a name no file system can hold says so
         raise ConfigError.single("no such file", file=text)
     what = {"hw": "accelerator", "system": "system"}.get(kind, "workload")
     raise ConfigError.single(

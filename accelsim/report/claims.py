@@ -436,6 +436,19 @@ def _system_pending() -> str:
             "allocation's smallest system (issue 12)")
 
 
+def _fidelity_note(chip: str) -> str:
+    """How far to trust a latency on ``chip``: the error ``accelsim fidelity`` measured for
+    that hardware kind against published measurements (docs/fidelity.md)."""
+    from ..fidelity import error_by_kind
+    e = error_by_kind().get(chip)
+    if not e or not e["n"]:
+        return (f" Simulator error on {chip}: unknown (no published measurement of it in the "
+                "measured set; accelsim fidelity).")
+    return (f" Simulator error on {chip} against {e['n']} published measurements (accelsim "
+            f"fidelity): median {100 * e['median_abs_error']:.0f}%, max "
+            f"{100 * e['max_abs_error']:.0f}%.")
+
+
 def _latency_claims(df: pd.DataFrame, cfg: ValidateConfig) -> list[Claim]:
     claims = []
     mixed = _mixed_label(cfg)
@@ -453,7 +466,8 @@ def _latency_claims(df: pd.DataFrame, cfg: ValidateConfig) -> list[Claim]:
             claims.append(Claim(title, known or None, base, v.verdict,
                                 f"{v.explanation}; context {cfg.context}, {cfg.packing} "
                                 f"packing. A speed-up counts when at least "
-                                f"{1 + V.SPEEDUP_MARGIN:g}x at every batch."))
+                                f"{1 + V.SPEEDUP_MARGIN:g}x at every batch."
+                                + _fidelity_note(chip)))
     return claims
 
 
@@ -902,7 +916,7 @@ def routing_section(cfg: ValidateConfig, progress: Progress = _noop) -> Section:
                                                          v.value.items()}, "int8", v.verdict,
             f"{v.explanation}; batch 8, context {cfg.context}, dense packing. At the "
             f"same {avg:g} average bits the latency (ms) depends on which experts get the "
-            f"bits: {spread}"))
+            f"bits: {spread}." + _fidelity_note(chip)))
     sec.text.append(
         "Under uniform routing, allocations with the same bit counts give the same sizes, "
         "bytes and latencies whichever experts get the bits. Here routing is Zipf-skewed: "

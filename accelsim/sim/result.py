@@ -91,6 +91,17 @@ class SimResult:
     phase_data: dict = field(default_factory=dict, repr=False)
     layer_latency_s: np.ndarray | None = field(default=None, repr=False)
 
+    def __post_init__(self):
+        # the last line of defence of issue 16: no result is ever inf or NaN
+        for key in TOTAL_KEYS[:-1]:
+            v = getattr(self, key)
+            if not np.isfinite(v):
+                from ..errors import ConfigError
+                raise ConfigError.single(
+                    f"simulating {self.model or 'the GEMM'} on {self.hw} gives a non-finite "
+                    f"{key} ({v}): a quantity of the accelerator or the workload is out of "
+                    "range", key=key)
+
     @property
     def avg_power_w(self) -> float:
         """Average power of the step in watts (``energy_j / latency_s``): what one device

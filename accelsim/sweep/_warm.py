@@ -37,6 +37,8 @@ def _warm() -> None:
 
 
 try:
+    from accelsim.sweep.executors import die_with_parent
+    die_with_parent()     # the fork server dies with the sweep that started it
     _warm()
 except Exception:  # noqa: BLE001 - a warm-up must never break the pool
     pass

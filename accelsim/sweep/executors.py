@@ -95,9 +95,51 @@ class SerialExecutor:
         pass
 
 
-def _warm() -> None:
-    # import the evaluation stack once per worker, before the first chunk arrives
+PR_SET_PDEATHSIG = 1      # linux/prctl.h
+
+
+def die_with_parent() -> None:
+    """Ask the kernel to SIGKILL this process when its parent dies (Linux; elsewhere a
+    no-op): a killed sweep leaves no worker behind even when it had no time to clean up."""
+    import signal
+    import sys
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):  # no libc symbol: the watchdog still works
+        pass
+
+
+def _watchdog(parent: int, period_s: float) -> None:
+    import os
+    import time
+    while True:
+        time.sleep(period_s)
+        try:
+            os.kill(parent, 0)
+        except ProcessLookupError:
+            os._exit(1)          # the sweep is gone: its results can never be written
+        except PermissionError:  # pid reused by another user's process: gone too
+            os._exit(1)
+
+
+def _worker_init(parent: int) -> None:
+    """Initializer of every pool worker: die with the sweep (the kernel's parent-death
+    signal for the fork server's child, and a watchdog thread polling the sweep's own pid,
+    which is not this worker's parent under forkserver), leave Ctrl-C to the sweep (which
+    stops the workers itself), and import the evaluation stack before the first chunk."""
+    import signal
+    import threading
+    die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_watchdog, args=(parent, 1.0), daemon=True,
+                     name="accelsim-watchdog").start()
     import accelsim.sweep.evaluate  # noqa: F401
+
+
 
 
 #: Modules the fork server imports once, so that every worker forks with them loaded
@@ -125,8 +167,9 @@ class ProcessExecutor:
             raise ConfigError.single("needs at least one worker", key="--workers",
                                      value=workers)
         self.workers = workers
+        import os
         self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=_mp_context(),
-                                         initializer=_warm)
+                                         initializer=_worker_init, initargs=(os.getpid(),))
 
     def map(self, fn, chunks):
         # a bounded number of chunks in flight: memory stays flat for huge sweeps and an
@@ -158,6 +201,15 @@ class ProcessExecutor:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def abort(self) -> None:
+        """Stop at once (an interrupt): kill the workers, drop queued chunks."""
+        for proc in list(getattr(self._pool, "_processes", {}).values()):
+            try:
+                proc.kill()
+            except (OSError, AttributeError):
+                pass
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _result(future) -> Any:
@@ -196,7 +248,7 @@ class DaskExecutor:
                 self._client = Client(self._cluster)
             else:
                 self._client = Client(address, timeout=timeout)
-        except (OSError, TimeoutError) as exc:
+        except Exception as exc:  # OSError, TimeoutError, ValueError (unknown protocol) ...
             self.close()
             raise ConfigError.single(f"cannot reach the Dask scheduler ({error_text(exc)})",
                                      key="--dask", value=address) from None

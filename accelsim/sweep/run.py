@@ -23,7 +23,7 @@ from ..errors import ConfigError
 from .evaluate import METRICS, evaluate_point
 from .executors import Executor, make_executor, run_chunk
 from .spec import Point, SweepSpec
-from .store import PartStore, canonical_table, check_out, write_table
+from .store import OutputLock, PartStore, canonical_table, check_out, write_table
 
 __all__ = ["run_sweep", "SweepResult", "default_chunk", "results_table"]
 
@@ -144,13 +144,43 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike | None = None, *,
     if chunk is not None and (isinstance(chunk, bool) or int(chunk) < 1):
         raise ConfigError.single("must be >= 1", key="--chunk", value=chunk)
     t0 = time.perf_counter()
+    lock = None
+    if out is not None:
+        check_out(out)
+        lock = OutputLock(out)
+        lock.acquire()          # one writer per output: a second run gets one line
+    try:
+        return _run_locked(spec, out, executor, workers, chunk, resume, evaluate, progress,
+                           executor_options, t0)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run_locked(spec, out, executor, workers, chunk, resume, evaluate, progress,
+                executor_options, t0) -> SweepResult:
     total = len(spec.points)
     store = None
     done: set[int] = set()
+    fresh = False
     if out is not None:
-        check_out(out)
         store = PartStore(out, fingerprint=spec.fingerprint, points=total)
+        fresh = not store.dir.exists()
         done = store.open(resume=resume)
+    try:
+        return _run_points(spec, out, store, done, executor, workers, chunk, evaluate,
+                           progress, executor_options, t0)
+    except BaseException:
+        # a run that wrote nothing (an executor that failed to start, an interrupt during
+        # start-up) leaves nothing that would make the next run ask for --resume
+        if store is not None and fresh and not store.has_parts():
+            store.remove()
+        raise
+
+
+def _run_points(spec, out, store, done, executor, workers, chunk, evaluate, progress,
+                executor_options, t0) -> SweepResult:
+    total = len(spec.points)
     todo = [p for p in spec.points if p.id not in done]
     n_workers = executor.workers if not isinstance(executor, str) else max(1, int(workers))
     size = int(chunk) if chunk is not None else default_chunk(len(todo), n_workers)
@@ -174,6 +204,12 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike | None = None, *,
                 count += len(rows)
                 if progress is not None:
                     progress(count, total)
+    except BaseException:
+        if ex is not None and isinstance(executor, str):
+            # interrupted or failed: stop the workers now rather than finish their chunks
+            getattr(ex, "abort", ex.close)()
+            ex = None
+        raise
     finally:
         if ex is not None and isinstance(executor, str):
             ex.close()

@@ -36,6 +36,7 @@ from typing import Any, Callable, Mapping
 
 from pydantic import Field
 
+from .._io import exists
 from ..config import Bounded, Spec, read_mapping, validate
 from ..errors import ConfigError, Problem, did_you_mean
 from .overrides import OverrideError, apply_overrides, parse_key_path
@@ -110,7 +111,7 @@ def _file_or_preset(v: Any, base: Path) -> str:
         raise ValueError("must be a preset name or a path to a file")
     p = Path(v).expanduser()
     cand = p if p.is_absolute() else base / p
-    return str(cand.resolve()) if cand.exists() else v
+    return str(cand.resolve()) if exists(cand) else v
 
 
 def _file(v: Any, base: Path) -> str:
@@ -118,7 +119,7 @@ def _file(v: Any, base: Path) -> str:
         raise ValueError("must be a path to a file")
     p = Path(v).expanduser()
     cand = p if p.is_absolute() else base / p
-    if not cand.is_file():
+    if not exists(cand) or not os.path.isfile(cand):
         raise ValueError(f"no such file ({cand})")
     return str(cand.resolve())
 

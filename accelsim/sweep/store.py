@@ -28,10 +28,11 @@ import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
-from .._io import atomic_path, write_atomic
+from .._io import LIMITS, atomic_path, check_name, check_output, exists, open_regular, \
+    write_atomic
 from ..errors import ConfigError
 
-__all__ = ["PartStore", "parts_dir", "OUT_SUFFIXES", "check_out", "write_table",
+__all__ = ["PartStore", "OutputLock", "lock_path", "parts_dir", "OUT_SUFFIXES", "check_out", "write_table",
            "read_table", "canonical_table", "TEXT_COLUMNS"]
 
 #: Columns that hold text even when every value is missing.
@@ -48,16 +49,20 @@ def parts_dir(out: str | os.PathLike) -> Path:
 
 
 def check_out(out: str | os.PathLike, key: str = "--out") -> Path:
-    """The output path, checked before any work: a known suffix and an existing directory."""
+    """The output path, checked before any work: a known suffix, a place where a file can be
+    written (:func:`accelsim._io.check_output`) and room for the parts directory's name."""
+    check_name(str(out) + ".parts", key=key)
     p = Path(out).expanduser()
     if p.suffix.lower() not in OUT_SUFFIXES:
         raise ConfigError.single("results must be a .parquet or .csv file", file=str(out),
                                  key=key)
-    if not p.resolve().parent.is_dir():
-        raise ConfigError.single("directory does not exist", file=str(p.resolve().parent),
-                                 key=key)
-    if p.is_dir():
+    if exists(p) and p.is_dir():
         raise ConfigError.single("is a directory, expected a results file", file=str(out),
+                                 key=key)
+    how, _ = check_output(p, key=key)
+    if how != "file":
+        raise ConfigError.single("results are written chunk by chunk beside the file: give a "
+                                 "regular file (or '-' for CSV on stdout)", file=str(out),
                                  key=key)
     return p
 
@@ -92,19 +97,103 @@ def read_table(path: str | os.PathLike):
     """Read a results file (parquet or CSV) into a DataFrame (text columns as in
     :func:`canonical_table`); ConfigError if unreadable."""
     import pandas as pd
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise ConfigError.single("no such results file", file=str(path))
+    p = Path(check_name(path)).expanduser()
+    if p.suffix.lower() not in (".csv", ".parquet", ".pq"):
+        raise ConfigError.single("results must be a .parquet or .csv file", file=str(path))
     try:
-        if p.suffix.lower() == ".csv":
-            return canonical_table(pd.read_csv(p))
-        if p.suffix.lower() in (".parquet", ".pq"):
-            return canonical_table(pd.read_parquet(p))
+        with open_regular(p, what="results file", limit=LIMITS["table"]) as fh:
+            if p.suffix.lower() == ".csv":
+                return canonical_table(pd.read_csv(fh))
+            return canonical_table(pd.read_parquet(fh))
+    except ConfigError:
+        raise
     except Exception as exc:  # pyarrow and the CSV parser raise many kinds
         raise ConfigError.single(f"cannot read results ({type(exc).__name__}: "
                                  f"{str(exc).splitlines()[0] if str(exc) else ''})",
                                  file=str(path)) from None
     raise ConfigError.single("results must be a .parquet or .csv file", file=str(path))
+
+
+def lock_path(out: str | os.PathLike) -> Path:
+    """The lock file of a run writing ``out`` (``results.parquet.lock``)."""
+    p = Path(out).expanduser()
+    return p.with_name(p.name + ".lock")
+
+
+class OutputLock:
+    """One writer per results file: an exclusive ``flock`` on ``OUT.lock``.
+
+    The kernel drops the lock when its holder exits, however it exits (SIGKILL included),
+    so a killed run never blocks the next one; a second run on the same output while the
+    first is alive gets one line naming the first (its pid, command and start time).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "r.csv"
+    >>> with OutputLock(out):
+    ...     try:
+    ...         OutputLock(out).acquire()
+    ...     except ConfigError as e:
+    ...         print("is being written by another accelsim run" in str(e))
+    True
+    >>> lock_path(out).exists()
+    False
+    """
+
+    def __init__(self, out: str | os.PathLike):
+        self.out = str(out)
+        self.path = lock_path(out)
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        import fcntl
+        import sys
+        import time
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0),
+                             0o644)
+            except OSError as exc:
+                raise ConfigError.single(f"cannot create the lock file {self.path.name}: "
+                                         f"{exc.strerror or exc}", file=self.out) from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.read(fd, 300).decode("utf-8", "replace").strip() or "unknown"
+                os.close(fd)
+                raise ConfigError.single(
+                    f"is being written by another accelsim run ({holder}); wait for it to "
+                    f"finish or stop it (its lock: {self.path})", file=self.out) from None
+            try:   # the previous holder may have removed the file between open and flock
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        cmd = " ".join(["accelsim", *sys.argv[1:]])[:160] if sys.argv else "accelsim"
+        os.write(fd, f"pid {os.getpid()}, '{cmd}', started "
+                     f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+        os.close(self._fd)
+        self._fd = None
+
+    def __enter__(self) -> "OutputLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
 
 
 class PartStore:
@@ -176,7 +265,14 @@ class PartStore:
             return pd.DataFrame({"point_id": []})
         frames = [f.dropna(axis=1, how="all") for f in frames]
         df = pd.concat(frames, ignore_index=True, sort=False)
-        return df.sort_values("point_id", kind="stable").reset_index(drop=True)
+        df = df.sort_values("point_id", kind="stable")
+        # a point is deterministic: one written twice (by a run from before the output lock)
+        # is the same row twice, not a conflict that should block every later run
+        return df.drop_duplicates("point_id", keep="first").reset_index(drop=True)
 
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    def has_parts(self) -> bool:
+        """Whether any chunk has been written."""
+        return self.dir.is_dir() and bool(self._parts())

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
+from .._io import exists
 from ..config import read_mapping, validate
 from ..errors import ConfigError, Problem
 from ..hw.load import _key_exists, hw_from_dict, load_hw
@@ -100,7 +101,7 @@ def load_system(source) -> System:
         return System.single(hw_from_dict(source))
     text = str(source)
     systems = list_presets("system")
-    if not Path(text).exists() and text not in systems and text in list_presets("hw"):
+    if not exists(text) and text not in systems and text in list_presets("hw"):
         return System.single(load_hw(text))
     try:
         path = resolve(source, "system")

@@ -35,6 +35,7 @@ Examples
 from __future__ import annotations
 
 import csv
+import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +43,11 @@ from typing import Literal, Union
 
 import numpy as np
 
+from .._io import LIMITS, check_array, load_arrays, open_regular
 from ..errors import ConfigError
+
+#: Largest token index (and tokens x layers), layer and expert index of a CSV trace.
+TRACE_LIMITS = (2**26, 4096, 65536)
 
 __all__ = ["Scenario", "Uniform", "Zipf", "Explicit", "Trace", "Routing", "ExpertLoad",
            "load_trace", "parse_routing"]
@@ -97,10 +102,14 @@ class Explicit:
             raise ConfigError.single(
                 f"routing frequencies must have shape ({num_layers}, {num_experts}) or "
                 f"({num_experts},)", key="routing.frequencies", value=f.shape)
-        if not np.all(np.isfinite(f)) or (f < 0).any() or (f.sum(axis=1) <= 0).any():
-            raise ConfigError.single("routing frequencies must be finite, >= 0, and not all "
-                                     "zero in a layer", key="routing.frequencies")
-        return f / f.sum(axis=1, keepdims=True)
+        with np.errstate(all="ignore"):
+            sums = f.sum(axis=1)
+        if not np.all(np.isfinite(f)) or (f < 0).any() or (sums <= 0).any() or \
+                not np.isfinite(sums).all():
+            raise ConfigError.single("routing frequencies must be finite, >= 0, not all "
+                                     "zero in a layer and sum to a finite number",
+                                     key="routing.frequencies")
+        return f / sums[:, None]
 
 
 @dataclass(frozen=True)
@@ -181,29 +190,23 @@ def load_trace(path: str | os.PathLike) -> Trace:
     """
     p = Path(path)
     name = str(path)
-    if not p.exists():
-        raise ConfigError.single("no such trace file", file=name)
     if p.suffix.lower() == ".npz":
-        try:
-            with np.load(p, allow_pickle=False) as z:
-                if "expert_ids" not in z.files:
-                    raise ConfigError.single(f"needs an array 'expert_ids' (has: "
-                                             f"{', '.join(z.files) or 'none'})", file=name,
-                                             key="expert_ids")
-                ids = np.asarray(z["expert_ids"])
-        except ConfigError:
-            raise
-        except Exception as exc:  # zipfile.BadZipFile, ValueError on pickled data ...
-            raise ConfigError.single(f"not a readable NPZ file ({type(exc).__name__})",
-                                     file=name) from None
-        if not np.issubdtype(ids.dtype, np.integer):
+        z = load_arrays(path, what="trace file")
+        if "expert_ids" not in z:
+            raise ConfigError.single(f"needs an array 'expert_ids' (has: "
+                                     f"{', '.join(z) or 'none'})", file=name,
+                                     key="expert_ids")
+        ids = z["expert_ids"]
+        if ids.dtype.kind not in "iu":
             raise ConfigError.single("expert_ids must be integers", file=name,
                                      key="expert_ids", value=str(ids.dtype))
-        return Trace(ids.astype(np.int64), source=name)
+        return Trace(check_array(ids, file=name, key="expert_ids", ndim=3, integer=True),
+                     source=name)
     if p.suffix.lower() == ".csv":
         rows = []
         try:
-            with p.open(newline="") as fh:
+            with open_regular(path, what="trace file", limit=LIMITS["trace_csv"]) as raw, \
+                    io.TextIOWrapper(raw, encoding="utf-8", newline="") as fh:
                 reader = csv.DictReader(fh)
                 need = {"token", "layer", "expert"}
                 if not reader.fieldnames or not need <= set(reader.fieldnames):
@@ -211,19 +214,28 @@ def load_trace(path: str | os.PathLike) -> Trace:
                                              file=name, value=reader.fieldnames)
                 for i, r in enumerate(reader):
                     try:
-                        rows.append((int(r["token"]), int(r["layer"]), int(r["expert"])))
+                        row = (int(r["token"]), int(r["layer"]), int(r["expert"]))
                     except (TypeError, ValueError):
                         raise ConfigError.single("token, layer and expert must be integers",
                                                  file=name, key=f"row {i + 2}",
                                                  value=r) from None
+                    for col, v, hi in zip(("token", "layer", "expert"), row, TRACE_LIMITS):
+                        if not 0 <= v < hi:
+                            raise ConfigError.single(f"{col} must be in 0..{hi - 1:,}",
+                                                     file=name, key=f"row {i + 2}", value=v)
+                    rows.append(row)
         except UnicodeDecodeError:
             raise ConfigError.single("is not a UTF-8 CSV file", file=name) from None
+        except csv.Error as exc:
+            raise ConfigError.single(f"is not a readable CSV file ({exc})", file=name
+                                     ) from None
         if not rows:
             raise ConfigError.single("trace has no rows", file=name)
         a = np.array(rows)
-        if a.min() < 0:
-            raise ConfigError.single("token, layer and expert must be >= 0", file=name)
         tokens, layers = a[:, 0].max() + 1, a[:, 1].max() + 1
+        if tokens * layers > TRACE_LIMITS[0]:
+            raise ConfigError.single(f"tokens x layers must be at most {TRACE_LIMITS[0]:,}",
+                                     file=name, value=int(tokens * layers))
         per = np.zeros((tokens, layers), dtype=np.int64)
         np.add.at(per, (a[:, 0], a[:, 1]), 1)
         k = int(per.max())
@@ -255,17 +267,11 @@ def parse_routing(text: str) -> Routing:
     if kind == "trace" and arg:
         return load_trace(arg)
     if kind == "freq" and arg:
-        p = Path(arg)
-        if not p.exists():
-            raise ConfigError.single("no such file", file=arg)
-        try:
-            with np.load(p, allow_pickle=False) as z:
-                return Explicit(np.asarray(z["frequencies"], dtype=float))
-        except KeyError:
-            raise ConfigError.single("needs an array 'frequencies'", file=arg) from None
-        except Exception as exc:
-            raise ConfigError.single(f"not a readable NPZ file ({type(exc).__name__})",
-                                     file=arg) from None
+        z = load_arrays(arg, what="frequencies file")
+        if "frequencies" not in z:
+            raise ConfigError.single("needs an array 'frequencies'", file=arg)
+        return Explicit(check_array(z["frequencies"], file=arg, key="frequencies",
+                                    ndim=(1, 2), lo=0, hi=1e30))
     raise ConfigError.single("routing must be uniform, zipf:ALPHA, trace:FILE or freq:FILE",
                              key="--routing", value=text)
 
@@ -309,6 +315,9 @@ class Scenario:
                 problems.append((name, "must be an integer", v))
             elif v < lo or v > 1 << 24:
                 problems.append((name, f"must be in {lo}..{1 << 24}", v))
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or \
+                not 0 <= self.seed < 2**63:
+            problems.append(("seed", "must be an integer in 0..2^63-1", self.seed))
         cf = self.capacity_factor
         if cf is not None and not (np.isfinite(cf) and 0 < cf <= 1000):
             problems.append(("capacity_factor", "must be in (0, 1000]", cf))
@@ -378,6 +387,9 @@ class Scenario:
         q = _selection_probabilities(p, k)
         T = self.tokens
         tokens = T * q
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or \
+                not 0 <= self.seed < 2**63:
+            problems.append(("seed", "must be an integer in 0..2^63-1", self.seed))
         cf = self.capacity_factor if self.capacity_factor is not None else (
             model.moe.capacity_factor)
         if cf is not None:

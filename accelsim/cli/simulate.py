@@ -159,6 +159,10 @@ def _describe(run: dict, res) -> str:
               if "stored_average_expert_bits" in run else "")
     return (f"{res.hw}: {res.model}, {phase}, {shape}"
             + (f", routing {routing}" if routing not in (None, "uniform") else "")
+            + (f", {sc['pruned_experts']} experts pruned (never routed)"
+               if sc.get("pruned_experts") else "")
+            + (f", {sc['rerouted_selections']} trace selections re-routed to surviving "
+               f"experts" if sc.get("rerouted_selections") else "")
             + f"\nallocation {run['allocation']} (method {run['method']}): experts "
               f"{run['average_expert_bits']:g} average bits{stored} ({run['packing']} "
               f"packing), attention {run['other_bits'].get('attention')}, router "

@@ -193,3 +193,17 @@ def test_overheads_add_exactly_kernel_and_step_time():
     r = accelsim.sim.simulate_gemm(hw, 64, 256, 256)
     assert r.latency_s == pytest.approx(base.latency_s + 13e-6, rel=1e-9)
     assert r.energy_j == pytest.approx(base.energy_j + hw.energy.static_power_w * 13e-6)
+
+
+# ----------------------------------------------------------------------------- validate
+def test_error_by_kind_matches_the_report_and_feeds_the_latency_claims(report):
+    from accelsim.fidelity import error_by_kind
+    from accelsim.report.claims import _fidelity_note
+    by = error_by_kind()
+    s = report.summary()
+    assert set(by) == {r.hardware for r in report.rows}
+    for kind, e in by.items():
+        assert e == s[kind]["all"]
+    note = _fidelity_note("h100")
+    assert f"median {100 * by['h100']['median_abs_error']:.0f}%" in note
+    assert "unknown" in _fidelity_note("gemmini")

@@ -48,10 +48,15 @@ class Prediction:
 class _Steps:
     """Simulated steps of one row, built once per (phase, batch, length)."""
 
-    def __init__(self, row: MeasuredRow, ideal: bool, hw=None):
+    def __init__(self, row: MeasuredRow, ideal: bool, hw=None, cache: dict | None = None):
         self.row, self.ideal = row, ideal
-        self.hw = load_hw(row.hardware) if hw is None else hw
-        self.model = load_workload(row.model)
+        cache = {} if cache is None else cache
+        if hw is None:
+            hw = cache.get(("hw", row.hardware)) or cache.setdefault(
+                ("hw", row.hardware), load_hw(row.hardware))
+        self.hw = hw
+        self.model = cache.get(("model", row.model)) or cache.setdefault(
+            ("model", row.model), load_workload(row.model))
         p = row.precision
         self.alloc = BitAllocation.uniform(self.model, p.weight_bits,
                                            activation_bits=p.activation_bits,
@@ -139,14 +144,15 @@ _MODES = {"static-batch": _static_batch, "first-token": _first_token,
           "single-stream": _single_stream, "pipeline": _pipeline}
 
 
-def predict_row(row: MeasuredRow, *, ideal: bool = False, hw=None) -> Prediction:
+def predict_row(row: MeasuredRow, *, ideal: bool = False, hw=None,
+                cache: dict | None = None) -> Prediction:
     """Simulate ``row`` and return its predicted metrics (see the module doc).
 
     ``ideal=True`` ignores the hardware presets' efficiency models (the ideal roofline);
     ``hw`` replaces the row's hardware preset (an :class:`~accelsim.hw.Accelerator`, used by
-    the calibration script).
+    the calibration script); ``cache`` (a dict) keeps the presets loaded across rows.
     """
-    s = _Steps(row, ideal, hw)
+    s = _Steps(row, ideal, hw, cache)
     if row.mode == "pipeline" and not _HAVE_PARTS():
         return Prediction(row.id, {}, "not predicted: the pipeline mode needs "
                           "accelsim.sim.simulate_parts (multi-device), not available")

@@ -128,11 +128,11 @@ def run_fidelity(measured: MeasuredSet | str | os.PathLike | None = None, *,
     """
     ms = measured if isinstance(measured, MeasuredSet) else load_measured(measured)
     want = None if rows is None else set(rows)
-    out, bounds, notes = [], [], {}
+    out, bounds, notes, cache = [], [], {}, {}
     for r in ms.rows:
         if want is not None and r.id not in want:
             continue
-        p = predict_row(r, ideal=ideal)
+        p = predict_row(r, ideal=ideal, cache=cache)
         if p.note:
             notes[r.id] = p.note
         src = f"{r.source.title} ({r.source.venue}): {r.source.where}"

@@ -1003,8 +1003,16 @@ def mixed_width_kernels(ot: OpTable, op_wbits: np.ndarray) -> np.ndarray:
     gstart = np.flatnonzero(np.r_[True, gph[1:] != gph[:-1]])
     nwidth = np.diff(np.r_[gstart, len(gph)])
     p_any = 1.0 - np.multiply.reduceat(idle, starts)          # per phase, expert order
-    gend = np.r_[gstart[1:], len(gph)]
-    for k in np.flatnonzero(nwidth >= 2):
-        # np.sum of the phase's widths, as a plain sum (its rounding is np.sum's)
-        out[gph[gstart[k]]] = max(0.0, float(np.sum(p_w[gstart[k]:gend[k]])) - p_any[k])
+    # sum over each mixed phase's widths with np.sum's rounding (in order, left to right,
+    # below 9 terms), vectorised over phases
+    mixed = np.flatnonzero(nwidth >= 2)
+    small = mixed[nwidth[mixed] <= 8]
+    total = p_w[gstart[small]].copy()
+    for j in range(1, int(nwidth[small].max(initial=1))):
+        more = nwidth[small] > j
+        total[more] += p_w[gstart[small][more] + j]
+    out[gph[gstart[small]]] = np.maximum(0.0, total - p_any[small])
+    for k in mixed[nwidth[mixed] > 8]:
+        w_k = p_w[gstart[k]:gstart[k] + nwidth[k]]
+        out[gph[gstart[k]]] = max(0.0, float(np.sum(w_k)) - p_any[k])
     return out

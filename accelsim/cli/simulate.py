@@ -212,6 +212,10 @@ def _render(res, fmt: str, ops: bool, run: dict | None = None) -> str:
               help="native: quantized weights stored padded to the widths the chip's MAC "
                    "arrays compute on (3 -> 4 bits on a 2/4/8-bit array); dense: packed "
                    "back to back at their own width (docs/simulator.md).")
+@click.option("--ideal", is_flag=True,
+              help="Ideal roofline: ignore the accelerator's efficiency model (achievable "
+                   "bandwidth and MAC-rate shares, kernel and step overheads; "
+                   "docs/fidelity.md).")
 @format_option("table", "json", "csv")
 @click.option("--ops", "with_ops", is_flag=True,
               help="Add the per-op table (json: key 'ops'; csv: the op table instead of "
@@ -220,7 +224,7 @@ def _render(res, fmt: str, ops: bool, run: dict | None = None) -> str:
               help="Write here instead of stdout (atomically).")
 def command(hw_name, workload, gemm, bits, alloc_path, activation_bits, kv_bits, batch, phase,
             context, seq_len, routing, seed, residency, dataflow, group_size, staging_fraction,
-            packing, fmt, with_ops, out):
+            packing, ideal, fmt, with_ops, out):
     """Simulate one inference step of WL (or one GEMM) on HW: latency, throughput, energy,
     memory footprint per level and traffic."""
     from ..hw import load_hw
@@ -228,6 +232,8 @@ def command(hw_name, workload, gemm, bits, alloc_path, activation_bits, kv_bits,
     check_out_path(out)
     gs = _parse_group_size(group_size)
     hw = load_hw(hw_name)
+    if ideal:
+        hw = hw.ideal()
     if gemm is not None:
         from ..sim import simulate_gemm
         from ..packing import padded_width

@@ -112,6 +112,8 @@ def test_cli_json_and_bad_input(run_cli, tmp_path):
     assert d["summary"]["h100"]["calibration"]["n"] == 1
     rc, out, err = run_cli("fidelity", "--measured", str(tmp_path / "nope.yaml"))
     assert rc == 2 and out == "" and err.count("\n") == 1 and "nope.yaml" in err
+    rc, out, err = run_cli("fidelity", "--row", "no-such-row")
+    assert rc == 2 and out == "" and err.count("\n") == 1 and "no-such-row" in err
 
 
 # ----------------------------------------------------------------------------- ideal

@@ -128,6 +128,11 @@ def run_fidelity(measured: MeasuredSet | str | os.PathLike | None = None, *,
     """
     ms = measured if isinstance(measured, MeasuredSet) else load_measured(measured)
     want = None if rows is None else set(rows)
+    unknown = sorted((want or set()) - {r.id for r in ms.rows})
+    if unknown:
+        from ..errors import ConfigError
+        raise ConfigError.single(f"unknown measured-set row(s) {', '.join(unknown)}",
+                                 key="row")
     out, bounds, notes, cache = [], [], {}, {}
     for r in ms.rows:
         if want is not None and r.id not in want:

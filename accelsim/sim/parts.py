@@ -302,8 +302,8 @@ def _check_part(model, i: int, p) -> tuple:
     lay = p.layers
     ok = (isinstance(lay, (tuple, list)) and len(lay) == 2
           and all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in lay))
-    if not ok or not 0 <= lay[0] <= lay[1] <= n:
-        problems.append(Problem(f"must be (first, last) with 0 <= first <= last <= {n}",
+    if not ok or not 0 <= lay[0] < lay[1] <= n:
+        problems.append(Problem(f"must be (first, last) with 0 <= first < last <= {n}",
                                 key=f"{key}.layers", value=lay))
     heads = model.attention.num_heads
     if isinstance(p.tp, bool) or not isinstance(p.tp, (int, np.integer)) or p.tp < 1 or (

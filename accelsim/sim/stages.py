@@ -986,15 +986,33 @@ def mixed_width_kernels(ot: OpTable, op_wbits: np.ndarray) -> np.ndarray:
     if not sel.any():
         return out
     idx, ph = order[sel], ph_of[sel]
-    for q in np.unique(ph):
-        ops = idx[ph == q]
-        # one entry per expert (w1 and w3 of an expert share its width and probability)
-        _, first = np.unique(ot.expert[ops], return_index=True)
-        ops = ops[first]
-        p, w = ot.p_active[ops], op_wbits[ops]
-        if np.unique(w).size < 2:
-            continue
-        idle = 1.0 - np.minimum(p, 1.0)
-        p_w = [1.0 - float(np.prod(idle[w == b])) for b in np.unique(w)]
-        out[q] = max(0.0, float(np.sum(p_w)) - (1.0 - float(np.prod(idle))))
+    # one entry per (phase, expert), the expert's first op in the phase (w1 and w3 of an
+    # expert share its width and probability), sorted by phase then expert
+    ex = ot.expert[idx]
+    _, first = np.unique(ph * (int(ex.max()) + 1) + ex, return_index=True)
+    ops, ph, ex = idx[first], ph[first], ex[first]
+    w = op_wbits[ops]
+    idle = 1.0 - np.minimum(ot.p_active[ops], 1.0)
+    starts = np.flatnonzero(np.r_[True, ph[1:] != ph[:-1]])
+    # the widths of every phase: entries by (phase, width, expert)
+    o = np.lexsort((ex, w, ph))
+    wph, ww = ph[o], w[o]
+    wstart = np.flatnonzero(np.r_[True, (wph[1:] != wph[:-1]) | (ww[1:] != ww[:-1])])
+    p_w = 1.0 - np.multiply.reduceat(idle[o], wstart)        # per (phase, width)
+    gph = wph[wstart]
+    gstart = np.flatnonzero(np.r_[True, gph[1:] != gph[:-1]])
+    nwidth = np.diff(np.r_[gstart, len(gph)])
+    p_any = 1.0 - np.multiply.reduceat(idle, starts)          # per phase, expert order
+    # sum over each mixed phase's widths with np.sum's rounding (in order, left to right,
+    # below 9 terms), vectorised over phases
+    mixed = np.flatnonzero(nwidth >= 2)
+    small = mixed[nwidth[mixed] <= 8]
+    total = p_w[gstart[small]].copy()
+    for j in range(1, int(nwidth[small].max(initial=1))):
+        more = nwidth[small] > j
+        total[more] += p_w[gstart[small][more] + j]
+    out[gph[gstart[small]]] = np.maximum(0.0, total - p_any[small])
+    for k in mixed[nwidth[mixed] > 8]:
+        w_k = p_w[gstart[k]:gstart[k] + nwidth[k]]
+        out[gph[gstart[k]]] = max(0.0, float(np.sum(w_k)) - p_any[k])
     return out

@@ -366,3 +366,18 @@ def test_experiment_pruning_variants_use_matched_levels():
     # levels 4/2/0 at avg 2 with 8 experts: (n_low, n_mid, n_high) = (2, 4, 2), in order
     assert bits.tolist() == [4, 4, 2, 2, 2, 2, 0, 0]
     assert bits.mean() == 2.0
+
+
+def test_simulate_cli_reports_pruned_and_rerouted(run_cli, tmp_path, mixtral):
+    rng = np.random.default_rng(0)
+    ids = np.stack([rng.permutation(8)[:2] for _ in range(4 * 32)]).reshape(4, 32, 2)
+    np.savez(tmp_path / "t.npz", expert_ids=ids)
+    bits = np.full((32, 8), 4)
+    bits[:, [0, 5]] = 0
+    BitAllocation(mixtral.name, bits).save(tmp_path / "a.yaml", mixtral)
+    rc, out, err = run_cli("simulate", "--hw", "h100", "--workload", "mixtral-8x7b",
+                           "--alloc", tmp_path / "a.yaml", "--batch", "4", "--routing",
+                           f"trace:{tmp_path / 't.npz'}")
+    assert rc == 0, err
+    moved = int(np.isin(ids, [0, 5]).sum())       # selections of the pruned experts
+    assert f"64 experts pruned (never routed), {moved} trace selections re-routed" in out

@@ -52,6 +52,9 @@ def test_wilson_interval_against_hand_value():
     (319, {"fp16": 620, "int8": 319}, N),       # as many is not fewer
     (None, {"fp16": 620}, I),
     (109, {"fp16": None, "int8": 319}, I),
+    (109, {"fp16": math.inf, "int8": 319}, S),   # fp16 did not fit the largest system
+    (math.inf, {"fp16": math.inf}, I),          # nothing fits: nothing to compare
+    (400, {"fp16": math.inf, "int8": 319}, N),
 ])
 def test_fewer_devices_outcomes(mixed, base, want):
     assert V.fewer_devices(mixed, base).verdict == want

@@ -276,9 +276,10 @@ def _raw_preset(name: str) -> dict:
 def chip_variant(name: str, need_bytes: float, chips: int | None = None):
     """The accelerator a chip preset stands for when the model does not fit it.
 
-    ``northpole`` has no off-chip memory: a model larger than one chip runs on a group of
-    ``chips`` chips, modelled as one chip with that many times the cores and framebuffer
-    (inter-card links are not modelled: optimistic). ``ethos-u65``: the preset's 2 GiB DRAM
+    ``northpole`` with ``chips``: one imaginary chip with that many times the cores and
+    framebuffer (card-to-card links free). ``accelsim validate`` no longer uses it (NorthPole
+    runs on the multi-device systems of :mod:`accelsim.system`); benchmarks/bench_sim.py
+    times the simulator on such large chips. ``ethos-u65``: the preset's 2 GiB DRAM
     is a system choice; it is raised to the next power of two that holds ``need_bytes``
     (weights and KV cache) with 10% to spare.
     Returns (accelerator, note).
@@ -307,10 +308,92 @@ def chip_variant(name: str, need_bytes: float, chips: int | None = None):
     return hw_from_dict(raw), ""
 
 
+#: The NorthPole system validate runs on (288 cards in 18 servers of 16) and its cards per
+#: server.
+NORTHPOLE_SYSTEM = "northpole-rack"
+
+
+def _northpole_shapes(model, per_node: int) -> list[tuple[int, int]]:
+    """(tp, ep) of one pipeline stage's card group: powers of two, tp inside a server."""
+    E = model.moe.num_experts
+    out = []
+    for tp in (1, 2, 4, 8, 16):
+        for ep in (1, 2, 4, 8, 16, 32, 64):
+            if tp <= per_node and ep <= E and max(tp, ep) % min(tp, ep) == 0:
+                out.append((tp, ep))
+    return out
+
+
+def northpole_smallest(model, graph, alloc, known: dict, *, plan=None):
+    """The smallest NorthPole system (cards of :data:`NORTHPOLE_SYSTEM`, links charged) that
+    holds ``alloc``: returns (SystemResult, plan) or raises DoesNotFitError naming why the
+    largest candidate failed. With ``plan`` given, simulates that plan only. ``known`` keeps
+    the smallest device count found per allocation (a larger batch needs at least as many)."""
+    from ..system import load_system
+    from ..system.simulate import simulate_system
+    system = load_system(NORTHPOLE_SYSTEM)
+    if plan is not None:
+        return simulate_system(system, graph, alloc, plan), plan
+    from ..system import Plan, check_plan
+    from ..system.simulate import weight_capacity_bytes
+    from ..errors import ConfigError
+    key = (alloc.method, alloc.average_expert_bits(), tuple(sorted(alloc.defaults.items())))
+    if isinstance(known.get(key), str):     # did not fit a smaller batch: cannot fit this one
+        raise DoesNotFitError(known[key])
+    cap = weight_capacity_bytes(system.hw)
+    biggest = max((alloc.tensor_bytes(model, t) for t in model.tensors()
+                   if t.role == "expert" and t.expert == 0 and t.layer == model.moe_layers[0]),
+                  default=0) * len(model.expert_matrices)
+    if biggest > cap:
+        known[key] = (f"one routed expert ({biggest / 1e6:.0f} MB) is larger than a card's "
+                      f"weight memory ({cap / 1e6:.0f} MB), and routed experts are not split "
+                      f"across cards")
+        raise DoesNotFitError(known[key])
+
+    def attempt(pp, tp, ep):
+        p = Plan(pp=pp, tp=tp, ep=ep)
+        try:
+            check_plan(p, model, system.num_devices)
+        except ConfigError:
+            return None, "plan"
+        try:
+            return simulate_system(system, graph, alloc, p), p
+        except DoesNotFitError as exc:
+            return None, exc
+
+    best, last = None, None
+    for tp, ep in _northpole_shapes(model, system.devices_per_node):
+        w = max(tp, ep)
+        hi = min(model.total_layers, system.num_devices // w)
+        lo = max(1, math.ceil(int(known.get(key, 1)) / w))
+        if hi < lo or (best is not None and lo * w >= best[0].devices):
+            continue
+        r, p = attempt(hi, tp, ep)
+        if r is None:
+            last = p if isinstance(p, DoesNotFitError) else last
+            continue
+        found = (r, p)
+        while lo < hi:      # fewer stages never need less memory per card: bisect
+            mid = (lo + hi) // 2
+            r2, p2 = attempt(mid, tp, ep)
+            if r2 is None:
+                lo = mid + 1
+            else:
+                hi, found = mid, (r2, p2)
+        if best is None or found[0].devices < best[0].devices:
+            best = found
+    if best is None:
+        known[key] = (f"no plan on up to {system.num_devices} cards of {NORTHPOLE_SYSTEM} "
+                      f"holds it (last tried: "
+                      f"{str(last).splitlines()[0] if last else 'no valid plan'})")
+        raise DoesNotFitError(known[key])
+    known[key] = best[0].devices
+    return best
+
+
 def _simulate_fitting(chip: str, model, graph, alloc, known: dict) -> tuple[Any, int, str]:
-    """Simulate on ``chip``; for NorthPole, on the smallest chip group that holds the model.
-    ``known`` keeps the smallest group found per allocation (a larger batch needs at least
-    as many chips, so its search starts there)."""
+    """Simulate on ``chip``; NorthPole (no off-chip memory) on the smallest NorthPole system
+    that holds the model, with its PCIe and Ethernet links charged."""
     from ..sim import simulate
     wb = alloc.weight_bytes(model)
     if chip != "northpole":
@@ -319,22 +402,8 @@ def _simulate_fitting(chip: str, model, graph, alloc, known: dict) -> tuple[Any,
               * sc["batch"] * (sc["context"] + 1))
         hw, note = chip_variant(chip, wb + kv)
         return simulate(hw, graph, alloc), 1, note
-    from ..hw import load_hw
-    one = load_hw("northpole")
-    # the whole on-chip capacity is a strict lower bound on the chips needed (tile staging,
-    # activations and the KV cache take room too); count up from it with the residency
-    # planner alone (``fits``), then simulate the smallest group once
-    from ..sim import fits
-    key = (alloc.method, alloc.average_expert_bits())
-    chips = max(1, math.ceil(wb / one.onchip_weight_capacity_bytes), known.get(key, 1))
-    while chips <= 1 << 16:
-        hw, note = chip_variant(chip, wb, chips)
-        if fits(hw, graph, alloc):
-            known[key] = chips
-            return simulate(hw, graph, alloc), chips, note
-        chips += 1
-    raise DoesNotFitError(f"{alloc.method} at {alloc.average_expert_bits():g} bits does not "
-                          f"fit 65536 NorthPole chips")
+    r, plan = northpole_smallest(model, graph, alloc, known)
+    return r, r.devices, f"{NORTHPOLE_SYSTEM}: plan {r.plan}, links charged"
 
 
 def _mixed_label(cfg: ValidateConfig) -> str:
@@ -374,12 +443,27 @@ def latency_section(cfg: ValidateConfig, progress: Progress = _noop) -> Section:
     df = pd.DataFrame(rows)
     df["packing"] = cfg.packing
     sec.tables["latency"] = df
-    sec.claims += _latency_claims(df, cfg) + _chip_count_claims(df, cfg)
+    equal = _northpole_equal_devices(df, cfg, model, allocs) if "northpole" in cfg.chips else {}
+    if equal:
+        sec.tables["northpole_equal_devices"] = pd.DataFrame(
+            [{"batch": b, "baseline": base, **v} for (base, b), v in equal.items()])
+    sec.claims += _latency_claims(df, cfg, equal) + _chip_count_claims(df, cfg)
     sec.figures["latency_vs_bits"] = _latency_figure(df, cfg)
     sec.figures["tokens_per_s"] = _metric_figure(df, cfg, "tokens_per_s", "tokens/s")
     sec.figures["energy_per_token"] = _metric_figure(df, cfg, "energy_per_token_mj",
                                                      "energy per token (mJ)")
     sec.text.append(_packing_note(allocs, cfg))
+    if "northpole" in cfg.chips:
+        sec.text.append(
+            f"NorthPole has no off-chip memory: each allocation runs on the smallest system of "
+            f"`{NORTHPOLE_SYSTEM}` (18 servers of 16 cards; PCIe inside a server, 200 GbE "
+            f"between servers; links charged, docs/systems.md) that holds it, found over "
+            f"pipeline stages of card groups with tensor and expert parallelism (`chips` = "
+            f"cards, `note` = the plan). A routed expert is never split across cards and the "
+            f"embedding table is not split either, so a model whose expert or first stage "
+            f"does not fit one card's 201 MB for weights does not fit at all. Latency claims "
+            f"compare at an equal device count (the mixed allocation on the baseline's "
+            f"system and plan) and report each allocation's smallest system beside it.")
     cols = ["chip", "batch", "allocation", "avg_expert_bits", "stored_avg_bits", "chips",
             "latency_s", "tokens_per_s", "tokens_per_s_per_device", "energy_per_token_j",
             "bound", "note"]
@@ -428,12 +512,55 @@ def _speedup(df: pd.DataFrame, chip: str, batch: int, label: str, base: str) -> 
     return float(b.latency_s.iloc[0] / a.latency_s.iloc[0])
 
 
-def _system_pending() -> str:
-    return ("the NorthPole numbers above come from a stand-in (one chip with the cores of "
-            "the whole group, card-to-card links free), so fewer bits are compared on "
-            "groups of different sizes with no link cost; a verdict needs multi-device "
-            "systems with links charged, at an equal device count and at each "
-            "allocation's smallest system (issue 12)")
+def _northpole_equal_devices(df, cfg, model, allocs) -> dict:
+    """The mixed allocation on the baseline's own NorthPole system and plan (an equal device
+    count): {(baseline, batch): {devices, plan, speedup, ...}} for baselines that fit."""
+    from ..workload import Scenario, build_graph
+    mixed = _mixed_label(cfg)
+    out = {}
+    for batch in cfg.batches:
+        sel = df[(df.chip == "northpole") & (df.batch == batch)].set_index("allocation")
+        for base in ("fp16", "int8"):
+            if base not in sel.index or not bool(sel.loc[base, "fits"]):
+                continue
+            graph = build_graph(model, Scenario(phase="decode", batch=batch,
+                                                context=cfg.context))
+            plan = str(sel.loc[base, "note"]).split("plan ")[1].split(",")[0:5]
+            plan = ",".join(plan)
+            try:
+                r, _ = northpole_smallest(model, graph, _stored(allocs[mixed], "northpole",
+                                                                cfg.packing), {}, plan=plan)
+            except DoesNotFitError as exc:
+                out[(base, batch)] = {"devices": int(sel.loc[base, "chips"]), "plan": plan,
+                                      "speedup": None, "note": str(exc).splitlines()[0]}
+                continue
+            out[(base, batch)] = {"devices": r.devices, "plan": plan,
+                                  "speedup": float(sel.loc[base, "latency_s"] / r.latency_s),
+                                  "mixed_tokens_per_s_per_device": r.tokens_per_s / r.devices,
+                                  "note": ""}
+    return out
+
+
+def _northpole_claim(df, cfg, base, equal) -> V.Verdict:
+    """Latency on NorthPole systems: the speed-up at an equal device count decides; the
+    smallest systems' speed-up and tokens/s per card are reported beside it."""
+    mixed = _mixed_label(cfg)
+    sel = df[df.chip == "northpole"]
+    eq = {b: equal[(base, b)]["speedup"] for b in cfg.batches if (base, b) in equal}
+    if not any(v is not None for v in eq.values()):
+        why = []
+        for label in (base, mixed):
+            rows = sel[(sel.allocation == label) & ~sel.fits.astype(bool)]
+            if len(rows):
+                why.append(f"{label} does not fit: {rows.note.iloc[0]}")
+        return V.not_measurable(
+            f"no NorthPole system ({NORTHPOLE_SYSTEM}, links charged) holds both {base} and "
+            f"{mixed}; " + "; ".join(why or ["nothing to compare"]))
+    v = V.speedup(eq)
+    small = {b: _speedup(df, "northpole", b, mixed, base) for b in cfg.batches}
+    text = ", ".join(f"batch {b}: {x:.2f}x" for b, x in small.items() if x is not None)
+    return V.Verdict(v.verdict, f"at an equal device count ({base}'s system): "
+                     f"{v.explanation}; at each allocation's smallest system: {text}", v.value)
 
 
 def _fidelity_note(chip: str) -> str:
@@ -449,7 +576,7 @@ def _fidelity_note(chip: str) -> str:
             f"{100 * e['max_abs_error']:.0f}%.")
 
 
-def _latency_claims(df: pd.DataFrame, cfg: ValidateConfig) -> list[Claim]:
+def _latency_claims(df: pd.DataFrame, cfg: ValidateConfig, equal: dict) -> list[Claim]:
     claims = []
     mixed = _mixed_label(cfg)
     for base in ("fp16", "int8"):
@@ -458,9 +585,7 @@ def _latency_claims(df: pd.DataFrame, cfg: ValidateConfig) -> list[Claim]:
             known = {str(b): round(s, 3) for b, s in ups.items() if s is not None}
             title = f"{_mixed_text(cfg)} lowers decode latency vs {base} on {chip}"
             if chip == "northpole":
-                v = V.not_measurable(_system_pending())
-                v = V.Verdict(v.verdict, "stand-in speed-up " + ", ".join(
-                    f"batch {b}: {s:.2f}x" for b, s in known.items()) + "; " + v.explanation)
+                v = _northpole_claim(df, cfg, base, equal)
             else:
                 v = V.speedup(ups)
             claims.append(Claim(title, known or None, base, v.verdict,
@@ -479,19 +604,29 @@ def _chip_count_claims(df: pd.DataFrame, cfg: ValidateConfig) -> list[Claim]:
     sel = df[(df.chip == "northpole") & (df.batch == cfg.batches[0])].set_index("allocation")
 
     def count(label):
-        if label not in sel.index or not bool(sel.loc[label, "fits"]):
+        if label not in sel.index:
             return None
+        if not bool(sel.loc[label, "fits"]):
+            return math.inf          # more than the largest system tried
         return int(sel.loc[label, "chips"])
 
+    def text(n):
+        if n is None:
+            return "n/a"
+        if n == math.inf:
+            return f"does not fit {NORTHPOLE_SYSTEM}"
+        return f"{n} cards in {math.ceil(n / 16)} server(s)"
+
     v = V.fewer_devices(count(mixed), {b: count(b) for b in ("fp16", "int8")},
-                        label=mixed, unit="NorthPole chips")
+                        label=mixed, unit="NorthPole cards")
     return [Claim(
-        f"{_mixed_text(cfg)} needs fewer NorthPole chips than FP16 and INT8", v.value,
-        {b: count(b) for b in ("fp16", "int8")}, v.verdict,
-        f"{v.explanation}. Smallest group of 224 MiB chips that holds the weights "
-        f"({cfg.packing} packing), KV cache and tile buffers at batch {cfg.batches[0]}, "
-        f"context {cfg.context}: " + ", ".join(
-            f"{a} {count(a)}" for a in sel.index))]
+        f"{_mixed_text(cfg)} needs fewer NorthPole cards and servers than FP16 and INT8",
+        None if v.value in (None, math.inf) else v.value,
+        {b: text(count(b)) for b in ("fp16", "int8")}, v.verdict,
+        f"{v.explanation}. Smallest system of {NORTHPOLE_SYSTEM} (16 cards per server, "
+        f"PCIe inside a server, 200 GbE between servers) with a plan that holds the weights "
+        f"({cfg.packing} packing), KV cache and activations at batch {cfg.batches[0]}, "
+        f"context {cfg.context}: " + "; ".join(f"{a} {text(count(a))}" for a in sel.index))]
 
 
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
@@ -577,6 +712,11 @@ def bandwidth_section(cfg: ValidateConfig, lat: Section, progress: Progress = _n
     for chip in cfg.chips:
         sel = out[(out.chip == chip) & (out.batch == 1)].set_index("allocation")
         if mixed not in sel.index or "int8" not in sel.index:
+            v = V.fewer_bytes(None)
+            sec.claims.append(Claim(
+                f"{_mixed_text(cfg)} moves fewer bytes per token than int8 on {chip}", None,
+                "int8", v.verdict, f"{v.explanation}: {mixed} or int8 does not fit {chip} "
+                f"(see the latency table)."))
             continue
         col = ("offchip_bytes_per_token" if sel.loc["int8", "offchip_bytes_per_token"] > 0
                else "onchip_bytes_per_token")

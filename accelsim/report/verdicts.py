@@ -113,14 +113,20 @@ def fewer_devices(mixed: int | None, baselines: Mapping[str, int | None], *,
                   label: str = "the mixed allocation", unit: str = "chips") -> Verdict:
     """``label`` needs fewer ``unit`` than every baseline: ``supported`` when strictly
     fewer than each, ``not supported`` when as many or more than one of them,
-    ``inconclusive`` when a count is missing (it did not fit the largest system tried)."""
+    ``inconclusive`` when a count is missing (None) or when the mixed allocation itself
+    did not fit the largest system tried (``math.inf``). A baseline at ``math.inf`` (did not
+    fit) needs more than any count that fits."""
     missing = [b for b, n in baselines.items() if n is None]
-    if mixed is None or not baselines or missing:
-        what = ([label] if mixed is None else []) + missing
+    if mixed is None or not baselines or missing or mixed == math.inf:
+        what = ([label] if mixed is None or mixed == math.inf else []) + missing
         return Verdict(INCONCLUSIVE, f"no device count for {', '.join(what) or 'a baseline'}"
-                       f" (did not fit the largest system tried)", mixed)
-    counts = ", ".join(f"{b} {int(n)}" for b, n in baselines.items())
-    worse = [b for b, n in baselines.items() if int(mixed) >= int(n)]
+                       f" (not measured, or did not fit the largest system tried)", None)
+
+    def show(n):
+        return "more than the largest system" if n == math.inf else f"{int(n)}"
+
+    counts = ", ".join(f"{b} {show(n)}" for b, n in baselines.items())
+    worse = [b for b, n in baselines.items() if int(mixed) >= n]
     if worse:
         return Verdict(NOT_SUPPORTED, f"{label} needs {int(mixed)} {unit}, not fewer than "
                        f"{', '.join(worse)} ({counts})", int(mixed))

@@ -55,7 +55,7 @@ from ..errors import ConfigError, InfeasibleError
 from ..precision import BitAllocation, WeightFormat
 from .mckp import infeasible, mckp_lp_bound, solve_mckp_multi
 
-__all__ = ["BudgetResult", "ExpertCosts", "expert_costs", "budget_allocation",
+__all__ = ["BudgetResult", "ExpertCosts", "expert_costs", "budget_allocation", "fewest_devices",
            "pareto_front", "MAX_REPAIRS", "in_unit_of", "expert_latency_table",
            "weight_capacity_bytes"]
 
@@ -453,3 +453,20 @@ def pareto_front(req, points: int = 9, *, simulate: Callable | None = None
             front.append(r)
             best = r.distortion
     return front
+
+
+def fewest_devices(system, graph, alloc, *, latency_budget_s: float | None = None,
+                   max_devices: int | None = None, **options) -> dict[str, Any]:
+    """An allocation targeting a system: the fewest devices of ``system`` (and the plan)
+    that hold ``alloc``'s weights and, when given, run a step within ``latency_budget_s``
+    (``accelsim plan --objective devices``).
+
+    Starts from the lower bound ceil(weight bytes / one device's weight capacity) and
+    searches the plans from there up (:func:`accelsim.system.search.search_plans`); returns
+    its row (``plan``, ``devices``, ``latency_s``, ``tokens_per_s``,
+    ``energy_per_token_j``). Raises :class:`InfeasibleError` when no plan fits.
+    """
+    from ..system.search import search_plans
+    return search_plans(system, graph, alloc, max_devices=max_devices,
+                        latency_budget_s=latency_budget_s, objective="devices",
+                        **options)["best"]

@@ -26,7 +26,7 @@ __all__ = ["main", "cli"]
 COMMANDS = {
     "hw": "hw", "workload": "workload", "simulate": "simulate", "allocate": "allocate",
     "theory": "theory", "sweep": "sweep", "plot": "plot", "validate": "validate",
-    "system": "system", "fidelity": "fidelity",
+    "system": "system", "plan": "plan", "fidelity": "fidelity",
 }
 
 

@@ -5,6 +5,7 @@ Examples (shell)::
     accelsim simulate --hw h100 --workload mixtral-8x7b --bits 4 --batch 16
     accelsim simulate --hw gemmini --gemm 64,4096,14336 --bits 8 --format json
     accelsim simulate --hw spyre --workload mixtral-8x7b --alloc alloc.yaml --ops --format csv
+    accelsim simulate --system h100-8 --workload mixtral-8x7b --bits 4 --plan tp=2,ep=8
 """
 
 from __future__ import annotations
@@ -97,6 +98,33 @@ def _totals_row(res) -> dict:
     return row
 
 
+def _check_system(hw_name, system, gemm, plan, devices) -> None:
+    if hw_name is None and system is None:
+        raise click.UsageError("Missing option '--hw' (one chip) or '--system' (several)",
+                               ctx=click.get_current_context(silent=True))
+    problems = []
+    if hw_name is not None and system is not None:
+        problems.append(Problem("--hw and --system exclude each other (a chip is a system "
+                                "of one device: --system HW)", key="--system"))
+    if system is None and (plan is not None or devices is not None):
+        problems.append(Problem("--plan and --devices need --system", key=(
+            "--plan" if plan is not None else "--devices")))
+    if system is not None and gemm is not None:
+        problems.append(Problem("--gemm simulates one GEMM on one chip: use --hw",
+                                key="--gemm"))
+    if problems:
+        raise ConfigError(problems)
+
+
+def _system_tables(res) -> str:
+    dcols = ["device", "node", "stage", "layers", "experts", "memory_bytes", "expected_load",
+             "latency_s", "busy_fraction", "utilization", "energy_j", "bound"]
+    rows = [{**d, "layers": f"{d['layers'][0]}-{d['layers'][1] - 1}"} for d in res.per_device]
+    lcols = ["level", "bytes", "time_s", "energy_j"]
+    return ("\n\nper device:\n" + render_table(rows, dcols)
+            + "\n\nper link level:\n" + render_table(list(res.per_link), lcols))
+
+
 def _run_description(alloc, alloc_path, bits, packing, stored) -> dict:
     """What the run used: bits, allocation, packing (printed and in the JSON)."""
     if alloc is None:  # one GEMM
@@ -155,12 +183,17 @@ def _render(res, fmt: str, ops: bool, run: dict | None = None) -> str:
             rows = df.astype(object).where(df.notna(), None).to_dict(orient="records")
             return _csv(rows, list(df.columns))
         row = _totals_row(res)
+        if hasattr(res, "per_device"):
+            row = {"devices": res.devices, "plan": res.plan, **row,
+                   "energy_per_token_j": res.energy_per_token_j}
         return _csv([row], list(row))
     head = (_describe(run, res) if run is not None else
             f"{res.hw}: " + (f"{res.model}, " if res.model else "")
             + ", ".join(f"{k}={v}" for k, v in res.scenario.items() if k != "routing")
             + f", residency {res.residency}")
     text = head + "\n\n" + render_table(res.summary_rows(), ["quantity", "value"])
+    if hasattr(res, "per_device"):
+        text += _system_tables(res)
     if res.warnings:
         text += "\n\nwarnings:\n" + "\n".join(f"- {w}" for w in res.warnings)
     if ops:
@@ -173,8 +206,17 @@ def _render(res, fmt: str, ops: bool, run: dict | None = None) -> str:
 
 
 @click.command("simulate")
-@click.option("--hw", "hw_name", required=True, metavar="HW",
+@click.option("--hw", "hw_name", metavar="HW",
               help="Accelerator: a preset name or a YAML path.")
+@click.option("--system", "system", metavar="SYS",
+              help="A multi-device system (a preset name or a YAML path; 'accelsim system "
+                   "list'), instead of --hw.")
+@click.option("--plan", "plan", metavar="PLAN",
+              help="With --system: parallelism plan like 'pp=4,tp=2,ep=8' (keys pp, tp, ep, "
+                   "dp, mb, rep; docs/systems.md). Default: expert parallelism over the "
+                   "devices, pipeline stages for the rest.")
+@click.option("--devices", "devices", type=click.IntRange(1, 1 << 20), default=None,
+              metavar="N", help="With --system: use the first N devices.")
 @click.option("--workload", "workload", metavar="WL",
               help="MoE model: a preset name, a YAML path or a config.json.")
 @click.option("--gemm", "gemm", metavar="M,K,N",
@@ -222,16 +264,26 @@ def _render(res, fmt: str, ops: bool, run: dict | None = None) -> str:
                    "the totals).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, metavar="FILE",
               help="Write here instead of stdout (atomically).")
-def command(hw_name, workload, gemm, bits, alloc_path, activation_bits, kv_bits, batch, phase,
-            context, seq_len, routing, seed, residency, dataflow, group_size, staging_fraction,
-            packing, fmt, with_ops, out):
-    """Simulate one inference step of WL (or one GEMM) on HW: latency, throughput, energy,
-    memory footprint per level and traffic."""
+def command(hw_name, system, plan, devices, workload, gemm, bits, alloc_path, activation_bits,
+            kv_bits, batch, phase, context, seq_len, routing, seed, residency, dataflow,
+            group_size, staging_fraction, packing, fmt, with_ops, out):
+    """Simulate one inference step of WL (or one GEMM) on HW or on a system SYS: latency,
+    throughput, energy, memory footprint per level and traffic (with --system also per
+    device and per link level)."""
     from ..hw import load_hw
+    _check_system(hw_name, system, gemm, plan, devices)
     _check_combination(hw_name, workload, gemm, bits, alloc_path, with_ops, fmt)
     check_out_path(out)
     gs = _parse_group_size(group_size)
-    hw = load_hw(hw_name)
+    if system is not None:
+        from ..system import load_system, parse_plan
+        sys_ = load_system(system)
+        if devices is not None:
+            sys_ = sys_.first(devices)
+        plan = parse_plan(plan) if plan is not None else None
+        hw = sys_.hw
+    else:
+        hw = load_hw(hw_name)
     if gemm is not None:
         from ..sim import simulate_gemm
         from ..packing import padded_width
@@ -268,8 +320,17 @@ def command(hw_name, workload, gemm, bits, alloc_path, activation_bits, kv_bits,
         widths = hw.cores.mac_array.weight_bits
         warn = packing_warning(alloc, widths, hw.name, packing)
         stored = packed(alloc, widths, packing)
-        res = simulate(hw, build_graph(model, scenario), stored, residency=residency,
-                       dataflow=dataflow, staging_fraction=float(staging_fraction))
+        graph = build_graph(model, scenario)
+        if system is not None:
+            from ..system import check_plan
+            from ..system.simulate import simulate_system
+            if plan is not None:
+                check_plan(plan, model, sys_.num_devices, sys_.name)
+            res = simulate_system(sys_, graph, stored, plan, residency=residency,
+                                  dataflow=dataflow, staging_fraction=float(staging_fraction))
+        else:
+            res = simulate(hw, graph, stored, residency=residency, dataflow=dataflow,
+                           staging_fraction=float(staging_fraction))
         if warn:
             res = replace(res, warnings=tuple(res.warnings) + (warn,))
         run = _run_description(alloc, alloc_path, bits, packing, stored)

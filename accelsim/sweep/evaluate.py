@@ -150,6 +150,8 @@ def evaluate_point(point: Point) -> dict[str, Any]:
     """
     from ..sim import simulate
     p = point.params
+    if p.get("system") is not None:
+        return _evaluate_system(point)
     hw = build_hw(p["hw"], tuple(sorted(point.overrides.items())))
     if p["gemm"] is not None:
         return _evaluate_gemm(p, hw)
@@ -160,6 +162,23 @@ def evaluate_point(point: Point) -> dict[str, Any]:
     stored = packed(alloc, hw.cores.mac_array.weight_bits, p.get("packing", "native"))
     res = simulate(hw, graph, stored, residency=p["residency"], dataflow=p["dataflow"])
     return _metrics(res, hw, alloc.average_expert_bits(),
+                    noise_equivalent_bits(alloc.expert_bits, shares))
+
+
+def _evaluate_system(point: Point) -> dict[str, Any]:
+    """A point on a multi-device system: :func:`accelsim.system.simulate_system`."""
+    from ..system.simulate import simulate_system
+    from .sources import build_system
+    p = point.params
+    system = build_system(p["system"], tuple(sorted(point.system_overrides.items())))
+    if p.get("devices") is not None:
+        system = system.first(int(p["devices"]))
+    model = load_model_cached(p["workload"])
+    graph, shares = graph_cached(p)
+    alloc = _allocation(point, model, system.hw, shares)
+    res = simulate_system(system, graph, alloc, p.get("plan"), residency=p["residency"],
+                          dataflow=p["dataflow"])
+    return _metrics(res, system.hw, alloc.average_expert_bits(),
                     noise_equivalent_bits(alloc.expert_bits, shares))
 
 

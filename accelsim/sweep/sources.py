@@ -13,7 +13,7 @@ from ..config import read_mapping
 from ..presets import resolve
 from .overrides import OverrideError, apply_overrides
 
-__all__ = ["raw_hw", "build_hw", "load_model_cached"]
+__all__ = ["raw_hw", "build_hw", "load_model_cached", "raw_system", "build_system"]
 
 
 @lru_cache(maxsize=32)
@@ -46,3 +46,28 @@ def load_model_cached(source: str):
     """:func:`accelsim.workload.load_workload`, cached per process."""
     from ..workload import load_workload
     return load_workload(source)
+
+
+@lru_cache(maxsize=32)
+def raw_system(source: str) -> tuple[dict, str]:
+    """The mapping of a system preset or file (a chip preset: ``{"device": name}``)."""
+    from ..presets import list_presets
+    if source not in list_presets("system") and source in list_presets("hw"):
+        return {"name": source, "device": source}, source
+    path = resolve(source, "system")
+    return read_mapping(path, what="system file"), str(path)
+
+
+@lru_cache(maxsize=64)
+def build_system(source: str, overrides: tuple[tuple[str, Any], ...] = ()):
+    """The :class:`~accelsim.system.System` of a preset or file with key-path overrides
+    (``links.inter_node.bandwidth``, ``nodes``) applied before validation (cached)."""
+    from ..system import system_from_dict
+    raw, path = raw_system(source)
+    data = raw
+    for key, value in overrides:
+        try:
+            data = apply_overrides(data, {key: value})
+        except OverrideError as exc:
+            raise OverrideError(str(exc), key) from None
+    return system_from_dict(data, file=path if path != source or "/" in path else None)

@@ -50,6 +50,8 @@ __all__ = ["SweepSpec", "Point", "Param", "PARAMS", "load_sweep", "sweep_from_di
 MAX_POINTS = 1_000_000
 #: Parameters starting with this prefix override a key path of the accelerator YAML.
 OVERRIDE_PREFIX = "hw."
+#: ... and these a key path of the system YAML (``system.links.inter_node.bandwidth``).
+SYSTEM_PREFIX = "system."
 #: Bump when the meaning of a point's parameters changes (invalidates resumable parts).
 SPEC_VERSION = 1
 
@@ -214,6 +216,16 @@ def _residency(v: Any, base: Path) -> str:
     return _choice(*sorted(RESIDENCY_POLICIES))(v, base)
 
 
+def _plan(v: Any, base: Path) -> str:
+    from ..system.plan import parse_plan
+    if not isinstance(v, str):
+        raise ValueError("must be a plan like 'pp=4,tp=2,ep=8'")
+    try:
+        return str(parse_plan(v))
+    except ConfigError as exc:
+        raise ValueError(exc.problems[0].reason) from None
+
+
 def _override_value(v: Any, base: Path) -> Any:
     if isinstance(v, (dict, list)) or v is None:
         # keeping columns scalar keeps the results table tidy
@@ -234,7 +246,15 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
        "one GEMM 'M,K,N' (activations M x K, weights K x N) instead of a workload: "
        "simulate_gemm at avg_bits", _gemm_column),
     _P("hw", "hardware", _file_or_preset, _REQUIRED,
-       "accelerator: a preset name or a YAML file", _as_written, True),
+       "accelerator: a preset name or a YAML file (or give 'system')", _as_written, True),
+    _P("system", "hardware", _optional(_file_or_preset), None,
+       "multi-device system instead of 'hw': a system preset or YAML (docs/systems.md)",
+       _as_written),
+    _P("plan", "hardware", _optional(_plan), None,
+       "parallelism plan on the system, like 'pp=4,tp=2,ep=8' (default: the system's "
+       "default plan)"),
+    _P("devices", "hardware", _optional(_number(1, 1 << 20, integer=True)), None,
+       "use the first N devices of the system"),
     _P("method", "allocation", _method, "uniform",
        "bit-allocation method (accelsim.alloc registry)", always_column=True),
     _P("avg_bits", "allocation", _number(1, 16), _REQUIRED,
@@ -289,6 +309,9 @@ def _rule(name: str) -> Param | None:
     if name.startswith(OVERRIDE_PREFIX) and len(name) > len(OVERRIDE_PREFIX):
         return Param(name, "override", _override_value, _REQUIRED,
                      "accelerator override by key path")
+    if name.startswith(SYSTEM_PREFIX) and len(name) > len(SYSTEM_PREFIX):
+        return Param(name, "system_override", _override_value, _REQUIRED,
+                     "system override by key path")
     return None
 
 
@@ -329,6 +352,12 @@ class Point:
         """Hardware overrides: key path (without ``hw.``) -> value."""
         n = len(OVERRIDE_PREFIX)
         return {k[n:]: v for k, v in self.params.items() if k.startswith(OVERRIDE_PREFIX)}
+
+    @property
+    def system_overrides(self) -> dict[str, Any]:
+        """System overrides: key path (without ``system.``) -> value."""
+        n = len(SYSTEM_PREFIX)
+        return {k[n:]: v for k, v in self.params.items() if k.startswith(SYSTEM_PREFIX)}
 
 
 @dataclass(frozen=True)
@@ -376,9 +405,10 @@ def _check_values(name: str, where: str, values: list[Any], swept: bool, base: P
                                 " (hardware overrides start with 'hw.', e.g. "
                                 "'hw.cores.mac_array.rows')"), file=file, key=where))
         return None
-    if rule.group == "override":
+    if rule.group in ("override", "system_override"):
         try:
-            parse_key_path(name[len(OVERRIDE_PREFIX):])
+            parse_key_path(name[len(OVERRIDE_PREFIX if rule.group == "override"
+                                    else SYSTEM_PREFIX):])
         except OverrideError as exc:
             problems.append(Problem(str(exc), file=file, key=where))
             return None
@@ -460,8 +490,25 @@ def _blocks(spec: _SweepFile, base: Path, file: str | None,
                                 "'workload' or 'gemm', not both", file=file,
                                 key=params["gemm"].where))
     named = set(spec.fixed) | {n for b in spec.axes for m in (b.grid, b.zip) if m for n in m}
+    if "system" in named and "hw" in named:
+        problems.append(Problem("a sweep runs on one chip ('hw') or on a system ('system'), "
+                                "not both", file=file, key=params["system"].where
+                                if "system" in params else "system"))
+    for n in named:
+        rule = _rule(n)
+        if rule is not None and rule.group == "system_override" and "system" not in named:
+            problems.append(Problem("a system override needs 'system'", file=file, key=n))
+        if n in ("plan", "devices") and "system" not in named:
+            problems.append(Problem(f"'{n}' needs 'system'", file=file, key=n))
+        if (rule is not None and rule.group == "override" and "system" in named
+                and "hw" not in named):
+            problems.append(Problem("hardware overrides ('hw.') apply to 'hw'; with "
+                                    "'system' override the system's keys ('system.')",
+                                    file=file, key=n))
     for name, rule in PARAMS.items():
         if name == "workload" and "gemm" in named:
+            continue
+        if name == "hw" and "system" in named:
             continue
         if rule.default is _REQUIRED and name not in params and name not in named:
             alt = " (or 'gemm' for one GEMM)" if name == "workload" else ""
@@ -523,6 +570,14 @@ def _cross_check(points: list[Point], params: dict[str, _Collected], file: str |
             except ConfigError as exc:
                 for q in exc.problems:
                     problems.append(_nest(q, file, where("workload", wl)))
+        if p.params.get("system") is not None:
+            sov = tuple(sorted(p.system_overrides.items(), key=lambda kv: kv[0]))
+            skey = ("system", p.params["system"], sov, p.params.get("plan"),
+                    p.params.get("devices"), wl)
+            if skey not in seen:
+                seen.add(skey)
+                _check_system(p, sov, models.get(wl), file, where, problems)
+            continue
         ov = tuple(sorted(p.overrides.items(), key=lambda kv: kv[0]))
         hkey = ("hw", p.params["hw"], ov)
         if hkey not in seen:
@@ -561,6 +616,38 @@ def _nest(q: Problem, file: str | None, key: str) -> Problem:
     inner = ": ".join(x for x in (q.file, q.key) if x)
     reason = f"{inner}: {q.reason}" if inner else q.reason
     return Problem(reason, file=file, key=key, value=q.value)
+
+
+def _check_system(p: Point, ov: tuple, model, file: str | None, where: Callable,
+                  problems: list[Problem]) -> None:
+    """The system (with its overrides) loads, and the plan fits the model and the system."""
+    from ..system.plan import check_plan, parse_plan
+    from .sources import build_system
+    src = p.params["system"]
+    try:
+        system = build_system(src, ov)
+    except OverrideError as exc:
+        key = SYSTEM_PREFIX + exc.args[1]
+        problems.append(Problem(f"{p.columns['system']}: {exc.args[0]}", file=file,
+                                key=where(key, p.params[key])))
+        return
+    except ConfigError as exc:
+        for q in exc.problems:
+            hit = [k for k, _ in ov if q.key == k or q.key.startswith(k + ".")]
+            key = (where(SYSTEM_PREFIX + hit[0], p.params[SYSTEM_PREFIX + hit[0]]) if hit
+                   else where("system", src))
+            problems.append(_nest(q, file, key))
+        return
+    try:
+        if p.params.get("devices") is not None:
+            system = system.first(int(p.params["devices"]))
+        if p.params.get("plan") is not None and model is not None:
+            check_plan(parse_plan(p.params["plan"]), model, system.num_devices, system.name)
+    except ConfigError as exc:
+        name = "devices" if exc.problems[0].key == "devices" else "plan"
+        for q in exc.problems:
+            problems.append(Problem(q.reason, file=file, key=where(name, p.params[name]),
+                                    value=p.params[name]))
 
 
 def _check_hw(p: Point, ov: tuple, file: str | None, where: Callable,
@@ -675,6 +762,7 @@ def sweep_from_dict(data: Mapping[str, Any], *, file: str | None = None,
     for pid, combo in enumerate(combos):
         full = {n: r.default for n, r in PARAMS.items() if r.default is not _REQUIRED}
         full.setdefault("workload", None)        # a GEMM sweep has none
+        full.setdefault("hw", None)              # a system sweep has none
         full.update({n: params[n].checked[i] for n, i in combo.items()})
         cols = {}
         for n in names:

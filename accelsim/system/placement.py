@@ -36,6 +36,7 @@ array([[1., 0., 0., 1.],
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 
 import numpy as np
@@ -97,25 +98,56 @@ def place_experts(nbytes: np.ndarray, load: np.ndarray, ep: int, capacity: np.nd
     used = np.zeros(ep)
     layer_load = np.zeros((ep, R))
     tol = 1e-9 * max(1.0, float(cap.max(initial=1.0)))
+    after = np.concatenate([np.cumsum(nbytes.sum(axis=1)[::-1])[::-1][1:], [0.0]]) / ep
+    same: dict = {}
     for r in range(R):
-        reserve = nbytes[r + 1:].sum() / ep
-        order = sorted(range(E), key=lambda e: (-load[r, e], -nbytes[r, e], e))
+        reserve = float(after[r])
+        # a layer placed on devices with equal bytes so far, where no device can run out of
+        # room, places exactly like an identical layer before it
+        free = bool(np.ptp(used) == 0 and (cap - used - reserve >= nbytes[r].sum()).all())
+        key = (nbytes[r].tobytes(), load[r].tobytes()) if free else None
+        if key is not None and key in same:
+            share[:, r, :], dl, du = same[key]
+            layer_load[:, r] = dl
+            used += du
+            if replicate and ep > 1:
+                _replicate(share, used, layer_load[:, r], r, nbytes[r], load[r], cap - reserve,
+                           tol)
+            continue
+        used0 = used.copy()
+        order = np.lexsort((np.arange(E), -nbytes[r], -load[r]))
         L = layer_load[:, r]
+        # devices by (load in this layer, bytes used, index): a heap keeps it cheap
+        heap = [(0.0, float(used[d]), d) for d in range(ep)]
+        heapq.heapify(heap)
         for e in order:
-            b = nbytes[r, e]
-            ok = used + b + reserve <= cap + tol
-            if not ok.any():
+            b = float(nbytes[r, e])
+            popped, d = [], None
+            while heap:
+                item = heapq.heappop(heap)
+                if used[item[2]] + b + reserve <= cap[item[2]] + tol:
+                    d = item[2]
+                    break
+                popped.append(item)
+            for item in popped:
+                heapq.heappush(heap, item)
+            if d is None:       # no room with the reserve: any device the expert fits
                 ok = used + b <= cap + tol
-            if not ok.any():
-                raise DoesNotFitError(
-                    f"expert {e} of MoE layer {r} of the stage ({b:.4g} B) fits no device "
-                    f"of the {ep}-device expert group: {what} has "
-                    f"{float((cap - used).max()):.4g} B left at most")
-            cand = np.flatnonzero(ok)
-            d = int(cand[np.lexsort((cand, used[cand], L[cand]))[0]])
+                if not ok.any():
+                    raise DoesNotFitError(
+                        f"expert {e} of MoE layer {r} of the stage ({b:.4g} B) fits no "
+                        f"device of the {ep}-device expert group: {what} has "
+                        f"{float((cap - used).max()):.4g} B left at most")
+                cand = np.flatnonzero(ok)
+                d = int(cand[np.lexsort((cand, used[cand], L[cand]))[0]])
+                heap = [x for x in heap if x[2] != d]
+                heapq.heapify(heap)
             share[d, r, e] = 1.0
             used[d] += b
             L[d] += load[r, e]
+            heapq.heappush(heap, (float(L[d]), float(used[d]), d))
+        if key is not None:
+            same[key] = (share[:, r, :].copy(), L.copy(), used - used0)
         if replicate and ep > 1:
             _replicate(share, used, L, r, nbytes[r], load[r], cap - reserve, tol)
     return Placement(share, used, layer_load.sum(axis=1), layer_load)

@@ -206,7 +206,8 @@ def _pow2_upto(n: int) -> list[int]:
 def enumerate_plans(model, devices: int, *, devices_per_node: int | None = None,
                     exact: bool = True, microbatches: int | None = None) -> list[Plan]:
     """Every plan for ``model`` on ``devices`` devices (``exact=False``: on at most that
-    many), with power-of-two ``tp`` and ``ep``, ``tp`` inside a node, any ``pp`` and ``dp``.
+    many), with power-of-two ``tp`` and ``ep`` (so power-of-two stage groups), ``tp`` inside
+    a node, any ``pp`` and ``dp``.
 
     >>> from accelsim.workload import load_workload
     >>> for p in enumerate_plans(load_workload("mixtral-8x7b"), 2):
@@ -221,7 +222,7 @@ def enumerate_plans(model, devices: int, *, devices_per_node: int | None = None,
     counts = [devices] if exact else range(1, devices + 1)
     node = devices_per_node or devices
     for n in counts:
-        for w in _pow2_upto(n) + ([n] if n & (n - 1) else []):
+        for w in _pow2_upto(n):
             if n % w:
                 continue
             for t in _pow2_upto(min(w, node)):

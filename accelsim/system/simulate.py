@@ -16,7 +16,7 @@ The formulas and assumptions are in docs/systems.md.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -31,6 +31,9 @@ from .spec import LEVELS, System
 
 __all__ = ["simulate", "simulate_system", "default_plan", "weight_capacity_bytes",
            "stage_layout"]
+
+#: Parts per simulate_parts call are bounded by about this many (layer x expert) ops.
+_CHUNK_OPS = 20000
 
 #: Roles whose matrices are split tp ways (DevicePart contract); others are replicated.
 _TP_ROLES = ("attention", "dense_ffn", "shared", "lm_head")
@@ -91,47 +94,54 @@ def default_plan(system: System, model) -> Plan:
     return Plan(pp=pp, tp=1, ep=ep)
 
 
-def _expert_tokens(graph, model) -> np.ndarray:
-    """Expected tokens of every routed expert, [MoE layers, experts], from the graph."""
+def _expert_stats(graph, model) -> tuple[np.ndarray, np.ndarray]:
+    """Expected tokens and activation probability of every routed expert, [MoE layers,
+    experts], from the graph's op table (lowered once per graph by the simulator)."""
+    from ..sim.lower import lower
+    ot = lower(graph)
     E = model.moe.num_experts
-    w = model.expert_matrices[0]
-    out = np.zeros((model.num_moe_layers, E))
-    nodes = graph.nodes
-    for r, L in enumerate(model.moe_layers):
-        for e in range(E):
-            out[r, e] = nodes[f"L{L}.E{e}.{w}"]["tokens"] if f"L{L}.E{e}.{w}" in nodes else 0
-    return out
+    tok = np.zeros((model.num_moe_layers, E))
+    pact = np.zeros((model.num_moe_layers, E))
+    row = np.full(model.total_layers + 1, -1)
+    row[list(model.moe_layers)] = np.arange(model.num_moe_layers)
+    # every op of a routed expert (its matrices, its activation) carries the same figures
+    idx = np.flatnonzero((ot.expert >= 0) & (ot.layer >= 0))
+    tok[row[ot.layer[idx]], ot.expert[idx]] = ot.tokens[idx]
+    pact[row[ot.layer[idx]], ot.expert[idx]] = ot.p_active[idx]
+    return tok, pact
 
 
 def _tensor_bytes(model, alloc):
-    """Per layer: (non-expert bytes split tp ways, replicated bytes) and expert bytes
-    [MoE layers, experts]; plus embed and lm_head bytes."""
+    """Per layer: non-expert bytes split tp ways, replicated, and k/v (split min(tp, kv
+    heads) ways); routed-expert bytes [MoE layers, experts]; embed, lm_head and the final
+    norms' bytes. Storage bytes from the simulator's vectorised rule (the same numbers
+    :meth:`BitAllocation.tensor_bytes` gives)."""
+    from ..sim.lower import EXPERT_ROLE, tensor_storage_bytes, tensor_table
+    tt = tensor_table(model)
+    nbytes = tensor_storage_bytes(tt, alloc).astype(float)
     n = model.total_layers
-    split = np.zeros(n)
-    repl = np.zeros(n)
-    kv_split = np.zeros(n)   # k/v projections: split min(tp, kv heads) ways
-    expert = np.zeros((model.num_moe_layers, model.moe.num_experts))
-    row = {L: r for r, L in enumerate(model.moe_layers)}
+    split, repl, kv_split = np.zeros(n), np.zeros(n), np.zeros(n)
     embed = lm_head = tail = 0.0
-    for t in model.tensors():
-        b = float(alloc.tensor_bytes(model, t))
-        if t.layer is None:
-            if t.role == "embed":
+    for i in np.flatnonzero(tt.role_code != EXPERT_ROLE):
+        b, L, code, name = float(nbytes[i]), int(tt.layer[i]), int(tt.role_code[i]), tt.names[i]
+        if L < 0:
+            if name == "embed":
                 embed += b
-            elif t.role == "lm_head":
+            elif name == "lm_head":
                 lm_head += b
             else:
                 tail += b
-        elif t.role == "expert":
-            expert[row[t.layer], t.expert] += b
-        elif t.role == "attention" and t.matrix in ("k", "v"):
-            kv_split[t.layer] += b
-        elif t.role == "attention" and t.matrix in ("q_a", "kv_a"):
-            repl[t.layer] += b          # MLA's shared low-rank projections
-        elif t.role in _TP_ROLES or t.role == "shared_gate":
-            split[t.layer] += b
-        else:
-            repl[t.layer] += b
+        elif code == 0 and name.endswith((".k", ".v")):
+            kv_split[L] += b
+        elif code == 0 and name.endswith((".q_a", ".kv_a")):
+            repl[L] += b                # MLA's shared low-rank projections
+        elif code in (0, 2, 3):         # attention, shared experts, dense FFN
+            split[L] += b
+        else:                           # router, shared-expert gate, norms, biases
+            repl[L] += b
+    ex = np.flatnonzero(tt.role_code == EXPERT_ROLE)
+    expert = np.zeros((model.num_moe_layers, model.moe.num_experts))
+    np.add.at(expert, (tt.moe_row[ex], tt.expert[ex]), nbytes[ex])
     return split, repl, kv_split, expert, embed, lm_head, tail
 
 
@@ -178,8 +188,8 @@ def simulate_system(system, graph, alloc=None, plan=None, *, devices: int | None
     >>> m = accelsim.load_workload("mixtral-8x7b")
     >>> g = accelsim.build_graph(m, accelsim.Scenario(phase="decode", batch=8))
     >>> a = accelsim.BitAllocation.uniform(m, 4)
-    >>> r = simulate_system("h100-8", g, a, "tp=2,ep=8")  # doctest: +SKIP
-    >>> r.devices, r.plan, len(r.per_device)  # doctest: +SKIP
+    >>> r = simulate_system("h100-8", g, a, "tp=2,ep=8")
+    >>> r.devices, r.plan, len(r.per_device)
     (8, 'pp=1,tp=2,ep=8,dp=1,mb=1', 8)
     """
     from ..precision import BitAllocation
@@ -219,10 +229,12 @@ def _single(system, graph, alloc, plan, residency, dataflow, staging_fraction,
                         per_link=tuple({"level": lv, "bytes": 0.0, "time_s": 0.0,
                                         "energy_j": 0.0} for lv in LEVELS),
                         energy_per_token_j=float(r.energy_j) / max(float(r.tokens), 1e-300),
-                        pipeline={"stages": [float(r.latency_s)], "p2p": [],
+                        pipeline={"stages": [[0, dev["layers"][1]]],
+                                  "stage_s": [float(r.latency_s)],
+                                  "compute_s": [float(r.latency_s)], "p2p_s": [],
                                   "fill_s": float(r.latency_s),
                                   "bottleneck_s": float(r.latency_s), "microbatches": 1,
-                                  "period_s": float(r.latency_s)},
+                                  "period_s": float(r.latency_s), "expert_imbalance": 1.0},
                         parts=((0, r),))
 
 
@@ -233,26 +245,88 @@ def _part_key(part, graph, alloc, opts) -> tuple:
             tuple(sorted(opts.items())))
 
 
-def _run_parts(system, graph, alloc, parts, opts, cache):
+def _equivalence_key(part, stats, graph, alloc, opts) -> tuple:
+    """Parts whose layers hold, one by one, the same kind of layer (dense or MoE, same
+    non-expert bits) and experts with the same bits, expected tokens, activation
+    probability and share run the same ops: only the names of layers and experts differ.
+    They are simulated once; the key lists those figures per layer, sorted within a layer,
+    and whether the part holds the embedding and the lm_head (not where its layers sit)."""
+    share = part.expert_share
+    if share is None or stats is None:
+        return _part_key(part, graph, alloc, opts)
+    bits, tok, pact, moe_row = stats
+    a, b = part.layers
+    rows_in = moe_row[a:b]
+    rows_in = rows_in[rows_in >= 0]
+    sub = share[rows_in] if len(rows_in) else share[:0]
+    r, e = np.nonzero(sub)
+    rr = rows_in[r]
+    cols = (bits[rr, e], tok[rr, e], pact[rr, e], sub[r, e])
+    order = np.lexsort((*cols[::-1], r))         # by layer, then the experts' figures
+    sig = np.stack([c[order] for c in cols], axis=1).tobytes()
+    counts = np.bincount(r, minlength=len(rows_in)).tobytes()
+    n = len(moe_row) - 1
+    first = part.embed if part.embed is not None else a == 0
+    last = part.lm_head if part.lm_head is not None else b == n
+    return (id(graph), id(alloc), b - a, (moe_row[a:b] >= 0).tobytes(), part.tp, counts, sig,
+            bool(first), bool(last), tuple(sorted(opts.items())))
+
+
+def _shifted(res, src: tuple, dst: tuple):
+    """``res`` of a part on layers ``src`` as the result of the equivalent part on ``dst``:
+    its per-layer latencies moved to ``dst``'s layers."""
+    if src == dst or getattr(res, "layer_latency_s", None) is None:
+        return res
+    from dataclasses import replace as _replace
+    lat = np.zeros_like(res.layer_latency_s)
+    lat[0], lat[-1] = res.layer_latency_s[0], res.layer_latency_s[-1]
+    lat[dst[0] + 1:dst[1] + 1] = res.layer_latency_s[src[0] + 1:src[1] + 1]
+    try:
+        return _replace(res, layer_latency_s=lat)
+    except TypeError:                      # not a dataclass (a test stub)
+        import copy
+        out = copy.copy(res)
+        out.layer_latency_s = lat
+        return out
+
+
+def _run_parts(system, graph, alloc, parts, opts, cache, stats=None, keys=None,
+               aligned: bool = True):
+    """Results of ``parts`` (each distinct equivalence class simulated once, through
+    ``cache``). ``aligned``: results moved to each part's own layers; else ``(result,
+    layers it was simulated on)`` pairs (what :func:`compose` takes, cheaper)."""
     from ..sim import simulate_parts
     cache = {} if cache is None else cache
-    keys = [_part_key(p, graph, alloc, opts) for p in parts]
+    if keys is None:
+        keys = [_equivalence_key(p, stats, graph, alloc, opts) for p in parts]
     todo, seen = [], set()
     for k, p in zip(keys, parts):
         if k not in cache and k not in seen:
             seen.add(k)
             todo.append((k, p))
-    if todo:
-        out = simulate_parts(system.hw, graph, alloc, [p for _, p in todo], **opts)
-        for (k, _), r in zip(todo, out):
-            cache[k] = r
-    return [cache[k] for k in keys]
+    # one simulate_parts call per chunk of parts (its GEMM table grows with the experts of
+    # all parts at once: bounded so that a plan search stays within memory)
+    chunk: list = []
+    size = 0
+    for i, (k, p) in enumerate(todo):
+        share = p.expert_share
+        size += (p.layers[1] - p.layers[0]) * (16 + (int(np.count_nonzero(share)) // max(
+            1, share.shape[0]) if share is not None else 64))
+        chunk.append((k, p))
+        if size >= _CHUNK_OPS or i == len(todo) - 1:
+            out = simulate_parts(system.hw, graph, alloc, [q for _, q in chunk], **opts)
+            for (kk, q), r in zip(chunk, out):
+                cache[kk] = (r, q.layers)
+            chunk, size = [], 0
+    if not aligned:
+        return [cache[k] for k in keys]
+    return [_shifted(cache[k][0], cache[k][1], p.layers) for k, p in zip(keys, parts)]
 
 
-def _placements(system, model, acct, plan, stages, tokens):
+def _placements(system, model, acct, plan, stages, tokens, tb, memo=None):
     """One placement per stage, and the device parts of replica 0, stage by stage."""
     from ..sim import DevicePart
-    split, repl, kv_split, expert, embed, lm_head, tail = _tensor_bytes(model, acct)
+    split, repl, kv_split, expert, embed, lm_head, tail = tb
     tp, ep, w = plan.tp, plan.experts, plan.group
     kv_div = min(tp, model.num_kv_heads) if model.attention.kind == "gqa" else tp
     cap = weight_capacity_bytes(system.hw)
@@ -269,10 +343,20 @@ def _placements(system, model, acct, plan, stages, tokens):
                 f"stage {s} (layers {a}..{b - 1}) of {plan}: its weights other than the "
                 f"routed experts ({fixed:.4g} B per device) exceed the {cap:.4g} B a "
                 f"{system.hw.name} holds for weights")
+        if rows and expert[rows].sum() / ep + fixed > cap:
+            # some device holds at least the mean share of the experts
+            raise DoesNotFitError(
+                f"stage {s} (layers {a}..{b - 1}) of {plan}: the routed experts need "
+                f"{expert[rows].sum() / ep:.4g} B per device on average, {cap - fixed:.4g} B "
+                f"are left on a {system.hw.name}")
         if rows:
-            free = np.full(ep, cap - fixed)
-            pl = place_experts(expert[rows], tokens[rows], ep, free, replicate=plan.rep,
-                               what=system.hw.name)
+            pkey = ("placement", tuple(rows), ep, fixed, plan.rep)
+            pl = memo.get(pkey) if memo is not None else None
+            if pl is None:
+                pl = place_experts(expert[rows], tokens[rows], ep, np.full(ep, cap - fixed),
+                                   replicate=plan.rep, what=system.hw.name)
+                if memo is not None:
+                    memo[pkey] = pl
         else:
             pl = Placement(np.zeros((ep, 0, E)), np.zeros(ep), np.zeros(ep), np.zeros((ep, 0)))
         placements.append((pl, rows, fixed))
@@ -289,19 +373,26 @@ def _placements(system, model, acct, plan, stages, tokens):
     return placements, parts
 
 
-def _stage_comm(system, model, plan, devs, a, b, rows, pl, tokens, T, ab, first_last, seqs):
+def _stage_comm(system, model, plan, devs, a, b, rows, pl, tokens, T, ab, first_last, seqs,
+                memo):
     """Communication of one stage for one micro-batch: (time, Cost)."""
     tp, ep, w = plan.tp, plan.experts, plan.group
     d = model.hidden_size
     total = C.Cost()
     moe = set(model.moe_layers)
+    layout = tuple(system.node_of(x) for x in devs)
+    layout = (tuple(x - layout[0] for x in layout), devs[0] % system.devices_per_node)
     if tp > 1:
         nbytes = T * d * ab
         groups = [devs[i:i + tp] for i in range(0, w, tp)]
-        ar = max((C.all_reduce(system, g, nbytes) for g in groups), key=lambda c: c.time_s)
-        ar = replace(ar, bytes_by_level={k: v * len(groups) for k, v in
-                                         ar.bytes_by_level.items()},
-                     energy_j=ar.energy_j * len(groups))
+        akey = ("all_reduce", layout, tp, nbytes)
+        if akey not in memo:
+            ar = max((C.all_reduce(system, g, nbytes) for g in groups),
+                     key=lambda c: c.time_s)
+            memo[akey] = replace(ar, bytes_by_level={k: v * len(groups) for k, v in
+                                                     ar.bytes_by_level.items()},
+                                 energy_j=ar.energy_j * len(groups))
+        ar = memo[akey]
         n_ar = 0
         for L in range(a, b):
             n_ar += 1
@@ -315,36 +406,105 @@ def _stage_comm(system, model, plan, devs, a, b, rows, pl, tokens, T, ab, first_
         for j, r in enumerate(rows):
             load = (pl.share[:, j, :] * tokens[r]).sum(axis=1)        # per ep slot
             per_dev = np.repeat(load[None, :], w // ep, axis=0).ravel() / (w // ep)
-            m = np.repeat((per_dev * d * ab / w)[None, :], w, axis=0)
-            np.fill_diagonal(m, 0.0)
-            disp = C.all_to_all(system, devs, m)
-            comb = C.all_to_all(system, devs, m.T)
-            total = total + disp + comb
+            key = ("all_to_all", layout, per_dev.tobytes())
+            if key not in memo:
+                m = np.repeat((per_dev * d * ab / w)[None, :], w, axis=0)
+                np.fill_diagonal(m, 0.0)
+                memo[key] = C.all_to_all(system, devs, m) + C.all_to_all(system, devs, m.T)
+            total = total + memo[key]
     return total
 
 
-def _compose(system, graph, model, alloc, acct, plan, cache, opts) -> SystemResult:
-    hw = system.hw
+@dataclass
+class Prepared:
+    """A plan laid out on a system, before the device parts are simulated."""
+
+    system: System
+    graph: Any
+    model: Any
+    alloc: Any
+    plan: Plan
+    stages: list
+    placements: list
+    parts: list            # replica 0's parts, stage by stage (pp x w)
+    T: float
+    ab: float
+    seqs: float
+    tokens: np.ndarray
+    stats: tuple = ()
+
+    def all_parts(self) -> list:
+        return [p for sp in self.parts for p in sp]
+
+
+def _bytes_cached(model, acct, memo):
+    key = (id(model), id(acct))
+    if memo is None:
+        return _tensor_bytes(model, acct)
+    if key not in memo:
+        memo[key] = _tensor_bytes(model, acct)
+    return memo[key]
+
+
+def prepare(system, graph, model, alloc, acct, plan, memo: dict | None = None) -> Prepared:
+    """Stages, expert placement and device parts of ``plan`` (raises
+    :class:`~accelsim.errors.DoesNotFitError` when the placement finds no room)."""
     T = float(graph.graph.get("tokens", 1.0))
-    ab = _act_bytes(hw, acct)
-    tokens = _expert_tokens(graph, model)
+    ab = _act_bytes(system.hw, acct)
+    tkey = ("tokens", id(graph))
+    if memo is not None and tkey in memo:
+        tokens, pact = memo[tkey]
+    else:
+        tokens, pact = _expert_stats(graph, model)
+        if memo is not None:
+            memo[tkey] = (tokens, pact)
     seqs = float((graph.graph.get("scenario") or {}).get("batch", 1))
-    split, repl, kv_split, expert, *_ = _tensor_bytes(model, acct)
+    tb = _bytes_cached(model, acct, memo)
+    split, repl, kv_split, expert = tb[0], tb[1], tb[2], tb[3]
     per_layer = split + repl + kv_split + np.bincount(
         np.asarray(model.moe_layers), weights=expert.sum(axis=1), minlength=model.total_layers)
     stages = split_layers(per_layer, plan.pp)
-    placements, parts = _placements(system, model, acct, plan, stages, tokens)
-    flat = [p for sp in parts for p in sp]
-    results = _run_parts(system, graph, alloc, flat, opts, cache)
+    placements, parts = _placements(system, model, acct, plan, stages, tokens, tb, memo)
+    moe_row = np.full(model.total_layers + 1, -1)
+    moe_row[list(model.moe_layers)] = np.arange(model.num_moe_layers)
+    return Prepared(system, graph, model, alloc, plan, stages, placements, parts, T, ab,
+                    seqs, tokens, (np.asarray(acct.expert_bits, dtype=float), tokens, pact,
+                                   moe_row))
+
+
+def _compose(system, graph, model, alloc, acct, plan, cache, opts) -> SystemResult:
+    prep = prepare(system, graph, model, alloc, acct, plan)
+    return compose(prep, _run_parts(system, graph, alloc, prep.all_parts(), opts, cache,
+                                    prep.stats, aligned=False))
+
+
+def compose(prep: Prepared, results: list, memo: dict | None = None) -> SystemResult:
+    """The system result of a prepared plan from its parts' results (in ``prep.parts``
+    order; a result, or a ``(result, layers it was simulated on)`` pair of an equivalent
+    part); ``memo`` shares collective costs between plans."""
+    system, model, plan = prep.system, prep.model, prep.plan
+    n = model.total_layers
+    pairs = [x if isinstance(x, tuple) else (x, None) for x in results]
+    results = [r for r, _ in pairs]
+    stages, placements = prep.stages, prep.placements
+    T, ab, tokens, seqs = prep.T, prep.ab, prep.tokens, prep.seqs
     w, m, pp = plan.group, plan.microbatches, plan.pp
     res = [results[s * w:(s + 1) * w] for s in range(pp)]
     stage_t, comp_t, comm = [], [], []
+    memo = {} if memo is None else memo
     for s, ((a, b), (pl, rows, _)) in enumerate(zip(stages, placements)):
-        lat = np.stack([np.asarray(r.layer_latency_s, dtype=float) for r in res[s]])
+        lat = np.zeros((w, n + 2))
+        for g, (r, src) in enumerate(pairs[s * w:(s + 1) * w]):
+            arr = np.asarray(r.layer_latency_s, dtype=float)
+            if src is None or tuple(src) == (a, b):
+                lat[g] = arr
+            else:                                # an equivalent part on other layers
+                lat[g, 0], lat[g, -1] = arr[0], arr[-1]
+                lat[g, a + 1:b + 1] = arr[src[0] + 1:src[1] + 1]
         comp = float(lat.max(axis=0).sum())
         devs = stage_layout(plan, 0, s)
         c = _stage_comm(system, model, plan, devs, a, b, rows, pl, tokens, T, ab,
-                        (s == 0, s == pp - 1), seqs)
+                        (s == 0, s == pp - 1), seqs, memo)
         comp_t.append(comp)
         comm.append(c)
         stage_t.append(comp + c.time_s)
@@ -354,12 +514,12 @@ def _compose(system, graph, model, alloc, acct, plan, cache, opts) -> SystemResu
     fill = float(sum(stage_t) + sum(c.time_s for c in p2p))
     bottleneck = float(max(stage_t + [c.time_s for c in p2p]))
     period = max(fill, m * bottleneck)
-    phase = (graph.graph.get("scenario") or {}).get("phase", "decode")
+    phase = (prep.graph.graph.get("scenario") or {}).get("phase", "decode")
     latency = period if phase == "decode" else fill + (m - 1) * bottleneck
     link = C.Cost()
     for c in comm + p2p:
         link = link + c
-    return _result(system, graph, model, plan, stages, placements, res, latency, period,
+    return _result(system, prep.graph, model, plan, stages, placements, res, latency, period,
                    fill, bottleneck, stage_t, comp_t, p2p, link, T)
 
 

@@ -1,0 +1,309 @@
+"""Searching parallelism plans and device counts: ``accelsim plan``.
+
+Every plan of :func:`~accelsim.system.plan.enumerate_plans` with ``dp = 1`` on up to the
+allowed number of devices is laid out (:func:`~accelsim.system.simulate.prepare`; plans
+whose experts find no room are dropped); the device parts of all of them go to
+:func:`accelsim.sim.simulate_parts` together (each distinct part once), and each plan is
+composed from its parts. Data-parallel replicas (``dp > 1``) do not change the per-token
+latency or the energy per token and multiply the throughput and the devices, so their rows
+are derived, not simulated. The Pareto table keeps the rows no other row beats on all of
+devices (fewer), latency (lower), tokens/s (higher) and energy per token (lower).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError, DoesNotFitError, InfeasibleError
+from .load import load_system
+from .plan import enumerate_plans
+from .simulate import _equivalence_key, compose, prepare
+
+__all__ = ["search_plans", "OBJECTIVES", "pareto_rows", "min_devices"]
+
+OBJECTIVES = ("latency", "throughput", "devices", "energy")
+#: Rounds of screening: estimate, simulate the candidates exactly, recompute the table.
+MAX_ROUNDS = 8
+ROW_KEYS = ("plan", "devices", "latency_s", "tokens_per_s", "energy_per_token_j",
+            "tokens_per_s_per_device", "bound")
+
+
+def min_devices(system, model, alloc) -> int:
+    """A lower bound on the devices any plan needs: the weights under ``alloc`` over one
+    device's weight capacity, rounded up (every weight lives on some device).
+
+    >>> from accelsim.workload import load_workload
+    >>> from accelsim.precision import BitAllocation
+    >>> m = load_workload("mixtral-8x7b")
+    >>> a = BitAllocation.uniform(m, 4)
+    >>> a.weight_bytes(m) / 2**20 / 192          # 192 MiB of weight SRAM per NorthPole
+    123.35...
+    >>> min_devices(load_system("northpole-rack"), m, a)
+    124
+    """
+    import math
+
+    from .simulate import weight_capacity_bytes
+    cap = weight_capacity_bytes(system.hw)
+    return max(1, math.ceil(alloc.weight_bytes(model) / cap))
+
+
+def _row(res, dp: int = 1, plan_text: str | None = None) -> dict[str, Any]:
+    devices = res.devices * dp
+    tps = res.tokens_per_s * dp
+    return {"plan": plan_text or res.plan, "devices": devices, "latency_s": res.latency_s,
+            "tokens_per_s": tps, "energy_per_token_j": res.energy_per_token_j,
+            "tokens_per_s_per_device": tps / devices, "bound": res.bound}
+
+
+def pareto_rows(rows: list[dict]) -> list[dict]:
+    """The rows no other row dominates, by devices then latency.
+
+    >>> r = lambda d, l, t, e: dict(devices=d, latency_s=l, tokens_per_s=t,
+    ...                             energy_per_token_j=e)
+    >>> [x["devices"] for x in pareto_rows([r(1, 2, 1, 1), r(2, 1, 2, 1), r(2, 3, 1, 2)])]
+    [1, 2]
+    """
+    import numpy as np
+    if not rows:
+        return []
+    M = np.array([[r["devices"], r["latency_s"], -r["tokens_per_s"], r["energy_per_token_j"]]
+                  for r in rows], dtype=float)
+    keep = []
+    for i in range(len(rows)):        # dominated: another row as good in all, better in one
+        ge = (M <= M[i]).all(axis=1)
+        gt = (M < M[i]).any(axis=1)
+        keep.append(not (ge & gt).any())
+    out = [r for r, k in zip(rows, keep) if k]
+    seen, uniq = set(), []
+    for a in out:   # plans with equal figures: the first (the simplest) stands for them
+        k = (a["devices"], a["latency_s"], a["tokens_per_s"], a["energy_per_token_j"])
+        if k not in seen:
+            seen.add(k)
+            uniq.append(a)
+    return sorted(uniq, key=lambda x: (x["devices"], x["latency_s"]))
+
+
+def _best(rows: list[dict], objective: str) -> dict:
+    keys = {
+        "latency": lambda x: (x["latency_s"], x["devices"], x["energy_per_token_j"]),
+        "throughput": lambda x: (-x["tokens_per_s"], x["devices"], x["latency_s"]),
+        "devices": lambda x: (x["devices"], x["latency_s"], x["energy_per_token_j"]),
+        "energy": lambda x: (x["energy_per_token_j"], x["devices"], x["latency_s"]),
+    }
+    return min(rows, key=keys[objective])
+
+
+def search_plans(system, graph, alloc=None, *, devices: int | None = None,
+                 max_devices: int | None = None, latency_budget_s: float | None = None,
+                 objective: str = "latency", microbatches: int | None = None,
+                 cache: dict | None = None, screen: bool = True,
+                 **options) -> dict[str, Any]:
+    """Search plans and device counts of ``system`` for one step of ``graph``.
+
+    Returns ``{"best": row, "pareto": [rows], "rows": [every feasible row], "evaluated":
+    n, "infeasible": n}``; a row holds ``plan``, ``devices``, ``latency_s``,
+    ``tokens_per_s``, ``energy_per_token_j``, ``tokens_per_s_per_device`` and ``bound``.
+    ``devices``: exactly that many; ``max_devices``: at most (default: all of the system).
+    ``screen``: estimate every plan from one-layer parts first and simulate exactly only the
+    plans whose estimated rows reach the Pareto table or are best for an objective, until
+    the table holds exact rows only (False: simulate every plan exactly). ``rows`` are the
+    exactly simulated rows.
+
+    Raises
+    ------
+    InfeasibleError
+        No plan fits, or none meets ``latency_budget_s``.
+    """
+    from ..precision import BitAllocation
+    from .simulate import _run_parts
+    if objective not in OBJECTIVES:
+        raise ConfigError.single(f"must be one of {', '.join(OBJECTIVES)}", key="objective",
+                                 value=objective)
+    system = load_system(system)
+    model = graph.graph.get("model_spec")
+    if model is None:
+        raise ConfigError.single("the graph has no 'model_spec'", key="graph")
+    N = system.num_devices
+    for key, v in (("devices", devices), ("max_devices", max_devices)):
+        if v is not None and not 1 <= v <= N:
+            raise ConfigError.single(f"must be in 1..{N} (the devices of {system.name})",
+                                     key=key, value=v)
+    top = devices or max_devices or N
+    acct = alloc if alloc is not None else BitAllocation.uniform(model, 16)
+    least = min_devices(system, model, acct)
+    counts = {devices} if devices else set(range(least, top + 1))
+    # dp = 1 plans on any count that divides an allowed one (dp replicas are derived)
+    plans = [p for p in enumerate_plans(model, top, devices_per_node=system.devices_per_node,
+                                        exact=False, microbatches=microbatches)
+             if p.dp == 1 and p.devices >= least
+             and any(c % p.devices == 0 for c in counts)]
+    memo: dict = {}
+    cache = {} if cache is None else cache
+    preps, infeasible = [], 0
+    for p in plans:
+        try:
+            preps.append(prepare(system, graph, model, alloc, acct, p, memo))
+        except (DoesNotFitError, ConfigError):
+            infeasible += 1
+    opts = dict(options)
+    stats = preps[0].stats if preps else None
+    run = _Runner(system, graph, alloc, opts, cache, stats, memo)
+    exact: dict[int, Any] = {}           # plan index -> exact SystemResult, or None
+
+    def verify(idx):
+        for i, res in zip(idx, run.exact([preps[i] for i in idx])):
+            exact[i] = res
+
+    def expand(res):
+        out = []
+        for dp in range(1, top // res.devices + 1):
+            if res.devices * dp in counts:
+                out.append(_row(res, dp, res.plan.replace(",dp=1,", f",dp={dp},")))
+        return out
+
+    if not screen:
+        verify(list(range(len(preps))))
+    else:
+        estimates = [run.estimate(prep) for prep in preps]
+        for _ in range(MAX_ROUNDS):
+            cand = []
+            for i, est in enumerate(estimates):
+                res = exact.get(i, est) if i in exact else est
+                if res is None:
+                    continue
+                cand += [(i, r) for r in expand(res)]
+            if not cand:
+                break
+            if latency_budget_s is not None:
+                within = [(i, r) for i, r in cand
+                          if r["latency_s"] <= latency_budget_s * (1 + 1e-12)]
+                if not within:      # the fastest, simulated exactly, says by how much
+                    i = min(cand, key=lambda x: x[1]["latency_s"])[0]
+                    if i in exact:
+                        break
+                    verify([i])
+                    continue
+                cand = within
+            front = pareto_rows([r for _, r in cand])
+            keep = {id(r) for r in front} | {id(_best([r for _, r in cand], o))
+                                             for o in OBJECTIVES}
+            need = sorted({i for i, r in cand if id(r) in keep} - set(exact))
+            if not need:
+                break
+            verify(need)
+    rows = []
+    for i in sorted(exact):
+        if exact[i] is None:
+            infeasible += 1
+        else:
+            rows += expand(exact[i])
+    if not rows:
+        raise InfeasibleError(f"no plan of {model.name} fits "
+                              + (f"{devices} devices" if devices else f"up to {top} devices")
+                              + f" of {system.name}")
+    ok = rows
+    if latency_budget_s is not None:
+        ok = [r for r in rows if r["latency_s"] <= latency_budget_s * (1 + 1e-12)]
+        if not ok:
+            fastest = min(r["latency_s"] for r in rows)
+            raise InfeasibleError(f"no plan meets the latency budget of "
+                                  f"{latency_budget_s:.4g} s on {system.name}; the fastest "
+                                  f"takes {fastest:.4g} s")
+    return {"best": _best(ok, objective), "pareto": pareto_rows(ok), "rows": rows,
+            "evaluated": len(plans), "infeasible": infeasible,
+            "simulated": sum(1 for v in exact.values() if v is not None)}
+
+
+class _Runner:
+    """Exact and estimated results of prepared plans, sharing one part cache."""
+
+    def __init__(self, system, graph, alloc, opts, cache, stats, memo):
+        self.system, self.graph, self.alloc, self.opts = system, graph, alloc, opts
+        self.cache, self.stats, self.memo = cache, stats, memo
+        self.n = graph.graph["model_spec"].total_layers
+
+    def _key(self, part):
+        return _equivalence_key(part, self.stats, self.graph, self.alloc, self.opts)
+
+    def _run(self, parts, keys):
+        from .simulate import _run_parts
+        return _run_parts(self.system, self.graph, self.alloc, parts, self.opts, self.cache,
+                          self.stats, keys=keys, aligned=False)
+
+    def exact(self, preps):
+        """Exact results (None for a plan whose part does not fit)."""
+        keys = [[self._key(q) for q in prep.all_parts()] for prep in preps]
+        try:
+            self._run([q for prep in preps for q in prep.all_parts()],
+                      [k for ks in keys for k in ks])
+            ok = True
+        except DoesNotFitError:
+            ok = False
+        out = []
+        for prep, ks in zip(preps, keys):
+            try:
+                res = ([self.cache[k] for k in ks] if ok
+                       else self._run(prep.all_parts(), ks))
+            except DoesNotFitError:
+                out.append(None)
+                continue
+            out.append(compose(prep, res, self.memo))
+        return out
+
+    def estimate(self, prep):
+        """The plan composed from one-layer parts: each device part's per-layer latencies,
+        energy and bytes are the sums over its layers simulated one at a time (a screen;
+        fitting is not checked). None when a one-layer part does not fit."""
+        from ..sim import DevicePart
+        units, spans = [], []
+        for p in prep.all_parts():
+            a, b = p.layers
+            spans.append((len(units), a, b))
+            units += [DevicePart((L, L + 1), p.tp, p.expert_share, embed=L == 0,
+                                 lm_head=L == self.n - 1) for L in range(a, b)]
+        try:
+            pairs = self._run(units, [self._key(u) for u in units])
+        except DoesNotFitError:
+            return None
+        parts = [_sum_units(pairs[i:i + (b - a)], a, self.n) for i, a, b in spans]
+        return compose(prep, parts, self.memo)
+
+
+def _sum_units(pairs, first: int, n: int):
+    """A device part's estimated result: the sum of its one-layer parts' results."""
+    from types import SimpleNamespace
+    lat = np.zeros(n + 2)
+    for j, (r, src) in enumerate(pairs):
+        arr = np.asarray(r.layer_latency_s, dtype=float)
+        lat[first + j + 1] += arr[src[0] + 1]
+        lat[0] += arr[0]
+        lat[-1] += arr[-1]
+    rs = [r for r, _ in pairs]
+    total = float(lat.sum())
+
+    def add(key):
+        out: dict = {}
+        for r in rs:
+            for k, v in getattr(r, key).items():
+                out[k] = out.get(k, 0.0) + float(v)
+        return out
+
+    num = {k: float(sum(getattr(r, k) for r in rs)) for k in (
+        "energy_j", "weight_bytes", "offchip_bytes", "onchip_bytes_moved", "macs",
+        "compute_cycles", "stall_cycles", "vector_cycles", "noc_cycles")}
+    util = (sum(float(r.mac_utilization) * float(r.latency_s) for r in rs) / total
+            if total > 0 else 0.0)
+    slow = max(rs, key=lambda r: r.latency_s)
+    return SimpleNamespace(
+        latency_s=total, layer_latency_s=lat, mac_utilization=util, bound=slow.bound,
+        energy_breakdown_j=add("energy_breakdown_j"),
+        weight_bytes_by_level=add("weight_bytes_by_level"),
+        kv_bytes_by_level=add("kv_bytes_by_level"),
+        activation_bytes_by_level=add("activation_bytes_by_level"),
+        staging_bytes_by_level=add("staging_bytes_by_level"),
+        bytes_by_level=add("bytes_by_level"), busy_cycles=add("busy_cycles"),
+        warnings=tuple(dict.fromkeys(w for r in rs for w in r.warnings)), model=slow.model,
+        scenario=slow.scenario, residency=slow.residency, **num)

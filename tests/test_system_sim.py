@@ -1,0 +1,112 @@
+"""System simulation with the real per-device simulator: the one-device system is the chip,
+invariants (property tests with few examples), and the part equivalence the system layer
+relies on to simulate each distinct part once."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import accelsim
+from accelsim.sim import DevicePart, simulate_parts
+from accelsim.system import load_system
+from accelsim.system.result import SYSTEM_KEYS
+from accelsim.system.simulate import simulate_system, weight_capacity_bytes
+from accelsim.system.spec import Link
+
+
+@pytest.fixture(scope="module")
+def mixtral():
+    m = accelsim.load_workload("mixtral-8x7b")
+    g = accelsim.build_graph(m, accelsim.Scenario(phase="decode", batch=8, context=256))
+    return m, g, accelsim.BitAllocation.uniform(m, 4)
+
+
+@pytest.mark.parametrize("hw", ["h100", "spyre"])
+def test_one_device_system_is_exactly_the_chip(mixtral, hw):
+    m, g, a = mixtral
+    chip = accelsim.sim.simulate(hw, g, a).to_dict()
+    from accelsim.system import System
+    for system in (load_system(hw), System.single(accelsim.load_hw(hw)),
+                   load_system("h100-8" if hw == "h100" else "spyre-8").first(1)):
+        d = accelsim.simulate(system, g, a).to_dict()
+        assert {k: v for k, v in d.items() if k not in SYSTEM_KEYS} == chip
+        assert d["devices"] == 1
+
+
+def test_data_parallel_replicas_keep_the_chip_latency(mixtral):
+    m, g, a = mixtral
+    chip = accelsim.sim.simulate("h100", g, a)
+    r = accelsim.simulate("h100-8", g, a, plan="dp=2")
+    # one stage, one micro-batch: the period is the chip's step (the per-layer latencies
+    # of the part sum to its latency_s)
+    assert r.latency_s == pytest.approx(chip.latency_s, rel=1e-9)
+    assert r.tokens == 2 * chip.tokens
+    assert r.tokens_per_s == pytest.approx(2 * chip.tokens_per_s, rel=1e-9)
+    assert r.energy_j == pytest.approx(2 * chip.energy_j, rel=1e-9)
+
+
+_CACHE: dict = {}
+
+
+def _sys(m, g, a, plan, system):
+    return simulate_system(system, g, a, plan, cache=_CACHE)
+
+
+@pytest.mark.parametrize("plan", ["ep=8", "tp=2,ep=8", "pp=2,tp=2,ep=2", "pp=4,tp=2"])
+def test_never_faster_than_a_device_roofline(mixtral, plan):
+    m, g, a = mixtral
+    hw = load_system("h100-8").hw
+    r = _sys(m, g, a, plan, load_system("h100-8"))
+    peak = max(hw.peak_macs_per_s(b) for b in range(1, 17))
+    bw = hw.offchip_bandwidth_bytes_per_s
+    busy = r.pipeline["microbatches"] * max(x["latency_s"] for x in r.per_device)
+    assert r.pipeline["period_s"] >= busy * (1 - 1e-12)
+    for _, part in r.parts:
+        # each device's own roofline: its MACs at the peak rate, its off-chip bytes at the
+        # off-chip bandwidth
+        assert part.latency_s >= part.macs / peak * (1 - 1e-9)
+        assert part.latency_s >= part.offchip_bytes / bw * (1 - 1e-9)
+    # the whole system: a period's MACs over every device at the peak rate
+    assert r.pipeline["period_s"] >= r.macs / (r.devices * peak) * (1 - 1e-9)
+
+
+@settings(max_examples=6, deadline=None)
+@given(st.floats(1.0, 100.0), st.floats(0.0, 1.0), st.sampled_from(["ep=8", "tp=4,ep=8",
+                                                                      "pp=2,tp=2,ep=4"]))
+def test_more_bandwidth_or_less_latency_is_never_slower(mixtral, bw_x, lat_x, plan):
+    m, g, a = mixtral
+    s = load_system("h100-8")
+    link = s.links.intra_node
+    better = s.with_links(intra_node=Link.make(link.bandwidth_bytes_per_s * bw_x,
+                                               link.latency_s * lat_x,
+                                               link.energy_per_byte_j, link.topology))
+    assert (_sys(m, g, a, plan, better).latency_s
+            <= _sys(m, g, a, plan, s).latency_s * (1 + 1e-12))
+
+
+def test_deterministic_and_placement_within_memory(mixtral):
+    m, g, a = mixtral
+    r1 = accelsim.simulate("h100-8", g, a, plan="tp=2,ep=8").to_dict()
+    r2 = accelsim.simulate("h100-8", g, a, plan="tp=2,ep=8").to_dict()
+    assert r1 == r2
+    cap = weight_capacity_bytes(load_system("h100-8").hw)
+    assert all(d["expert_bytes"] <= cap for d in r1["per_device"])
+    assert sum(d["experts"] for d in r1["per_device"]) == 8 * 32   # every expert once
+
+
+def test_equivalent_parts_simulate_alike(mixtral):
+    # the system layer simulates one part per class of parts whose layers hold experts with
+    # the same bits, tokens and share (only names differ): check that assumption
+    m, g, a = mixtral
+    R, E = m.num_moe_layers, m.moe.num_experts
+    s1, s2 = np.zeros((R, E)), np.zeros((R, E))
+    s1[:, :2] = 1.0
+    s2[:, 5:7] = 1.0
+    parts = [DevicePart((4, 8), 2, s1), DevicePart((4, 8), 2, s2), DevicePart((12, 16), 2, s1)]
+    r = simulate_parts("h100", g, a, parts)
+    assert r[0].latency_s == pytest.approx(r[1].latency_s, rel=1e-9)
+    assert r[0].latency_s == pytest.approx(r[2].latency_s, rel=1e-9)
+    assert r[0].energy_j == pytest.approx(r[2].energy_j, rel=1e-9)

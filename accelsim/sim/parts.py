@@ -57,7 +57,8 @@ class DevicePart:
     Parameters
     ----------
     layers : tuple of int
-        Transformer layers ``[first, last)`` of its pipeline stage.
+        Transformer layers ``[first, last)`` of its pipeline stage (empty only when the part
+        holds the embedding or lm_head).
     tp : int
         Tensor-parallel degree: attention heads (q/k/v/o, the attention op and its KV
         cache), dense FFN, shared experts and lm_head are split ``tp`` ways; router and norms

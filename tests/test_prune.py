@@ -381,3 +381,22 @@ def test_simulate_cli_reports_pruned_and_rerouted(run_cli, tmp_path, mixtral):
     assert rc == 0, err
     moved = int(np.isin(ids, [0, 5]).sum())       # selections of the pruned experts
     assert f"64 experts pruned (never routed), {moved} trace selections re-routed" in out
+
+
+def test_budget_with_a_zero_level(mixtral):
+    from accelsim.alloc.budget import budget_allocation
+    from accelsim.errors import InfeasibleError
+    r = budget_allocation(AllocRequest(mixtral, levels=(4, 2, 0), memory_budget_bytes=12e9))
+    a = r.allocation
+    assert a.num_pruned > 0 and r.weight_bytes <= 12e9
+    assert ((a.expert_bits > 0).sum(axis=1) >= 2).all()
+    with pytest.raises(InfeasibleError, match="fewer than top_k=2"):
+        budget_allocation(AllocRequest(mixtral, levels=(4, 2, 0), memory_budget_bytes=4e9))
+
+
+def test_scenario_pruned_pairs_checked(toy):
+    with pytest.raises(ConfigError, match="out of range"):
+        Scenario(pruned=[(0, 9)]).expert_load(toy)
+    with pytest.raises(ConfigError, match="bool mask"):
+        Scenario(pruned=[1, 2])
+    assert Scenario(pruned=[(1, 2), (0, 1), (1, 2)]).pruned == ((0, 1), (1, 2))

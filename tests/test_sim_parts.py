@@ -167,6 +167,10 @@ def test_identical_parts_once_and_bad_parts(mixtral):
         simulate_parts("h100", g, a, [DevicePart((0, 4), tp=3)])
     with pytest.raises(ConfigError, match="layers"):
         simulate_parts("h100", g, a, [DevicePart((0, 33))])
+    with pytest.raises(ConfigError, match="holds no layer"):
+        simulate_parts("h100", g, a, [DevicePart((5, 5))])
+    (lm,) = simulate_parts("h100", g, a, [DevicePart((32, 32))])     # lm_head only
+    assert set(lm.ops["op"]) == {"norm", "lm_head"} and lm.latency_s > 0
     with pytest.raises(ConfigError, match="expert_share"):
         simulate_parts("h100", g, a, [DevicePart((0, 4), expert_share=np.ones((2, 8)))])
 

@@ -57,7 +57,8 @@ class DevicePart:
     Parameters
     ----------
     layers : tuple of int
-        Transformer layers ``[first, last)`` of its pipeline stage.
+        Transformer layers ``[first, last)`` of its pipeline stage (empty only when the part
+        holds the embedding or lm_head).
     tp : int
         Tensor-parallel degree: attention heads (q/k/v/o, the attention op and its KV
         cache), dense FFN, shared experts and lm_head are split ``tp`` ways; router and norms
@@ -302,8 +303,12 @@ def _check_part(model, i: int, p) -> tuple:
     lay = p.layers
     ok = (isinstance(lay, (tuple, list)) and len(lay) == 2
           and all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in lay))
-    if not ok or not 0 <= lay[0] < lay[1] <= n:
-        problems.append(Problem(f"must be (first, last) with 0 <= first < last <= {n}",
+    if not ok or not 0 <= lay[0] <= lay[1] <= n:
+        problems.append(Problem(f"must be (first, last) with 0 <= first <= last <= {n}",
+                                key=f"{key}.layers", value=lay))
+    elif lay[0] == lay[1] and not (p.embed or (p.embed is None and lay[0] == 0)
+                                   or p.lm_head or (p.lm_head is None and lay[1] == n)):
+        problems.append(Problem("holds no layer, no embedding and no lm_head",
                                 key=f"{key}.layers", value=lay))
     heads = model.attention.num_heads
     if isinstance(p.tp, bool) or not isinstance(p.tp, (int, np.integer)) or p.tp < 1 or (

@@ -82,14 +82,15 @@ def canonical_table(df):
     :data:`TEXT_COLUMNS`) as ``object`` with None for a missing value; numbers untouched.
     Parquet and CSV readers (and pandas versions) differ in how they type text."""
     import pandas as pd
-    out = df.copy()
+    out = df.copy(deep=False)     # columns are replaced below, never changed in place
     for col in out.columns:
         s = out[col]
         text = col in TEXT_COLUMNS or not (pd.api.types.is_numeric_dtype(s)
                                            or pd.api.types.is_bool_dtype(s))
         if text:
-            obj = s.astype(object)
-            out[col] = obj.where(s.notna(), None)
+            obj = s.to_numpy(dtype=object, copy=True)
+            obj[pd.isna(obj)] = None
+            out[col] = pd.Series(obj, index=out.index, dtype=object)
     return out
 
 

@@ -63,6 +63,9 @@ Examples
 
 from __future__ import annotations
 
+import threading
+import weakref
+from collections import OrderedDict
 from typing import Any
 
 import networkx as nx
@@ -267,6 +270,11 @@ def build_graph(model: MoEModel, scenario: Scenario | None = None, *,
                 alloc=None) -> nx.DiGraph:
     """Build the op graph of one step of ``scenario`` (default: decode, batch 1).
 
+    The graph is frozen (``networkx.freeze``; copy it with ``networkx.DiGraph(g)`` to edit
+    it) and cached: the same model object with an equal scenario (routing ``uniform`` or
+    ``zipf``) returns the same graph, so a loop that rebuilds the graph of an unchanged
+    step neither builds nor lowers it again (docs/performance.md).
+
     ``alloc`` (a :class:`~accelsim.precision.BitAllocation`, optional): its 0-bit (pruned)
     experts are pruned in the graph too, in addition to ``scenario.pruned``.
 
@@ -283,7 +291,27 @@ def build_graph(model: MoEModel, scenario: Scenario | None = None, *,
     scenario = scenario or Scenario()
     if alloc is not None:
         scenario = _with_alloc_pruning(model, scenario, alloc)
-    return _Builder(model, scenario).build()
+    try:
+        key = (id(model), scenario, hash(scenario))
+    except TypeError:          # routing given as arrays (explicit frequencies, a trace)
+        return _Builder(model, scenario).build()
+    with _BUILT_LOCK:
+        hit = _BUILT.get(key)
+        if hit is not None and hit[0]() is model:
+            _BUILT.move_to_end(key)
+            return hit[1]
+    g = nx.freeze(_Builder(model, scenario).build())
+    with _BUILT_LOCK:
+        _BUILT[key] = (weakref.ref(model), g)
+        while len(_BUILT) > 16:
+            _BUILT.popitem(last=False)
+    return g
+
+
+# graphs by (model object, scenario value): a step rebuilt with an equal scenario gets the
+# same (frozen) graph back, and the simulator's lowering of it, cached per graph object
+_BUILT: OrderedDict = OrderedDict()
+_BUILT_LOCK = threading.Lock()
 
 
 def _with_alloc_pruning(model, scenario: Scenario, alloc) -> Scenario:

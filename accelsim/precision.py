@@ -230,7 +230,9 @@ class BitAllocation:
     # ------------------------------------------------------------------ queries
     def average_expert_bits(self) -> float:
         """Mean bits over all routed experts (all experts of a model have the same size);
-        pruned experts count as 0 bits."""
+        pruned experts count as 0 bits; NaN for a dense model (no routed experts)."""
+        if self.expert_bits.size == 0:
+            return float("nan")
         return float(self.expert_bits.mean())
 
     @property

@@ -112,6 +112,8 @@ def test_cli_json_and_bad_input(run_cli, tmp_path):
     assert d["summary"]["h100"]["calibration"]["n"] == 1
     rc, out, err = run_cli("fidelity", "--measured", str(tmp_path / "nope.yaml"))
     assert rc == 2 and out == "" and err.count("\n") == 1 and "nope.yaml" in err
+    rc, out, err = run_cli("fidelity", "--row", "no-such-row")
+    assert rc == 2 and out == "" and err.count("\n") == 1 and "no-such-row" in err
 
 
 # ----------------------------------------------------------------------------- ideal
@@ -207,3 +209,17 @@ def test_error_by_kind_matches_the_report_and_feeds_the_latency_claims(report):
     note = _fidelity_note("h100")
     assert f"median {100 * by['h100']['median_abs_error']:.0f}%" in note
     assert "unknown" in _fidelity_note("gemmini")
+
+
+def test_simulate_cli_ideal_flag(run_cli):
+    args = ("simulate", "--hw", "h100", "--workload", "llama-2-7b", "--bits", "8",
+            "--format", "json")
+    rc, out, err = run_cli(*args, "--ideal")
+    assert rc == 0, err
+    ideal = json.loads(out)
+    m = accelsim.load_workload("llama-2-7b")
+    g = accelsim.build_graph(m, accelsim.Scenario(phase="decode", batch=1))
+    ref = accelsim.simulate("h100", g, accelsim.BitAllocation.uniform(m, 8), ideal=True)
+    assert ideal["latency_s"] == ref.latency_s
+    rc, out, _ = run_cli(*args)
+    assert json.loads(out)["latency_s"] > ideal["latency_s"]

@@ -258,6 +258,10 @@ def _render(res, fmt: str, ops: bool, run: dict | None = None) -> str:
               help="native: quantized weights stored padded to the widths the chip's MAC "
                    "arrays compute on (3 -> 4 bits on a 2/4/8-bit array); dense: packed "
                    "back to back at their own width (docs/simulator.md).")
+@click.option("--ideal", is_flag=True,
+              help="Ideal roofline: ignore the accelerator's efficiency model (achievable "
+                   "bandwidth and MAC-rate shares, kernel and step overheads; "
+                   "docs/fidelity.md).")
 @format_option("table", "json", "csv")
 @click.option("--ops", "with_ops", is_flag=True,
               help="Add the per-op table (json: key 'ops'; csv: the op table instead of "
@@ -266,7 +270,7 @@ def _render(res, fmt: str, ops: bool, run: dict | None = None) -> str:
               help="Write here instead of stdout (atomically).")
 def command(hw_name, system, plan, devices, workload, gemm, bits, alloc_path, activation_bits,
             kv_bits, batch, phase, context, seq_len, routing, seed, residency, dataflow,
-            group_size, staging_fraction, packing, fmt, with_ops, out):
+            group_size, staging_fraction, packing, ideal, fmt, with_ops, out):
     """Simulate one inference step of WL (or one GEMM) on HW or on a system SYS: latency,
     throughput, energy, memory footprint per level and traffic (with --system also per
     device and per link level)."""
@@ -281,9 +285,13 @@ def command(hw_name, system, plan, devices, workload, gemm, bits, alloc_path, ac
         if devices is not None:
             sys_ = sys_.first(devices)
         plan = parse_plan(plan) if plan is not None else None
+        if ideal:
+            sys_ = replace(sys_, hw=sys_.hw.ideal())
         hw = sys_.hw
     else:
         hw = load_hw(hw_name)
+        if ideal:
+            hw = hw.ideal()
     if gemm is not None:
         from ..sim import simulate_gemm
         from ..packing import padded_width

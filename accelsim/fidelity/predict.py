@@ -99,19 +99,23 @@ def _single_stream(s: _Steps, r: MeasuredRow) -> dict:
 
 
 def _pipeline_parts(model, devices: int) -> list:
-    """Pipeline stages over ``devices`` cards: one stage per transformer layer (``tp`` cards
-    each, the largest divisor of the heads that fits) and one for the final norm and lm_head,
-    or, with fewer cards than that, contiguous layer ranges with the lm_head on the last. The
-    embedding lookup is left to the host (``embed=False``)."""
+    """Pipeline stages over ``devices`` cards: one stage per transformer layer on ``tp``
+    cards (the largest divisor of the heads that the cards allow), the last one also running
+    the final norm and lm_head on up to twice as many; with fewer cards than layers,
+    contiguous layer ranges, the lm_head on the last. The embedding lookup is left to the host
+    (``embed=False``)."""
     from ..sim import DevicePart
     n = model.total_layers
     heads = model.attention.num_heads
+
+    def divisor(limit: int) -> int:
+        return max(d for d in range(1, max(limit, 1) + 1) if heads % d == 0)
+
     if devices >= n + 1:
-        room = (devices - 1) // n
-        tp = max(d for d in range(1, room + 1) if heads % d == 0)
-        return ([DevicePart(layers=(i, i + 1), tp=tp, embed=False, lm_head=False)
-                 for i in range(n)]
-                + [DevicePart(layers=(n, n), embed=False, lm_head=True)])
+        tp = divisor((devices - 1) // n)
+        last = divisor(min(devices - (n - 1) * tp, 2 * tp))
+        return [DevicePart(layers=(i, i + 1), tp=last if i == n - 1 else tp, embed=False,
+                           lm_head=i == n - 1) for i in range(n)]
     b = [round(i * n / devices) for i in range(devices + 1)]
     return [DevicePart(layers=(b[i], b[i + 1]), embed=False, lm_head=i == devices - 1)
             for i in range(devices)]
@@ -160,6 +164,6 @@ def predict_row(row: MeasuredRow, *, ideal: bool = False, hw=None,
     note = ""
     if row.mode == "pipeline":
         note = ("pipeline approximation: one stage per layer (tensor-parallel over the spare "
-                "cards) plus an lm_head stage, embedding on the host, card-to-card transfers "
-                "not charged")
+                "cards; the lm_head with the last layer), embedding on the host, card-to-card "
+                "transfers not charged")
     return Prediction(row.id, values, note)

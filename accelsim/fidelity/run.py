@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -128,6 +127,11 @@ def run_fidelity(measured: MeasuredSet | str | os.PathLike | None = None, *,
     """
     ms = measured if isinstance(measured, MeasuredSet) else load_measured(measured)
     want = None if rows is None else set(rows)
+    unknown = sorted((want or set()) - {r.id for r in ms.rows})
+    if unknown:
+        from ..errors import ConfigError
+        raise ConfigError.single(f"unknown measured-set row(s) {', '.join(unknown)}",
+                                 key="row")
     out, bounds, notes, cache = [], [], {}, {}
     for r in ms.rows:
         if want is not None and r.id not in want:
@@ -215,8 +219,7 @@ def _figure(rep: FidelityReport, path: Path) -> None:
     marks = dict(zip(metrics, "os^vDP*X"))
     kinds = sorted({r.hardware for r in rep.rows})
     colors = dict(zip(kinds, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4))
-    # each metric in its own unit: plot measured against predicted, both normalised by the
-    # measured value's decade so every metric shares the log axes around y = x
+    # every metric in its own unit (s, tokens/s, W): on log axes they share the y = x line
     for r in rep.rows:
         ax.scatter(r.measured, r.predicted, marker=marks[r.metric], color=colors[r.hardware],
                    facecolors="none" if r.split == "held-out" else colors[r.hardware], s=40)
@@ -255,7 +258,3 @@ def write_report(rep: FidelityReport, out_dir: str | os.PathLike,
     write_atomic(paths["md"], markdown(rep, command))
     _figure(rep, paths["png"])
     return paths
-
-
-def finite(x: float) -> bool:
-    return isinstance(x, float) and math.isfinite(x)

@@ -2,7 +2,7 @@
 ``tests/test_fuzz.py`` (a short run in the suite) and ``benchmarks/fuzz.py`` (the long run).
 
 Every packaged preset and example file (``hwconfigs/**``, ``workloads/**``, ``examples/**``,
-found by glob so new preset folders are fuzzed too) and every other input kind (allocation
+``measured/**``, found by glob so new preset folders are fuzzed too) and every other input kind (allocation
 files, NPZ signals, calibration arrays, traces, results tables, special paths, option values)
 is mutated with a seeded generator, and each mutant is run through the reader or command that
 takes it. The contract checked for every mutant:
@@ -279,6 +279,8 @@ def preset_files() -> list[tuple[str, Path]]:
         out.append(("workload", p))
     for p in sorted((ROOT / "examples").rglob("*.y*ml")):
         out.append(("sweep", p))
+    for p in sorted((ROOT / "measured").rglob("*.yaml")):
+        out.append(("measured", p))
     return out
 
 
@@ -302,6 +304,9 @@ def fuzz_presets(rng: random.Random, totals: Totals, per_file: int, work: Path) 
                 spec = _check_library(totals, kind, how, lambda: load_sweep(path), str(path))
                 if spec is not None and len(spec.points) > 2_000_000:
                     totals.violations.append((kind, how, "absurd point count"))
+            elif kind == "measured":
+                from accelsim.fidelity.measured import load_measured
+                _check_library(totals, kind, how, lambda: load_measured(path), str(path))
             else:
                 rc, out, err = _cli([*_SHOW[kind], path, "--format", "json"])
                 ok = _check_cli(totals, kind, how, rc, out, err, str(path))

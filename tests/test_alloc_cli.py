@@ -274,3 +274,18 @@ def test_synthetic_signals_let_methods_run_without_a_checkpoint(run_cli):
     a = json.loads(out)
     assert a["average_expert_bits"] == 2.5
     assert json.loads(run_cli(*args, "--synthetic-signals", "3")[1]) == a   # seeded
+
+
+def test_hw_reports_the_bytes_as_the_chip_stores_them(run_cli):
+    args = ("allocate", "--workload", "mixtral-8x7b", "--method", "uniform", "--avg-bits", "3",
+            "--hw", "spyre", "--format", "json")
+    rc, out, err = run_cli(*args)
+    assert rc == 0, err
+    d = json.loads(out)
+    m = load_workload("mixtral-8x7b")
+    # spyre computes on 4/8/16-bit weights: native storage of 3-bit experts = 4-bit experts
+    want = BitAllocation.uniform(m, 4, others=4).weight_bytes(m)
+    assert d["stored_weight_bytes[spyre]"] == want and d["packing"] == "native"
+    assert "3->4" in err
+    rc, out, err = run_cli(*args, "--packing", "dense")
+    assert json.loads(out)["stored_weight_bytes[spyre]"] == json.loads(out)["weight_bytes"]

@@ -13,7 +13,7 @@ import _fuzz
 
 
 def test_every_input_kind_keeps_the_contract_under_mutation():
-    totals = _fuzz.run(seed=16, per_file=5, arrays=24, allocations=12, tables=4)
+    totals = _fuzz.run(seed=16, per_file=8, arrays=30, allocations=16, tables=4)
     shown = "\n".join(f"{k}: {how}: {what}" for k, how, what in totals.violations[:15])
     assert not totals.violations, (f"{len(totals.violations)} of {totals.mutants} mutants "
                                    f"broke the contract:\n{shown}")

@@ -333,7 +333,9 @@ def test_plot_options(tmp_path, run_cli):
                          "--title", "cost in $", "--out", out)
     assert rc == 0 and out.stat().st_size > 0, err
     for args, reason in ((("--y", "t", "--kind", "bar"), "column 't' is not numeric"),
-                         (("--y", "y", "--hue", "y"), "--hue: must differ from --y")):
+                         (("--y", "y", "--hue", "y"), "--hue: must differ from --y"),
+                         (("--y", "x"), "--y: must differ from --x"),
+                         (("--y", "y", "--kind", "pareto", "--x", "h"), "column 'h' is not")):
         _one_error(*run_cli("plot", table, "--x", "x", *args, "--out", tmp_path / "g.png"),
                    "", reason)
     assert not (tmp_path / "g.png").exists()
@@ -449,3 +451,16 @@ def test_oserror_escaping_a_command_is_one_line(tmp_path, run_cli, monkeypatch):
     path = tmp_path / "hw.yaml"
     path.write_text(TINY_HW)
     _one_error(*run_cli("hw", "show", path), "x\\ny.yaml", "File name too long")
+
+
+def test_out_in_a_read_only_directory_is_refused_before_any_work(tmp_path, run_cli,
+                                                                  monkeypatch):
+    """As root every directory is writable to access(); the refusal is tested through it."""
+    import accelsim._io as io_mod
+    real = os.access
+    monkeypatch.setattr(io_mod.os, "access",
+                        lambda p, mode: False if str(p) == str(tmp_path) else real(p, mode))
+    rc, out, err = run_cli("simulate", "--hw", "gemmini", "--gemm", "8,8,8", "--out",
+                           tmp_path / "r.json")
+    _one_error(rc, out, err, tmp_path, "--out: cannot write in this directory")
+    assert list(tmp_path.iterdir()) == []

@@ -129,6 +129,10 @@ def _table(summary: dict, model) -> str:
     for k in ("latency_s", "distortion", "lower_bound"):
         if summary.get(k) is not None:
             head.append(f"{k:<20} {summary[k]:.6g}")
+    for k, v in summary.items():
+        if k.startswith("stored_weight_bytes["):
+            head.append(f"stored on {k[20:-1]} ({summary.get('packing')} packing): {v:,} "
+                        f"bytes ({v / 1e9:.3f} GB)")
     for k in ("out", "export"):
         if summary.get(k):
             head.append(f"{'wrote ' + k:<20} {summary[k]}")
@@ -170,7 +174,13 @@ def _table(summary: dict, model) -> str:
               help="Expert-input activations for the sensitivity signal measured on "
                    "--checkpoint (hessian, pmq, budget): .npy [tokens, hidden] or .npz "
                    "with 'tokens'. Default: 64 seeded standard-normal tokens.")
-@click.option("--hw", default=None, help="Accelerator for --latency-budget.")
+@click.option("--hw", default=None,
+              help="Accelerator for --latency-budget; also reports the weight bytes as that "
+                   "chip stores them (--packing) and warns about widths it cannot compute on.")
+@click.option("--packing", type=click.Choice(["native", "dense"]), default="native",
+              show_default=True,
+              help="With --hw: native = widths padded to those the chip's MAC arrays compute "
+                   "on (3 -> 4 bits on a 2/4/8-bit array), dense = packed at their own width.")
 @click.option("--memory-budget", default=None, help="Weight memory budget, like '16 GB'.")
 @click.option("--memory-scope", type=click.Choice(["global", "layer"]), default="global",
               show_default=True, help="Budget on all weights or on each MoE layer.")
@@ -189,9 +199,10 @@ def _table(summary: dict, model) -> str:
 @click.option("--out", default=None, type=click.Path(dir_okay=False),
               help="Write the allocation here (.yaml/.yml: YAML, else JSON).")
 @format_option("table", "json")
-def command(wl, method, avg_bits, levels_text, granularity, zeta, order, variance, signals, checkpoint,
-            pretrained, synthetic, trace, calibration, hw, memory_budget, memory_scope, latency_budget, batch,
-            context, pareto, points, attention_bits, group_size, seed, export_fmt, out, fmt):
+def command(wl, method, avg_bits, levels_text, granularity, zeta, order, variance, signals,
+            checkpoint, pretrained, synthetic, trace, calibration, hw, packing, memory_budget,
+            memory_scope, latency_budget, batch, context, pareto, points, attention_bits,
+            group_size, seed, export_fmt, out, fmt):
     """Choose a bit-width for every routed expert of WL with METHOD."""
     # ---- validate every input before any work
     if method not in _METHODS:
@@ -252,6 +263,15 @@ def command(wl, method, avg_bits, levels_text, granularity, zeta, order, varianc
     for path, text in texts.items():
         write_atomic(path, text)
         extra["export"] = path
+    if accel is not None:
+        from ..packing import packed, packing_warning
+        widths = accel.cores.mac_array.weight_bits
+        extra["packing"] = packing
+        extra[f"stored_weight_bytes[{accel.name}]"] = packed(alloc, widths,
+                                                            packing).weight_bytes(model)
+        warn = packing_warning(alloc, widths, accel.name, packing)
+        if warn:
+            click.echo(f"accelsim: warning: {warn}", err=True)
     summary = _summary(alloc, model, extra)
     emit(to_json(summary) if fmt == "json" else _table(summary, model))
     return 0

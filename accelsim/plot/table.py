@@ -126,6 +126,9 @@ def plot_table(df, x: str, y: str, hue: str | None = None, *, kind: str = "line"
                                  key="--hue", value=hue)
     if not _numeric(df[y]):
         raise ConfigError.single(f"column '{y}' is not numeric", file=file, key="--y")
+    if kind == "pareto" and not _numeric(df[x]):   # a front needs two numeric axes
+        raise ConfigError.single(f"column '{x}' is not numeric (a Pareto front needs "
+                                 "numbers on both axes)", file=file, key="--x")
     keep = df[[x, y]].notna().all(axis=1)
     if "error" in df.columns:
         keep &= df["error"].isna()

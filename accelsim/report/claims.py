@@ -675,14 +675,17 @@ def _metric_figure(df: pd.DataFrame, cfg: ValidateConfig, col: str, ylabel: str,
             labels = [a for a in sel.index if a != "fp16"]
             vals = [float(sel.loc[a, col]) * scale if bool(sel.loc[a, "fits"]) else None
                     for a in labels]
-            notes = ([f"{int(sel.loc[a, 'chips'])} chips" if bool(sel.loc[a, "fits"]) else ""
+            notes = ([f"{int(sel.loc[a, 'chips'])} cards" if bool(sel.loc[a, "fits"]) else ""
                       for a in labels] if chip == "northpole" else None)
             ref, title = None, f"{chip}, batch {batch}: fp16 does not fit"
             if "fp16" in sel.index and bool(sel.loc["fp16", "fits"]):
                 ref = float(sel.loc["fp16", col]) * scale
                 title = (f"{chip}, batch {batch}: fp16 {_num(ref)} (dashed)"
-                         + (f", {int(sel.loc['fp16', 'chips'])} chips"
+                         + (f", {int(sel.loc['fp16', 'chips'])} cards"
                             if chip == "northpole" else ""))
+            if not any(v is not None for v in vals) and ref is None:
+                title = (f"{chip}, batch {batch}: no allocation fits"
+                         + (f" {NORTHPOLE_SYSTEM}" if chip == "northpole" else ""))
             _bar_panel(ax, labels, vals, ref=ref, notes=notes)
             ax.set_title(title, fontsize=8.5)
             if j == 0:

@@ -100,7 +100,8 @@ def command(system, workload, bits, alloc_path, devices, max_devices, latency_bu
         return
     best = res["best"]
     head = (f"{sys_.name}: {model.name}, {phase}, batch {batch} per micro-batch; "
-            f"{res['evaluated']} plans evaluated ({res['infeasible']} do not fit)\n\n"
+            f"{res['evaluated']} plans ({res['infeasible']} do not fit; "
+            f"{res['simulated']} simulated exactly after screening)\n\n"
             f"best ({objective}): {best['plan']} on {best['devices']} device(s): "
             f"{best['latency_s']:.6g} s per token, {best['tokens_per_s']:.6g} tokens/s, "
             f"{best['energy_per_token_j']:.6g} J per token, bound {best['bound']}")

@@ -32,6 +32,29 @@ from .spec import LEVELS, System
 __all__ = ["simulate", "simulate_system", "default_plan", "weight_capacity_bytes",
            "stage_layout"]
 
+def _identity_cache():
+    from ..sim.lower import IdentityCache
+    return IdentityCache()
+
+
+class _Lazy:
+    """An identity cache created on first use (nothing is built at import)."""
+
+    def __init__(self):
+        self._c = None
+
+    def get(self, obj):
+        return None if self._c is None else self._c.get(obj)
+
+    def put(self, obj, value):
+        if self._c is None:
+            self._c = _identity_cache()
+        self._c.put(obj, value)
+
+
+_STATS = _Lazy()     # op table -> (expected tokens, activation probability) per expert
+_BYTES = _Lazy()     # allocation -> (model, bytes per layer and per expert)
+
 #: Parts per simulate_parts call are bounded by about this many (layer x expert) ops.
 _CHUNK_OPS = 20000
 
@@ -96,9 +119,19 @@ def default_plan(system: System, model) -> Plan:
 
 def _expert_stats(graph, model) -> tuple[np.ndarray, np.ndarray]:
     """Expected tokens and activation probability of every routed expert, [MoE layers,
-    experts], from the graph's op table (lowered once per graph by the simulator)."""
+    experts], from the graph's op table (lowered once per graph by the simulator; the
+    figures are kept per op table)."""
     from ..sim.lower import lower
     ot = lower(graph)
+    hit = _STATS.get(ot)
+    if hit is not None:
+        return hit
+    out = _expert_stats_of(ot, model)
+    _STATS.put(ot, out)
+    return out
+
+
+def _expert_stats_of(ot, model) -> tuple[np.ndarray, np.ndarray]:
     E = model.moe.num_experts
     tok = np.zeros((model.num_moe_layers, E))
     pact = np.zeros((model.num_moe_layers, E))
@@ -112,6 +145,16 @@ def _expert_stats(graph, model) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _tensor_bytes(model, alloc):
+    """:func:`_tensor_bytes_of`, kept per allocation object (allocations are immutable)."""
+    hit = _BYTES.get(alloc)
+    if hit is not None and hit[0] is model:
+        return hit[1]
+    out = _tensor_bytes_of(model, alloc)
+    _BYTES.put(alloc, (model, out))
+    return out
+
+
+def _tensor_bytes_of(model, alloc):
     """Per layer: non-expert bytes split tp ways, replicated, and k/v (split min(tp, kv
     heads) ways); routed-expert bytes [MoE layers, experts]; embed, lm_head and the final
     norms' bytes. Storage bytes from the simulator's vectorised rule (the same numbers
@@ -403,8 +446,9 @@ def _stage_comm(system, model, plan, devs, a, b, rows, pl, tokens, T, ab, first_
             total = total + C.all_gather(system, groups[0],
                                          seqs * model.vocab_size * ab).scaled(len(groups))
     if w > 1 and rows:
+        loads = (pl.share * tokens[rows][None, :, :]).sum(axis=2)     # [ep slot, layer]
         for j, r in enumerate(rows):
-            load = (pl.share[:, j, :] * tokens[r]).sum(axis=1)        # per ep slot
+            load = loads[:, j]
             per_dev = np.repeat(load[None, :], w // ep, axis=0).ravel() / (w // ep)
             key = ("all_to_all", layout, per_dev.tobytes())
             if key not in memo:

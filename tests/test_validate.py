@@ -103,7 +103,7 @@ def test_latency_rows_and_northpole_systems(report):
     # Mixtral expert is 3 x 14336 x 4096 x 2 B = 352 MB, more than a card's 201 MB for
     # weights, and routed experts are not split across cards: FP16 cannot fit
     assert not npole.loc["fp16"].fits and "352 MB" in npole.loc["fp16"].note
-    for label, r in npole.iterrows():
+    for _label, r in npole.iterrows():
         if r.fits:   # a fitting system has at least weights / (201 MB per card) cards
             assert r.chips >= math.ceil(r.weight_bytes / 201.3e6)
         else:

@@ -215,7 +215,7 @@ def _dimension_hint(kind: str, number: str, unit: str) -> str | None:
     if got is None or got[1] == kind:
         return None
     other = got[1]
-    num, _, den = unit.partition("/")
+    num = unit.partition("/")[0]
     guess = None
     if kind == "bandwidth" and other == "size":
         guess = f"{number} {unit}/s"

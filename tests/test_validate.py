@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -102,7 +103,7 @@ def test_latency_rows_and_northpole_systems(report):
     # Mixtral expert is 3 x 14336 x 4096 x 2 B = 352 MB, more than a card's 201 MB for
     # weights, and routed experts are not split across cards: FP16 cannot fit
     assert not npole.loc["fp16"].fits and "352 MB" in npole.loc["fp16"].note
-    for label, r in npole.iterrows():
+    for _label, r in npole.iterrows():
         if r.fits:   # a fitting system has at least weights / (201 MB per card) cards
             assert r.chips >= math.ceil(r.weight_bytes / 201.3e6)
         else:
@@ -134,3 +135,38 @@ def test_native_packing_pads_to_the_chip_widths(report):
     assert rows.loc["h100", "stored_avg_bits"] == 4
     assert rows.loc["h100", "weight_bytes"] == pytest.approx(_formula_gb(4, 4) * 1e9, rel=1e-12)
     assert (df.packing == "native").all()
+
+
+def _np_rows(fits):
+    """Constructed NorthPole latency rows: label -> (cards, latency_s) or None (no fit)."""
+    rows = []
+    for label, v in fits.items():
+        row = {"chip": "northpole", "batch": 1, "allocation": label, "fits": v is not None}
+        if v is not None:
+            row.update(chips=v[0], latency_s=v[1], note=f"northpole-rack: plan pp={v[0]},"
+                       f"tp=1,ep=1,dp=1,mb=1, links charged")
+        else:
+            row.update(chips=np.nan, latency_s=np.nan, note="one routed expert (352 MB) ...")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_northpole_rules_on_constructed_systems():
+    from accelsim.report.claims import _chip_count_claims, _northpole_claim
+    cfg = ValidateConfig(chips=("northpole",), batches=(1,))
+    df = _np_rows({"fp16": None, "int8": (240, 2e-3), "router-norm-2.5": (96, 3e-3)})
+    cards = _chip_count_claims(df, cfg)[0]
+    # 96 cards (6 servers) < 240 (int8) and fp16 fits no system: fewer than both
+    assert cards.verdict == "supported" and cards.measured == 96
+    assert "96 cards in 6 server(s)" in cards.details
+    # equal device count: the mixed allocation on int8's 240 cards, 1.6x faster
+    eq = {("int8", 1): {"devices": 240, "plan": "pp=240", "speedup": 1.6}}
+    v = _northpole_claim(df, cfg, "int8", eq)
+    assert v.verdict == "supported" and "smallest system: batch 1: 0.67x" in v.explanation
+    eq = {("int8", 1): {"devices": 240, "plan": "pp=240", "speedup": 0.9}}
+    assert _northpole_claim(df, cfg, "int8", eq).verdict == "not supported"
+    # fp16 fits nothing: no comparison, inconclusive with the reason
+    v = _northpole_claim(df, cfg, "fp16", {})
+    assert v.verdict == "inconclusive" and "352 MB" in v.explanation
+    df = _np_rows({"fp16": None, "int8": (240, 2e-3), "router-norm-2.5": (300, 3e-3)})
+    assert _chip_count_claims(df, cfg)[0].verdict == "not supported"

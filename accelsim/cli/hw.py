@@ -45,6 +45,15 @@ def _show_table(hw) -> str:
         render_table([{"weight_bits": b, "peak_MAC/s": hw.peak_macs_per_s(b)}
                       for b in (1, 2, 3, 4, 8, 16)]),
     ]
+    e = hw.efficiency
+    if e is not None:
+        lines += ["", f"efficiency (calibrated; --ideal ignores it): off-chip bandwidth x"
+                      f"{e.offchip_bandwidth:g}, MAC rate x{e.mac_rate:g}, "
+                      f"{format_quantity(e.kernel_overhead_s, 'time')} per kernel, "
+                      f"{format_quantity(e.step_overhead_s, 'time')} per step"]
+    if hw.energy.rated_power_w is not None:
+        lines += [f"static power {format_quantity(hw.energy.static_power_w, 'power')}, rated "
+                  f"power {format_quantity(hw.energy.rated_power_w, 'power')}"]
     if hw.uncertain:
         lines += ["", "uncertain: " + ", ".join(hw.uncertain)]
     return "\n".join(lines)

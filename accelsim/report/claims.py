@@ -402,7 +402,7 @@ def _simulate_fitting(chip: str, model, graph, alloc, known: dict) -> tuple[Any,
               * sc["batch"] * (sc["context"] + 1))
         hw, note = chip_variant(chip, wb + kv)
         return simulate(hw, graph, alloc), 1, note
-    r, plan = northpole_smallest(model, graph, alloc, known)
+    r, _ = northpole_smallest(model, graph, alloc, known)
     return r, r.devices, f"{NORTHPOLE_SYSTEM}: plan {r.plan}, links charged"
 
 
@@ -853,7 +853,7 @@ def overhead_section(cfg: ValidateConfig, progress: Progress = _noop) -> Section
                        ("budget", {"memory_budget_bytes": budget})):
         progress(f"overhead: {method} on {cfg.model}")
         req = AllocRequest(model, sig, avg_bits=2.5, levels=(3, 2, 1), **kw)
-        sec_, n = _timed(lambda: allocate(method, req), repeats)
+        sec_, n = _timed(lambda m=method, q=req: allocate(m, q), repeats)
         rows.append({"model": cfg.model, "step": f"allocate ({method})", "seconds": sec_,
                      "repeats": n, "statistic": "median", "scaled_from": ""})
     # signals from a checkpoint: measured on two tiny ones, extrapolated linearly in bytes
@@ -869,7 +869,7 @@ def overhead_section(cfg: ValidateConfig, progress: Progress = _noop) -> Section
                          ("signals: + sensitivity at 3/2/1 bits (pmq, hessian, budget)",
                           {"sensitivity_bits": (3, 2, 1)})):
             progress(f"overhead: {step}")
-            ts = [_timed(lambda: signals_from_checkpoint(ck, "mixtral", **kw), repeats)[0]
+            ts = [_timed(lambda c=ck, k=kw: signals_from_checkpoint(c, "mixtral", **k), repeats)[0]
                   for ck, _ in cks]
             (b0, b1), (t0, t1) = [n for _, n in cks], ts
             slope = (t1 - t0) / (b1 - b0)

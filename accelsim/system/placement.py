@@ -76,7 +76,8 @@ class Placement:
 
 
 def place_experts(nbytes: np.ndarray, load: np.ndarray, ep: int, capacity: np.ndarray, *,
-                  replicate: bool = False, what: str = "the device") -> Placement:
+                  replicate: bool = False, what: str = "the device",
+                  layer_memo: dict | None = None) -> Placement:
     """Place experts of ``R`` layers over ``ep`` devices (see the module docstring).
 
     Parameters
@@ -89,6 +90,10 @@ def place_experts(nbytes: np.ndarray, load: np.ndarray, ep: int, capacity: np.nd
         Bytes each device has left for routed experts.
     replicate : bool
         Copy hot experts when memory allows.
+    layer_memo : dict, optional
+        Shared between calls: the placement of a layer that starts on devices with equal
+        bytes so far and where no device can run out of room (it depends on the layer's
+        bytes, loads and ``ep`` only).
     """
     nbytes = np.asarray(nbytes, dtype=float)
     load = np.asarray(load, dtype=float)
@@ -99,13 +104,13 @@ def place_experts(nbytes: np.ndarray, load: np.ndarray, ep: int, capacity: np.nd
     layer_load = np.zeros((ep, R))
     tol = 1e-9 * max(1.0, float(cap.max(initial=1.0)))
     after = np.concatenate([np.cumsum(nbytes.sum(axis=1)[::-1])[::-1][1:], [0.0]]) / ep
-    same: dict = {}
+    same: dict = {} if layer_memo is None else layer_memo
     for r in range(R):
         reserve = float(after[r])
         # a layer placed on devices with equal bytes so far, where no device can run out of
         # room, places exactly like an identical layer before it
         free = bool(np.ptp(used) == 0 and (cap - used - reserve >= nbytes[r].sum()).all())
-        key = (nbytes[r].tobytes(), load[r].tobytes()) if free else None
+        key = (ep, nbytes[r].tobytes(), load[r].tobytes()) if free else None
         if key is not None and key in same:
             share[:, r, :], dl, du = same[key]
             layer_load[:, r] = dl

@@ -228,6 +228,29 @@ class _Runner:
     def _key(self, part):
         return _equivalence_key(part, self.stats, self.graph, self.alloc, self.opts)
 
+    def _unit_key(self, part, L: int):
+        """The equivalence key of a one-layer part, memoized by the layer's row of shares
+        (one device part's units share one share matrix)."""
+        share = part.expert_share
+        moe_row = self.stats[3] if self.stats else None
+        r = -1 if moe_row is None else int(moe_row[L])
+        memo = self.__dict__.setdefault("_units", {})
+        if r < 0:
+            k = ("dense", L, part.tp, L == 0, L == self.n - 1)
+        else:
+            # identical MoE layers (same bits, tokens, activation) share one content id
+            ids = self.__dict__.get("_row_ids")
+            if ids is None:
+                bits, tok, pact = self.stats[0], self.stats[1], self.stats[2]
+                rows = np.concatenate([bits, tok, pact], axis=1)
+                _, ids = np.unique(rows, axis=0, return_inverse=True)
+                self._row_ids = ids = np.asarray(ids).ravel()
+            k = ("moe", int(ids[r]), None if share is None else share[r].tobytes(), part.tp,
+                 L == 0, L == self.n - 1)
+        if k not in memo:
+            memo[k] = self._key(part)
+        return memo[k]
+
     def _run(self, parts, keys):
         from .simulate import _run_parts
         return _run_parts(self.system, self.graph, self.alloc, parts, self.opts, self.cache,
@@ -265,45 +288,46 @@ class _Runner:
             units += [DevicePart((L, L + 1), p.tp, p.expert_share, embed=L == 0,
                                  lm_head=L == self.n - 1) for L in range(a, b)]
         try:
-            pairs = self._run(units, [self._key(u) for u in units])
+            pairs = self._run(units, [self._unit_key(u, u.layers[0]) for u in units])
         except DoesNotFitError:
             return None
-        parts = [_sum_units(pairs[i:i + (b - a)], a, self.n) for i, a, b in spans]
+        vecs = self.__dict__.setdefault("_vecs", {})
+        parts = [_sum_units(pairs[i:i + (b - a)], a, self.n, vecs) for i, a, b in spans]
         return compose(prep, parts, self.memo)
 
 
-def _sum_units(pairs, first: int, n: int):
-    """A device part's estimated result: the sum of its one-layer parts' results."""
+_NUM = ("energy_j", "weight_bytes", "offchip_bytes", "onchip_bytes_moved", "macs",
+        "compute_cycles", "stall_cycles", "vector_cycles", "noc_cycles")
+
+
+def _sum_units(pairs, first: int, n: int, vecs: dict | None = None):
+    """A device part's estimated result: the sum of its one-layer parts' results (a screen
+    needs latency, energy and the bound; byte tables stay empty). ``vecs`` keeps each
+    distinct result's figures as one array."""
     from types import SimpleNamespace
+    vecs = {} if vecs is None else vecs
     lat = np.zeros(n + 2)
+    tot = np.zeros(len(_NUM) + 2)
+    slow = None
     for j, (r, src) in enumerate(pairs):
-        arr = np.asarray(r.layer_latency_s, dtype=float)
+        arr = r.layer_latency_s
         lat[first + j + 1] += arr[src[0] + 1]
         lat[0] += arr[0]
         lat[-1] += arr[-1]
-    rs = [r for r, _ in pairs]
+        v = vecs.get(id(r))
+        if v is None:
+            v = vecs[id(r)] = (np.array([float(getattr(r, k)) for k in _NUM] + [
+                float(r.energy_breakdown_j.get("static", 0.0)),
+                float(r.mac_utilization) * float(r.latency_s)]), r)
+        tot += v[0]
+        if slow is None or r.latency_s > slow.latency_s:
+            slow = r
     total = float(lat.sum())
-
-    def add(key):
-        out: dict = {}
-        for r in rs:
-            for k, v in getattr(r, key).items():
-                out[k] = out.get(k, 0.0) + float(v)
-        return out
-
-    num = {k: float(sum(getattr(r, k) for r in rs)) for k in (
-        "energy_j", "weight_bytes", "offchip_bytes", "onchip_bytes_moved", "macs",
-        "compute_cycles", "stall_cycles", "vector_cycles", "noc_cycles")}
-    util = (sum(float(r.mac_utilization) * float(r.latency_s) for r in rs) / total
-            if total > 0 else 0.0)
-    slow = max(rs, key=lambda r: r.latency_s)
+    num = dict(zip(_NUM, map(float, tot[:len(_NUM)])))
     return SimpleNamespace(
-        latency_s=total, layer_latency_s=lat, mac_utilization=util, bound=slow.bound,
-        energy_breakdown_j=add("energy_breakdown_j"),
-        weight_bytes_by_level=add("weight_bytes_by_level"),
-        kv_bytes_by_level=add("kv_bytes_by_level"),
-        activation_bytes_by_level=add("activation_bytes_by_level"),
-        staging_bytes_by_level=add("staging_bytes_by_level"),
-        bytes_by_level=add("bytes_by_level"), busy_cycles=add("busy_cycles"),
-        warnings=tuple(dict.fromkeys(w for r in rs for w in r.warnings)), model=slow.model,
+        latency_s=total, layer_latency_s=lat,
+        mac_utilization=float(tot[-1]) / total if total > 0 else 0.0, bound=slow.bound,
+        energy_breakdown_j={"static": float(tot[-2])}, weight_bytes_by_level={},
+        kv_bytes_by_level={}, activation_bytes_by_level={}, staging_bytes_by_level={},
+        bytes_by_level={}, busy_cycles={}, warnings=(), model=slow.model,
         scenario=slow.scenario, residency=slow.residency, **num)

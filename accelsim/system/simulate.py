@@ -396,8 +396,9 @@ def _placements(system, model, acct, plan, stages, tokens, tb, memo=None):
             pkey = ("placement", tuple(rows), ep, fixed, plan.rep)
             pl = memo.get(pkey) if memo is not None else None
             if pl is None:
+                lm = memo.setdefault("layer placements", {}) if memo is not None else None
                 pl = place_experts(expert[rows], tokens[rows], ep, np.full(ep, cap - fixed),
-                                   replicate=plan.rep, what=system.hw.name)
+                                   replicate=plan.rep, what=system.hw.name, layer_memo=lm)
                 if memo is not None:
                     memo[pkey] = pl
         else:
@@ -408,9 +409,16 @@ def _placements(system, model, acct, plan, stages, tokens, tb, memo=None):
             slot = g % ep
             share = None
             if R:
-                share = np.zeros((R, E))
-                if rows:
-                    share[rows] = pl.share[slot] / (w // ep)
+                skey = ("share", id(pl), slot, w // ep, tuple(rows))
+                share = memo.get(skey) if memo is not None else None
+                if share is None:
+                    share = np.zeros((R, E))
+                    if rows:
+                        share[rows] = pl.share[slot] / (w // ep)
+                    share.setflags(write=False)
+                    if memo is not None:
+                        memo[skey] = share
+                        memo[("keep", id(pl))] = pl      # keeps id(pl) unique
             stage_parts.append(DevicePart(layers=(a, b), tp=tp, expert_share=share))
         parts.append(stage_parts)
     return placements, parts

@@ -358,6 +358,17 @@ def sweep_dir(tmp_path):
     return tmp_path
 
 
+@pytest.mark.parametrize("value", ["-.inf", ".inf", ".nan"])
+def test_sweep_integer_parameter_that_is_not_finite(sweep_dir, value):
+    """Found by the long fuzz (seed 2010): ``batch: -.inf`` raised OverflowError."""
+    from accelsim.errors import ConfigError
+    from accelsim.sweep import load_sweep
+    (sweep_dir / "s.yaml").write_text(SWEEP.replace("context: 64", f"context: 64, batch: "
+                                                                   f"{value}"))
+    with pytest.raises(ConfigError, match=r"s.yaml: fixed.batch: must be in 1\.\."):
+        load_sweep(sweep_dir / "s.yaml")
+
+
 def test_second_writer_gets_one_line_naming_the_first(sweep_dir, run_cli):
     from accelsim.sweep.store import OutputLock
     out = sweep_dir / "r.csv"

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from ..hw import load_hw
 from ..precision import BitAllocation
-from ..sim import simulate
+from ..sim import DevicePart, simulate, simulate_parts
 from ..workload import Scenario, build_graph, load_workload
 from .measured import MeasuredRow
 
@@ -104,7 +104,6 @@ def _pipeline_parts(model, devices: int) -> list:
     the final norm and lm_head on up to twice as many; with fewer cards than layers,
     contiguous layer ranges, the lm_head on the last. The embedding lookup is left to the host
     (``embed=False``)."""
-    from ..sim import DevicePart
     n = model.total_layers
     heads = model.attention.num_heads
 
@@ -122,7 +121,6 @@ def _pipeline_parts(model, devices: int) -> list:
 
 
 def _pipeline(s: _Steps, r: MeasuredRow) -> dict:
-    from ..sim import simulate_parts
     parts = _pipeline_parts(s.model, r.devices)
     stages = len(parts)
     users = r.batch
@@ -139,11 +137,6 @@ def _pipeline(s: _Steps, r: MeasuredRow) -> dict:
             "tokens_per_s_per_w": tok / power}
 
 
-def _HAVE_PARTS() -> bool:
-    from .. import sim
-    return hasattr(sim, "simulate_parts") and hasattr(sim, "DevicePart")
-
-
 _MODES = {"static-batch": _static_batch, "first-token": _first_token,
           "single-stream": _single_stream, "pipeline": _pipeline}
 
@@ -157,9 +150,6 @@ def predict_row(row: MeasuredRow, *, ideal: bool = False, hw=None,
     the calibration script); ``cache`` (a dict) keeps the presets loaded across rows.
     """
     s = _Steps(row, ideal, hw, cache)
-    if row.mode == "pipeline" and not _HAVE_PARTS():
-        return Prediction(row.id, {}, "not predicted: the pipeline mode needs "
-                          "accelsim.sim.simulate_parts (multi-device), not available")
     values = _MODES[row.mode](s, row)
     note = ""
     if row.mode == "pipeline":

@@ -84,9 +84,11 @@ def _number(lo: float, hi: float, *, integer: bool = False, what: str = "") -> C
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise ValueError(f"must be {'an integer' if integer else 'a number'}"
                              + (f" ({what})" if what else ""))
+        if not math.isfinite(v):
+            raise ValueError(f"must be in {lo:g}..{hi:g}")
         if integer and float(v) != int(v):
             raise ValueError("must be a whole number")
-        if not math.isfinite(v) or not lo <= v <= hi:
+        if not lo <= v <= hi:
             raise ValueError(f"must be in {lo:g}..{hi:g}")
         return int(v) if integer else float(v)
     return check

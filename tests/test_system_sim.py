@@ -110,3 +110,30 @@ def test_equivalent_parts_simulate_alike(mixtral):
     assert r[0].latency_s == pytest.approx(r[1].latency_s, rel=1e-9)
     assert r[0].latency_s == pytest.approx(r[2].latency_s, rel=1e-9)
     assert r[0].energy_j == pytest.approx(r[2].energy_j, rel=1e-9)
+
+
+def test_bits_for_a_latency_target_on_n_devices():
+    import yaml
+
+    from _toys import TINY_HW, TOY_WL
+    from accelsim.alloc.budget import bits_for_latency
+    from accelsim.errors import InfeasibleError
+    from accelsim.hw import hw_from_dict
+    from accelsim.system import System
+    from accelsim.system.search import search_plans
+    from accelsim.system.spec import Links
+    from accelsim.workload.model import MoEModel
+    m = MoEModel.model_validate(yaml.safe_load(TOY_WL))
+    s = System(name="tiny2", hw=hw_from_dict(yaml.safe_load(TINY_HW)), devices_per_node=2,
+               links=Links(intra_node=Link.make(1e9, 1e-6)))
+    sc = accelsim.Scenario(batch=4)
+    g = accelsim.build_graph(m, sc)
+    lat = {b: search_plans(s, g, accelsim.BitAllocation.uniform(m, b), devices=2)["best"][
+        "latency_s"] for b in (8, 4)}
+    assert lat[4] < lat[8]          # decode on the tiny chip reads its weights from DRAM
+    alloc, row = bits_for_latency(s, m, sc, (lat[4] + lat[8]) / 2, devices=2, levels=(8, 4))
+    assert int(alloc.expert_bits.max()) == 4 and row["latency_s"] == pytest.approx(lat[4])
+    alloc, row = bits_for_latency(s, m, sc, lat[8] * 1.001, devices=2, levels=(8, 4))
+    assert int(alloc.expert_bits.max()) == 8
+    with pytest.raises(InfeasibleError):
+        bits_for_latency(s, m, sc, lat[4] / 2, devices=2, levels=(8, 4))

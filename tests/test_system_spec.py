@@ -7,6 +7,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from accelsim.config import read_mapping
 from accelsim.errors import ConfigError
@@ -220,3 +222,26 @@ def test_hierarchical_all_reduce_by_hand():
     a2a = C.all_to_all(s, range(4), m)
     assert a2a.bytes_by_level == pytest.approx({"intra_node": 1e9, "inter_node": 1e9})
     assert a2a.time_s == pytest.approx(max(1e-6 + 0.01, 5e-6 + 0.1))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(2, 16), st.floats(1.0, 1e12))
+def test_collective_bytes_equal_the_closed_forms(n, nbytes):
+    ring, sw = _link("ring"), _link("switch")
+    # ring / switch all-reduce: every device sends 2 (n-1)/n B
+    for link in (ring, sw):
+        assert C.flat_cost("all_reduce", n, nbytes, link).bytes == pytest.approx(
+            2 * (n - 1) * nbytes)
+        assert C.flat_cost("reduce_scatter", n, nbytes, link).bytes == pytest.approx(
+            (n - 1) * nbytes)
+    # uniform all-to-all: B/n to every other device
+    m = np.full((n, n), nbytes / n)
+    np.fill_diagonal(m, 0.0)
+    load, hops = C.alltoall_link_load(m, "switch")
+    assert load == pytest.approx((n - 1) / n * nbytes) and hops == pytest.approx(
+        (n - 1) * nbytes)
+    load, hops = C.alltoall_link_load(m, "ring")
+    assert load == pytest.approx(sum(min(d, n - d) for d in range(1, n)) * nbytes / (2 * n))
+    assert hops == pytest.approx(n * sum(min(d, n - d) for d in range(1, n)) * nbytes / n)
+    load, _ = C.alltoall_link_load(m, "chain")
+    assert load == pytest.approx((n // 2) * ((n + 1) // 2) * nbytes / n)

@@ -56,6 +56,7 @@ from ..precision import BitAllocation, WeightFormat
 from .mckp import infeasible, mckp_lp_bound, solve_mckp_multi
 
 __all__ = ["BudgetResult", "ExpertCosts", "expert_costs", "budget_allocation", "fewest_devices",
+           "bits_for_latency",
            "pareto_front", "MAX_REPAIRS", "in_unit_of", "expert_latency_table",
            "weight_capacity_bytes"]
 
@@ -470,3 +471,32 @@ def fewest_devices(system, graph, alloc, *, latency_budget_s: float | None = Non
     return search_plans(system, graph, alloc, max_devices=max_devices,
                         latency_budget_s=latency_budget_s, objective="devices",
                         **options)["best"]
+
+
+def bits_for_latency(system, model, scenario, latency_budget_s: float, *, devices: int,
+                     levels=(16, 8, 4, 3, 2), **options) -> tuple[BitAllocation, dict]:
+    """An allocation targeting a system: the most bits (uniform over the routed experts,
+    tried from the highest of ``levels`` down) whose best plan on exactly ``devices``
+    devices of ``system`` runs a step of ``scenario`` within ``latency_budget_s``.
+
+    Returns the allocation and its plan row (``plan``, ``devices``, ``latency_s``, ...).
+    Raises :class:`InfeasibleError` when even the lowest level misses the budget or fits
+    no plan.
+    """
+    from ..system.search import search_plans
+    from ..workload import build_graph
+    graph = build_graph(model, scenario)
+    fastest = None
+    for b in sorted({int(x) for x in levels}, reverse=True):
+        alloc = BitAllocation.uniform(model, b)
+        try:
+            row = search_plans(system, graph, alloc, devices=devices,
+                               latency_budget_s=latency_budget_s, objective="latency",
+                               **options)["best"]
+        except InfeasibleError as exc:
+            fastest = str(exc)
+            continue
+        return alloc, row
+    raise InfeasibleError(f"no uniform expert precision in {sorted(set(levels))} meets "
+                          f"{latency_budget_s:.4g} s on {devices} devices of "
+                          f"{getattr(system, 'name', system)} ({fastest})")

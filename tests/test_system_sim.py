@@ -137,3 +137,40 @@ def test_bits_for_a_latency_target_on_n_devices():
     assert int(alloc.expert_bits.max()) == 8
     with pytest.raises(InfeasibleError):
         bits_for_latency(s, m, sc, lat[4] / 2, devices=2, levels=(8, 4))
+
+
+@pytest.fixture(scope="module")
+def llama():
+    m = accelsim.load_workload("llama-2-7b")
+    g = accelsim.build_graph(m, accelsim.Scenario(phase="decode", batch=4, context=128))
+    return m, g, accelsim.BitAllocation.uniform(m, 8)
+
+
+def test_dense_model_on_one_device_is_exactly_the_chip(llama):
+    m, g, a = llama
+    chip = accelsim.sim.simulate("h100", g, a).to_dict()
+    d = accelsim.simulate(load_system("h100-8").first(1), g, a).to_dict()
+    assert {k: v for k, v in d.items() if k not in SYSTEM_KEYS} == chip
+
+
+@pytest.mark.parametrize("plan, devices", [("tp=2", 2), ("pp=2", 2), ("pp=2,tp=4", 8),
+                                           ("pp=4,dp=2", 8)])
+def test_dense_model_runs_every_plan_without_experts(llama, plan, devices):
+    m, g, a = llama
+    r = accelsim.simulate(load_system("h100-8"), g, a, plan=plan)
+    assert r.devices == devices
+    assert np.isfinite(r.latency_s) and r.latency_s > 0
+    assert all(d["expert_bytes"] == 0 for d in r.per_device)
+
+
+def test_dense_model_default_plan_is_pipeline_stages(llama):
+    from accelsim.system.simulate import default_plan
+    m, _, _ = llama
+    p = default_plan(load_system("h100-8"), m)
+    assert (p.pp, p.tp, p.experts) == (8, 1, 1)
+
+
+def test_dense_model_refuses_expert_parallelism(llama):
+    m, g, a = llama
+    with pytest.raises(accelsim.ConfigError, match="dense model has no routed experts"):
+        accelsim.simulate(load_system("h100-8"), g, a, plan="ep=2")

@@ -131,14 +131,20 @@ def _run_description(alloc, alloc_path, bits, packing, stored) -> dict:
         return {"weight_bits": bits, "packing": packing, "stored_weight_bits": stored}
     d = {"allocation": alloc_path or f"uniform {bits or 16}-bit",
          "method": alloc.method,
-         "average_expert_bits": round(alloc.average_expert_bits(), 4),
+         "average_expert_bits": _avg_bits(alloc),
          "other_bits": {k: int(v) for k, v in alloc.defaults.items()},
          "activation_bits": alloc.activation_bits, "kv_bits": alloc.kv_bits,
          "packing": packing}
     if stored is not None and stored is not alloc:
-        d["stored_average_expert_bits"] = round(stored.average_expert_bits(), 4)
+        d["stored_average_expert_bits"] = _avg_bits(stored)
         d["stored_other_bits"] = {k: int(v) for k, v in stored.defaults.items()}
     return d
+
+
+def _avg_bits(alloc) -> float | None:
+    """Average routed-expert bits, or None for a model without routed experts."""
+    avg = alloc.average_expert_bits()
+    return None if avg != avg else round(avg, 4)
 
 
 def _describe(run: dict, res) -> str:
@@ -156,16 +162,17 @@ def _describe(run: dict, res) -> str:
                 f"{res.residency}")
     act = run["activation_bits"] if run["activation_bits"] is not None else "chip default"
     stored = (f", stored as {run['stored_average_expert_bits']:g}"
-              if "stored_average_expert_bits" in run else "")
+              if run.get("stored_average_expert_bits") is not None else "")
+    experts = ("no routed experts" if run["average_expert_bits"] is None else
+               f"experts {run['average_expert_bits']:g} average bits{stored}")
     return (f"{res.hw}: {res.model}, {phase}, {shape}"
             + (f", routing {routing}" if routing not in (None, "uniform") else "")
             + (f", {sc['pruned_experts']} experts pruned (never routed)"
                if sc.get("pruned_experts") else "")
             + (f", {sc['rerouted_selections']} trace selections re-routed to surviving "
                f"experts" if sc.get("rerouted_selections") else "")
-            + f"\nallocation {run['allocation']} (method {run['method']}): experts "
-              f"{run['average_expert_bits']:g} average bits{stored} ({run['packing']} "
-              f"packing), attention {run['other_bits'].get('attention')}, router "
+            + f"\nallocation {run['allocation']} (method {run['method']}): {experts} "
+              f"({run['packing']} packing), attention {run['other_bits'].get('attention')}, router "
               f"{run['other_bits'].get('router')}, embeddings "
               f"{run['other_bits'].get('embeddings')} bits; activations {act}, KV cache "
               f"{run['kv_bits']} bits; residency {res.residency}")

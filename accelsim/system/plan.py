@@ -155,12 +155,14 @@ def check_plan(plan: Plan, model, num_devices: int | None = None,
         why = f"tp={t} and the {kv} KV heads: one must divide the other"
     elif not _divides(t, model.dense_ffn_size) and any(not li.is_moe for li in model.layers):
         why = f"tp={t} does not divide the dense FFN width {model.dense_ffn_size}"
-    elif model.moe.num_shared_experts and model.shared_ffn_size % t:
+    elif model.moe is not None and model.moe.num_shared_experts and model.shared_ffn_size % t:
         why = f"tp={t} does not divide the shared-expert width {model.shared_ffn_size}"
     elif plan.pp > model.total_layers:
         why = f"pp={plan.pp} is more stages than the {model.total_layers} layers"
-    elif e > model.moe.num_experts:
-        why = (f"ep={e} is more than the {model.moe.num_experts} routed experts (a device "
+    elif model.moe is None and (plan.ep or 1) > 1:
+        why = f"ep={plan.ep}: a dense model has no routed experts to distribute (use tp, pp or dp)"
+    elif e > model.num_experts > 0:
+        why = (f"ep={e} is more than the {model.num_experts} routed experts (a device "
                "would hold none)")
     elif num_devices is not None and plan.devices > num_devices:
         why = (f"{plan} needs {plan.devices} devices (dp x pp x max(tp, ep)), "

@@ -109,9 +109,11 @@ def default_plan(system: System, model) -> Plan:
     """The plan used when none is given: one device -> the chip; otherwise every device in
     expert parallelism when the experts allow it (``ep`` = the largest power of two <= both
     the devices and the experts), pipeline stages for the rest."""
-    n, E = system.num_devices, model.moe.num_experts
+    n, E = system.num_devices, model.num_experts
     if n == 1:
         return Plan()
+    if E == 0:                  # a dense model: pipeline stages only
+        return Plan(pp=min(n, model.total_layers), tp=1, ep=1)
     ep = 1 << int(math.log2(min(n, E)))
     pp = max(1, min(n // ep, model.total_layers))
     return Plan(pp=pp, tp=1, ep=ep)
@@ -132,7 +134,7 @@ def _expert_stats(graph, model) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _expert_stats_of(ot, model) -> tuple[np.ndarray, np.ndarray]:
-    E = model.moe.num_experts
+    E = model.num_experts
     tok = np.zeros((model.num_moe_layers, E))
     pact = np.zeros((model.num_moe_layers, E))
     row = np.full(model.total_layers + 1, -1)
@@ -183,7 +185,7 @@ def _tensor_bytes_of(model, alloc):
         else:                           # router, shared-expert gate, norms, biases
             repl[L] += b
     ex = np.flatnonzero(tt.role_code == EXPERT_ROLE)
-    expert = np.zeros((model.num_moe_layers, model.moe.num_experts))
+    expert = np.zeros((model.num_moe_layers, model.num_experts))
     np.add.at(expert, (tt.moe_row[ex], tt.expert[ex]), nbytes[ex])
     return split, repl, kv_split, expert, embed, lm_head, tail
 
@@ -447,7 +449,7 @@ def _stage_comm(system, model, plan, devs, a, b, rows, pl, tokens, T, ab, first_
         n_ar = 0
         for L in range(a, b):
             n_ar += 1
-            if L not in moe or model.moe.num_shared_experts:
+            if L not in moe or (model.moe is not None and model.moe.num_shared_experts):
                 n_ar += 1
         total = total + ar.scaled(n_ar)
         if first_last[1]:   # lm_head split by vocabulary: gather the logits
@@ -514,7 +516,8 @@ def prepare(system, graph, model, alloc, acct, plan, memo: dict | None = None) -
     tb = _bytes_cached(model, acct, memo)
     split, repl, kv_split, expert = tb[0], tb[1], tb[2], tb[3]
     per_layer = split + repl + kv_split + np.bincount(
-        np.asarray(model.moe_layers), weights=expert.sum(axis=1), minlength=model.total_layers)
+        np.asarray(model.moe_layers, dtype=np.int64), weights=expert.sum(axis=1),
+        minlength=model.total_layers)
     stages = split_layers(per_layer, plan.pp)
     placements, parts = _placements(system, model, acct, plan, stages, tokens, tb, memo)
     moe_row = np.full(model.total_layers + 1, -1)

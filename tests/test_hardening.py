@@ -85,6 +85,20 @@ def test_unchecked_type_is_one_line(value, tmp_path, run_cli):
     path = tmp_path / "hw.yaml"
     path.write_text(TINY_HW + f"uncertain: {value}\n")
     _one_error(*run_cli("hw", "show", path), path, "uncertain: must be a list")
+    system = tmp_path / "sys.yaml"
+    system.write_text("name: s\ndevice: gemmini\ndevices_per_node: 2\nintra_node: "
+                      f"{{bandwidth: 1 GB/s}}\nuncertain: {value}\n")
+    rc, out, err = run_cli("system", "show", system)
+    assert rc == 2 and "Traceback" not in err and "uncertain: must be a list" in err, err
+
+
+def test_system_device_with_a_name_no_file_system_holds(tmp_path, run_cli):
+    """Found by the long fuzz (seed 4016): the error named the device, not the file."""
+    system = tmp_path / "sys.yaml"
+    system.write_text(f"name: s\ndevice: {'x' * 300}\ndevices_per_node: 2\n"
+                      "intra_node: {bandwidth: 1 GB/s}\n")
+    rc, out, err = run_cli("system", "show", system)
+    assert rc == 2 and all(str(system) in ln for ln in err.strip().splitlines()), err
 
 
 def test_repeated_errors_are_grouped(tmp_path, run_cli):

@@ -35,7 +35,7 @@ def _device(spec: SystemFile, file: str | None) -> Accelerator:
     cand = dev
     if file is not None and not Path(dev).is_absolute():
         near = Path(file).resolve().parent / dev
-        if near.exists():
+        if exists(near):          # False for names no file system holds (issue 16)
             cand = str(near)
     try:
         return load_hw(cand)
@@ -55,7 +55,8 @@ def system_from_dict(data: Mapping[str, Any], *, file: str | None = None) -> Sys
         problems.extend(spec.problems(file))
     except ConfigError as exc:
         problems.extend(exc.problems)
-    for i, path in enumerate(data.get("uncertain") or []):
+    uncertain = data.get("uncertain")
+    for i, path in enumerate(uncertain if isinstance(uncertain, list) else []):
         if isinstance(path, str) and not _key_exists(data, path):
             problems.append(Problem("names no key of this file", file=file,
                                     key=f"uncertain[{i}]", value=path))

@@ -109,9 +109,10 @@ def test_tp_halves_split_work_and_bytes(mixtral, dsl):
             assert ops2.loc[n, "macs"] == pytest.approx(nodes[n]["macs"] / 2, rel=1e-12)
         for n in (n for n, d in nodes(data=True) if d.get("role") in ("expert", "router")):
             assert ops2.loc[n, "macs"] == ops1.loc[n, "macs"]
-        # kv heads: Mixtral has 8, so tp=2 splits k/v like the other heads
-        expect = _bytes(m, a, lambda t: True, lambda t: 2.0 if t.role in TP_ROLES and len(
-            t.shape) == 2 and t.matrix not in ("q_a", "kv_a") else 1.0)
+        # kv heads: Mixtral has 8, so tp=2 splits k/v like the other heads; the embedding
+        # table is split by vocabulary
+        expect = _bytes(m, a, lambda t: True, lambda t: 2.0 if t.role in TP_ROLES + (
+            "embed",) and len(t.shape) == 2 and t.matrix not in ("q_a", "kv_a") else 1.0)
         assert r2.weight_bytes == pytest.approx(expect, rel=1e-12)
         assert r2.weight_bytes < r1.weight_bytes
 

@@ -174,3 +174,17 @@ def test_dense_model_refuses_expert_parallelism(llama):
     m, g, a = llama
     with pytest.raises(accelsim.ConfigError, match="dense model has no routed experts"):
         accelsim.simulate(load_system("h100-8"), g, a, plan="ep=2")
+
+
+def test_vocabulary_parallel_embedding_lets_mixtral_fit_northpole_cards():
+    # Mixtral's 16-bit embedding table (32000 x 4096 x 2 B = 262 MB) is larger than a
+    # NorthPole card's weight memory; split 8 ways by vocabulary it is 32.8 MB a card
+    m = accelsim.load_workload("mixtral-8x7b")
+    g = accelsim.build_graph(m, accelsim.Scenario(phase="decode", batch=1, context=128))
+    a = accelsim.BitAllocation.uniform(m, 3)
+    system = load_system("northpole-rack")
+    cap = weight_capacity_bytes(system.hw)
+    assert 32000 * 4096 * 2 > cap
+    r = accelsim.simulate(system, g, a, plan="pp=32,tp=8,ep=8")
+    assert r.devices == 256
+    assert all(d["memory_bytes"] <= cap for d in r.per_device)

@@ -18,8 +18,10 @@ What a part holds (docs/simulator.md, "Device parts"):
   activation op, and ``lm_head``'s vocabulary columns are divided by ``tp``; so are those
   weights' bytes. K/V projections and the KV cache of grouped-query attention are divided by
   ``min(tp, kv_heads)`` (a device holds whole KV heads; beyond that they are replicated);
-  MLA's compressed KV cache is replicated on every device of the group. Router, norms, the
-  embedding and the shared-expert gate are replicated. Shapes are rounded up to whole
+  MLA's compressed KV cache is replicated on every device of the group. The embedding table
+  is split by vocabulary (each device holds ``vocab / tp`` rows and looks up the tokens that
+  fall in them, the system layer all-reduces the result, as Megatron-LM's vocabulary-
+  parallel embedding does); router, norms and the shared-expert gate are replicated. Shapes are rounded up to whole
   rows/columns; MACs and bytes are the exact ``1 / tp`` share;
 - **expert share** ``s`` of routed expert ``e`` (its tokens are split between replicas, each
   token to one of them): the device's copy gets ``s m`` expected tokens of the expert's ``m``
@@ -435,6 +437,8 @@ def _tensor_classes(model) -> tuple[np.ndarray, list]:
     for j, t in enumerate(specs):
         mat = t.matrix if len(t.shape) == 2 and t.role not in ("norm", "bias") else None
         mats.append(mat)
+        if t.role == "embed":       # vocabulary-parallel: each device holds vocab / tp rows
+            cls[j] = 1
         if mat is None:
             continue
         if t.role == "attention" and mat in ("k", "v"):

@@ -380,8 +380,11 @@ def _placements(system, model, acct, plan, stages, tokens, tb, memo=None):
     placements, parts = [], []
     last = len(stages) - 1
     for s, (a, b) in enumerate(stages):
+        # the embedding table is split by vocabulary like lm_head; a tied table is held by
+        # the first and the last stage
+        head = lm_head + (embed if model.tie_word_embeddings and s != 0 else 0.0)
         fixed = (split[a:b].sum() / tp + kv_split[a:b].sum() / kv_div + repl[a:b].sum()
-                 + (embed if s == 0 else 0.0) + ((lm_head / tp + tail) if s == last else 0.0))
+                 + (embed / tp if s == 0 else 0.0) + ((head / tp + tail) if s == last else 0.0))
         rows = [row[L] for L in range(a, b) if L in row]
         if fixed > cap:
             raise DoesNotFitError(
@@ -446,7 +449,7 @@ def _stage_comm(system, model, plan, devs, a, b, rows, pl, tokens, T, ab, first_
                                                      ar.bytes_by_level.items()},
                                  energy_j=ar.energy_j * len(groups))
         ar = memo[akey]
-        n_ar = 0
+        n_ar = 1 if first_last[0] else 0    # the vocabulary-parallel embedding
         for L in range(a, b):
             n_ar += 1
             if L not in moe or (model.moe is not None and model.moe.num_shared_experts):

@@ -387,9 +387,6 @@ class Scenario:
         q = _selection_probabilities(p, k)
         T = self.tokens
         tokens = T * q
-        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or \
-                not 0 <= self.seed < 2**63:
-            problems.append(("seed", "must be an integer in 0..2^63-1", self.seed))
         cf = self.capacity_factor if self.capacity_factor is not None else (
             model.moe.capacity_factor)
         if cf is not None:

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 
 from ..config import QUANTITY_BOUNDS, read_mapping, validate
 from ..errors import ConfigError, Problem
-from ..presets import list_presets, resolve
+from ..presets import describe_presets, resolve
 from ..units import parse_quantity
 from .meanings import MEANINGS
 from .spec import Accelerator
@@ -83,14 +83,7 @@ def load_hw(source: str | os.PathLike | Mapping[str, Any]) -> Accelerator:
 
 def list_hw() -> list[dict[str, str]]:
     """Packaged accelerator presets: ``[{"name", "path", "description"}]``."""
-    out = []
-    for name, path in list_presets("hw").items():
-        try:
-            desc = str(read_mapping(path).get("description", ""))
-        except ConfigError as exc:  # a broken preset is reported, not hidden
-            desc = f"(invalid: {exc.problems[0].reason})"
-        out.append({"name": name, "path": str(path), "description": desc.strip()})
-    return out
+    return describe_presets("hw")
 
 
 def hw_schema() -> dict[str, Any]:

@@ -14,7 +14,7 @@ from pathlib import Path
 from .._io import check_name, exists
 from ..errors import ConfigError, did_you_mean
 
-__all__ = ["preset_dir", "list_presets", "resolve"]
+__all__ = ["preset_dir", "list_presets", "describe_presets", "resolve"]
 
 _KINDS = {"hw": "hwconfigs", "workload": "workloads", "system": "hwconfigs/systems",
           "measured": "measured"}
@@ -52,3 +52,17 @@ def resolve(source: str | Path, kind: str) -> Path:
     raise ConfigError.single(
         f"unknown {what} preset '{text}'{did_you_mean(text, presets)}; presets: "
         f"{', '.join(presets) or '(none)'}, or give a path to a YAML file")
+
+
+def describe_presets(kind: str) -> list[dict[str, str]]:
+    """Packaged presets of ``kind``: ``[{"name", "path", "description"}]``; a broken preset
+    is listed with the reason it is invalid, not hidden."""
+    from ..config import read_mapping
+    out = []
+    for name, path in list_presets(kind).items():
+        try:
+            desc = str(read_mapping(path).get("description", ""))
+        except ConfigError as exc:
+            desc = f"(invalid: {exc.problems[0].reason})"
+        out.append({"name": name, "path": str(path), "description": desc.strip()})
+    return out

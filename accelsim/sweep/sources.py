@@ -32,13 +32,7 @@ def build_hw(source: str, overrides: tuple[tuple[str, Any], ...] = ()):
     """
     from ..hw import hw_from_dict
     raw, path = raw_hw(source)
-    data = raw
-    for key, value in overrides:
-        try:
-            data = apply_overrides(data, {key: value})
-        except OverrideError as exc:
-            raise OverrideError(str(exc), key) from None
-    return hw_from_dict(data, file=path)
+    return hw_from_dict(_overridden(raw, overrides), file=path)
 
 
 @lru_cache(maxsize=16)
@@ -64,10 +58,16 @@ def build_system(source: str, overrides: tuple[tuple[str, Any], ...] = ()):
     (``links.inter_node.bandwidth``, ``nodes``) applied before validation (cached)."""
     from ..system import system_from_dict
     raw, path = raw_system(source)
+    return system_from_dict(_overridden(raw, overrides), file=path if path != source or "/" in path else None)
+
+
+def _overridden(raw: dict, overrides: tuple[tuple[str, Any], ...]) -> dict:
+    """``raw`` with the key-path ``overrides`` applied one by one (an
+    :class:`OverrideError` carries the key path that names nothing)."""
     data = raw
     for key, value in overrides:
         try:
             data = apply_overrides(data, {key: value})
         except OverrideError as exc:
             raise OverrideError(str(exc), key) from None
-    return system_from_dict(data, file=path if path != source or "/" in path else None)
+    return data

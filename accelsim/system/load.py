@@ -6,7 +6,6 @@ line per problem, unknown keys refused with a did-you-mean, quantities with unit
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -15,7 +14,7 @@ from ..config import read_mapping, validate
 from ..errors import ConfigError, Problem
 from ..hw.load import _key_exists, hw_from_dict, load_hw
 from ..hw.spec import Accelerator
-from ..presets import list_presets, resolve
+from ..presets import describe_presets, list_presets, resolve
 from .spec import System, SystemFile
 
 __all__ = ["load_system", "system_from_dict", "list_systems", "system_schema", "as_system"]
@@ -127,14 +126,7 @@ def as_system(source) -> System:
 
 def list_systems() -> list[dict[str, str]]:
     """Packaged system presets: ``[{"name", "path", "description"}]``."""
-    out = []
-    for name, path in list_presets("system").items():
-        try:
-            desc = str(read_mapping(path).get("description", ""))
-        except ConfigError as exc:
-            desc = f"(invalid: {exc.problems[0].reason})"
-        out.append({"name": name, "path": str(path), "description": desc.strip()})
-    return out
+    return describe_presets("system")
 
 
 def system_schema() -> dict[str, Any]:

@@ -6,8 +6,7 @@ import os
 from typing import Any, Mapping
 
 from ..config import read_mapping, validate
-from ..errors import ConfigError
-from ..presets import list_presets, resolve
+from ..presets import describe_presets, resolve
 from .model import MoEModel
 
 __all__ = ["load_workload", "workload_from_dict", "list_workloads"]
@@ -45,11 +44,4 @@ def load_workload(source: str | os.PathLike | Mapping[str, Any]) -> MoEModel:
 
 def list_workloads() -> list[dict[str, str]]:
     """Packaged model presets: ``[{"name", "path", "description"}]``."""
-    out = []
-    for name, path in list_presets("workload").items():
-        try:
-            desc = str(read_mapping(path).get("description", ""))
-        except ConfigError as exc:
-            desc = f"(invalid: {exc.problems[0].reason})"
-        out.append({"name": name, "path": str(path), "description": desc.strip()})
-    return out
+    return describe_presets("workload")

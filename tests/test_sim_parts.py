@@ -276,3 +276,18 @@ def test_tied_lm_head_holds_the_table():
     assert list(p.ops.loc[p.ops["op"] == "lm_head", "weight"]) == ["embed"]
     assert p.weight_bytes == pytest.approx(_bytes(
         m, a, lambda t: t.layer is None or n - 2 <= t.layer < n), rel=1e-12)
+
+
+def test_expert_tp_splits_routed_experts_only(mixtral):
+    m, g, a = mixtral
+    r1, r2 = simulate_parts("h100", g, a, [DevicePart((0, 32)),
+                                           DevicePart((0, 32), expert_tp=2)])
+    o1, o2 = r1.ops.set_index("name"), r2.ops.set_index("name")
+    for n, d in g.nodes(data=True):
+        if d.get("role") == "expert" and d["op"] == "gemm":
+            assert o2.loc[n, "macs"] == d["m"] * d["k"] * d["n"] / 2, n
+        elif d["op"] in ("gemm", "lm_head", "router"):
+            assert o2.loc[n, "macs"] == o1.loc[n, "macs"], n
+    # half of every routed expert's bytes, from the allocation's own byte count
+    experts = sum(a.tensor_bytes(m, t) for t in m.tensors() if t.role == "expert")
+    assert r1.weight_bytes - r2.weight_bytes == pytest.approx(experts / 2, rel=1e-12)

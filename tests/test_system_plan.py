@@ -32,7 +32,7 @@ def test_parse_plan_and_defaults():
 
 
 @pytest.mark.parametrize("text, reason", [
-    ("pp=4,tpp=2", "'tpp=2' is not KEY=N with KEY one of pp, tp, ep, dp, mb, rep (did you "
+    ("pp=4,tpp=2", "'tpp=2' is not KEY=N with KEY one of pp, tp, ep, dp, mb, rep, etp (did you "
                    "mean 'tp'?)"),
     ("pp=x", "pp must be a whole number (got 'x')"),
     ("pp=0", "pp must be an integer >= 1"),
@@ -52,7 +52,7 @@ def test_plans_that_do_not_divide_the_model():
                         ("tp=16,ep=8", "KV heads replicated"),   # 16 % 8 == 0: allowed
                         ("pp=33", "pp=33 is more stages than the 32 layers"),
                         ("ep=16", "ep=16 is more than the 8 routed experts"),
-                        ("pp=4,ep=8", "needs 32 devices (dp x pp x max(tp, ep)), h100-8 "
+                        ("pp=4,ep=8", "needs 32 devices (dp x pp x max(tp, ep x etp)), h100-8 "
                                       "has 8")]:
         if text == "tp=16,ep=8":
             check_plan(parse_plan(text), m)            # KV heads replicated: fine
@@ -217,3 +217,28 @@ def test_deterministic(stub):
     r1 = accelsim.simulate(system, g, a, plan="tp=2").to_dict()
     r2 = accelsim.simulate(system, g, a, plan="tp=2").to_dict()
     assert r1 == r2
+
+
+def test_expert_tensor_parallel_by_hand(stub):
+    system, m, g, a = _toy()
+    r = accelsim.simulate(system, g, a, plan="ep=1,etp=2")
+    assert r.devices == 2 and r.plan == "pp=1,tp=1,ep=1,dp=1,mb=1,etp=2"
+    # one expert slot of 2 devices: each holds half of every expert and serves all of its
+    # 8 token copies per layer (4 experts x 2 tokens); dispatch sends each device the other's
+    # half of them: 8 x 64 B / 2 = 256 B, combine returns as many partial outputs
+    assert [d["experts"] for d in r.per_device] == [8, 8]      # 4 slices x 2 layers
+    assert [d["expected_load"] for d in r.per_device] == [16.0, 16.0]
+    link = {x["level"]: x for x in r.per_link}
+    assert link["intra_node"]["bytes"] == pytest.approx(2 * 2 * 2 * 256)
+
+
+def test_expert_tensor_parallel_plans():
+    p = parse_plan("tp=8,etp=4")
+    assert (p.experts, p.group, p.devices) == (2, 8, 8)
+    assert str(p) == "pp=1,tp=8,ep=2,dp=1,mb=1,etp=4"
+    assert parse_plan("ep=4,etp=2").group == 8
+    m = load_workload("mixtral-8x7b")          # expert FFN 14336 = 2^11 x 7
+    with pytest.raises(ConfigError, match="etp=3 does not divide the expert FFN width 14336"):
+        check_plan(parse_plan("ep=1,etp=3"), m)
+    with pytest.raises(ConfigError, match="dense model has no routed experts"):
+        check_plan(parse_plan("etp=2"), load_workload("llama-2-7b"))

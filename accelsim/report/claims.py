@@ -313,14 +313,19 @@ def chip_variant(name: str, need_bytes: float, chips: int | None = None):
 NORTHPOLE_SYSTEM = "northpole-rack"
 
 
-def _northpole_shapes(model, per_node: int) -> list[tuple[int, int]]:
-    """(tp, ep) of one pipeline stage's card group: powers of two, tp inside a server."""
+def _northpole_shapes(model, per_node: int, min_etp: int = 1) -> list[tuple[int, int, int]]:
+    """(tp, ep, etp) of one pipeline stage's card group: powers of two, tp and the expert
+    slices (etp) inside a server. Experts are split only when one is larger than a card:
+    etp is 1 when ``min_etp`` is 1, else ``min_etp`` or twice it (a bounded search)."""
     E = model.moe.num_experts
     out = []
     for tp in (1, 2, 4, 8, 16):
         for ep in (1, 2, 4, 8, 16, 32, 64):
-            if tp <= per_node and ep <= E and max(tp, ep) % min(tp, ep) == 0:
-                out.append((tp, ep))
+            for etp in ((1,) if min_etp == 1 else (min_etp, 2 * min_etp)):
+                e = ep * etp
+                if (tp <= per_node and etp <= per_node and ep <= E
+                        and max(tp, e) % min(tp, e) == 0):
+                    out.append((tp, ep, etp))
     return out
 
 
@@ -344,14 +349,21 @@ def northpole_smallest(model, graph, alloc, known: dict, *, plan=None):
     biggest = max((alloc.tensor_bytes(model, t) for t in model.tensors()
                    if t.role == "expert" and t.expert == 0 and t.layer == model.moe_layers[0]),
                   default=0) * len(model.expert_matrices)
-    if biggest > cap:
-        known[key] = (f"one routed expert ({biggest / 1e6:.0f} MB) is larger than a card's "
-                      f"weight memory ({cap / 1e6:.0f} MB), and routed experts are not split "
-                      f"across cards")
+    total = alloc.weight_bytes(model)
+    if total > cap * system.num_devices:
+        known[key] = (f"its weights ({total / 1e9:.1f} GB) exceed the weight memory of all "
+                      f"{system.num_devices} cards of {NORTHPOLE_SYSTEM} together "
+                      f"({cap * system.num_devices / 1e9:.1f} GB)")
+        raise DoesNotFitError(known[key])
+    # an expert larger than a card is split over etp cards (expert tensor parallelism)
+    min_etp = 1 << max(0, math.ceil(math.log2(biggest / cap))) if biggest > cap else 1
+    if min_etp > system.devices_per_node:
+        known[key] = (f"one routed expert ({biggest / 1e6:.0f} MB) is larger than the weight "
+                      f"memory of a server's {system.devices_per_node} cards together")
         raise DoesNotFitError(known[key])
 
-    def attempt(pp, tp, ep):
-        p = Plan(pp=pp, tp=tp, ep=ep)
+    def attempt(pp, tp, ep, etp):
+        p = Plan(pp=pp, tp=tp, ep=ep, etp=etp)
         try:
             check_plan(p, model, system.num_devices)
         except ConfigError:
@@ -362,20 +374,20 @@ def northpole_smallest(model, graph, alloc, known: dict, *, plan=None):
             return None, exc
 
     best, last = None, None
-    for tp, ep in _northpole_shapes(model, system.devices_per_node):
-        w = max(tp, ep)
+    for tp, ep, etp in _northpole_shapes(model, system.devices_per_node, min_etp):
+        w = max(tp, ep * etp)
         hi = min(model.total_layers, system.num_devices // w)
         lo = max(1, math.ceil(int(known.get(key, 1)) / w))
         if hi < lo or (best is not None and lo * w >= best[0].devices):
             continue
-        r, p = attempt(hi, tp, ep)
+        r, p = attempt(hi, tp, ep, etp)
         if r is None:
             last = p if isinstance(p, DoesNotFitError) else last
             continue
         found = (r, p)
         while lo < hi:      # fewer stages never need less memory per card: bisect
             mid = (lo + hi) // 2
-            r2, p2 = attempt(mid, tp, ep)
+            r2, p2 = attempt(mid, tp, ep, etp)
             if r2 is None:
                 lo = mid + 1
             else:

@@ -64,7 +64,7 @@ class DevicePart:
     tp : int
         Tensor-parallel degree: attention heads (q/k/v/o, the attention op and its KV
         cache), dense FFN, shared experts and lm_head are split ``tp`` ways; router and norms
-        are replicated; routed experts are never tp-split.
+        are replicated; routed experts are split by ``expert_tp`` instead.
     expert_share : numpy.ndarray or None
         ``(n_moe_layers, n_experts)`` floats in [0, 1]: the share of each routed expert's
         expected tokens this device serves (0: expert not on this device; replicas split
@@ -72,6 +72,10 @@ class DevicePart:
     embed, lm_head : bool or None
         Whether it runs the embedding lookup / the final norm and lm_head. None: iff the
         part holds layer 0 / the last layer.
+    expert_tp : int
+        Expert tensor parallelism: every routed expert this part holds is split
+        ``expert_tp`` ways (``w1``/``w3`` columns, ``w2`` rows, its activation op and its
+        bytes); the part serves its share of the expert's tokens on its slice.
     """
 
     layers: tuple[int, int]
@@ -79,6 +83,7 @@ class DevicePart:
     expert_share: np.ndarray | None = None
     embed: bool | None = None
     lm_head: bool | None = None
+    expert_tp: int = 1
 
 
 def simulate_parts(hw, graph, alloc: BitAllocation | None, parts, *,
@@ -256,7 +261,7 @@ def _expert_context(low, info) -> _Context:
 
 def _content_key(ctx, r: _Resolved) -> tuple:
     """Equal for parts whose op tables differ only in which experts they hold."""
-    base = (r.first, r.last, r.tp, r.embed, r.lm_head)
+    base = (r.first, r.last, r.tp, r.embed, r.lm_head, r.etp)
     if r.share is None:
         return base + (None,)
     rows = np.arange(r.share.shape[0])
@@ -285,6 +290,7 @@ class _Resolved(NamedTuple):
     share: np.ndarray | None
     embed: bool
     lm_head: bool
+    etp: int = 1
 
 
 def _resolved(p: DevicePart, model) -> _Resolved:
@@ -292,7 +298,7 @@ def _resolved(p: DevicePart, model) -> _Resolved:
     embed = first == 0 if p.embed is None else bool(p.embed)
     lm = last == model.total_layers if p.lm_head is None else bool(p.lm_head)
     share = None if p.expert_share is None else np.asarray(p.expert_share, dtype=np.float64)
-    return _Resolved(first, last, int(p.tp), share, embed, lm)
+    return _Resolved(first, last, int(p.tp), share, embed, lm, int(p.expert_tp))
 
 
 def _check_part(model, i: int, p) -> tuple:
@@ -317,6 +323,11 @@ def _check_part(model, i: int, p) -> tuple:
             heads % p.tp):
         problems.append(Problem(f"must be a positive integer dividing the {heads} attention "
                                 "heads", key=f"{key}.tp", value=p.tp))
+    etp = p.expert_tp
+    if isinstance(etp, bool) or not isinstance(etp, (int, np.integer)) or not 1 <= etp <= (
+            1 << 16):
+        problems.append(Problem("must be a positive integer", key=f"{key}.expert_tp",
+                                value=etp))
     share = p.expert_share
     if share is not None:
         shape = (model.num_moe_layers, model.num_experts)
@@ -332,11 +343,12 @@ def _check_part(model, i: int, p) -> tuple:
         raise ConfigError(problems)
     r = _resolved(p, model)
     sh = None if r.share is None else r.share.tobytes()
-    return (r.first, r.last, r.tp, sh, r.embed, r.lm_head)
+    return (r.first, r.last, r.tp, sh, r.embed, r.lm_head, r.etp)
 
 
 def _describe(p: DevicePart) -> str:
-    return f"layers {p.layers[0]}..{p.layers[1]}, tp={p.tp}"
+    etp = f", expert_tp={p.expert_tp}" if p.expert_tp != 1 else ""
+    return f"layers {p.layers[0]}..{p.layers[1]}, tp={p.tp}{etp}"
 
 
 # ---------------------------------------------------------------------------- op classes
@@ -374,6 +386,7 @@ class _Info(NamedTuple):
     t_names: np.ndarray
     ranges: dict
     floats: np.ndarray
+    e_cls: np.ndarray
 
 
 _INFO = IdentityCache()
@@ -424,9 +437,22 @@ def _info(ot: OpTable) -> _Info:
                  t_cls, t_layer,
                  t_flat.astype(np.int64), tt.role_code == VECTOR_ROLE,
                  np.array(tt.names, dtype=object), {},
-                 np.column_stack([getattr(ot, k) for k in _FLOATS]))
+                 np.column_stack([getattr(ot, k) for k in _FLOATS]),
+                 _expert_classes(ot, op_flat, mats))
     _INFO.put(ot, info)
     return _INFO.get(ot)
+
+
+def _expert_classes(ot: OpTable, op_flat: np.ndarray, mats: list) -> np.ndarray:
+    """Per op: how a routed expert's op splits under expert tensor parallelism (``w2``
+    by rows, its other matrices by columns, its activation op elementwise); ``_REPL`` for
+    every other op."""
+    cls = np.full(len(ot), _REPL, np.int64)
+    routed = op_flat >= 0
+    for i in np.flatnonzero(routed & (ot.tensor >= 0)):
+        cls[i] = _ROW if mats[int(ot.tensor[i])] == "w2" else _COL
+    cls[routed & (ot.tensor < 0) & (ot.op_code == OP["elementwise"])] = _ELEM
+    return cls
 
 
 def _tensor_classes(model) -> tuple[np.ndarray, list]:
@@ -514,6 +540,7 @@ def _part_lowered(low: S.Lowered, r: _Resolved) -> S.Lowered:
     kvd = _kv_div(ot.model, r.tp)
     t_div = np.where(info.t_cls[t_idx] == 1, float(r.tp),
                      np.where(info.t_cls[t_idx] == 2, float(kvd), 1.0))
+    t_div = np.where(info.t_flat[t_idx] >= 0, float(r.etp), t_div)
     sub = _sub_table(ot, idx, t_idx, info, r, kvd)
     return S.Lowered(sub, low.bits[t_idx], low.t_bytes[t_idx] / t_div,
                      low.t_numel[t_idx] / t_div, low.a_bits, low.kv_bits,
@@ -530,6 +557,7 @@ def _sub_table(ot: OpTable, idx, t_idx, info: _Info, r: _Resolved,
         _scale_experts(f, r.share.ravel(), info.op_flat[idx])
         _scale_moe_traffic(ot, idx, f, r.share, info)
     _scale_tp(f, info.op_cls[idx], float(r.tp), float(kvd))
+    _scale_tp(f, info.e_cls[idx], float(r.etp), 1.0)
     tensor = ot.tensor[idx]
     tensor = np.where(tensor >= 0, np.searchsorted(t_idx, tensor), -1)   # held: see _range
     wf = ot.weight_fraction[idx]

@@ -1,22 +1,25 @@
 """Parallelism plans: pipeline (``pp``), tensor (``tp``), expert (``ep``) and data (``dp``)
 parallelism and micro-batches (``mb``).
 
-A plan uses ``dp * pp * max(tp, ep)`` devices: ``dp`` replicas of a pipeline of ``pp``
-stages, each stage a group of ``w = max(tp, ep)`` devices (the larger of ``tp`` and ``ep``
-must be a multiple of the smaller). Inside a stage, attention, dense FFNs, shared experts
-and the lm_head are split ``tp`` ways (``w / tp`` copies when ``ep > tp``); the routed experts
-are placed over ``ep`` devices (each placement copied ``w / ep`` times when ``tp > ep``,
-copies splitting the tokens). ``ep`` defaults to ``tp``; ``mb`` (micro-batches in flight,
-each the scenario's batch) defaults to ``pp`` (a full pipeline). ``rep=1`` lets the
-placement replicate hot experts when memory allows.
+A plan uses ``dp * pp * max(tp, ep * etp)`` devices: ``dp`` replicas of a pipeline of
+``pp`` stages, each stage a group of ``w = max(tp, ep * etp)`` devices (the larger of ``tp``
+and ``ep * etp`` must be a multiple of the smaller). Inside a stage, attention, dense FFNs,
+shared experts, the embedding and the lm_head are split ``tp`` ways (``w / tp`` copies when
+``ep * etp > tp``); the routed experts are placed over ``ep`` expert slots, each slot
+``etp`` devices that split every expert it holds (expert tensor parallelism: ``w1``/``w3``
+columns, ``w2`` rows, an all-reduce of the experts' outputs), and the placement is copied
+``w / (ep * etp)`` times when ``tp`` is larger, copies splitting the tokens. ``etp``
+defaults to 1 and ``ep`` to ``tp / etp``; ``mb`` (micro-batches in flight, each the
+scenario's batch) defaults to ``pp`` (a full pipeline). ``rep=1`` lets the placement
+replicate hot experts when memory allows.
 
 Rules (each broken rule is a one-line :class:`~accelsim.errors.ConfigError` at key
 ``plan``): every degree >= 1; ``tp`` divides the attention heads, and the KV heads divide
 ``tp`` or ``tp`` divides them (KV heads are replicated when ``tp`` exceeds them), and ``tp``
 divides the dense-FFN and shared-expert widths; ``pp`` <= the model's layers; ``ep`` <= the
 routed experts (a device of the expert group would hold no expert); ``ep`` need not divide
-the experts (the placement balances an uneven split); the plan needs no more devices than
-the system has.
+the experts (the placement balances an uneven split); ``etp`` divides the expert FFN width
+(and needs routed experts); the plan needs no more devices than the system has.
 
 Examples
 --------
@@ -35,7 +38,7 @@ from ..errors import ConfigError
 __all__ = ["Plan", "parse_plan", "as_plan", "check_plan", "enumerate_plans", "split_layers",
            "PLAN_KEYS"]
 
-PLAN_KEYS = ("pp", "tp", "ep", "dp", "mb", "rep")
+PLAN_KEYS = ("pp", "tp", "ep", "dp", "mb", "rep", "etp")
 _ALIASES = {"microbatches": "mb", "micro_batches": "mb", "replicate": "rep"}
 
 
@@ -49,28 +52,31 @@ class Plan:
     dp: int = 1
     mb: int | None = None
     rep: bool = False
+    etp: int = 1
 
     def __post_init__(self):
-        for k in ("pp", "tp", "dp", "ep", "mb"):
+        for k in ("pp", "tp", "dp", "ep", "mb", "etp"):
             v = getattr(self, k)
             if v is None and k in ("ep", "mb"):
                 continue
             if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1 << 20:
                 raise ConfigError.single(f"{k} must be an integer >= 1", key="plan", value=v)
-        t, e = self.tp, self.experts
+        t, e = self.tp, self.experts * self.etp
         if max(t, e) % min(t, e):
-            raise ConfigError.single(f"tp={t} and ep={e}: the larger must be a multiple of "
+            what = f"ep={self.experts}" if self.etp == 1 else (
+                f"ep x etp={self.experts} x {self.etp}")
+            raise ConfigError.single(f"tp={t} and {what}: the larger must be a multiple of "
                                      "the smaller", key="plan", value=str(self))
 
     @property
     def experts(self) -> int:
-        """The expert-parallel degree (``ep``, default ``tp``)."""
-        return self.tp if self.ep is None else self.ep
+        """The expert-parallel degree (``ep``, default ``tp / etp``, at least 1)."""
+        return max(1, self.tp // self.etp) if self.ep is None else self.ep
 
     @property
     def group(self) -> int:
-        """Devices per pipeline stage: ``max(tp, ep)``."""
-        return max(self.tp, self.experts)
+        """Devices per pipeline stage: ``max(tp, ep * etp)``."""
+        return max(self.tp, self.experts * self.etp)
 
     @property
     def devices(self) -> int:
@@ -82,11 +88,12 @@ class Plan:
 
     def __str__(self) -> str:
         s = f"pp={self.pp},tp={self.tp},ep={self.experts},dp={self.dp},mb={self.microbatches}"
-        return s + (",rep=1" if self.rep else "")
+        return s + (",rep=1" if self.rep else "") + (f",etp={self.etp}" if self.etp > 1 else "")
 
     def to_dict(self) -> dict:
         return {"pp": self.pp, "tp": self.tp, "ep": self.experts, "dp": self.dp,
-                "mb": self.microbatches, "rep": self.rep, "devices": self.devices}
+                "mb": self.microbatches, "rep": self.rep, "etp": self.etp,
+                "devices": self.devices}
 
 
 def parse_plan(text: str) -> Plan:
@@ -94,7 +101,7 @@ def parse_plan(text: str) -> Plan:
     their defaults) to a :class:`Plan`.
 
     >>> parse_plan("tp=8")
-    Plan(pp=1, tp=8, ep=None, dp=1, mb=None, rep=False)
+    Plan(pp=1, tp=8, ep=None, dp=1, mb=None, rep=False, etp=1)
     """
     from ..errors import did_you_mean
     if not isinstance(text, str) or not text.strip():
@@ -159,13 +166,16 @@ def check_plan(plan: Plan, model, num_devices: int | None = None,
         why = f"tp={t} does not divide the shared-expert width {model.shared_ffn_size}"
     elif plan.pp > model.total_layers:
         why = f"pp={plan.pp} is more stages than the {model.total_layers} layers"
-    elif model.moe is None and (plan.ep or 1) > 1:
-        why = f"ep={plan.ep}: a dense model has no routed experts to distribute (use tp, pp or dp)"
+    elif model.moe is None and ((plan.ep or 1) > 1 or plan.etp > 1):
+        why = (f"ep={plan.ep or 1}, etp={plan.etp}: a dense model has no routed experts to "
+               "distribute (use tp, pp or dp)")
+    elif plan.etp > 1 and model.moe.expert_ffn_size % plan.etp:
+        why = f"etp={plan.etp} does not divide the expert FFN width {model.moe.expert_ffn_size}"
     elif e > model.num_experts > 0:
         why = (f"ep={e} is more than the {model.num_experts} routed experts (a device "
                "would hold none)")
     elif num_devices is not None and plan.devices > num_devices:
-        why = (f"{plan} needs {plan.devices} devices (dp x pp x max(tp, ep)), "
+        why = (f"{plan} needs {plan.devices} devices (dp x pp x max(tp, ep x etp)), "
                f"{system_name} has {num_devices}")
     if why:
         raise ConfigError.single(f"{why} ({model.name})", key="plan", value=str(plan))

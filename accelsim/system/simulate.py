@@ -287,7 +287,7 @@ def _part_key(part, graph, alloc, opts) -> tuple:
     share = part.expert_share
     return (id(graph), id(alloc), part.layers, part.tp,
             None if share is None else share.tobytes(), part.embed, part.lm_head,
-            tuple(sorted(opts.items())))
+            part.expert_tp, tuple(sorted(opts.items())))
 
 
 def _equivalence_key(part, stats, graph, alloc, opts) -> tuple:
@@ -314,7 +314,7 @@ def _equivalence_key(part, stats, graph, alloc, opts) -> tuple:
     first = part.embed if part.embed is not None else a == 0
     last = part.lm_head if part.lm_head is not None else b == n
     return (id(graph), id(alloc), b - a, (moe_row[a:b] >= 0).tobytes(), part.tp, counts, sig,
-            bool(first), bool(last), tuple(sorted(opts.items())))
+            bool(first), bool(last), part.expert_tp, tuple(sorted(opts.items())))
 
 
 def _shifted(res, src: tuple, dst: tuple):
@@ -372,7 +372,8 @@ def _placements(system, model, acct, plan, stages, tokens, tb, memo=None):
     """One placement per stage, and the device parts of replica 0, stage by stage."""
     from ..sim import DevicePart
     split, repl, kv_split, expert, embed, lm_head, tail = tb
-    tp, ep, w = plan.tp, plan.experts, plan.group
+    tp, ep, w, etp = plan.tp, plan.experts, plan.group, plan.etp
+    copies = w // (ep * etp)        # placements per stage (copies split the tokens)
     kv_div = min(tp, model.num_kv_heads) if model.attention.kind == "gqa" else tp
     cap = weight_capacity_bytes(system.hw)
     row = {L: r for r, L in enumerate(model.moe_layers)}
@@ -391,18 +392,21 @@ def _placements(system, model, acct, plan, stages, tokens, tb, memo=None):
                 f"stage {s} (layers {a}..{b - 1}) of {plan}: its weights other than the "
                 f"routed experts ({fixed:.4g} B per device) exceed the {cap:.4g} B a "
                 f"{system.hw.name} holds for weights")
-        if rows and expert[rows].sum() / ep + fixed > cap:
+        if rows and expert[rows].sum() / (ep * etp) + fixed > cap:
             # some device holds at least the mean share of the experts
             raise DoesNotFitError(
                 f"stage {s} (layers {a}..{b - 1}) of {plan}: the routed experts need "
-                f"{expert[rows].sum() / ep:.4g} B per device on average, {cap - fixed:.4g} B "
+                f"{expert[rows].sum() / (ep * etp):.4g} B per device on average, "
+                f"{cap - fixed:.4g} B "
                 f"are left on a {system.hw.name}")
         if rows:
-            pkey = ("placement", tuple(rows), ep, fixed, plan.rep)
+            pkey = ("placement", tuple(rows), ep, etp, fixed, plan.rep)
             pl = memo.get(pkey) if memo is not None else None
             if pl is None:
                 lm = memo.setdefault("layer placements", {}) if memo is not None else None
-                pl = place_experts(expert[rows], tokens[rows], ep, np.full(ep, cap - fixed),
+                # an expert slot of etp devices: each holds 1/etp of every expert of the slot
+                pl = place_experts(expert[rows] / etp, tokens[rows], ep,
+                                   np.full(ep, cap - fixed),
                                    replicate=plan.rep, what=system.hw.name, layer_memo=lm)
                 if memo is not None:
                     memo[pkey] = pl
@@ -411,20 +415,21 @@ def _placements(system, model, acct, plan, stages, tokens, tb, memo=None):
         placements.append((pl, rows, fixed))
         stage_parts = []
         for g in range(w):
-            slot = g % ep
+            slot = (g // etp) % ep
             share = None
             if R:
-                skey = ("share", id(pl), slot, w // ep, tuple(rows))
+                skey = ("share", id(pl), slot, copies, tuple(rows))
                 share = memo.get(skey) if memo is not None else None
                 if share is None:
                     share = np.zeros((R, E))
                     if rows:
-                        share[rows] = pl.share[slot] / (w // ep)
+                        share[rows] = pl.share[slot] / copies
                     share.setflags(write=False)
                     if memo is not None:
                         memo[skey] = share
                         memo[("keep", id(pl))] = pl      # keeps id(pl) unique
-            stage_parts.append(DevicePart(layers=(a, b), tp=tp, expert_share=share))
+            stage_parts.append(DevicePart(layers=(a, b), tp=tp, expert_share=share,
+                                          expert_tp=etp))
         parts.append(stage_parts)
     return placements, parts
 
@@ -462,7 +467,10 @@ def _stage_comm(system, model, plan, devs, a, b, rows, pl, tokens, T, ab, first_
         loads = (pl.share * tokens[rows][None, :, :]).sum(axis=2)     # [ep slot, layer]
         for j, r in enumerate(rows):
             load = loads[:, j]
-            per_dev = np.repeat(load[None, :], w // ep, axis=0).ravel() / (w // ep)
+            # every device of an expert slot gets all of the slot's tokens (its slice of
+            # every expert needs them) and returns a partial output the receiver adds up
+            copies = w // (ep * plan.etp)
+            per_dev = load[(np.arange(w) // plan.etp) % ep] / copies
             key = ("all_to_all", layout, per_dev.tobytes())
             if key not in memo:
                 m = np.repeat((per_dev * d * ab / w)[None, :], w, axis=0)
@@ -615,8 +623,8 @@ def _result(system, graph, model, plan, stages, placements, res, latency, period
     for s, stage in enumerate(res):
         pl, rows, fixed = placements[s]
         for g, r in enumerate(stage):
-            slot = g % plan.experts
-            copies = w // plan.experts
+            slot = (g // plan.etp) % plan.experts
+            copies = w // (plan.experts * plan.etp)
             for rep in range(dp):
                 dev = stage_layout(plan, rep, s)[g]
                 mem = float(sum(r.weight_bytes_by_level.values())

@@ -471,9 +471,10 @@ def latency_section(cfg: ValidateConfig, progress: Progress = _noop) -> Section:
             f"`{NORTHPOLE_SYSTEM}` (18 servers of 16 cards; PCIe inside a server, 200 GbE "
             f"between servers; links charged, docs/systems.md) that holds it, found over "
             f"pipeline stages of card groups with tensor and expert parallelism (`chips` = "
-            f"cards, `note` = the plan). A routed expert is never split across cards and the "
-            f"embedding table is not split either, so a model whose expert or first stage "
-            f"does not fit one card's 201 MB for weights does not fit at all. Latency claims "
+            f"cards, `note` = the plan). The embedding table is split by vocabulary over a "
+            f"stage's tensor-parallel cards, and a routed expert larger than a card's 201 MB "
+            f"for weights is split over several (expert tensor parallelism, `etp`); weights "
+            f"larger than all 288 cards together do not fit at all. Latency claims "
             f"compare at an equal device count (the mixed allocation on the baseline's "
             f"system and plan) and report each allocation's smallest system beside it.")
     cols = ["chip", "batch", "allocation", "avg_expert_bits", "stored_avg_bits", "chips",

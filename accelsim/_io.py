@@ -31,7 +31,7 @@ from typing import Any, BinaryIO, Iterator, Mapping
 from .errors import ConfigError
 
 __all__ = ["atomic_path", "write_atomic", "jsonable", "read_regular", "open_regular",
-           "check_name", "exists", "check_output", "LIMITS", "MAX_NAME_BYTES",
+           "check_name", "exists", "check_output", "check_output_dir", "LIMITS", "MAX_NAME_BYTES",
            "MAX_PATH_BYTES", "load_arrays", "check_array", "MAX_ARRAY_ELEMENTS"]
 
 #: Longest file name (one path component) and whole path accepted, in bytes (Linux's
@@ -148,6 +148,26 @@ def read_regular(path: str | os.PathLike, *, what: str = "file",
 
 def _under(path: str, roots: tuple[str, ...]) -> bool:
     return any(path == r or path.startswith(r + "/") for r in roots)
+
+
+def check_output_dir(path: str | os.PathLike, *, key: str = "--out") -> Path:
+    """A directory of results (``validate --out DIR``), checked before any work: an
+    existing path must be a directory; its parent must exist, be writable and not be on a
+    kernel pseudo file system (``/proc``, ``/sys``). Returns the path, ``~`` expanded."""
+    name = check_name(path, key=key)
+    out = Path(os.path.expanduser(name))
+    real = os.path.realpath(out)
+    if _under(real, _PSEUDO):
+        raise ConfigError.single(f"is on a kernel pseudo file system ({', '.join(_PSEUDO)}), "
+                                 "not a place for results", file=name, key=key)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ConfigError.single("exists and is not a directory", file=name, key=key)
+    parent = os.path.dirname(real)
+    if not os.path.isdir(parent):
+        raise ConfigError.single("parent directory does not exist", file=name, key=key)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError.single("cannot write in its parent directory", file=name, key=key)
+    return out
 
 
 def check_output(path: str | os.PathLike, *, key: str = "--out") -> tuple[str, Path]:

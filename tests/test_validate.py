@@ -127,6 +127,16 @@ def test_cli_refuses_out_that_is_a_file(tmp_path, run_cli):
     assert rc == 2 and "--out" in err
 
 
+@pytest.mark.parametrize("where, words", [("/proc/accelsim-report", "pseudo file system"),
+                                          ("{tmp}/missing/report", "parent directory does not "
+                                                                   "exist")])
+def test_cli_refuses_out_dirs_before_any_work(tmp_path, run_cli, where, words):
+    out = where.format(tmp=tmp_path)
+    rc, _, err = run_cli("validate", "--out", out, "--quick")
+    assert rc == 2 and err.count("\n") == 1 and words in err and out in err
+    assert not any(tmp_path.iterdir())
+
+
 def test_native_packing_pads_to_the_chip_widths(report):
     df = pd.read_csv(report.out_dir / "latency.csv")
     rows = df[df.allocation == "router-norm-2.5"].set_index("chip")

@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .._io import jsonable
+from .._io import check_output_dir, jsonable
 from .._version import __version__
-from ..errors import ConfigError
 from .claims import (Section, ValidateConfig, accuracy_section, bandwidth_section,
                      fit_section, guarantee_section, latency_section, overhead_section,
                      routing_section, size_section)
@@ -107,13 +106,8 @@ def run_validate(out_dir: str | os.PathLike = "report", *, quick: bool = False,
 
     ``packing`` (``dense`` or ``native``, see :mod:`accelsim.packing`) overrides the
     config's."""
-    out = Path(out_dir).expanduser()
-    if out.exists() and not out.is_dir():
-        raise ConfigError.single("exists and is not a directory", file=str(out), key="--out")
+    out = check_output_dir(out_dir)
     parent = out.resolve().parent
-    if not parent.is_dir():
-        raise ConfigError.single("parent directory does not exist", file=str(out),
-                                 key="--out")
     cfg = config or ValidateConfig(quick=quick)
     if packing is not None:
         from dataclasses import replace

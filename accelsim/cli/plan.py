@@ -10,7 +10,6 @@ Examples (shell)::
 
 from __future__ import annotations
 
-from dataclasses import replace
 
 import click
 

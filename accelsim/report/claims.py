@@ -273,31 +273,17 @@ def _raw_preset(name: str) -> dict:
     return json.loads(_raw_preset_cached(name))
 
 
-def chip_variant(name: str, need_bytes: float, chips: int | None = None):
+def chip_variant(name: str, need_bytes: float):
     """The accelerator a chip preset stands for when the model does not fit it.
 
-    ``northpole`` with ``chips``: one imaginary chip with that many times the cores and
-    framebuffer (card-to-card links free). ``accelsim validate`` no longer uses it (NorthPole
-    runs on the multi-device systems of :mod:`accelsim.system`); benchmarks/bench_sim.py
-    times the simulator on such large chips. ``ethos-u65``: the preset's 2 GiB DRAM
-    is a system choice; it is raised to the next power of two that holds ``need_bytes``
-    (weights and KV cache) with 10% to spare.
-    Returns (accelerator, note).
+    ``ethos-u65``: the preset's 2 GiB DRAM is a system choice; it is raised to the next
+    power of two that holds ``need_bytes`` (weights and KV cache) with 10% to spare. Every
+    other chip is its preset (NorthPole runs on the multi-device systems of
+    :mod:`accelsim.system`). Returns (accelerator, note).
     """
     from ..hw import hw_from_dict
     from ..sweep.overrides import apply_overrides
     raw = _raw_preset(name)
-    if name == "northpole" and chips and chips > 1:
-        fb = [m for m in raw["memory"] if m["scope"] == "chip"][0]["name"]
-        from ..units import parse_quantity
-        cap = parse_quantity(
-            [m for m in raw["memory"] if m["name"] == fb][0]["capacity"], "size")
-        over = {"cores.count": 256 * chips, "noc.dims": None,
-                f"memory[name={fb}].capacity": f"{cap * chips:.0f} B",
-                "name": f"northpole-x{chips}"}
-        return hw_from_dict(apply_overrides(raw, over)), (
-            f"{chips} NorthPole chips modelled as one ({256 * chips} cores); "
-            f"card-to-card links not modelled")
     if name == "ethos-u65":
         off = [m for m in raw["memory"] if m["scope"] == "offchip"][0]
         need = 2 ** math.ceil(math.log2(max(need_bytes * 1.1, 2**31)))

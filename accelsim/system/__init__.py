@@ -13,13 +13,13 @@ placement), :mod:`~accelsim.system.simulate` (``simulate_system``) and
 on first use.
 """
 
-from .load import as_system, list_systems, load_system, system_from_dict, system_schema
+from .load import list_systems, load_system, system_from_dict, system_schema
 from .placement import Placement, place_experts
 from .plan import Plan, as_plan, check_plan, enumerate_plans, parse_plan, split_layers
 from .spec import LEVELS, TOPOLOGIES, Link, Links, System
 
 __all__ = ["System", "Link", "Links", "load_system", "system_from_dict", "list_systems",
-           "system_schema", "as_system", "TOPOLOGIES", "LEVELS", "Plan", "parse_plan",
+           "system_schema", "TOPOLOGIES", "LEVELS", "Plan", "parse_plan",
            "as_plan", "check_plan", "enumerate_plans", "split_layers", "Placement",
            "place_experts", "simulate_system", "SystemResult"]
 

@@ -17,7 +17,7 @@ from ..hw.spec import Accelerator
 from ..presets import describe_presets, list_presets, resolve
 from .spec import System, SystemFile
 
-__all__ = ["load_system", "system_from_dict", "list_systems", "system_schema", "as_system"]
+__all__ = ["load_system", "system_from_dict", "list_systems", "system_schema"]
 
 
 def _device(spec: SystemFile, file: str | None) -> Accelerator:
@@ -117,11 +117,6 @@ def load_system(source) -> System:
     if not _is_system_file(data):
         return System.single(hw_from_dict(data, file=str(path)))
     return system_from_dict(data, file=str(path))
-
-
-def as_system(source) -> System:
-    """:func:`load_system` (kept as the name other modules call)."""
-    return load_system(source)
 
 
 def list_systems() -> list[dict[str, str]]:

@@ -118,7 +118,6 @@ def search_plans(system, graph, alloc=None, *, devices: int | None = None,
         No plan fits, or none meets ``latency_budget_s``.
     """
     from ..precision import BitAllocation
-    from .simulate import _run_parts
     if objective not in OBJECTIVES:
         raise ConfigError.single(f"must be one of {', '.join(OBJECTIVES)}", key="objective",
                                  value=objective)

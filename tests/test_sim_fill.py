@@ -90,9 +90,9 @@ def _case(rng):
     j = int(rng.integers(0, len(ks)))
     Kt = float(min(K, math.ceil(max(ks[j], K / 8))))
     Nt = float(min(N, math.ceil(max(ns[j], N / 8))))
-    z = lambda: 0.0 if rng.random() < 0.3 else float(rng.uniform(0.0, 200.0))  # noqa: E731
+    z = lambda: 0.0 if rng.random() < 0.3 else float(rng.uniform(0.0, 200.0))
     w_fix, a_fix, o_fix = z(), z(), z()
-    pb = lambda fix: 0.0 if fix == 0 else float(rng.uniform(0.001, 0.5))  # noqa: E731
+    pb = lambda fix: 0.0 if fix == 0 else float(rng.uniform(0.001, 0.5))
     return (int(rng.integers(0, 2)), M, K, N, float(rng.choice(ms)), Kt, Nt, R, C,
             float(rng.choice([0.25, 0.5, 1.0, 2.0])), float(rng.uniform(0.1, 2)),
             float(rng.uniform(0.1, 2)), float(rng.uniform(0.1, 2)), w_fix, pb(w_fix), a_fix,

@@ -133,24 +133,41 @@ def run_fidelity(measured: MeasuredSet | str | os.PathLike | None = None, *,
         raise ConfigError.single(f"unknown measured-set row(s) {', '.join(unknown)}",
                                  key="row")
     out, bounds, notes, cache = [], [], {}, {}
-    for r in ms.rows:
+    for i, r in enumerate(ms.rows):
         if want is not None and r.id not in want:
             continue
-        p = predict_row(r, ideal=ideal, cache=cache)
+        p = _predict(ms, i, r, ideal, cache)
         if p.note:
             notes[r.id] = p.note
         src = f"{r.source.title} ({r.source.venue}): {r.source.where}"
+        kind = ms.target(r.id).kind
         for metric, value in r.measured.items():
             if metric not in p.values:
                 continue
             if metric in BOUND_METRICS:
-                bounds.append(BoundCheck(r.id, r.hardware, metric, float(value),
+                bounds.append(BoundCheck(r.id, kind, metric, float(value),
                                          float(p.values[metric])))
             elif metric in METRICS:
-                out.append(ErrorRow(r.id, r.hardware, r.model, metric, float(value),
+                out.append(ErrorRow(r.id, kind, r.model, metric, float(value),
                                     float(p.values[metric]), r.split_of(metric), r.mode,
                                     r.approximate, src))
     return FidelityReport(tuple(out), tuple(bounds), ideal, notes)
+
+
+def _predict(ms: MeasuredSet, index: int, row, ideal: bool, cache: dict):
+    """:func:`predict_row` with a row that cannot run (a model that does not fit its
+    devices, a configuration the simulator refuses) reported as one problem naming the
+    measured file, the row and the key."""
+    from ..errors import ConfigError, InfeasibleError, Problem
+    target = ms.target(row.id)
+    try:
+        return predict_row(row, ideal=ideal, cache=cache, target=target)
+    except (ConfigError, InfeasibleError) as exc:
+        key = "plan" if target.plan is not None else "hardware"
+        what = "; ".join(str(p) for p in exc.problems[:3]) if isinstance(
+            exc, ConfigError) else str(exc)
+        raise ConfigError([Problem(f"row '{row.id}' does not run: {what}",
+                                   file=ms.file, key=f"rows[{index}].{key}")]) from None
 
 
 _BY_KIND: dict = {}

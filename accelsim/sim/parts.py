@@ -77,6 +77,13 @@ class DevicePart:
         Expert tensor parallelism: every routed expert this part holds is split
         ``expert_tp`` ways (``w1``/``w3`` columns, ``w2`` rows, its activation op and its
         bytes); the part serves its share of the expert's tokens on its slice.
+    batch_share : float
+        The share of the micro-batch's sequences whose attention this device's group runs
+        (data-parallel attention beside expert parallelism): every op other than the routed
+        experts, dispatch and combine (attention and its KV cache, projections, norms,
+        router, dense FFN, shared experts, embedding, lm_head) is scaled to it; 1.0: the
+        whole micro-batch; 0.0: the group holds no sequence (those ops are dropped; the
+        device still holds its weights and serves its experts).
     """
 
     layers: tuple[int, int]
@@ -85,6 +92,7 @@ class DevicePart:
     embed: bool | None = None
     lm_head: bool | None = None
     expert_tp: int = 1
+    batch_share: float = 1.0
 
 
 def simulate_parts(hw, graph, alloc: BitAllocation | None, parts, *,
@@ -274,7 +282,7 @@ def _expert_context(low, info) -> _Context:
 
 def _content_key(ctx, r: _Resolved) -> tuple:
     """Equal for parts whose op tables differ only in which experts they hold."""
-    base = (r.first, r.last, r.tp, r.embed, r.lm_head, r.etp)
+    base = (r.first, r.last, r.tp, r.embed, r.lm_head, r.etp, r.bshare)
     if r.share is None:
         return base + (None,)
     rows = np.arange(r.share.shape[0])
@@ -304,6 +312,7 @@ class _Resolved(NamedTuple):
     embed: bool
     lm_head: bool
     etp: int = 1
+    bshare: float = 1.0
 
 
 def _resolved(p: DevicePart, model) -> _Resolved:
@@ -311,7 +320,8 @@ def _resolved(p: DevicePart, model) -> _Resolved:
     embed = first == 0 if p.embed is None else bool(p.embed)
     lm = last == model.total_layers if p.lm_head is None else bool(p.lm_head)
     share = None if p.expert_share is None else np.asarray(p.expert_share, dtype=np.float64)
-    return _Resolved(first, last, int(p.tp), share, embed, lm, int(p.expert_tp))
+    return _Resolved(first, last, int(p.tp), share, embed, lm, int(p.expert_tp),
+                     float(p.batch_share))
 
 
 def _check_part(model, i: int, p) -> tuple:
@@ -341,6 +351,11 @@ def _check_part(model, i: int, p) -> tuple:
             1 << 16):
         problems.append(Problem("must be a positive integer", key=f"{key}.expert_tp",
                                 value=etp))
+    b = p.batch_share
+    if isinstance(b, bool) or not isinstance(b, (int, float, np.integer, np.floating)) or not (
+            0.0 <= b <= 1.0):
+        problems.append(Problem("must be a number in [0, 1]", key=f"{key}.batch_share",
+                                value=b))
     share = p.expert_share
     if share is not None:
         shape = (model.num_moe_layers, model.num_experts)
@@ -356,12 +371,13 @@ def _check_part(model, i: int, p) -> tuple:
         raise ConfigError(problems)
     r = _resolved(p, model)
     sh = None if r.share is None else r.share.tobytes()
-    return (r.first, r.last, r.tp, sh, r.embed, r.lm_head, r.etp)
+    return (r.first, r.last, r.tp, sh, r.embed, r.lm_head, r.etp, r.bshare)
 
 
 def _describe(p: DevicePart) -> str:
     etp = f", expert_tp={p.expert_tp}" if p.expert_tp != 1 else ""
-    return f"layers {p.layers[0]}..{p.layers[1]}, tp={p.tp}{etp}"
+    bs = f", batch_share={p.batch_share:g}" if p.batch_share != 1 else ""
+    return f"layers {p.layers[0]}..{p.layers[1]}, tp={p.tp}{etp}{bs}"
 
 
 # ---------------------------------------------------------------------------- op classes
@@ -400,6 +416,7 @@ class _Info(NamedTuple):
     ranges: dict
     floats: np.ndarray
     e_cls: np.ndarray
+    batch_ops: np.ndarray | None = None
 
 
 _INFO = IdentityCache()
@@ -451,7 +468,8 @@ def _info(ot: OpTable) -> _Info:
                  t_flat.astype(np.int64), tt.role_code == VECTOR_ROLE,
                  np.array(tt.names, dtype=object), {},
                  np.column_stack([getattr(ot, k) for k in _FLOATS]),
-                 _expert_classes(ot, op_flat, mats))
+                 _expert_classes(ot, op_flat, mats),
+                 (op_flat < 0) & (oc != OP["dispatch"]) & (oc != OP["combine"]))
     _INFO.put(ot, info)
     return _INFO.get(ot)
 
@@ -499,6 +517,8 @@ def _kv_div(model, tp: int) -> int:
 def _select(info: _Info, r: _Resolved) -> tuple[np.ndarray, np.ndarray]:
     """Indices of the ops and of the tensors a part holds."""
     base, ex, t_base, t_ex = _range(info, r)
+    if r.bshare == 0.0:            # a group without sequences: only its experts' ops
+        base = base[~info.batch_ops[base]]
     if r.share is None:
         return np.sort(np.concatenate([base, ex[0]])), np.sort(np.concatenate([t_base,
                                                                                t_ex[0]]))
@@ -569,11 +589,16 @@ def _sub_table(ot: OpTable, idx, t_idx, info: _Info, r: _Resolved,
     if r.share is not None:
         _scale_experts(f, r.share.ravel(), info.op_flat[idx])
         _scale_moe_traffic(ot, idx, f, r.share, info)
+    if r.bshare != 1.0:
+        _scale_batch(f, info.batch_ops[idx], r.bshare)
     _scale_tp(f, info.op_cls[idx], float(r.tp), float(kvd))
     _scale_tp(f, info.e_cls[idx], float(r.etp), 1.0)
     tensor = ot.tensor[idx]
     tensor = np.where(tensor >= 0, np.searchsorted(t_idx, tensor), -1)   # held: see _range
     wf = ot.weight_fraction[idx]
+    if r.bshare != 1.0:         # an embedding lookup reads a row per token it looks up
+        emb = ot.op_code[idx] == OP["embed"]
+        wf = np.where(emb, np.minimum(1.0, f["tokens"] / max(ot.model.vocab_size, 1)), wf)
     has_t = tensor >= 0
     density = np.bincount(tensor[has_t], weights=(f["p_active"] * wf)[has_t],
                           minlength=len(t_idx)).astype(np.float64)
@@ -654,6 +679,15 @@ def _scale_moe_traffic(ot: OpTable, idx, f: dict, share: np.ndarray, info: _Info
     f["out_elems"][disp] *= frac[rows[disp]]
     f["in_elems"][comb] *= frac[rows[comb]]
     f["vector_ops"][comb] *= frac[rows[comb]]
+
+
+def _scale_batch(f: dict, ops: np.ndarray, b: float) -> None:
+    """The ops of a share ``b`` of the sequences (``DevicePart.batch_share``): tokens, work,
+    activations and KV cache times ``b``; the attention op's KV columns to whole ones."""
+    for k in ("m", "tokens", "macs", "vector_ops", "in_elems", "out_elems", "kv_elems",
+              "kv_write_elems", "kv_resident"):
+        f[k][ops] *= b
+    f["att_n"][ops] = np.ceil(f["att_n"][ops] * b)
 
 
 def _scale_tp(f: dict, cls: np.ndarray, tp: float, kvd: float) -> None:

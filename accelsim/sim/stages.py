@@ -458,7 +458,7 @@ def _engine_call(hp, mask, aB, job: GemmJob, u: np.ndarray, cap: np.ndarray,
         1.0 / hp.read_bpc[sa], sw == sa,
         np.ascontiguousarray(np.stack([job.io_a[u], job.io_b[u]], axis=1)),
         np.ascontiguousarray(np.stack([job.flc_a[u], job.flc_b[u]], axis=1)),
-        np.ascontiguousarray(cap)))
+        np.ascontiguousarray(cap), hp.fill))
 
 
 def _stages(hp) -> tuple[int, int, int]:

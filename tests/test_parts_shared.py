@@ -140,3 +140,17 @@ def test_offchip_residency_and_spilled_weights(monkeypatch):
     parts = _parts(m, rng, 4, pp=2)
     for res in ("hot-first", "offchip"):
         _check("rapid", g, a, parts, monkeypatch, residency=res)
+
+
+def test_batch_share(monkeypatch):
+    """Data-parallel attention beside expert parallelism: parts with a share of the
+    sequences (``batch_share``), none of them (0: only their experts' ops), or all."""
+    m = accelsim.load_workload("deepseek-v2-lite")
+    g = accelsim.build_graph(m, accelsim.Scenario(phase="decode", batch=8, context=128,
+                                                  routing=Zipf(1.1)))
+    rng = np.random.default_rng(11)
+    a = accelsim.BitAllocation.uniform(m, 4).with_expert_bits(
+        rng.choice([2, 4], size=(m.num_moe_layers, m.num_experts)))
+    parts = [dataclasses.replace(p, batch_share=b) for p, b in
+             zip(_parts(m, rng, 4, tp=1), (0.5, 0.5, 0.25, 0.0))]
+    _check("h100", g, a, parts, monkeypatch)

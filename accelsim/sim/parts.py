@@ -766,15 +766,17 @@ def _raw_ids(low: S.Lowered, info: _Info) -> np.ndarray:
     return info.ranges["raw"][1]
 
 
-def _scaled(info: _Info, tp: int, kvd: int, etp: int) -> np.ndarray:
+def _scaled(info: _Info, tp: int, kvd: int, etp: int, bshare: float) -> np.ndarray:
     """The scaled fields (:data:`_FLOATS`, one row each) of every op of the table under
-    tensor parallelism ``tp`` (KV heads ``kvd``) and expert tensor parallelism ``etp``, for
-    parts that hold every expert whole (cached per op table)."""
-    k = ("scaled", tp, kvd, etp)
+    tensor parallelism ``tp`` (KV heads ``kvd``), expert tensor parallelism ``etp`` and batch
+    share ``bshare``, for parts that hold every expert whole (cached per op table)."""
+    k = ("scaled", tp, kvd, etp, bshare)
     hit = info.ranges.get(k)
     if hit is None:
         F = np.ascontiguousarray(info.floats.T)
         f = {n: F[j] for j, n in enumerate(_FLOATS)}
+        if bshare != 1.0:
+            _scale_batch(f, info.batch_ops, bshare)
         _scale_tp(f, info.op_cls, float(tp), float(kvd))
         _scale_tp(f, info.e_cls, float(etp), 1.0)
         hit = info.ranges[k] = F
@@ -799,13 +801,13 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
     G = np.concatenate([s[0] for s in sel]) if n else np.zeros(0, np.int64)
     part_of = np.repeat(np.arange(n), cnt)
     scs: dict = {}
-    sci = np.array([scs.setdefault((r.tp, _kv_div(model, r.tp), r.etp), len(scs))
+    sci = np.array([scs.setdefault((r.tp, _kv_div(model, r.tp), r.etp, r.bshare), len(scs))
                     for r in rs], np.int64)
     nsc = len(scs)
     F = np.empty((len(_FLOATS), len(G)))
-    for c, (tp, kvd, etp) in enumerate(scs):
+    for c, key in enumerate(scs):
         m = sci[part_of] == c
-        F[:, m] = _scaled(info, tp, kvd, etp)[:, G[m]]
+        F[:, m] = _scaled(info, *key)[:, G[m]]
     raw = _raw_ids(low, info)
     nbase = (int(raw.max(initial=-1)) + 1) * nsc
     cid = raw[G] * nsc + sci[part_of]
@@ -835,6 +837,12 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
         cid[mpos] = nbase + minv
         _scale_modified(info, oc, F, G, mpos, mkind, mval, sci[part_of[mpos]], list(scs))
     col = {k: j for j, k in enumerate(_FLOATS)}
+    WF = ot.weight_fraction[G]
+    for p, r in enumerate(rs):
+        if r.bshare != 1.0:     # an embedding lookup reads a row per token it looks up
+            o = np.arange(off[p], off[p + 1])
+            emb = o[oc[G[o]] == OP["embed"]]
+            WF[emb] = np.minimum(1.0, F[col["tokens"], emb] / max(model.vocab_size, 1))
     # ---- 2. memory plans
     p_all = F[col["p_active"]]
     pe = np.where(p_all > 0, p_all, 1.0)
@@ -855,7 +863,7 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
         tl = np.where(tt >= 0, np.searchsorted(t_idx, tt), -1)
         t_loc.append(tl)
         has_t = tl >= 0
-        density = np.bincount(tl[has_t], weights=(p_all[o] * ot.weight_fraction[ix])[has_t],
+        density = np.bincount(tl[has_t], weights=(p_all[o] * WF[o])[has_t],
                               minlength=len(t_idx)).astype(np.float64)
         density[info.t_vector[t_idx]] = 1.0
         ai = np.flatnonzero(oc[ix] == att_code)
@@ -974,7 +982,8 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
     # ---- 6. the stages over the distinct units
     lw_u, pl_u, spaces = _unit_tables(hw, hp, low, info, G, F, a_u, part_of, t_loc, tb, tn,
                                       tbits, plans, pc, row_vec, ctx_w, u_ptr,
-                                      np.where(grouped_u[unit_of_ph[uph]], unit_id, -1), foot)
+                                      np.where(grouped_u[unit_of_ph[uph]], unit_id, -1), foot,
+                                      WF)
     job = S.gemm_inputs(hw, hp, lw_u, pl_u, spaces)
     fr = S.run_engine(hp, mask, low.a_bits, [job], opts.full_pipeline)[0]
     net = S.net_params(hw, hp)
@@ -1001,7 +1010,7 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
         sub = F[:, o]
         fl = {k: sub[j] for j, k in enumerate(_FLOATS)}
         tt = t_loc[p]
-        wf = ot.weight_fraction[ix]
+        wf = WF[o]
         has_t = tt >= 0
         density = np.bincount(tt[has_t], weights=(fl["p_active"] * wf)[has_t],
                               minlength=len(t_idx)).astype(np.float64)
@@ -1061,7 +1070,7 @@ def _scale_modified(info: _Info, op_code: np.ndarray, F: np.ndarray, G: np.ndarr
     f["out_elems"][disp] *= val[disp]
     f["in_elems"][comb] *= val[comb]
     f["vector_ops"][comb] *= val[comb]
-    for c, (tp, kvd, etp) in enumerate(scs):
+    for c, (tp, kvd, etp, _) in enumerate(scs):     # no batch op is modified
         m = np.flatnonzero(sc == c)
         if not len(m):
             continue
@@ -1073,7 +1082,7 @@ def _scale_modified(info: _Info, op_code: np.ndarray, F: np.ndarray, G: np.ndarr
 
 
 def _unit_tables(hw, hp, low: S.Lowered, info: _Info, G, F, a_u, part_of, t_loc, tb, tn,
-                 tbits, plans, pc, row_vec, ctx_w, u_ptr, u_pgroup, foot):
+                 tbits, plans, pc, row_vec, ctx_w, u_ptr, u_pgroup, foot, WF):
     """:class:`~accelsim.sim.stages.Lowered` and ``Placement`` of the distinct units' ops
     (``a_u``: the part op each is; one tensor of its own per op with a weight) and the tile
     spaces of the memory-plan classes (``spaces`` of :func:`~accelsim.sim.stages.gemm_inputs`)."""
@@ -1094,7 +1103,7 @@ def _unit_tables(hw, hp, low: S.Lowered, info: _Info, G, F, a_u, part_of, t_loc,
     fl = F[:, a_u]
     ot_u = replace(ot, names=names, index=_LazyIndex(names), op_code=op_code,
                    layer=ot.layer[ti], expert=ot.expert[ti], role=info.roles[ti],
-                   tensor=tensor, weight_fraction=ot.weight_fraction[ti], depth=depth,
+                   tensor=tensor, weight_fraction=WF[a_u], depth=depth,
                    group=u_pgroup[depth] if nph else depth, att_k=ot.att_k[ti],
                    tensor_density=np.ones(len(g)), phase_order=np.arange(nu, dtype=np.int64),
                    phase_ptr=u_ptr, phase_group=u_pgroup.astype(np.int64),

@@ -14,24 +14,27 @@ class _Part:
     expert_share: object = None
     embed: object = None
     lm_head: object = None
+    expert_tp: int = 1
+    batch_share: float = 1.0
 
 
 def _stub_parts(hw, graph, alloc, parts, **kw):
-    """Per layer: 1 ms / tp plus 0.1 ms per (share of an) expert; embedding 0.1 ms, tail
-    0.2 ms; dynamic energy 1 J per second of latency."""
+    """Per layer: 1 ms x batch share / tp plus 0.1 ms per (share of an) expert; embedding
+    0.1 ms and tail 0.2 ms, both x batch share; dynamic energy 1 J per second of latency."""
     model = graph.graph["model_spec"]
     n = model.total_layers
     row = {L: r for r, L in enumerate(model.moe_layers)}
     out = []
     for p in parts:
         a, b = p.layers
+        b_share = getattr(p, "batch_share", 1.0)
         lat = np.zeros(n + 2)
         for L in range(a, b):
             sh = (np.ones(model.moe.num_experts) if p.expert_share is None
                   else p.expert_share[row[L]])
-            lat[L + 1] = 1e-3 / p.tp + 1e-4 * sh.sum()
-        lat[0] = 1e-4 if a == 0 else 0.0
-        lat[-1] = 2e-4 if b == n else 0.0
+            lat[L + 1] = 1e-3 * b_share / p.tp + 1e-4 * sh.sum()
+        lat[0] = 1e-4 * b_share if a == 0 else 0.0
+        lat[-1] = 2e-4 * b_share if b == n else 0.0
         t = float(lat.sum())
         out.append(SimpleNamespace(
             latency_s=t, layer_latency_s=lat, energy_j=t, energy_breakdown_j={"mac": t,

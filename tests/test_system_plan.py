@@ -179,17 +179,47 @@ def test_pipeline_by_hand(stub):
 def test_expert_parallel_by_hand(stub):
     system, m, g, a = _toy()
     r = accelsim.simulate(system, g, a, plan="ep=2")
-    # 4 experts, uniform routing, top-2 of 4 tokens: 2 tokens each; 2 experts per device
-    layer = 1e-3 + 2 * 1e-4
+    # 4 experts, uniform routing, top-2 of 4 tokens: 2 tokens each; 2 experts per device.
+    # ep=2 > tp=1: two attention groups of one device, 2 of the 4 sequences each, so the
+    # stub's attention (1 ms), embedding (0.1 ms) and tail (0.2 ms) are halved
+    layer = 1e-3 / 2 + 2 * 1e-4
     # dispatch: each device sends half of the other device's 4 tokens x 64 B = 128 B;
     # a chain of 2: 1 message + 128 B / BW; combine the same, in every MoE layer (2)
     a2a = A + 128 / BW
-    expect = 1e-4 + 2 * layer + 2e-4 + 2 * 2 * a2a
+    expect = 1e-4 / 2 + 2 * layer + 2e-4 / 2 + 2 * 2 * a2a
     assert r.latency_s == pytest.approx(expect)
     assert [d["experts"] for d in r.per_device] == [4, 4]     # 2 per layer x 2 layers
     assert [d["expected_load"] for d in r.per_device] == [8.0, 8.0]
     link = {x["level"]: x for x in r.per_link}
     assert link["intra_node"]["bytes"] == pytest.approx(2 * 2 * 2 * 128)
+
+
+def test_attention_groups_split_an_uneven_batch_by_hand(stub):
+    system, m, _, a = _toy()
+    g = build_graph(m, Scenario(phase="decode", batch=3, seq_len=1))
+    r = accelsim.simulate(system, g, a, plan="ep=2")
+    # 3 sequences over 2 attention groups: device 0 runs 2, device 1 runs 1
+    assert [d["sequences"] for d in r.per_device] == [2, 1]
+    # per layer the slower device: 2/3 of the stub's 1 ms attention + 2 experts x 0.1 ms;
+    # embedding and tail: 2/3 of 0.1 and 0.2 ms
+    layer = 1e-3 * 2 / 3 + 2 * 1e-4
+    # experts get 3 tokens x top-2 / 4 = 1.5 tokens each, 3 per device; device 0 sends its
+    # 2/3 of device 1's 3 tokens (2 x 64 B = 128 B), device 1 its 1/3 of device 0's (64 B);
+    # the busier direction of the chain sets the time, dispatch and combine alike
+    a2a = A + 128 / BW
+    assert r.latency_s == pytest.approx(2 / 3 * 1e-4 + 2 * layer + 2 / 3 * 2e-4 + 4 * a2a)
+    link = {x["level"]: x for x in r.per_link}
+    assert link["intra_node"]["bytes"] == pytest.approx(2 * 2 * (128 + 64))
+    # attention split over 4 groups of one device with 2 sequences (ep=4, 8 sequences);
+    # ep <= tp keeps one group with the whole batch
+    g8 = build_graph(m, Scenario(phase="decode", batch=8, seq_len=1))
+    sys4 = System(name="toy4", hw=system.hw, devices_per_node=4, links=system.links)
+    assert [d["sequences"] for d in accelsim.simulate(sys4, g8, a, plan="ep=4").per_device] \
+        == [2, 2, 2, 2]
+    assert [d["sequences"] for d in accelsim.simulate(sys4, g8, a, plan="tp=4,ep=2")
+            .per_device] == [8, 8, 8, 8]
+    assert [d["sequences"] for d in accelsim.simulate(sys4, g8, a, plan="tp=2,ep=4")
+            .per_device] == [4, 4, 4, 4]
 
 
 def test_tensor_parallel_by_hand(stub):

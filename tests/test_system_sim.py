@@ -188,3 +188,63 @@ def test_vocabulary_parallel_embedding_lets_mixtral_fit_northpole_cards():
     r = accelsim.simulate(system, g, a, plan="pp=32,tp=8,ep=8")
     assert r.devices == 256
     assert all(d["memory_bytes"] <= cap for d in r.per_device)
+
+
+# ------------------------------------------------------------ attention groups (ep > tp)
+
+
+def test_a_dense_part_with_a_batch_share_is_the_chip_at_that_batch():
+    # batch_share n / B of a step of B sequences runs exactly the ops of a step of n
+    m = accelsim.load_workload("llama-2-7b")
+    a = accelsim.BitAllocation.uniform(m, 8)
+    for kw in (dict(phase="decode", context=128), dict(phase="prefill", seq_len=32)):
+        g8 = accelsim.build_graph(m, accelsim.Scenario(batch=8, **kw))
+        g3 = accelsim.build_graph(m, accelsim.Scenario(batch=3, **kw))
+        part, whole = simulate_parts("h100", g8, a, [DevicePart((0, 32), 2, batch_share=3 / 8)]
+                                     )[0], simulate_parts("h100", g3, a, [DevicePart((0, 32), 2)])[0]
+        assert part.latency_s == whole.latency_s and part.energy_j == whole.energy_j
+        assert part.kv_bytes_by_level == whole.kv_bytes_by_level
+
+
+def test_batch_share_is_checked():
+    m = accelsim.load_workload("llama-2-7b")
+    g = accelsim.build_graph(m, accelsim.Scenario(batch=2))
+    with pytest.raises(accelsim.ConfigError, match=r"parts\[0\].batch_share: must be a number"):
+        simulate_parts("h100", g, None, [DevicePart((0, 2), batch_share=1.5)])
+
+
+@pytest.fixture(scope="module")
+def mixtral_prefill():
+    m = accelsim.load_workload("mixtral-8x7b")
+    g = accelsim.build_graph(m, accelsim.Scenario(phase="prefill", batch=8, seq_len=64))
+    return m, g, accelsim.BitAllocation.uniform(m, 4)
+
+
+def test_expert_parallel_attention_does_no_redundant_work(mixtral_prefill):
+    # ep=8 > tp: 8 / tp attention groups of 8 / (8 / tp) sequences each; every MAC of the
+    # step is done once over the 8 devices (attention by sequences and heads, experts by
+    # their tokens) but the router's, which each of a group's tp devices repeats:
+    # 512 tokens x 4096 x 8 experts x 32 layers per copy
+    m, g, a = mixtral_prefill
+    chip = accelsim.sim.simulate("h100", g, a)
+    router = 512 * 4096 * 8 * 32
+    for tp in (1, 2, 4):
+        r = _sys(m, g, a, f"tp={tp},ep=8", load_system("h100-8"))
+        assert r.macs == pytest.approx(chip.macs + (tp - 1) * router, rel=1e-12)
+
+
+def test_expert_parallel_attention_kv_cache_per_device(mixtral_prefill):
+    # each device of ep=8, tp=1 holds the KV cache of its one sequence of 64 tokens:
+    # 32 layers x (K and V) x 8 KV heads x 128 x 2 bytes x 64 tokens
+    m, g, a = mixtral_prefill
+    r = _sys(m, g, a, "ep=8", load_system("h100-8"))
+    kv = 32 * 2 * 8 * 128 * 2 * 64
+    assert [sum(p.kv_bytes_by_level.values()) for _, p in r.parts] == [kv] * 8
+    # tp=2, ep=8: 4 groups of 2 sequences, KV heads split 2 ways
+    r2 = _sys(m, g, a, "tp=2,ep=8", load_system("h100-8"))
+    assert [sum(p.kv_bytes_by_level.values()) for _, p in r2.parts] == [kv] * 8
+    # ep <= tp: one group, every device the whole batch's KV cache over its 8 / tp heads
+    r8 = _sys(m, g, a, "tp=8,ep=8", load_system("h100-8"))
+    assert [sum(p.kv_bytes_by_level.values()) for _, p in r8.parts] == [kv] * 8
+    r4 = _sys(m, g, a, "tp=4,ep=4", load_system("h100-8").first(4))
+    assert [sum(p.kv_bytes_by_level.values()) for _, p in r4.parts] == [2 * kv] * 4

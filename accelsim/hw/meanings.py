@@ -44,6 +44,11 @@ MEANINGS: dict[tuple[str, str], str] = {
                                              "must be in `activation_bits`",
     ("MacArray", "dataflows"): "dataflows the mapper may choose from",
     ("MacArray", "accumulator_bits"): "width of partial sums",
+    ("MacArray", "fill"): "when the array pays its systolic fill: `per_fold` (SCALE-Sim: "
+                          "every fold loads its weights and fills and drains), `overlapped` "
+                          "(weights double-buffered in the PEs: the next fold's weights shift "
+                          "in while the current one computes; fill and drain once per tile), "
+                          "`none` (a vector-matrix engine without a systolic fill)",
     ("BitSerial", "kind"): "selects this arithmetic",
     ("BitSerial", "serial_operand"): "the operand streamed bit by bit",
     ("BitSerial", "bits_per_cycle"): "bits of the serial operand(s) consumed per cycle",

@@ -152,6 +152,7 @@ class MacArray(Spec):
     dataflows: list[Literal["weight_stationary", "output_stationary"]] = Field(
         default_factory=lambda: ["weight_stationary"], min_length=1)
     accumulator_bits: Bounded(int, 8, 64) = 32
+    fill: Literal["per_fold", "overlapped", "none"] = "per_fold"
 
     @model_validator(mode="after")
     def _check(self):

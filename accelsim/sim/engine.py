@@ -26,6 +26,17 @@ the arithmetic: ``c >= 1`` (bit-serial, multi-pass) stretches every fold, ``s = 
 ``c < 1`` (several MACs per PE per cycle) packs the reduction, ``R' = R / c``,
 ``Kt' = Kt * c``, ``s = 1``.
 
+That is the array's fill mode ``per_fold`` (``cores.mac_array.fill``, docs/hwconfig.md).
+Write a tile as ``F`` folds of stream length ``L`` (``Mt`` weight-stationary, ``Kt'``
+output-stationary), each fold ``H + S + L`` steps: ``H = R`` to shift the fold's weights in
+(weight-stationary) or its outputs out (output-stationary), ``S = R + C - 2`` skew fill and
+drain. With ``overlapped`` (weights, or outputs, double-buffered in the PEs, as in the TPU)
+the next fold's ``H`` runs while the current fold streams and the skew of consecutive folds
+overlaps, so a fold starts every ``max(L, H)`` steps and the tile takes
+``(H + S + L + (F - 1) * max(L, H)) * s`` (equal to ``per_fold`` for one fold, never more
+than it). ``none`` (a vector-matrix engine without a systolic fill: every step multiplies
+one input vector by an ``R x C`` block) takes ``F * L * s``.
+
 **Closed-form steady state.** The state of the pipeline is a handful of time stamps and each
 step is a max-plus map, which is homogeneous: shifting the state by ``d`` shifts the result by
 ``d``. So once one step (or one block of steps) of a run of identical steps has moved every
@@ -50,14 +61,17 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["WS", "OS", "DATAFLOWS", "fold_cycles", "tile_cycles", "pipeline", "best_tiling",
-           "tiling_front",
+__all__ = ["WS", "OS", "DATAFLOWS", "FILLS", "PER_FOLD", "OVERLAPPED", "NO_FILL", "fold_cycles",
+           "tile_cycles", "pipeline", "best_tiling", "tiling_front",
            "pipeline_reference", "tile_candidates", "merge_fronts", "pair_front",
            "run_pairs", "pair_packed", "FRONT_COLS", "chip_fetch", "chip_fetches", "RX_COLS",
            "NRX"]
 
 WS, OS = 0, 1
 DATAFLOWS = ("weight_stationary", "output_stationary")
+#: Fill modes of the MAC array (``cores.mac_array.fill``, docs/hwconfig.md), by code.
+PER_FOLD, OVERLAPPED, NO_FILL = 0, 1, 2
+FILLS = ("per_fold", "overlapped", "none")
 
 # state vector components
 _T_DMA, _T_ST, _LD, _C1, _O1, _O2 = 0, 1, 2, 3, 4, 5
@@ -68,28 +82,41 @@ _BCOMPS_ST = np.array([_T_DMA, _T_ST, _LD, _C1, _O1, _O2])
 
 
 @njit(cache=True)
-def fold_cycles(df, R, C, m, k, n, cpm):  # pragma: no cover - numba
-    """Array cycles of one tile ``m x k x n`` (SCALE-Sim's fold model, see module doc)."""
+def fold_cycles(df, R, C, m, k, n, cpm, fill=PER_FOLD):  # pragma: no cover - numba
+    """Array cycles of one tile ``m x k x n``: ``F`` folds of stream length ``L`` under the
+    array's fill mode ``fill`` (:data:`FILLS`; module doc). ``per_fold`` is SCALE-Sim's
+    ``F (2R + C + L - 2) s``; ``overlapped`` pays the weight shift-in (output drain) and the
+    skew once, ``(R + (R + C - 2) + L + (F - 1) max(L, R)) s``; ``none`` is ``F L s``."""
     if df == WS:
         if cpm < 1.0:
             folds = math.ceil(k * cpm / R - 1e-9) * math.ceil(n / C)
-            return folds * (2.0 * R + C + m - 2.0)
-        folds = math.ceil(k / R) * math.ceil(n / C)
-        return folds * (2.0 * R + C + m - 2.0) * cpm
-    folds = math.ceil(m / R - 1e-9) * math.ceil(n / C)
-    if cpm < 1.0:
-        return folds * (2.0 * R + C + k * cpm - 2.0)
-    return folds * (2.0 * R + C + k - 2.0) * cpm
+            L, s = m, 1.0
+        else:
+            folds = math.ceil(k / R) * math.ceil(n / C)
+            L, s = m, cpm
+    else:
+        folds = math.ceil(m / R - 1e-9) * math.ceil(n / C)
+        if cpm < 1.0:
+            L, s = k * cpm, 1.0
+        else:
+            L, s = k, cpm
+    if fill == OVERLAPPED:
+        return (2.0 * R + C + L - 2.0 + (folds - 1) * max(L, float(R))) * s
+    if fill == NO_FILL:
+        return folds * L * s
+    return folds * (2.0 * R + C + L - 2.0) * s
 
 
 @njit(cache=True)
-def tile_cycles(df, R, C, m, k, n, cpm, wB, aB, fw, fa, fsame):  # pragma: no cover - numba
+def tile_cycles(df, R, C, m, k, n, cpm, wB, aB, fw, fa, fsame, fill=PER_FOLD):
+    # pragma: no cover - numba
     """``(cycles, fold cycles)`` of one tile: the folds, or longer when the staging buffers
     cannot feed the array that fast. The array reads its weights once per tile
     (weight-stationary) or once per ``R`` rows (output-stationary), and its activations once
     per ``C``-column fold; ``fw``/``fa`` are cycles per byte of the weight and activation
-    staging buffers, read in parallel unless they are one buffer (``fsame``)."""
-    fold = fold_cycles(df, R, C, m, k, n, cpm)
+    staging buffers, read in parallel unless they are one buffer (``fsame``); ``fill``: the
+    array's fill mode (:func:`fold_cycles`)."""
+    fold = fold_cycles(df, R, C, m, k, n, cpm, fill)
     if fw == 0.0 and fa == 0.0:
         return fold, fold
     wfeed = k * n * wB * (1.0 if df == WS else math.ceil(m / R - 1e-9))
@@ -214,7 +241,7 @@ def _shift(s, comps, d, j):  # pragma: no cover - numba
 
 @njit(cache=True)
 def pipeline(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb, a_fix, a_pb,
-             o_fix, o_pb, two_ch, full, fw=0.0, fa=0.0, fsame=True, keep=False):
+             o_fix, o_pb, two_ch, full, fw=0.0, fa=0.0, fsame=True, keep=False, fill=PER_FOLD):
     # pragma: no cover
     """Cycles of one GEMM on one core with the given L1 tiles.
 
@@ -222,7 +249,8 @@ def pipeline(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb, a_fix,
     (activation, output) DMA; both 0 means the operand is already in its staging buffer (no
     DMA). ``fw, fa, fsame``: operand feed from the staging buffers (:func:`tile_cycles`;
     0 = unlimited). ``keep``: the activations of one pass stay in their staging level
-    (:func:`keep_bytes`) and are loaded once. Returns ``(cycles, compute_cycles,
+    (:func:`keep_bytes`) and are loaded once. ``fill``: the array's fill mode
+    (:func:`fold_cycles`). Returns ``(cycles, compute_cycles,
     weight_fetch_bytes, act_fetch_bytes,
     output_bytes, steps_simulated)``; compute cycles are the folds (a tile waiting for its
     operands to be fed counts as stall); fetch bytes count every tile (re)load whether or not
@@ -297,7 +325,8 @@ def pipeline(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb, a_fix,
                     continue
                 m_sz, k_sz, n_sz = _dims(df, a, b, k, nA, nB, nK, At, Bt, Ktf, Atot, Btot,
                                          Ktot)
-                X, Xf = tile_cycles(df, R, C, m_sz, k_sz, n_sz, cpm, wB, aB, fw, fa, fsame)
+                X, Xf = tile_cycles(df, R, C, m_sz, k_sz, n_sz, cpm, wB, aB, fw, fa, fsame,
+                                    fill)
                 has_next = True
                 if k + 1 < nK:
                     na, nb, nk = a, b, k + 1
@@ -500,7 +529,7 @@ def _reuse_costs(df, M, K, N, Mt, Kt, Nt, wB, aB, wf, af, w_fix, w_pb, a_fix, a_
 
 @njit(cache=True)
 def _lower_bound(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb, a_fix, a_pb,
-                 o_fix, o_pb, two_ch, fw=0.0, fa=0.0, fsame=True, keep=False):
+                 o_fix, o_pb, two_ch, fw=0.0, fa=0.0, fsame=True, keep=False, fill=PER_FOLD):
     # pragma: no cover
     """A lower bound of :func:`pipeline` (total compute; total DMA), in closed form."""
     nM, nK, nN = _ntiles(M, Mt), _ntiles(float(K), float(Kt)), _ntiles(float(N), float(Nt))
@@ -521,7 +550,7 @@ def _lower_bound(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb, a_
                 if cn == 0:
                     continue
                 comp += cm * ck * cn * tile_cycles(df, R, C, sm, sk, sn, cpm, wB, aB, fw,
-                                                   fa, fsame)[0]
+                                                   fa, fsame, fill)[0]
     p_loads, q_loads, wf, af = _fetches(df, M, K, N, Mt, Kt, Nt, wB, aB, keep)
     if df == WS:
         nA, nB = nN, nM
@@ -649,7 +678,7 @@ def _shared_cycles_rx(df, M, K, N, Mt, Wf, Af, Wc, Ac, R, wB, flc, rx):
 @njit(cache=True)
 def tiling_front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fix, a_pb,
                  o_fix, o_pb, two_ch, stage_cap, lw, la, lo, w_stage, a_stage, flc,
-                 full, fw=0.0, fa=0.0, fsame=True):  # pragma: no cover - numba
+                 full, fw=0.0, fa=0.0, fsame=True, fill=PER_FOLD):  # pragma: no cover - numba
     """The Pareto front, over the feasible tiling menu, of (cycles on one core, busy cycles
     of the shared levels): a tiling that re-reads weights may be faster on its own core and
     yet slow a phase whose cores share the DRAM; the scheduler picks from the front.
@@ -667,7 +696,8 @@ def tiling_front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_f
     front, nf, overflow = _front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb,
                                  a_fix, a_pb, o_fix, o_pb, two_ch, stage_cap, lw, la, lo,
                                  w_stage, a_stage, flc, full, fw, fa, fsame,
-                                 np.zeros((1, 10)), 0, stage_cap, False, False, np.zeros(NRX))
+                                 np.zeros((1, 10)), 0, stage_cap, False, False, np.zeros(NRX),
+                                 fill)
     return front[:nf].copy(), nf, overflow
 
 
@@ -708,7 +738,8 @@ def _choose(use, stage_cap, lw, la, lo, w_stage, a_stage, df, M, K, N, Mt, Kt, N
 @njit(cache=True)
 def _front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fix, a_pb,
            o_fix, o_pb, two_ch, stage_cap, lw, la, lo, w_stage, a_stage, flc, full, fw, fa,
-           fsame, prune, nprune, skip_cap, skip_a_stage, use_skip, rx):  # pragma: no cover
+           fsame, prune, nprune, skip_cap, skip_a_stage, use_skip, rx, fill=PER_FOLD):
+    # pragma: no cover
     """:func:`tiling_front`, with two ways to leave out candidates that cannot reach a
     merged front (:func:`pair_front`): a candidate whose lower bound is no better than a
     point of ``prune[:nprune]`` in both objectives, and, with ``use_skip``, a tiling that
@@ -756,7 +787,7 @@ def _front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fix, a_
                                                           rx)
                 lb[n] = _lower_bound(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, wfx,
                                      wpb, afx, apb, o_fix, o_pb, two_ch, fw, fa, fsame,
-                                     keep)
+                                     keep, fill)
                 fl[n] = _shared_cycles_rx(df, M, K, N, Mt, wf, af, wc, ac, R, wB, flc, rx)
                 cost[n, 0], cost[n, 1], cost[n, 2], cost[n, 3] = wfx, wpb, afx, apb
                 cdf[n], cm[n], ckt[n], cnt[n], ckeep[n] = df, Mt, Kt, Nt, keep
@@ -794,7 +825,7 @@ def _front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fix, a_
             continue
         r = pipeline(cdf[c], M, K, N, cm[c], ckt[c], cnt[c], R, C, cpm, wB, aB, oB,
                      cost[c, 0], cost[c, 1], cost[c, 2], cost[c, 3], o_fix, o_pb, two_ch, full,
-                     fw, fa, fsame, ckeep[c])
+                     fw, fa, fsame, ckeep[c], fill)
         t = r[0]
         dominated = False
         for f in range(nf):
@@ -826,20 +857,21 @@ def _front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fix, a_
 @njit(cache=True)
 def best_tiling(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fix, a_pb,
                 o_fix, o_pb, two_ch, stage_cap, lw, la, lo, w_stage, a_stage,
-                full, fw=0.0, fa=0.0, fsame=True):  # pragma: no cover - numba
+                full, fw=0.0, fa=0.0, fsame=True, fill=PER_FOLD):  # pragma: no cover - numba
     """The fastest tiling of the feasible menu on one core (the front's first point when the
     shared levels are ignored): ``(cycles, compute, dataflow, Mt, Kt, Nt,
     weight_fetch_bytes, act_fetch_bytes, output_bytes, overflow)``."""
     front, nf, overflow = tiling_front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix,
                                        w_pb, a_fix, a_pb, o_fix, o_pb, two_ch, stage_cap, lw,
                                        la, lo, w_stage, a_stage, np.zeros(5), full, fw, fa,
-                                       fsame)
+                                       fsame, fill)
     p = front[0]
     return (p[0], p[1], int(p[2]), p[3], p[4], p[5], p[6], p[7], p[8], overflow)
 
 
 def pipeline_reference(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb, a_fix,
-                       a_pb, o_fix, o_pb, two_ch, fw=0.0, fa=0.0, fsame=True, keep=False):
+                       a_pb, o_fix, o_pb, two_ch, fw=0.0, fa=0.0, fsame=True, keep=False,
+                       fill=PER_FOLD):
     """Plain-Python tile-by-tile model of :func:`pipeline` (an explicit list of tiles and the
     recurrences of the module docstring), for tests. Each operand's staging holds its last
     two distinct tiles (the double buffer), or with ``keep`` the activations hold all their
@@ -893,7 +925,7 @@ def pipeline_reference(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_
         c_prev = comp_end[s - 1] if s >= 1 else 0.0
         if s + 1 < len(tiles):
             load_end[s + 1] = dma = max(dma, c_prev) + loads[s + 1]
-        fold = float(fold_cycles(df, R, C, m_sz, k_sz, n_sz, cpm))
+        fold = float(fold_cycles(df, R, C, m_sz, k_sz, n_sz, cpm, fill))
         compute += fold
         x = fold
         if fw or fa:   # operand feed from the staging buffers
@@ -973,7 +1005,7 @@ def merge_fronts(fa, na, fb, nb):  # pragma: no cover - numba
 
 @njit(cache=True)
 def pair_front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, two_ch, lw, la,
-               lo, w_stage, full, fw, fa, fsame, io, flc, cap, out, src, rx):
+               lo, w_stage, full, fw, fa, fsame, io, flc, cap, out, src, rx, fill=PER_FOLD):
     # pragma: no cover - numba
     """The merged tiling front of one GEMM under two options for its activations (a: at
     home, tiles in the staging share; b: streamed from off chip, the reserve added to the
@@ -997,7 +1029,7 @@ def pair_front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, two_c
         fr_a, na, of_a = _front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb,
                                 io[0, 1], io[0, 2], io[0, 3], io[0, 4], two_ch, cap[0], lw,
                                 la, lo, w_stage, io[0, 5] != 0.0, flc[0], full, fw, fa, fsame,
-                                fr_a, 0, cap[0], False, False, rx[0])
+                                fr_a, 0, cap[0], False, False, rx[0], fill)
     if not do_b:
         for f in range(na):
             out[f, :] = fr_a[f, :]
@@ -1028,7 +1060,7 @@ def pair_front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, two_c
     fr_b, nb, of_b = _front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb,
                             io[1, 1], io[1, 2], io[1, 3], io[1, 4], two_ch, cap[1], lw, la,
                             lo, w_stage, io[1, 5] != 0.0, flc[1], full, fw, fa, fsame, fr_a,
-                            na, cap[0], io[0, 5] != 0.0, skip, rx[1])
+                            na, cap[0], io[0, 5] != 0.0, skip, rx[1], fill)
     if not do_a:
         of_a = of_b
     return _merge_one(fr_a, na, fr_b, nb, out, src), of_a, of_b
@@ -1036,7 +1068,8 @@ def pair_front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, two_c
 
 @njit(cache=True)
 def run_pairs(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, two_ch, lw, la, lo,
-              w_stage, full, fw, fa, fsame, io, flc, cap, rx):  # pragma: no cover - numba
+              w_stage, full, fw, fa, fsame, io, flc, cap, rx, fill=PER_FOLD):
+    # pragma: no cover - numba
     """:func:`pair_front` for every GEMM (``io`` [ops x 2 x 6], ``flc`` [ops x 2 x 5 (x 1 +
     ports)], ``cap``
     [2 x levels], the same for every op; ``rx`` [ops x 2 x NRX]): ``(fronts [ops x 2
@@ -1052,7 +1085,7 @@ def run_pairs(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, two_ch
         cnt[i], of_a[i], of_b[i] = pair_front(
             df_mask, M[i], K[i], N[i], R, C, cpm[i], wB[i], aB, oB, accB, w_fix[i], w_pb[i],
             two_ch, lw, la, lo, w_stage[i], full, fw, fa, fsame, io[i], flc[i], cap, out[i],
-            src[i], rx[i])
+            src[i], rx[i], fill)
     return out, cnt, src, of_a, of_b
 
 
@@ -1060,8 +1093,8 @@ def run_pairs(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, two_ch
 def pair_packed(p, io, flc, cap, rx=None):  # pragma: no cover - numba
     """:func:`pair_front` of one GEMM with its scalars packed in one float array (numba's
     dispatch cost dominates a single GEMM point): ``p`` = (df_mask, M, K, N, R, C, cpm, wB,
-    aB, oB, accB, w_fix, w_pb, two_ch, lw, la, lo, w_stage, full, fw, fa, fsame); ``rx``
-    [2 x NRX] (default: no cache). Returns ``(front [points x 10], source [points],
+    aB, oB, accB, w_fix, w_pb, two_ch, lw, la, lo, w_stage, full, fw, fa, fsame[, fill]);
+    ``rx`` [2 x NRX] (default: no cache). Returns ``(front [points x 10], source [points],
     overflow of a, overflow of b)``."""
     rxx = np.zeros((2, NRX)) if rx is None else rx
     out = np.zeros((2 * FRONT_MAX, 10))
@@ -1070,5 +1103,5 @@ def pair_packed(p, io, flc, cap, rx=None):  # pragma: no cover - numba
                                p[6], p[7], p[8], p[9], p[10], p[11], p[12], int(p[13]),
                                int(p[14]), int(p[15]), int(p[16]), p[17] != 0.0,
                                p[18] != 0.0, p[19], p[20], p[21] != 0.0, io, flc, cap, out,
-                               src, rxx)
+                               src, rxx, int(p[22]) if p.shape[0] > 22 else PER_FOLD)
     return out[:n], src[:n], of_a, of_b

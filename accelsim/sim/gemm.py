@@ -35,7 +35,8 @@ def _ceil(x: float) -> float:
 @njit(cache=True)
 def _point(p, io, flc, cap, sp, rx):  # pragma: no cover - numba
     """The engine and the one-op schedule of a GEMM point in one call (numba's dispatch cost
-    dominates a single point): the merged tiling front (:func:`engine.pair_front`), the phase
+    dominates a single point; ``p`` as :func:`engine.pair_packed`'s, with the array's fill
+    mode last): the merged tiling front (:func:`engine.pair_front`), the phase
     time ``T`` over all cores (best front point, split along N and K), the point the
     scheduler reports (least first-term share, :mod:`accelsim.sim.schedule`) and its
     K-slices. ``sp`` = (cols, K tiles, cores, reduction bytes, reduction vector cycles per
@@ -48,7 +49,7 @@ def _point(p, io, flc, cap, sp, rx):  # pragma: no cover - numba
                                  p[6], p[7], p[8], p[9], p[10], p[11], p[12], int(p[13]),
                                  int(p[14]), int(p[15]), int(p[16]), p[17] != 0.0,
                                  p[18] != 0.0, p[19], p[20], p[21] != 0.0, io, flc, cap, out,
-                                 src, rx)
+                                 src, rx, int(p[22]))
     cols, kt, cores = int(sp[0]), int(sp[1]), int(sp[2])
     rb, ra, topo, link, hop = sp[3], sp[4], int(sp[5]), sp[6], sp[7]
     T = np.inf
@@ -263,7 +264,8 @@ def _inputs(hw, hp, L: dict, pl: _Place, m, k, n, w_bits, a_bits, nbytes, mask,
     rx = np.array((rx_a, _chip_inputs(hp, L, frac, off) if alt else rx_a))
     return _Inputs(
         np.array((mask, M, K, N, R, C, cpm, wB, aB, aB, acc, w_fix, w_pb, hp.dma_code,
-                  sw, sa, so, w_stage, full, 1.0 / rbw[sw], 1.0 / rbw[sa], sw == sa),
+                  sw, sa, so, w_stage, full, 1.0 / rbw[sw], 1.0 / rbw[sa], sw == sa,
+                  hp.fill),
                  dtype=np.float64),
         np.array((io_a, io_b)), np.array((flc_a, flc_b)), np.array((cap_a, cap_b)),
         np.array((cols, kt, cores, rb, ra, L["topo"], L["link"], L["hop"])), rx, M, K, N,

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .energy import mac_energy_table, vector_op_energy
-from .engine import DATAFLOWS
+from .engine import DATAFLOWS, FILLS
 from .lower import IdentityCache
 
 __all__ = ["HwParams", "hw_params", "dma_cost", "act_home", "cycles_per_mac_table", "KINDS"]
@@ -94,6 +94,7 @@ class HwParams:
     port_rbw: np.ndarray | None = None    # [ports]
     port_wbw: np.ndarray | None = None
     dma_code: int = 0
+    fill: int = 0                         # the array's fill mode (engine.FILLS index)
 
 
 _CACHE = IdentityCache()
@@ -141,7 +142,8 @@ def hw_params(hw) -> HwParams:
         holds=tuple(frozenset(m.holds) for m in mem), py={},
         kernel_cyc=eff.kernel_overhead_s * f if eff is not None else 0.0,
         step_cyc=eff.step_overhead_s * f if eff is not None else 0.0,
-        att_cpm_scale=eff.mac_rate / eff.attention_rate if eff is not None else 1.0)
+        att_cpm_scale=eff.mac_rate / eff.attention_rate if eff is not None else 1.0,
+        fill=FILLS.index(ma.fill))
     _ports(hw, lp)
     for key in ("read_bpc", "write_bpc", "agg_read_bpc", "agg_write_bpc", "latency_cyc",
                 "read_j", "write_j"):

@@ -510,7 +510,8 @@ def _engine_call(hp, mask, aB, job: GemmJob, u: np.ndarray, cap: np.ndarray,
         np.ascontiguousarray(np.stack([job.io_a[u], job.io_b[u]], axis=1)),
         np.ascontiguousarray(np.stack([job.flc_a[u], job.flc_b[u]], axis=1)),
         np.ascontiguousarray(cap),
-        np.ascontiguousarray(np.stack([job.rx_a[u], job.rx_b[u]], axis=1))))
+        np.ascontiguousarray(np.stack([job.rx_a[u], job.rx_b[u]], axis=1)),
+        hp.fill))
 
 
 def _stages(hp) -> tuple[int, int, int]:

@@ -235,7 +235,8 @@ class _Runner:
         r = -1 if moe_row is None else int(moe_row[L])
         memo = self.__dict__.setdefault("_units", {})
         if r < 0:
-            k = ("dense", L, part.tp, L == 0, L == self.n - 1)
+            k = ("dense", L, part.tp, L == 0, L == self.n - 1, part.expert_tp,
+                 part.batch_share)
         else:
             # identical MoE layers (same bits, tokens, activation) share one content id
             ids = self.__dict__.get("_row_ids")
@@ -245,7 +246,7 @@ class _Runner:
                 _, ids = np.unique(rows, axis=0, return_inverse=True)
                 self._row_ids = ids = np.asarray(ids).ravel()
             k = ("moe", int(ids[r]), None if share is None else share[r].tobytes(), part.tp,
-                 L == 0, L == self.n - 1)
+                 L == 0, L == self.n - 1, part.expert_tp, part.batch_share)
         if k not in memo:
             memo[k] = self._key(part)
         return memo[k]
@@ -285,7 +286,8 @@ class _Runner:
             a, b = p.layers
             spans.append((len(units), a, b))
             units += [DevicePart((L, L + 1), p.tp, p.expert_share, embed=L == 0,
-                                 lm_head=L == self.n - 1) for L in range(a, b)]
+                                 lm_head=L == self.n - 1, expert_tp=p.expert_tp,
+                                 batch_share=p.batch_share) for L in range(a, b)]
         try:
             pairs = self._run(units, [self._unit_key(u, u.layers[0]) for u in units])
         except DoesNotFitError:

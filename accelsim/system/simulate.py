@@ -30,7 +30,7 @@ from .result import SystemResult
 from .spec import LEVELS, System
 
 __all__ = ["simulate", "simulate_system", "default_plan", "weight_capacity_bytes",
-           "stage_layout"]
+           "stage_layout", "attention_groups"]
 
 def _identity_cache():
     from ..sim.lower import IdentityCache
@@ -197,6 +197,27 @@ def stage_layout(plan: Plan, replica: int, stage: int) -> list[int]:
     return list(range(first, first + w))
 
 
+def attention_groups(plan: Plan, seqs: float) -> np.ndarray:
+    """Sequences of one micro-batch per attention group of a stage.
+
+    A stage's ``w = max(tp, ep x etp)`` devices form ``w / tp`` attention groups of ``tp``
+    consecutive devices; each runs attention (and everything else but the routed experts)
+    for its own sequences, split as evenly as whole sequences allow (the first ``B mod g``
+    groups one more), as data-parallel attention beside expert parallelism does. With
+    ``ep x etp <= tp`` there is one group holding the whole micro-batch.
+
+    >>> attention_groups(Plan(tp=2, ep=8), 7).tolist()     # 4 groups of 2 devices
+    [2, 2, 2, 1]
+    >>> attention_groups(Plan(tp=4, ep=2), 7).tolist()
+    [7]
+    """
+    g = max(1, plan.group // plan.tp)
+    B = max(int(round(float(seqs))), 1)
+    n = np.full(g, B // g, dtype=np.int64)
+    n[:B % g] += 1
+    return n
+
+
 def _act_bytes(hw, alloc) -> float:
     bits = getattr(alloc, "activation_bits", None) or hw.cores.mac_array.default_activation_bits
     return bits / 8.0
@@ -269,7 +290,8 @@ def _single(system, graph, alloc, plan, residency, dataflow, staging_fraction,
            "memory_bytes": mem, "expert_bytes": None, "expected_load": None,
            "latency_s": float(r.latency_s), "busy_fraction": 1.0,
            "utilization": float(r.mac_utilization), "energy_j": float(r.energy_j),
-           "bound": r.bound}
+           "bound": r.bound,
+           "sequences": int((graph.graph.get("scenario") or {}).get("batch", 1))}
     return SystemResult(**fields, devices=1, plan=str(plan), per_device=(dev,),
                         per_link=tuple({"level": lv, "bytes": 0.0, "time_s": 0.0,
                                         "energy_j": 0.0} for lv in LEVELS),
@@ -287,7 +309,7 @@ def _part_key(part, graph, alloc, opts) -> tuple:
     share = part.expert_share
     return (id(graph), id(alloc), part.layers, part.tp,
             None if share is None else share.tobytes(), part.embed, part.lm_head,
-            part.expert_tp, tuple(sorted(opts.items())))
+            part.expert_tp, part.batch_share, tuple(sorted(opts.items())))
 
 
 def _equivalence_key(part, stats, graph, alloc, opts) -> tuple:
@@ -314,7 +336,8 @@ def _equivalence_key(part, stats, graph, alloc, opts) -> tuple:
     first = part.embed if part.embed is not None else a == 0
     last = part.lm_head if part.lm_head is not None else b == n
     return (id(graph), id(alloc), b - a, (moe_row[a:b] >= 0).tobytes(), part.tp, counts, sig,
-            bool(first), bool(last), part.expert_tp, tuple(sorted(opts.items())))
+            bool(first), bool(last), part.expert_tp, part.batch_share,
+            tuple(sorted(opts.items())))
 
 
 def _shifted(res, src: tuple, dst: tuple):
@@ -368,8 +391,9 @@ def _run_parts(system, graph, alloc, parts, opts, cache, stats=None, keys=None,
     return [_shifted(cache[k][0], cache[k][1], p.layers) for k, p in zip(keys, parts)]
 
 
-def _placements(system, model, acct, plan, stages, tokens, tb, memo=None):
-    """One placement per stage, and the device parts of replica 0, stage by stage."""
+def _placements(system, model, acct, plan, stages, tokens, tb, memo=None, groups=None):
+    """One placement per stage, and the device parts of replica 0, stage by stage
+    (``groups``: sequences per attention group, :func:`attention_groups`)."""
     from ..sim import DevicePart
     split, repl, kv_split, expert, embed, lm_head, tail = tb
     tp, ep, w, etp = plan.tp, plan.experts, plan.group, plan.etp
@@ -380,6 +404,10 @@ def _placements(system, model, acct, plan, stages, tokens, tb, memo=None):
     R, E = expert.shape
     placements, parts = [], []
     last = len(stages) - 1
+    bshare = [1.0] * w
+    if groups is not None and len(groups) > 1:
+        B = float(groups.sum())
+        bshare = [float(groups[g // tp]) / B for g in range(w)]
     for s, (a, b) in enumerate(stages):
         # the embedding table is split by vocabulary like lm_head; a tied table is held by
         # the first and the last stage
@@ -429,30 +457,51 @@ def _placements(system, model, acct, plan, stages, tokens, tb, memo=None):
                         memo[skey] = share
                         memo[("keep", id(pl))] = pl      # keeps id(pl) unique
             stage_parts.append(DevicePart(layers=(a, b), tp=tp, expert_share=share,
-                                          expert_tp=etp))
+                                          expert_tp=etp, batch_share=bshare[g]))
         parts.append(stage_parts)
     return placements, parts
 
 
+def _concurrent(system, kind, groups, nbytes) -> C.Cost:
+    """One collective ``kind`` in each of ``groups`` at once, ``nbytes[i]`` per device in
+    group ``i``: the slowest group's time, every group's bytes and energy (groups with
+    equal bytes and layout cost alike: each is computed once)."""
+    worst, byl, energy, seen = None, {}, 0.0, {}
+    for grp, nb in zip(groups, nbytes):
+        k = (tuple(system.node_of(x) for x in grp), float(nb))
+        c = seen.get(k)
+        if c is None:
+            c = seen[k] = getattr(C, kind)(system, grp, nb)
+        if worst is None or c.time_s > worst.time_s:
+            worst = c
+        for lv, v in c.bytes_by_level.items():
+            byl[lv] = byl.get(lv, 0.0) + v
+        energy += c.energy_j
+    if worst is None:
+        return C.Cost()
+    return replace(worst, bytes_by_level=byl, energy_j=energy)
+
+
 def _stage_comm(system, model, plan, devs, a, b, rows, pl, tokens, T, ab, first_last, seqs,
-                memo):
-    """Communication of one stage for one micro-batch: (time, Cost)."""
+                memo, groups=None):
+    """Communication of one stage for one micro-batch: (time, Cost). ``groups``: sequences
+    per attention group (:func:`attention_groups`; None: one group, the whole batch)."""
     tp, ep, w = plan.tp, plan.experts, plan.group
     d = model.hidden_size
     total = C.Cost()
     moe = set(model.moe_layers)
     layout = tuple(system.node_of(x) for x in devs)
     layout = (tuple(x - layout[0] for x in layout), devs[0] % system.devices_per_node)
+    ng = w // tp
+    if groups is None or len(groups) != ng:
+        groups = np.full(ng, 1.0)
+    frac = np.asarray(groups, dtype=float) / float(np.sum(groups))   # each group's tokens
     if tp > 1:
-        nbytes = T * d * ab
-        groups = [devs[i:i + tp] for i in range(0, w, tp)]
-        akey = ("all_reduce", layout, tp, nbytes)
+        tp_groups = [devs[i:i + tp] for i in range(0, w, tp)]
+        akey = ("all_reduce", layout, tp, T * d * ab, frac.tobytes())
         if akey not in memo:
-            ar = max((C.all_reduce(system, g, nbytes) for g in groups),
-                     key=lambda c: c.time_s)
-            memo[akey] = replace(ar, bytes_by_level={k: v * len(groups) for k, v in
-                                                     ar.bytes_by_level.items()},
-                                 energy_j=ar.energy_j * len(groups))
+            # every group all-reduces its own tokens' activations, all groups at once
+            memo[akey] = _concurrent(system, "all_reduce", tp_groups, T * d * ab * frac)
         ar = memo[akey]
         n_ar = 1 if first_last[0] else 0    # the vocabulary-parallel embedding
         for L in range(a, b):
@@ -461,8 +510,8 @@ def _stage_comm(system, model, plan, devs, a, b, rows, pl, tokens, T, ab, first_
                 n_ar += 1
         total = total + ar.scaled(n_ar)
         if first_last[1]:   # lm_head split by vocabulary: gather the logits
-            total = total + C.all_gather(system, groups[0],
-                                         seqs * model.vocab_size * ab).scaled(len(groups))
+            total = total + _concurrent(system, "all_gather", tp_groups,
+                                        seqs * model.vocab_size * ab * frac)
     if w > 1 and rows:
         loads = (pl.share * tokens[rows][None, :, :]).sum(axis=2)     # [ep slot, layer]
         for j, r in enumerate(rows):
@@ -471,9 +520,13 @@ def _stage_comm(system, model, plan, devs, a, b, rows, pl, tokens, T, ab, first_
             # every expert needs them) and returns a partial output the receiver adds up
             copies = w // (ep * plan.etp)
             per_dev = load[(np.arange(w) // plan.etp) % ep] / copies
-            key = ("all_to_all", layout, per_dev.tobytes())
+            key = ("all_to_all", layout, per_dev.tobytes(), frac.tobytes())
             if key not in memo:
-                m = np.repeat((per_dev * d * ab / w)[None, :], w, axis=0)
+                if (frac == frac[0]).all():   # every device sends 1/w of the tokens
+                    m = np.repeat((per_dev * d * ab / w)[None, :], w, axis=0)
+                else:   # device i: its group's share of the tokens over the tp devices
+                    send = np.repeat(frac / tp, tp)
+                    m = send[:, None] * (per_dev * d * ab)[None, :]
                 np.fill_diagonal(m, 0.0)
                 memo[key] = C.all_to_all(system, devs, m) + C.all_to_all(system, devs, m.T)
             total = total + memo[key]
@@ -497,6 +550,8 @@ class Prepared:
     seqs: float
     tokens: np.ndarray
     stats: tuple = ()
+    groups: np.ndarray | None = None    # sequences per attention group
+
 
     def all_parts(self) -> list:
         return [p for sp in self.parts for p in sp]
@@ -530,12 +585,14 @@ def prepare(system, graph, model, alloc, acct, plan, memo: dict | None = None) -
         np.asarray(model.moe_layers, dtype=np.int64), weights=expert.sum(axis=1),
         minlength=model.total_layers)
     stages = split_layers(per_layer, plan.pp)
-    placements, parts = _placements(system, model, acct, plan, stages, tokens, tb, memo)
+    groups = attention_groups(plan, seqs)
+    placements, parts = _placements(system, model, acct, plan, stages, tokens, tb, memo,
+                                    groups)
     moe_row = np.full(model.total_layers + 1, -1)
     moe_row[list(model.moe_layers)] = np.arange(model.num_moe_layers)
     return Prepared(system, graph, model, alloc, plan, stages, placements, parts, T, ab,
                     seqs, tokens, (np.asarray(acct.expert_bits, dtype=float), tokens, pact,
-                                   moe_row))
+                                   moe_row), groups)
 
 
 def _compose(system, graph, model, alloc, acct, plan, cache, opts) -> SystemResult:
@@ -570,7 +627,7 @@ def compose(prep: Prepared, results: list, memo: dict | None = None) -> SystemRe
         comp = float(lat.max(axis=0).sum())
         devs = stage_layout(plan, 0, s)
         c = _stage_comm(system, model, plan, devs, a, b, rows, pl, tokens, T, ab,
-                        (s == 0, s == pp - 1), seqs, memo)
+                        (s == 0, s == pp - 1), seqs, memo, prep.groups)
         comp_t.append(comp)
         comm.append(c)
         stage_t.append(comp + c.time_s)
@@ -620,6 +677,7 @@ def _result(system, graph, model, plan, stages, placements, res, latency, period
     slowest = max(res[s_star], key=lambda r: r.latency_s)
     bound = "interconnect" if comm_fill >= 0.5 * fill and comm_fill > 0 else slowest.bound
     per_device = []
+    groups = attention_groups(plan, (graph.graph.get("scenario") or {}).get("batch", 1))
     for s, stage in enumerate(res):
         pl, rows, fixed = placements[s]
         for g, r in enumerate(stage):
@@ -639,7 +697,8 @@ def _result(system, graph, model, plan, stages, placements, res, latency, period
                     "expected_load": float(pl.load[slot]) / copies if rows else 0.0,
                     "latency_s": float(r.latency_s), "busy_fraction": busy,
                     "utilization": float(r.mac_utilization) * busy,
-                    "energy_j": dev_energy[s * w + g], "bound": r.bound})
+                    "energy_j": dev_energy[s * w + g], "bound": r.bound,
+                    "sequences": int(groups[g // plan.tp])})
     per_device.sort(key=lambda x: x["device"])
     per_link = tuple({"level": lv, "bytes": m * dp * link.bytes_by_level.get(lv, 0.0),
                       "time_s": m * link.time_by_level.get(lv, 0.0),

@@ -180,3 +180,20 @@ def test_cli_bad_fill_is_one_line_exit_2(tmp_path, run_cli):
     assert rc == 2 and out == ""
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "bad.yaml" in lines[0] and "cores.mac_array.fill" in lines[0]
+
+
+def test_fill_is_a_sweepable_hardware_override():
+    from accelsim.sweep import run_sweep, sweep_from_dict
+
+    spec = sweep_from_dict({"fixed": {"hw": "gemmini", "dataflow": "weight_stationary",
+                                      "gemm": "64,256,256", "avg_bits": 8},
+                            "axes": [{"grid": {"hw.cores.mac_array.fill": list(E.FILLS)}}]})
+    t = run_sweep(spec).table.set_index("hw.cores.mac_array.fill")["compute_cycles"]
+    # 16 x 16 folds of the 16 x 16 array, 64 rows: SCALE-Sim 256 x (32 + 16 + 64 - 2); with no
+    # fill 256 x 64 whatever the tiling (K and N are multiples of 16); overlapped in between
+    assert t["per_fold"] == 256 * 110
+    assert t["none"] == 256 * 64
+    assert t["none"] < t["overlapped"] < t["per_fold"]
+    with pytest.raises(ConfigError, match=r"hw\.cores\.mac_array\.fill"):
+        sweep_from_dict({"fixed": {"hw": "gemmini", "gemm": "64,256,256", "avg_bits": 8,
+                                   "hw.cores.mac_array.fill": "double"}})

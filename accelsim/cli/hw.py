@@ -29,7 +29,8 @@ def _show_table(hw) -> str:
     lines = [
         f"{hw.name}: {hw.description}",
         f"clock {format_quantity(hw.clock_hz, 'frequency')}, {hw.cores.count} core(s), "
-        f"MAC array {ma.rows}x{ma.cols} {ma.arithmetic.kind}, weight bits {ma.weight_bits}, "
+        f"MAC array {ma.rows}x{ma.cols} {ma.arithmetic.kind}, fill {ma.fill}, "
+        f"weight bits {ma.weight_bits}, "
         f"activation bits {ma.activation_bits} (default {ma.default_activation_bits})",
         f"on-chip memory {format_quantity(hw.onchip_capacity_bytes, 'size')}, off-chip "
         f"bandwidth " + (format_quantity(hw.offchip_bandwidth_bytes_per_s, 'bandwidth')

@@ -45,7 +45,8 @@ from ..precision import BitAllocation
 from . import stages as S
 from .core import SimOptions, _as_hw
 from .lower import OP, VECTOR_ROLE, IdentityCache, OpTable, phases, tensor_table
-from .mapping import hw_params
+from .mapping import act_home, hw_params
+from .residency import plan_memory
 from .result import SimResult
 from .schedule import wrap_around
 
@@ -132,8 +133,14 @@ def simulate_parts(hw, graph, alloc: BitAllocation | None, parts, *,
     >>> half.layer_latency_s.shape, bool(half.layer_latency_s[17:].sum() == 0)
     ((34,), True)
     """
+    return _simulate_parts(hw, graph, alloc, parts, SimOptions(
+        residency, dataflow, staging_fraction, full_pipeline), shared=True)
+
+
+def _simulate_parts(hw, graph, alloc, parts, opts: SimOptions, shared: bool) -> list:
+    """:func:`simulate_parts`; ``shared=False`` runs every distinct part through the whole
+    batch (:func:`_run_batch`, the reference the shared path is tested against)."""
     hw = _as_hw(hw)
-    opts = SimOptions(residency, dataflow, staging_fraction, full_pipeline)
     mask = opts.check(hw)
     hp = hw_params(hw)
     low = S.lower_step(hw, graph, alloc)
@@ -153,15 +160,21 @@ def simulate_parts(hw, graph, alloc: BitAllocation | None, parts, *,
     for k in first:
         reps.setdefault(content[k], k)
     todo = list(reps.values())
-    lows = [_part_lowered(low, resolved[k]) for k in todo]
-    pls = []
-    for k, lw in zip(todo, lows):
-        try:
-            pls.append(S.place(hw, hp, lw, opts))
-        except DoesNotFitError as e:
-            i = first[k]
-            raise DoesNotFitError(f"part {i} ({_describe(parts[i])}): {e}") from None
-    sims = dict(zip(todo, _run_batch(hw, hp, lows, pls, opts, mask, model.name)))
+    got = None
+    if shared and len(todo) > 1:
+        got = _run_shared(hw, hp, low, [resolved[k] for k in todo],
+                          [(first[k], parts[first[k]]) for k in todo], opts, mask, model.name)
+    if got is None:
+        lows = [_part_lowered(low, resolved[k]) for k in todo]
+        pls = []
+        for k, lw in zip(todo, lows):
+            try:
+                pls.append(S.place(hw, hp, lw, opts))
+            except DoesNotFitError as e:
+                i = first[k]
+                raise DoesNotFitError(f"part {i} ({_describe(parts[i])}): {e}") from None
+        got = _run_batch(hw, hp, lows, pls, opts, mask, model.name)
+    sims = dict(zip(todo, got))
     out = {}
     for k in first:
         rk = reps[content[k]]
@@ -699,3 +712,421 @@ def _scale_tp(f: dict, cls: np.ndarray, tp: float, kvd: float) -> None:
     f["att_m"][att] = np.maximum(f["att_m"][att] * kvd / tp, 1.0)
     f["att_n"][att] = np.ceil(f["att_n"][att] / kvd)
 
+
+
+# ---------------------------------------------------------------------------- shared units
+# Device parts repeat each other: every part of a pipeline stage runs the same attention,
+# norms, router and shared experts, the layers of a stage repeat, and the expert phases of
+# two parts (or two layers) holding the same multiset of experts (bits, tokens, share) cost
+# the same. So the stages run once over a table of the distinct *units* -- a phase, or all
+# phases of one MoE layer (whose core count the scheduler picks together) -- and every part
+# is assembled from it. A unit's ops are identified by content: the op's unscaled row and
+# tensor (bits, bytes), the part's tensor-parallel degrees, its share or dispatch fraction,
+# and its memory plan's activation budget and the levels its weights (or KV cache) live in.
+# Inside a phase the ops are put in a canonical order (by that content), so two units
+# holding the same ops in another order are one; only the sums over a phase's ops (phase
+# time, NoC bytes, kernels) may then differ in their last bits from a part-by-part run.
+
+_U64 = np.uint64
+
+
+def _mix(x: np.ndarray, seed: int) -> np.ndarray:
+    """splitmix64 of ``x ^ seed`` (uint64, wrapping)."""
+    x = x.astype(np.uint64) ^ _U64(seed)
+    x = x ^ (x >> _U64(30))
+    x = x * _U64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> _U64(27))
+    x = x * _U64(0x94D049BB133111EB)
+    return x ^ (x >> _U64(31))
+
+
+def _raw_ids(low: S.Lowered, info: _Info) -> np.ndarray:
+    """Per op of the whole table: an id, equal for ops whose unscaled rows, split classes and
+    tensors (bits, bytes, elements, split class) are equal (the last allocation's ids are
+    kept per op table)."""
+    ot = low.ot
+    tag = (low.bits.tobytes(), low.t_bytes.tobytes(), low.t_numel.tobytes())
+    hit = info.ranges.get("raw")
+    if hit is not None and hit[0] == tag:
+        return hit[1]
+    t = ot.tensor
+    has = t >= 0
+    tj = np.maximum(t, 0)
+
+    def of_t(x):
+        return np.where(has, x[tj], -1.0)
+
+    oc = ot.op_code
+    cols = [info.floats[:, j] for j in range(info.floats.shape[1])] + [
+        oc, ot.weight_fraction, ot.att_k, info.op_cls, info.e_cls, ot.expert >= 0,
+        info.op_flat >= 0, has, of_t(low.bits), of_t(low.t_bytes), of_t(low.t_numel),
+        of_t(info.t_cls), of_t(info.t_flat >= 0)]
+    _, inv = S._unique_columns([np.asarray(c, dtype=np.float64) for c in cols])
+    info.ranges["raw"] = (tag, inv.astype(np.int64))
+    return info.ranges["raw"][1]
+
+
+def _scaled(info: _Info, tp: int, kvd: int, etp: int, bshare: float) -> np.ndarray:
+    """The scaled fields (:data:`_FLOATS`, one row each) of every op of the table under
+    tensor parallelism ``tp`` (KV heads ``kvd``), expert tensor parallelism ``etp`` and batch
+    share ``bshare``, for parts that hold every expert whole (cached per op table)."""
+    k = ("scaled", tp, kvd, etp, bshare)
+    hit = info.ranges.get(k)
+    if hit is None:
+        F = np.ascontiguousarray(info.floats.T)
+        f = {n: F[j] for j, n in enumerate(_FLOATS)}
+        if bshare != 1.0:
+            _scale_batch(f, info.batch_ops, bshare)
+        _scale_tp(f, info.op_cls, float(tp), float(kvd))
+        _scale_tp(f, info.e_cls, float(etp), 1.0)
+        hit = info.ranges[k] = F
+    return hit
+
+
+def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
+                model_name) -> list | None:
+    """Stages 2-8 of the parts ``rs`` over their distinct units (see above); None when the
+    parts' MoE layers do not keep their phases together (the caller runs them one by one)."""
+    ot = low.ot
+    model = ot.model
+    info = _info(ot)
+    aB, kvB = low.a_bits / 8.0, low.kv_bits / 8.0
+    n = len(rs)
+    oc = ot.op_code
+    att_code, disp_code, comb_code = OP["attention"], OP["dispatch"], OP["combine"]
+    # ---- 1. each part's ops and tensors, scaled fields, content ids
+    sel = [_select(info, r) for r in rs]
+    cnt = np.array([len(s[0]) for s in sel], np.int64)
+    off = np.concatenate([[0], np.cumsum(cnt)])
+    G = np.concatenate([s[0] for s in sel]) if n else np.zeros(0, np.int64)
+    part_of = np.repeat(np.arange(n), cnt)
+    scs: dict = {}
+    sci = np.array([scs.setdefault((r.tp, _kv_div(model, r.tp), r.etp, r.bshare), len(scs))
+                    for r in rs], np.int64)
+    nsc = len(scs)
+    F = np.empty((len(_FLOATS), len(G)))
+    for c, key in enumerate(scs):
+        m = sci[part_of] == c
+        F[:, m] = _scaled(info, *key)[:, G[m]]
+    raw = _raw_ids(low, info)
+    nbase = (int(raw.max(initial=-1)) + 1) * nsc
+    cid = raw[G] * nsc + sci[part_of]
+    mods = []                              # (positions, kind, value)
+    for p, r in enumerate(rs):
+        if r.share is None:
+            continue
+        ix = sel[p][0]
+        sh = r.share.ravel()
+        fl = info.op_flat[ix]
+        ex = np.flatnonzero(fl >= 0)
+        s_ = sh[fl[ex]]
+        k1 = s_ < 1.0
+        rows = info.op_lrow[ix]
+        dc = np.flatnonzero(((oc[ix] == disp_code) | (oc[ix] == comb_code)) & (rows >= 0))
+        frac = _dispatch_fraction(info, r.share)[rows[dc]]
+        k2 = frac != 1.0
+        mods.append((off[p] + ex[k1], np.ones(int(k1.sum())), s_[k1]))
+        mods.append((off[p] + dc[k2], np.full(int(k2.sum()), 2.0), frac[k2]))
+    if mods:
+        mpos = np.concatenate([m[0] for m in mods]).astype(np.int64)
+    if mods and len(mpos):
+        mkind = np.concatenate([m[1] for m in mods])
+        mval = np.concatenate([m[2] for m in mods])
+        _, minv = S._unique_columns([raw[G[mpos]].astype(np.float64),
+                                     sci[part_of[mpos]].astype(np.float64), mkind, mval])
+        cid[mpos] = nbase + minv
+        _scale_modified(info, oc, F, G, mpos, mkind, mval, sci[part_of[mpos]], list(scs))
+    col = {k: j for j, k in enumerate(_FLOATS)}
+    WF = ot.weight_fraction[G]
+    for p, r in enumerate(rs):
+        if r.bshare != 1.0:     # an embedding lookup reads a row per token it looks up
+            o = np.arange(off[p], off[p + 1])
+            emb = o[oc[G[o]] == OP["embed"]]
+            WF[emb] = np.minimum(1.0, F[col["tokens"], emb] / max(model.vocab_size, 1))
+    # ---- 2. memory plans
+    p_all = F[col["p_active"]]
+    pe = np.where(p_all > 0, p_all, 1.0)
+    foot = (F[col["in_elems"]] + F[col["out_elems"]]) / pe * aB
+    tensor_g = ot.tensor[G]
+    plans, t_loc, tb, tn, tbits = [], [], [], [], []
+    for p, r in enumerate(rs):
+        o = slice(off[p], off[p + 1])
+        ix, t_idx = sel[p]
+        kvd = _kv_div(model, r.tp)
+        t_div = np.where(info.t_cls[t_idx] == 1, float(r.tp),
+                         np.where(info.t_cls[t_idx] == 2, float(kvd), 1.0))
+        t_div = np.where(info.t_flat[t_idx] >= 0, float(r.etp), t_div)
+        tb.append(low.t_bytes[t_idx] / t_div)
+        tn.append(low.t_numel[t_idx] / t_div)
+        tbits.append(low.bits[t_idx])
+        tt = tensor_g[o]
+        tl = np.where(tt >= 0, np.searchsorted(t_idx, tt), -1)
+        t_loc.append(tl)
+        has_t = tl >= 0
+        density = np.bincount(tl[has_t], weights=(p_all[o] * WF[o])[has_t],
+                              minlength=len(t_idx)).astype(np.float64)
+        density[info.t_vector[t_idx]] = 1.0
+        ai = np.flatnonzero(oc[ix] == att_code)
+        kv_res = F[col["kv_resident"], off[p] + ai]
+        kv_elems = F[col["kv_elems"], off[p] + ai]
+        kv_den = np.where(kv_res > 0, kv_elems / np.where(kv_res > 0, kv_res, 1), 0.0)
+        try:
+            plans.append(plan_memory(hw, tb[-1], density, kv_res * kvB, kv_den,
+                                     float(foot[o].max(initial=0.0)), opts.residency,
+                                     opts.staging_fraction))
+        except DoesNotFitError as e:
+            i, part = labels[p]
+            raise DoesNotFitError(f"part {i} ({_describe(part)}): {e}") from None
+    # ---- 3. plan classes and the level shares of every op's weights / KV cache
+    pcs: dict = {}
+    rows_id: dict = {}
+    row_vec = []
+    pc = np.empty(n, np.int64)
+    ctx_w = np.zeros(len(G), np.int64)          # 0: no weight; else 1 + row id
+    for p, q in enumerate(plans):
+        pc[p] = pcs.setdefault((q.staging.tobytes(), q.act_reserve.tobytes(),
+                                q.act_levels.tobytes(), q.stage_w, q.stage_a, q.stage_o,
+                                q.policy), len(pcs))
+        items = q.item_fraction
+        o = slice(off[p], off[p + 1])
+        item = np.where(t_loc[p] >= 0, t_loc[p], -1)
+        ai = np.flatnonzero(oc[G[o]] == att_code)
+        item[ai] = q.n_weights + np.arange(len(ai))
+        if len(items) and (items == items[0]).all():
+            ids = np.full(len(items), rows_id.setdefault(items[0].tobytes(), len(rows_id)))
+        else:
+            first, inv = S._unique_rows(items)
+            ids = np.array([rows_id.setdefault(items[j].tobytes(), len(rows_id))
+                            for j in first], np.int64)[inv] if len(items) else np.zeros(0,
+                                                                                  np.int64)
+        for b in list(rows_id)[len(row_vec):]:
+            row_vec.append(np.frombuffer(b, dtype=np.float64))
+        ctx_w[o] = np.where(item >= 0, ids[np.maximum(item, 0)] + 1, 0)
+    n_ctx = len(pcs) * (len(rows_id) + 1)
+    okey = (cid * n_ctx + pc[part_of] * (len(rows_id) + 1) + ctx_w).astype(np.int64)
+    # ---- 4. phases of every part, units (a phase, or the phases of one MoE layer)
+    orders, ptrs, pgs = [], [], []
+    depth_g, group_g = ot.depth[G], ot.group[G]
+    for p in range(n):
+        o = slice(off[p], off[p + 1])
+        order, ptr, pg = phases(depth_g[o], group_g[o])
+        orders.append(order + off[p])
+        ptrs.append(ptr)
+        pgs.append(pg)
+    nph = np.array([len(x) - 1 for x in ptrs], np.int64)
+    ph_off = np.concatenate([[0], np.cumsum(nph)])
+    porder = np.concatenate(orders) if n else np.zeros(0, np.int64)
+    gptr = np.concatenate([x[:-1] + off[p] for p, x in enumerate(ptrs)] + [off[-1:]]
+                          ).astype(np.int64)
+    pgroup = np.concatenate(pgs) if n else np.zeros(0, np.int64)
+    ph_part = np.repeat(np.arange(n), nph)
+    NP = len(pgroup)
+    if NP == 0:
+        return None
+    ph_len = np.diff(gptr)
+    new_part = np.r_[True, ph_part[1:] != ph_part[:-1]]
+    u_start = new_part | (pgroup < 0) | np.r_[True, pgroup[1:] != pgroup[:-1]]
+    ustarts = np.flatnonzero(u_start)
+    grouped_u = pgroup[ustarts] >= 0
+    # a MoE layer's phases must be consecutive: one unit per (part, group)
+    gk = ph_part[ustarts[grouped_u]] * (int(pgroup.max()) + 1) + pgroup[ustarts[grouped_u]]
+    if len(np.unique(gk)) != len(gk):
+        return None
+    unit_of_ph = np.cumsum(u_start) - 1
+    pos_in_unit = np.arange(NP) - ustarts[unit_of_ph]
+    # canonical order inside each phase: by content key
+    ph_of_op = np.repeat(np.arange(NP), ph_len)
+    kmax = int(okey.max(initial=0)) + 1
+    if kmax * max(NP, 1) < 2 ** 62:
+        canon = porder[np.argsort(ph_of_op * kmax + okey[porder], kind="stable")]
+    else:
+        canon = porder[np.lexsort((okey[porder], ph_of_op))]
+    ck = okey[canon]
+    # ---- 5. unit hashes and the distinct units
+    hph = []
+    for seed in (0x243F6A8885A308D3, 0x13198A2E03707344):
+        h = np.add.reduceat(_mix(ck, seed), gptr[:-1])
+        h = _mix(h + _mix(pos_in_unit.astype(np.uint64), seed ^ 0xA4093822299F31D0)
+                 + _mix(ph_len.astype(np.uint64), seed ^ 0x082EFA98EC4E6C89), seed)
+        hu = np.add.reduceat(h, ustarts) + _mix(grouped_u.astype(np.uint64) * _U64(2)
+                                                 + _U64(1), seed ^ 0x452821E638D01377)
+        hph.append(hu)
+    _, rep, inv = np.unique(hph[0], return_index=True, return_inverse=True)
+    inv = inv.ravel()
+    ru = rep[inv]                                   # the representative of every unit
+    uend = np.r_[ustarts[1:], NP]
+    ulen = uend - ustarts
+    if not (np.array_equal(hph[1][ru], hph[1]) and np.array_equal(ulen[ru], ulen)
+            and np.array_equal(grouped_u[ru], grouped_u)):
+        return None
+    rph = ustarts[ru][unit_of_ph] + pos_in_unit      # representative phase of every phase
+    if not np.array_equal(ph_len[rph], ph_len):
+        return None
+    # the table of distinct units: representatives in order of first appearance
+    reps = np.sort(rep)
+    uph = np.concatenate([np.arange(ustarts[u], uend[u]) for u in reps])
+    u_ph_len = ph_len[uph]
+    u_ptr = np.concatenate([[0], np.cumsum(u_ph_len)]).astype(np.int64)
+    u_pos = np.concatenate([np.arange(gptr[f], gptr[f + 1]) for f in uph]) if len(uph) else \
+        np.zeros(0, np.int64)
+    u_ph_index = np.full(NP, -1, np.int64)
+    u_ph_index[uph] = np.arange(len(uph))
+    ph_map = u_ph_index[rph]                         # every phase -> its distinct phase
+    op_map_c = u_ptr[ph_map][ph_of_op] + (np.arange(len(canon)) - gptr[ph_of_op])
+    a_u = canon[u_pos]                               # part op of every distinct op
+    if not np.array_equal(okey[a_u][op_map_c], ck):
+        return None
+    op_map = np.empty(len(G), np.int64)
+    op_map[canon] = op_map_c
+    unit_id = np.repeat(np.arange(len(reps)), ulen[reps])     # distinct unit of uph
+    # ---- 6. the stages over the distinct units
+    lw_u, pl_u, spaces = _unit_tables(hw, hp, low, info, G, F, a_u, part_of, t_loc, tb, tn,
+                                      tbits, plans, pc, row_vec, ctx_w, u_ptr,
+                                      np.where(grouped_u[unit_of_ph[uph]], unit_id, -1), foot,
+                                      WF)
+    job = S.gemm_inputs(hw, hp, lw_u, pl_u, spaces)
+    fr = S.run_engine(hp, mask, low.a_bits, [job], opts.full_pipeline)[0]
+    net = S.net_params(hw, hp)
+    oth = S.other_ops(hw, hp, lw_u, pl_u, job)
+    sch = S.schedule_step(hp, lw_u, job, fr, oth, net, placement=False)
+    tr = S.chosen_traffic(hp, lw_u, pl_u, job, fr, oth, sch)
+    noc = S.noc_step(hp, lw_u.ot, oth, sch, net)
+    # the efficiency model's kernel overheads per distinct phase; the step's host overhead
+    # goes to each part's first phase below
+    T_over = S.overheads(replace(hp, step_cyc=0.0), lw_u.ot, sch, pl_u.op_wbits).T
+    step_cyc = hp.step_cyc if hp.kernel_cyc > 0 or hp.step_cyc > 0 else 0.0
+    e_pos = np.full(len(a_u), -1, np.int64)
+    e_pos[job.e] = np.arange(len(job.e))
+    # ---- 7. every part from the distinct units
+    out = []
+    for p, r in enumerate(rs):
+        o = slice(off[p], off[p + 1])
+        f_ = slice(ph_off[p], ph_off[p + 1])
+        um, fm = op_map[o], ph_map[f_]
+        ix, t_idx = sel[p]
+        order = porder[gptr[ph_off[p]]:gptr[ph_off[p + 1]]] - off[p]
+        ptr = gptr[ph_off[p]:ph_off[p + 1] + 1] - off[p]
+        names = info.names[ix]
+        sub = F[:, o]
+        fl = {k: sub[j] for j, k in enumerate(_FLOATS)}
+        tt = t_loc[p]
+        wf = WF[o]
+        has_t = tt >= 0
+        density = np.bincount(tt[has_t], weights=(fl["p_active"] * wf)[has_t],
+                              minlength=len(t_idx)).astype(np.float64)
+        density[info.t_vector[t_idx]] = 1.0
+        ot_p = replace(ot, names=names, index=_LazyIndex(names), op_code=oc[ix],
+                       layer=ot.layer[ix], expert=ot.expert[ix], role=info.roles[ix],
+                       tensor=tt, weight_fraction=wf, depth=ot.depth[ix],
+                       group=ot.group[ix], att_k=ot.att_k[ix], tensor_density=density,
+                       phase_order=order, phase_ptr=ptr, phase_group=pgroup[f_], **fl)
+        lw = S.Lowered(ot_p, tbits[p], tb[p], tn[p], low.a_bits, low.kv_bits,
+                       info.t_names[t_idx])
+        q = plans[p]
+        pl = S.Placement(q, pl_u.foot[um], np.flatnonzero(ot_p.op_code == att_code),
+                         pl_u.home[um], pl_u.wfrac[um], pl_u.op_wbits[um])
+        oth_p = S.OtherOps(*(x[um] for x in oth))
+        T, cc, t1 = sch.T[fm], sch.cc[fm], sch.t1[um]
+        place_ = wrap_around(ptr, order, T, cc, t1)
+        T_p = T_over[fm]
+        if step_cyc and len(T_p):
+            T_p[0] += step_cyc
+        sch_p = S.Schedule(T_p, cc, sch.choice[um], t1, sch.noc_bytes[um], *place_)
+        ep_ = e_pos[um]
+        tr_p = S.Traffic(tr.rd[um], tr.wr[um], tr.comp[um], tr.dflow[um], tr.tiles[um],
+                         tr.overflow[ep_[ep_ >= 0]])
+        noc_t, red_t = noc.noc_t[fm], noc.red_t[fm]
+        noc_p = S.Noc(noc.noc_j[um], float(noc_t.sum()) + float(red_t.sum()), noc.ksl[um],
+                      noc.red_adds[um], noc_t, red_t)
+        latency = float(sch_p.T.sum()) / hp.clock_hz
+        en = S.step_energy(hw, hp, ot_p, pl.op_wbits, low.a_bits, tr_p, noc_p, latency)
+        out.append(S.assemble(hw, hp, lw, pl, oth_p, sch_p, tr_p, noc_p, en, model_name,
+                              float(tb[p].sum())).with_power_check(
+            hw.energy.rated_power_w, hw.name))
+    return out
+
+
+def _dispatch_fraction(info: _Info, share: np.ndarray) -> np.ndarray:
+    """Per MoE row: the share of the routed token copies a part's dispatch and combine move
+    (as :func:`_scale_moe_traffic`)."""
+    tok = info.tokens
+    tot = tok.sum(axis=1)
+    return np.where(tot > 0, (tok * share).sum(axis=1) / np.where(tot > 0, tot, 1.0), 0.0)
+
+
+def _scale_modified(info: _Info, op_code: np.ndarray, F: np.ndarray, G: np.ndarray,
+                    pos: np.ndarray, kind: np.ndarray, val: np.ndarray, sc: np.ndarray,
+                    scs: list) -> None:
+    """Rescale the ops ``pos`` of ``F`` from their unscaled rows as :func:`_sub_table` does:
+    an expert share (``kind`` 1) or a dispatch fraction (2), then tensor parallelism."""
+    ti = G[pos]
+    raw = np.ascontiguousarray(info.floats[ti].T)
+    f = {k: raw[j] for j, k in enumerate(_FLOATS)}
+    k1 = kind == 1
+    _scale_experts(f, np.where(k1, val, 1.0), np.where(k1, np.arange(len(pos)), -1))
+    k2 = kind == 2
+    disp = k2 & (op_code[ti] == OP["dispatch"])
+    comb = k2 & (op_code[ti] == OP["combine"])
+    f["out_elems"][disp] *= val[disp]
+    f["in_elems"][comb] *= val[comb]
+    f["vector_ops"][comb] *= val[comb]
+    for c, (tp, kvd, etp, _) in enumerate(scs):     # no batch op is modified
+        m = np.flatnonzero(sc == c)
+        if not len(m):
+            continue
+        g = {k: v[m] for k, v in f.items()}
+        _scale_tp(g, info.op_cls[ti[m]], float(tp), float(kvd))
+        _scale_tp(g, info.e_cls[ti[m]], float(etp), 1.0)
+        for j, k in enumerate(_FLOATS):
+            F[j, pos[m]] = g[k]
+
+
+def _unit_tables(hw, hp, low: S.Lowered, info: _Info, G, F, a_u, part_of, t_loc, tb, tn,
+                 tbits, plans, pc, row_vec, ctx_w, u_ptr, u_pgroup, foot, WF):
+    """:class:`~accelsim.sim.stages.Lowered` and ``Placement`` of the distinct units' ops
+    (``a_u``: the part op each is; one tensor of its own per op with a weight) and the tile
+    spaces of the memory-plan classes (``spaces`` of :func:`~accelsim.sim.stages.gemm_inputs`)."""
+    ot = low.ot
+    ti, pu = G[a_u], part_of[a_u]
+    nu = len(a_u)
+    t_off = np.concatenate([[0], np.cumsum([len(x) for x in tb])])
+    tl = np.concatenate(t_loc)[a_u]
+    has = tl >= 0
+    g = (t_off[pu] + tl)[has]
+    tensor = np.full(nu, -1, np.int64)
+    tensor[has] = np.arange(int(has.sum()))
+    bits_t = np.concatenate(tbits)[g]
+    names = info.names[ti]
+    nph = len(u_ptr) - 1
+    depth = np.repeat(np.arange(nph), np.diff(u_ptr))
+    op_code = ot.op_code[ti]
+    fl = F[:, a_u]
+    ot_u = replace(ot, names=names, index=_LazyIndex(names), op_code=op_code,
+                   layer=ot.layer[ti], expert=ot.expert[ti], role=info.roles[ti],
+                   tensor=tensor, weight_fraction=WF[a_u], depth=depth,
+                   group=u_pgroup[depth] if nph else depth, att_k=ot.att_k[ti],
+                   tensor_density=np.ones(len(g)), phase_order=np.arange(nu, dtype=np.int64),
+                   phase_ptr=u_ptr, phase_group=u_pgroup.astype(np.int64),
+                   **{k: np.ascontiguousarray(fl[j]) for j, k in enumerate(_FLOATS)})
+    lw = S.Lowered(ot_u, bits_t, np.concatenate(tb)[g], np.concatenate(tn)[g], low.a_bits,
+                   low.kv_bits)
+    # the placement of every op under its part's memory plan (one per plan class)
+    foot_u = foot[a_u]
+    cls = pc[pu]
+    home = np.zeros(nu, np.int64)
+    class_plans = []
+    for c in range(int(pc.max()) + 1):
+        q = plans[int(np.flatnonzero(pc == c)[0])]
+        class_plans.append(q)
+        m = cls == c
+        if m.any():
+            home[m] = act_home(foot_u[m], q.act_reserve, q.act_levels, hp.offchip, q.stage_a)
+    w = ctx_w[a_u]
+    rv = np.stack(row_vec) if row_vec else np.zeros((1, len(hp.names)))
+    wfrac = np.where((w > 0)[:, None], rv[np.maximum(w - 1, 0)], 0.0)
+    op_wbits = np.zeros(nu, dtype=low.bits.dtype)
+    op_wbits[has] = bits_t
+    op_wbits = np.where(op_code == OP["attention"], low.kv_bits, op_wbits)
+    pl = S.Placement(plans[0], foot_u, np.flatnonzero(op_code == OP["attention"]), home,
+                     wfrac, op_wbits)
+    return lw, pl, (class_plans, cls)

@@ -1,0 +1,156 @@
+"""``simulate_parts`` over shared units equals the part-by-part batch it replaced.
+
+The reference is ``parts._simulate_parts(..., shared=False)``: every distinct part cut out of
+the op table, placed and scheduled in one batch of all parts' ops (the path
+``simulate_parts`` took before its units were shared). Every field of every ``SimResult``
+is compared: integers, strings, booleans and integer arrays exactly; floats exactly or, where
+the shared path sums a phase's ops in another order (phase times, NoC bytes, kernels and
+what is summed from them), within 1e-12 relative.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import accelsim
+from accelsim.sim import parts as P
+from accelsim.sim.core import SimOptions
+from accelsim.workload import Zipf
+
+RTOL = 1e-12
+
+
+def _diff(a, b, path=""):
+    """Differences between two results, field by field (empty: equal within RTOL)."""
+    if dataclasses.is_dataclass(a):
+        return [d for f in dataclasses.fields(a)
+                for d in _diff(getattr(a, f.name), getattr(b, f.name), f"{path}.{f.name}")]
+    if isinstance(a, dict):
+        if set(a) != set(b):
+            return [f"{path}: keys {sorted(set(a) ^ set(b))}"]
+        return [d for k in a for d in _diff(a[k], b[k], f"{path}[{k}]")]
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        a, b = np.asarray(a), np.asarray(b)
+        if a.shape != b.shape or a.dtype.kind != b.dtype.kind:
+            return [f"{path}: {a.shape} {a.dtype} vs {b.shape} {b.dtype}"]
+        if a.dtype.kind == "f":
+            ok = np.isclose(a, b, rtol=RTOL, atol=0.0) | (a == b)
+            return [] if ok.all() else [f"{path}: {a[~ok][:3]} vs {b[~ok][:3]}"]
+        return [] if np.array_equal(a, b) else [f"{path}: differs"]
+    if isinstance(a, float) and isinstance(b, float):
+        return [] if a == b or abs(a - b) <= RTOL * abs(b) else [f"{path}: {a} vs {b}"]
+    if isinstance(a, (tuple, list)):
+        if len(a) != len(b):
+            return [f"{path}: length {len(a)} vs {len(b)}"]
+        return [d for i, (x, y) in enumerate(zip(a, b)) for d in _diff(x, y, f"{path}[{i}]")]
+    return [] if a == b else [f"{path}: {a!r} vs {b!r}"]
+
+
+def _parts(m, rng, ep, pp=1, tp=1, etp=1, half=0.2):
+    """``pp`` stages of ``ep`` devices; every layer's experts dealt out at random, a share
+    of them split between two devices (share 0.5)."""
+    E, R = m.num_experts, m.num_moe_layers
+    bounds = np.linspace(0, m.total_layers, pp + 1).astype(int)
+    out = []
+    for s in range(pp):
+        shares = np.zeros((ep, R, E))
+        for r in range(R):
+            perm = rng.permutation(E)
+            for d in range(ep):
+                mine = perm[d::ep]
+                shares[d, r, mine] = 1.0
+                split = mine[rng.random(len(mine)) < half]
+                shares[d, r, split] = 0.5
+                shares[(d + 1) % ep, r, split] = 0.5
+        out += [P.DevicePart((int(bounds[s]), int(bounds[s + 1])), tp=tp,
+                             expert_share=shares[d], expert_tp=etp) for d in range(ep)]
+    return out
+
+
+def _check(hw, g, a, parts, monkeypatch, residency="hot-first"):
+    opts = SimOptions(residency, None, 0.25, False)
+    ref = P._simulate_parts(hw, g, a, parts, opts, shared=False)
+    calls = []
+    real = P._run_batch
+    monkeypatch.setattr(P, "_run_batch", lambda *x, **k: calls.append(1) or real(*x, **k))
+    new = P._simulate_parts(hw, g, a, parts, opts, shared=True)
+    monkeypatch.setattr(P, "_run_batch", real)
+    assert not calls, "the shared path fell back to the batch of whole parts"
+    assert len(new) == len(ref)
+    for i, (x, y) in enumerate(zip(new, ref)):
+        bad = _diff(x, y)
+        assert not bad, f"part {i}: {bad[:5]}"
+    return new
+
+
+CASES = [
+    # chip, model, scenario, expert bits, ep, pp, tp, etp
+    ("h100", "olmoe-1b-7b", dict(phase="decode", batch=8, context=256, routing=Zipf(1.2)),
+     (2, 3, 4), 4, 1, 2, 1),
+    ("spyre", "qwen1.5-moe-a2.7b", dict(phase="decode", batch=4, context=128),
+     (2, 4, 8), 3, 2, 1, 1),
+    ("a100", "deepseek-v2-lite", dict(phase="decode", batch=16, context=512,
+                                      routing=Zipf(1.0)), (3, 4), 4, 1, 1, 2),
+    ("gemmini", "olmoe-1b-7b", dict(phase="prefill", batch=1, seq_len=16), (2, 4, 8), 8, 2,
+     1, 1),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES])
+def test_shared_equals_part_by_part(case, monkeypatch):
+    hw, model, scen, levels, ep, pp, tp, etp = case
+    m = accelsim.load_workload(model)
+    g = accelsim.build_graph(m, accelsim.Scenario(**scen))
+    rng = np.random.default_rng(len(model) + ep)
+    a = accelsim.BitAllocation.uniform(m, 4).with_expert_bits(
+        rng.choice(levels, size=(m.num_moe_layers, m.num_experts)))
+    _check(hw, g, a, _parts(m, rng, ep, pp, tp, etp), monkeypatch)
+
+
+def test_same_experts_in_another_order(monkeypatch):
+    """Two parts whose layers hold the same multiset of experts (bits, tokens) in another
+    order, and parts without a share table or with whole layers left empty."""
+    m = accelsim.load_workload("olmoe-1b-7b")
+    g = accelsim.build_graph(m, accelsim.Scenario(phase="decode", batch=16, context=64))
+    E, R = m.num_experts, m.num_moe_layers
+    bits = np.tile(np.array([2, 4] * (E // 2)), (R, 1))
+    a = accelsim.BitAllocation.uniform(m, 4).with_expert_bits(bits)
+    s1, s2, s3 = np.zeros((R, E)), np.zeros((R, E)), np.zeros((R, E))
+    s1[:, [0, 1, 2, 3]] = 1.0       # bits 2, 4, 2, 4
+    s2[:, [1, 2, 5, 4]] = 1.0       # bits 4, 2, 4, 2
+    s3[: R // 2, 10:20] = 1.0       # the second half of the layers holds no expert
+    parts = [P.DevicePart((0, m.total_layers), expert_share=s) for s in (s1, s2, s3)]
+    parts.append(P.DevicePart((0, m.total_layers // 2)))
+    new = _check("h100", g, a, parts, monkeypatch)
+    assert new[0].latency_s == pytest.approx(new[1].latency_s, rel=1e-12)
+
+
+def test_offchip_residency_and_spilled_weights(monkeypatch):
+    """Weights split over on-chip and off-chip levels differently per part (plans that do
+    not agree) under the ``offchip`` and ``hot-first`` policies."""
+    m = accelsim.load_workload("olmoe-1b-7b")
+    g = accelsim.build_graph(m, accelsim.Scenario(phase="decode", batch=2, context=64,
+                                                  routing=Zipf(1.5)))
+    rng = np.random.default_rng(5)
+    a = accelsim.BitAllocation.uniform(m, 4).with_expert_bits(
+        rng.choice([2, 3, 4, 8], size=(m.num_moe_layers, m.num_experts)))
+    parts = _parts(m, rng, 4, pp=2)
+    for res in ("hot-first", "offchip"):
+        _check("rapid", g, a, parts, monkeypatch, residency=res)
+
+
+def test_batch_share(monkeypatch):
+    """Data-parallel attention beside expert parallelism: parts with a share of the
+    sequences (``batch_share``), none of them (0: only their experts' ops), or all."""
+    m = accelsim.load_workload("deepseek-v2-lite")
+    g = accelsim.build_graph(m, accelsim.Scenario(phase="decode", batch=8, context=128,
+                                                  routing=Zipf(1.1)))
+    rng = np.random.default_rng(11)
+    a = accelsim.BitAllocation.uniform(m, 4).with_expert_bits(
+        rng.choice([2, 4], size=(m.num_moe_layers, m.num_experts)))
+    parts = [dataclasses.replace(p, batch_share=b) for p, b in
+             zip(_parts(m, rng, 4, tp=1), (0.5, 0.5, 0.25, 0.0))]
+    _check("h100", g, a, parts, monkeypatch)

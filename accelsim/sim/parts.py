@@ -39,6 +39,7 @@ from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import numpy as np
+from numba import njit
 
 from ..errors import ConfigError, DoesNotFitError, Problem
 from ..precision import BitAllocation
@@ -519,12 +520,13 @@ def _select(info: _Info, r: _Resolved) -> tuple[np.ndarray, np.ndarray]:
     base, ex, t_base, t_ex = _range(info, r)
     if r.bshare == 0.0:            # a group without sequences: only its experts' ops
         base = base[~info.batch_ops[base]]
+    # two sorted runs each (distinct indices): a stable sort merges them in linear time
     if r.share is None:
-        return np.sort(np.concatenate([base, ex[0]])), np.sort(np.concatenate([t_base,
-                                                                               t_ex[0]]))
+        return (np.sort(np.concatenate([base, ex[0]]), kind="stable"),
+                np.sort(np.concatenate([t_base, t_ex[0]]), kind="stable"))
     nz = np.flatnonzero(r.share.ravel() > 0)
-    return (np.sort(np.concatenate([base, _segments(ex, nz)])),
-            np.sort(np.concatenate([t_base, _segments(t_ex, nz)])))
+    return (np.sort(np.concatenate([base, _segments(ex, nz)]), kind="stable"),
+            np.sort(np.concatenate([t_base, _segments(t_ex, nz)]), kind="stable"))
 
 
 def _segments(csr: tuple, nz: np.ndarray) -> np.ndarray:
@@ -848,7 +850,7 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
     pe = np.where(p_all > 0, p_all, 1.0)
     foot = (F[col["in_elems"]] + F[col["out_elems"]]) / pe * aB
     tensor_g = ot.tensor[G]
-    plans, t_loc, tb, tn, tbits = [], [], [], [], []
+    plans, t_loc, tb, tn, tbits, dens = [], [], [], [], [], []
     for p, r in enumerate(rs):
         o = slice(off[p], off[p + 1])
         ix, t_idx = sel[p]
@@ -866,6 +868,7 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
         density = np.bincount(tl[has_t], weights=(p_all[o] * WF[o])[has_t],
                               minlength=len(t_idx)).astype(np.float64)
         density[info.t_vector[t_idx]] = 1.0
+        dens.append(density)
         ai = np.flatnonzero(oc[ix] == att_code)
         kv_res = F[col["kv_resident"], off[p] + ai]
         kv_elems = F[col["kv_elems"], off[p] + ai]
@@ -879,29 +882,24 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
             raise DoesNotFitError(f"part {i} ({_describe(part)}): {e}") from None
     # ---- 3. plan classes and the level shares of every op's weights / KV cache
     pcs: dict = {}
-    rows_id: dict = {}
-    row_vec = []
     pc = np.empty(n, np.int64)
+    items_all = np.concatenate([q.item_fraction for q in plans])
+    i_off = np.concatenate([[0], np.cumsum([len(q.item_fraction) for q in plans])])
+    first, inv = S._unique_rows(items_all)
+    row_vec = list(items_all[first])
     ctx_w = np.zeros(len(G), np.int64)          # 0: no weight; else 1 + row id
     for p, q in enumerate(plans):
         pc[p] = pcs.setdefault((q.staging.tobytes(), q.act_reserve.tobytes(),
                                 q.act_levels.tobytes(), q.stage_w, q.stage_a, q.stage_o,
                                 q.policy), len(pcs))
-        items = q.item_fraction
         o = slice(off[p], off[p + 1])
-        item = np.where(t_loc[p] >= 0, t_loc[p], -1)
+        item = t_loc[p].copy()
         ai = np.flatnonzero(oc[G[o]] == att_code)
         item[ai] = q.n_weights + np.arange(len(ai))
-        if len(items) and (items == items[0]).all():
-            ids = np.full(len(items), rows_id.setdefault(items[0].tobytes(), len(rows_id)))
-        else:
-            first, inv = S._unique_rows(items)
-            ids = np.array([rows_id.setdefault(items[j].tobytes(), len(rows_id))
-                            for j in first], np.int64)[inv] if len(items) else np.zeros(0,
-                                                                                  np.int64)
-        for b in list(rows_id)[len(row_vec):]:
-            row_vec.append(np.frombuffer(b, dtype=np.float64))
-        ctx_w[o] = np.where(item >= 0, ids[np.maximum(item, 0)] + 1, 0)
+        if len(inv):
+            j = np.minimum(i_off[p] + np.maximum(item, 0), len(inv) - 1)
+            ctx_w[o] = np.where(item >= 0, inv[j] + 1, 0)
+    rows_id = row_vec
     n_ctx = len(pcs) * (len(rows_id) + 1)
     okey = (cid * n_ctx + pc[part_of] * (len(rows_id) + 1) + ctx_w).astype(np.int64)
     # ---- 4. phases of every part, units (a phase, or the phases of one MoE layer)
@@ -997,53 +995,97 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
     step_cyc = hp.step_cyc if hp.kernel_cyc > 0 or hp.step_cyc > 0 else 0.0
     e_pos = np.full(len(a_u), -1, np.int64)
     e_pos[job.e] = np.arange(len(job.e))
-    # ---- 7. every part from the distinct units
+    # ---- 7. every part from the distinct units: every array gathered for all parts at
+    # once (each part's are slices of them), then each part's totals and result. The
+    # records passed to assemble carry what it reads (the rest is None).
+    um, fm = op_map, ph_map
+    T_g, cc_g, t1_g = sch.T[fm], sch.cc[fm], sch.t1[um]
+    core, span, start, end = _wrap_parts(gptr, porder, T_g, cc_g, t1_g, ph_off, off)
+    T_o = T_over[fm]
+    if step_cyc:
+        T_o[ph_off[:-1][nph > 0]] += step_cyc
+    vec_g, vcyc_g = oth.vec[um], oth.vcyc[um]
+    rd_g, wr_g, comp_g, dflow_g, tiles_g = (tr.rd[um], tr.wr[um], tr.comp[um], tr.dflow[um],
+                                           tr.tiles[um])
+    ep_ = e_pos[um]
+    is_e = ep_ >= 0
+    ov_g = tr.overflow[ep_[is_e]]
+    ov_off = np.concatenate([[0], np.cumsum(is_e)])[off]
+    noc_t_g, red_t_g = noc.noc_t[fm], noc.red_t[fm]
+    noc_j_g, ksl_g, red_g = noc.noc_j[um], noc.ksl[um], noc.red_adds[um]
+    home_g, wbits_g = pl_u.home[um], pl_u.op_wbits[um]
+    # energy per op (static power per part below)
+    en_u = S.step_energy(hw, hp, lw_u.ot, pl_u.op_wbits, low.a_bits, tr, noc, 0.0)
+    e_mac_g, e_mem_g, e_vec_g, op_j_g = en_u.e_mac[um], en_u.e_mem[um], en_u.e_vec[um], \
+        en_u.op_j[um]
+    names_g, roles_g = info.names[G], info.roles[G]
+    oc_g, layer_g, expert_g, att_k_g = oc[G], ot.layer[G], ot.expert[G], ot.att_k[G]
+    tl_g = np.concatenate(t_loc) if n else np.zeros(0, np.int64)
+    static_w = hw.energy.static_power_w
     out = []
-    for p, r in enumerate(rs):
+    for p in range(n):
         o = slice(off[p], off[p + 1])
         f_ = slice(ph_off[p], ph_off[p + 1])
-        um, fm = op_map[o], ph_map[f_]
-        ix, t_idx = sel[p]
-        order = porder[gptr[ph_off[p]]:gptr[ph_off[p + 1]]] - off[p]
-        ptr = gptr[ph_off[p]:ph_off[p + 1] + 1] - off[p]
-        names = info.names[ix]
-        sub = F[:, o]
-        fl = {k: sub[j] for j, k in enumerate(_FLOATS)}
-        tt = t_loc[p]
-        wf = WF[o]
-        has_t = tt >= 0
-        density = np.bincount(tt[has_t], weights=(fl["p_active"] * wf)[has_t],
-                              minlength=len(t_idx)).astype(np.float64)
-        density[info.t_vector[t_idx]] = 1.0
-        ot_p = replace(ot, names=names, index=_LazyIndex(names), op_code=oc[ix],
-                       layer=ot.layer[ix], expert=ot.expert[ix], role=info.roles[ix],
-                       tensor=tt, weight_fraction=wf, depth=ot.depth[ix],
-                       group=ot.group[ix], att_k=ot.att_k[ix], tensor_density=density,
-                       phase_order=order, phase_ptr=ptr, phase_group=pgroup[f_], **fl)
+        t_idx = sel[p][1]
+        a0 = off[p]
+        names = names_g[o]
+        ot_p = replace(ot, names=names, index=_LazyIndex(names), op_code=oc_g[o],
+                       layer=layer_g[o], expert=expert_g[o], role=roles_g[o],
+                       tensor=tl_g[o], weight_fraction=WF[o], depth=depth_g[o],
+                       group=group_g[o], att_k=att_k_g[o], tensor_density=dens[p],
+                       phase_order=porder[a0:off[p + 1]] - a0,
+                       phase_ptr=gptr[ph_off[p]:ph_off[p + 1] + 1] - a0,
+                       phase_group=pgroup[f_], **{k: F[j, o] for j, k in enumerate(_FLOATS)})
         lw = S.Lowered(ot_p, tbits[p], tb[p], tn[p], low.a_bits, low.kv_bits,
                        info.t_names[t_idx])
-        q = plans[p]
-        pl = S.Placement(q, pl_u.foot[um], np.flatnonzero(ot_p.op_code == att_code),
-                         pl_u.home[um], pl_u.wfrac[um], pl_u.op_wbits[um])
-        oth_p = S.OtherOps(*(x[um] for x in oth))
-        T, cc, t1 = sch.T[fm], sch.cc[fm], sch.t1[um]
-        place_ = wrap_around(ptr, order, T, cc, t1)
-        T_p = T_over[fm]
-        if step_cyc and len(T_p):
-            T_p[0] += step_cyc
-        sch_p = S.Schedule(T_p, cc, sch.choice[um], t1, sch.noc_bytes[um], *place_)
-        ep_ = e_pos[um]
-        tr_p = S.Traffic(tr.rd[um], tr.wr[um], tr.comp[um], tr.dflow[um], tr.tiles[um],
-                         tr.overflow[ep_[ep_ >= 0]])
-        noc_t, red_t = noc.noc_t[fm], noc.red_t[fm]
-        noc_p = S.Noc(noc.noc_j[um], float(noc_t.sum()) + float(red_t.sum()), noc.ksl[um],
-                      noc.red_adds[um], noc_t, red_t)
+        pl = S.Placement(plans[p], None, None, home_g[o], None, wbits_g[o])
+        oth_p = S.OtherOps(None, vcyc_g[o], vec_g[o], *([None] * 7))
+        sch_p = S.Schedule(T_o[f_], cc_g[f_], None, t1_g[o], None, core[o], span[o],
+                           start[o], end[o])
+        tr_p = S.Traffic(rd_g[o], wr_g[o], comp_g[o], dflow_g[o], tiles_g[o],
+                         ov_g[ov_off[p]:ov_off[p + 1]])
+        noc_t, red_t = noc_t_g[f_], red_t_g[f_]
+        noc_p = S.Noc(noc_j_g[o], float(noc_t.sum()) + float(red_t.sum()), ksl_g[o],
+                      red_g[o], noc_t, red_t)
         latency = float(sch_p.T.sum()) / hp.clock_hz
-        en = S.step_energy(hw, hp, ot_p, pl.op_wbits, low.a_bits, tr_p, noc_p, latency)
+        en = _energy(hp, e_mac_g[o], e_mem_g[o], e_vec_g[o], noc_j_g[o], op_j_g[o],
+                     static_w * latency)
         out.append(S.assemble(hw, hp, lw, pl, oth_p, sch_p, tr_p, noc_p, en, model_name,
                               float(tb[p].sum())).with_power_check(
             hw.energy.rated_power_w, hw.name))
     return out
+
+
+def _energy(hp, e_mac, e_mem, e_vec, noc_j, op_j, static: float) -> S.Energy:
+    """A part's :class:`~accelsim.sim.stages.Energy` from its ops' energies (the totals of
+    :func:`~accelsim.sim.stages.step_energy`)."""
+    energy = float(op_j.sum() + static)
+    breakdown = {"mac": float(e_mac.sum()), "vector": float(e_vec.sum()),
+                 "noc": float(noc_j.sum()), "static": float(static)}
+    for i, name in enumerate(hp.names):
+        breakdown[f"memory:{name}"] = float(e_mem[:, i].sum())
+    return S.Energy(op_j, e_mac, e_mem, e_vec, float(static), energy, breakdown)
+
+
+@njit(cache=True)
+def _wrap_parts(gptr, porder, T, cc, t1, ph_off, off):  # pragma: no cover - numba
+    """:func:`~accelsim.sim.schedule.wrap_around` of every part (its phases
+    ``ph_off[p]:ph_off[p + 1]`` of ``gptr``, its ops ``off[p]:off[p + 1]``) in one call."""
+    n = t1.shape[0]
+    core = np.zeros(n, np.int64)
+    span = np.ones(n, np.int64)
+    start = np.zeros(n)
+    end = np.zeros(n)
+    for p in range(ph_off.shape[0] - 1):
+        a, b = off[p], off[p + 1]
+        fa, fb = ph_off[p], ph_off[p + 1]
+        c, s, st, en = wrap_around(gptr[fa:fb + 1] - a, porder[a:b] - a, T[fa:fb], cc[fa:fb],
+                                   t1[a:b])
+        core[a:b] = c
+        span[a:b] = s
+        start[a:b] = st
+        end[a:b] = en
+    return core, span, start, end
 
 
 def _dispatch_fraction(info: _Info, share: np.ndarray) -> np.ndarray:

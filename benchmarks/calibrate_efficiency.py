@@ -31,10 +31,17 @@ KERNEL_US = np.arange(0.0, 15.01, 0.25)
 STEP_MS = np.arange(0.0, 4.01, 0.1)
 
 
-def _kernels(r) -> float:
-    p = np.asarray(r.op_data["p_active"], float)
-    c = np.asarray(r.op_data["cycles"], float)
-    return float(p[(p > 0) & (c > 0)].sum())
+def _kernels(step) -> float:
+    """Kernels of a step: the ops that run, weighted by their probability of running (on a
+    system, those of the slowest device of every stage: what its time is made of)."""
+    r = step.result
+    parts = [x for _, x in getattr(r, "parts", ())] or [r]
+    n = 0.0
+    for x in parts:
+        p = np.asarray(x.op_data["p_active"], float)
+        c = np.asarray(x.op_data["cycles"], float)
+        n = max(n, float(p[(p > 0) & (c > 0)].sum()))
+    return n
 
 
 def _terms(s: _Steps, row):
@@ -63,11 +70,13 @@ def calibrate(name: str) -> dict:
     rows = [r for r in ms.rows if r.hardware == name and r.split == "calibration"]
     base = load_hw(name)
     best = (math.inf, None)
+    cache: dict = {}
     for bw, mac in itertools.product(BW, MAC):
         eff = Efficiency.model_validate({"offchip_bandwidth": float(bw),
                                          "mac_rate": float(mac)})
         hw = base.model_copy(update={"efficiency": eff})
-        terms = [t for r in rows for t in _terms(_Steps(r, False, hw), r)]
+        terms = [t for r in rows for t in _terms(_Steps(r, False, hw, cache, ms.target(r.id)),
+                                                 r)]
         for k_us, t_ms in itertools.product(KERNEL_US, STEP_MS):
             k, t = k_us * 1e-6, t_ms * 1e-3
             loss = sum(math.log(f(k, t) / m) ** 2 for m, f in terms)

@@ -198,9 +198,11 @@ def test_overheads_add_exactly_kernel_and_step_time():
 
 
 # ----------------------------------------------------------------------------- validate
-def test_error_by_kind_matches_the_report_and_feeds_the_latency_claims(report):
-    from accelsim.fidelity import error_by_kind
+def test_error_by_kind_matches_the_report_and_feeds_the_latency_claims(report, monkeypatch):
+    from accelsim.fidelity import error_by_kind, run
     from accelsim.report.claims import _fidelity_note
+    # the packaged set was run once by the fixture: error_by_kind summarises that run
+    monkeypatch.setitem(run._BY_KIND, "report", report)
     by = error_by_kind()
     s = report.summary()
     assert set(by) == {r.hardware for r in report.rows}
@@ -223,3 +225,177 @@ def test_simulate_cli_ideal_flag(run_cli):
     assert ideal["latency_s"] == ref.latency_s
     rc, out, _ = run_cli(*args)
     assert json.loads(out)["latency_s"] > ideal["latency_s"]
+
+
+# ----------------------------------------------------------------------------- rows on systems
+def _row(**over):
+    """A small valid row (Llama-2-7B FP16 first token on one H100), with ``over`` applied."""
+    r = {"id": "t", "hardware": "h100", "model": "llama-2-7b",
+         "precision": {"label": "FP16", "weight_bits": 16, "activation_bits": 16,
+                       "kv_bits": 16},
+         "batch": 1, "input_len": 128, "output_len": 1, "serving": "test",
+         "mode": "first-token", "measured": {"ttft_s": 0.01},
+         "source": {"title": "t", "venue": "v", "where": "w"}, "split": "held-out"}
+    r.update(over)
+    return {k: v for k, v in r.items() if v is not None}
+
+
+def _write(tmp_path, *rows):
+    import yaml
+    p = tmp_path / "m.yaml"
+    p.write_text(yaml.safe_dump({"rows": list(rows)}))
+    return p
+
+
+def test_multi_device_rows_run_on_the_system_model(measured):
+    """Every row with more than one device goes through the system simulation (links
+    charged), its plan checked against the model and the devices."""
+    from accelsim.system import System
+    multi = [r for r in measured.rows if measured.target(r.id).devices > 1]
+    assert multi
+    for r in multi:
+        t = measured.target(r.id)
+        assert isinstance(t.system, System) and t.system.num_devices == t.devices
+        assert t.plan is not None and t.plan.devices <= t.devices
+    for r in measured.rows:
+        t = measured.target(r.id)
+        assert (t.system is None) == (t.devices == 1)
+
+
+def test_system_row_equals_accelsim_simulate_on_that_system(tmp_path):
+    """A decode row on 2 H100s (tp=2) predicts exactly accelsim.simulate(system, graph, alloc,
+    plan) of the h100-8 preset cut to 2 devices: tpot is its step time, tokens/s the batch
+    over it, per device half of that, power its energy over its time."""
+    p = _write(tmp_path, _row(id="tp2", devices=2, plan="tp=2", mode="single-stream",
+                              batch=4, input_len=256, output_len=64,
+                              measured={"tpot_s": 0.01, "tokens_per_s_per_device": 100.0}))
+    ms = load_measured(p)
+    t = ms.target("tp2")
+    assert t.system.name == "h100-8[:2]" and str(t.plan).startswith("pp=1,tp=2")
+    from accelsim.fidelity import predict_row
+    pred = predict_row(ms.row("tp2"), target=t).values
+    m = accelsim.load_workload("llama-2-7b")
+    a = accelsim.BitAllocation.uniform(m, 16, activation_bits=16, kv_bits=16,
+                                       defaults={"embeddings": 16})
+    g = accelsim.build_graph(m, accelsim.Scenario(phase="decode", batch=4, context=256 + 32))
+    ref = accelsim.simulate(accelsim.load_system("h100-8").first(2), g, a, plan="tp=2,mb=1")
+    assert ref.devices == 2 and sum(x["bytes"] for x in ref.per_link) > 0   # links charged
+    assert pred["tpot_s"] == ref.latency_s
+    assert pred["tokens_per_s"] == 4 / ref.latency_s
+    assert pred["tokens_per_s_per_device"] == pytest.approx(2 / ref.latency_s, rel=1e-12)
+    assert pred["power_w"] == pytest.approx(ref.energy_j / ref.latency_s, rel=1e-12)
+
+
+def test_row_naming_only_a_system_takes_its_device_as_hardware_kind(tmp_path):
+    p = _write(tmp_path, _row(id="np", hardware=None, system="northpole-16",
+                              model="llm-3b-proxy", plan="pp=4,tp=4,mb=28",
+                              precision={"label": "A8W4", "weight_bits": 4,
+                                         "activation_bits": 8, "kv_bits": 8,
+                                         "embedding_bits": 4},
+                              batch=28, input_len=2048, mode="pipeline",
+                              measured={"tokens_per_s": 1000.0, "power_w": 600.0}))
+    ms = load_measured(p)
+    assert ms.row("np").hardware == "northpole" and ms.target("np").devices == 16
+    rep = run_fidelity(ms)
+    assert {r.hardware for r in rep.rows} == {"northpole"}
+
+
+def test_idle_devices_of_a_row_draw_static_power(tmp_path):
+    """Energy per token on a system counts every device: a tp=2 plan on a row of 8 H100s
+    still pays 6 idle GPUs' static power (power = system step energy / time + 6 x static)."""
+    p = _write(tmp_path, _row(id="eight", devices=8, plan="tp=2", mode="pipeline", batch=4,
+                              input_len=256, measured={"power_w": 600.0}))
+    ms = load_measured(p)
+    from accelsim.fidelity import predict_row
+    static = load_hw("h100").energy.static_power_w
+    got = predict_row(ms.row("eight"), target=ms.target("eight")).values["power_w"]
+    m = accelsim.load_workload("llama-2-7b")
+    a = accelsim.BitAllocation.uniform(m, 16, activation_bits=16, kv_bits=16,
+                                       defaults={"embeddings": 16})
+    g = accelsim.build_graph(m, accelsim.Scenario(phase="decode", batch=4, context=256))
+    ref = accelsim.simulate("h100-8", g, a, plan="tp=2,mb=1")
+    assert ref.devices == 2
+    assert got == pytest.approx(ref.energy_j / ref.latency_s + 6 * static, rel=1e-12)
+    assert got >= 8 * static
+
+
+@pytest.mark.parametrize("over,key,words", [
+    (dict(system="no-such-system"), "system", "unknown system preset"),
+    (dict(system="northpole-16"), "hardware", "device is 'northpole'"),
+    (dict(devices=3, plan="tp=3"), "plan", "tp=3 does not divide"),
+    (dict(plan="tp=2,xx=1"), "plan", "'xx=1' is not KEY=N"),
+    (dict(devices=1, plan="tp=2"), "plan", "needs 2 devices"),
+    (dict(devices=64), "devices", "no system preset holds 64 x h100"),
+    (dict(hardware="gemmini", devices=2), "devices", "no system preset holds 2 x gemmini"),
+    (dict(system="h100-8", devices=9), "devices", "9 devices"),
+    (dict(model="no-such-model"), "model", "unknown workload preset"),
+    (dict(hardware="chips/missing.yaml"), "hardware", "no such file"),
+    (dict(hardware=None), "", "give 'hardware'"),
+    (dict(mode="warp"), "mode", "warp"),
+])
+def test_bad_rows_give_one_line_naming_file_row_and_key(tmp_path, run_cli, over, key, words):
+    p = _write(tmp_path, _row(), _row(id="bad", **over))
+    with pytest.raises(ConfigError) as info:
+        load_measured(p)
+    probs = info.value.problems
+    assert len(probs) == 1
+    pr = probs[0]
+    assert pr.file == str(p) and pr.key.startswith("rows[1]")
+    assert pr.key == (f"rows[1].{key}" if key else "rows[1]")
+    assert words in str(pr)
+    rc, out, err = run_cli("fidelity", "--measured", str(p))
+    assert rc == 2 and out == "" and err.count("\n") == 1, err
+    assert str(p) in err and "rows[1]" in err and "Traceback" not in err
+
+
+def test_a_row_that_does_not_fit_its_devices_is_one_line(tmp_path, run_cli):
+    """Llama-2-7B at 16 bits on one NorthPole card (13.5 GB of weights, 224 MiB on chip)."""
+    p = _write(tmp_path, _row(id="nofit", hardware="northpole",
+                              precision={"label": "A8W8", "weight_bits": 8,
+                                         "activation_bits": 8, "kv_bits": 8}))
+    rc, out, err = run_cli("fidelity", "--measured", str(p))
+    assert rc == 2 and out == "" and err.count("\n") == 1, err
+    assert str(p) in err and "rows[0].hardware" in err and "'nofit' does not run" in err
+
+
+#: multi-device rows whose --ideal run is checked (one per hardware kind and parallelism)
+IDEAL_SUBSET = ("trtllm090-h100-llama70b-ttft-128-tp4", "trtllm090-a100-mixtral-ttft-128-tp2",
+                "trtllm090-l40s-mixtral-ttft-128-tp4", "northpole-rack-granite-8b")
+
+
+@pytest.mark.parametrize("rid", IDEAL_SUBSET)
+def test_ideal_system_rows_equal_the_chip_without_efficiency(measured, rid):
+    """``--ideal`` on a multi-device row is the same system with the bare chip preset."""
+    from accelsim.fidelity import predict_row
+    r, t = measured.row(rid), measured.target(rid)
+    assert t.system is not None
+    ideal = predict_row(r, ideal=True, target=t).values
+    bare = predict_row(r, hw=_without_efficiency(t.hw.name), target=t).values
+    assert ideal == bare
+
+
+def test_gpu_rows_never_draw_more_than_rated_power(report, measured):
+    """Issue 13 item 4: a row's predicted average power stays within its devices' rated
+    power (the energy model's static power is idle power, not rated minus MAC power)."""
+    seen = 0
+    for r in measured.rows:
+        t = measured.target(r.id)
+        rated = t.hw.energy.rated_power_w
+        if t.hw.kind != "gpu" or rated is None:
+            continue
+        v = report.predictions[r.id]
+        assert 0 < v["power_w"] <= rated * t.devices, r.id
+        seen += 1
+    assert seen >= 10
+
+
+def test_docs_measured_table_is_current(measured):
+    """docs/fidelity.md holds the measured set as measured_table prints it."""
+    from pathlib import Path
+
+    from accelsim.fidelity.run import measured_table
+    text = (Path(__file__).resolve().parents[1] / "docs" / "fidelity.md").read_text()
+    start = text.index("<!-- measured-table:start")
+    body = text[text.index("\n", start) + 1:text.index("<!-- measured-table:end -->")]
+    assert body == measured_table(measured), (
+        "docs/fidelity.md is stale: paste accelsim.fidelity.run.measured_table(load_measured())")

@@ -1,5 +1,14 @@
 """Predict the metrics of one measured row with the simulator.
 
+A row runs on one chip (:func:`accelsim.sim.simulate`, exactly as before systems existed) or,
+with more than one device, on a system (:func:`accelsim.simulate` with the row's system and
+plan: tensor and pipeline parallelism, expert placement and every link charged;
+docs/systems.md). A system step simulates one micro-batch: a batch of ``B`` requests under
+a plan with ``mb`` micro-batches (``mb`` of the plan, at most ``B``; the plan's default is
+``pp``) is ``mb`` micro-batches of ``ceil(B / mb)`` requests; a decode step's time is the
+pipeline's period (every micro-batch advances one token), a prefill's the fill plus the
+remaining micro-batches at the bottleneck stage's rate.
+
 How a row's metrics come from simulated steps (``mode``; docs/fidelity.md):
 
 - ``static-batch`` (a batch of ``B`` requests, prefill then ``O`` decode steps, as
@@ -9,28 +18,24 @@ How a row's metrics come from simulated steps (``mode``; docs/fidelity.md):
   times ``O`` is the sum over the ``O`` steps.
 - ``first-token``: ``ttft_s = prefill(B, I)``.
 - ``single-stream``: ``ttft_s = prefill(B, I)`` and ``tpot_s = decode(B, context I + O/2)``.
-- ``pipeline`` (NorthPole: the layers on a chain of cards, several users in flight): the
-  transformer layers are split over ``S`` pipeline stages of ``tp`` cards each (``S =
-  min(layers, devices)``, ``tp = devices // S``), each user's token visits every stage once
-  per output token; with ``U`` users in flight a stage serves micro-batches of
-  ``m = ceil(U / S)`` tokens. ``tpot_s`` is the sum of the stages' step times at ``m``,
-  ``tokens_per_s = U / tpot_s``; ``power_w`` is every device's static power plus each
-  stage's dynamic energy ``ceil(U / m)`` times per ``tpot_s``. Transfers between cards are
-  not charged (an approximation: documented per row in docs/fidelity.md).
+- ``pipeline`` (users in flight on a pipeline of devices, NorthPole): ``B`` users decode at
+  context ``I + O/2``; ``tpot_s`` = the decode step (the period in which every user gets a
+  token), ``tokens_per_s = B / tpot_s``.
 
-Power of a single-device row is the step energy over its time (``SimResult.avg_power_w``).
+``tokens_per_s_per_device`` is ``tokens_per_s`` over the row's devices. ``power_w`` is the
+energy of the simulated steps over their time, every device of the row included: devices the
+plan leaves idle draw their static power.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from ..hw import load_hw
 from ..precision import BitAllocation
-from ..sim import DevicePart, simulate, simulate_parts
-from ..workload import Scenario, build_graph, load_workload
-from .measured import MeasuredRow
+from ..sim import simulate
+from ..workload import Scenario, build_graph
+from .measured import MeasuredRow, Target, resolve_target
 
 __all__ = ["Prediction", "predict_row"]
 
@@ -45,34 +50,66 @@ class Prediction:
     note: str = ""
 
 
+@dataclass(frozen=True)
+class Step:
+    """One simulated step of a row: its time, its energy (all the row's devices) and the
+    simulator's result."""
+
+    latency_s: float
+    energy_j: float
+    result: object
+
+    @property
+    def avg_power_w(self) -> float:
+        return self.energy_j / self.latency_s if self.latency_s > 0 else 0.0
+
+
 class _Steps:
     """Simulated steps of one row, built once per (phase, batch, length)."""
 
-    def __init__(self, row: MeasuredRow, ideal: bool, hw=None, cache: dict | None = None):
+    def __init__(self, row: MeasuredRow, ideal: bool, hw=None, cache: dict | None = None,
+                 target: Target | None = None):
         self.row, self.ideal = row, ideal
         cache = {} if cache is None else cache
-        if hw is None:
-            hw = cache.get(("hw", row.hardware)) or cache.setdefault(
-                ("hw", row.hardware), load_hw(row.hardware))
-        self.hw = hw
-        self.model = cache.get(("model", row.model)) or cache.setdefault(
-            ("model", row.model), load_workload(row.model))
+        t = target if target is not None else resolve_target(row, cache=cache)
+        if hw is not None:          # the calibration script's candidate chip
+            t = replace(t, hw=hw, system=None if t.system is None else replace(
+                t.system, hw=hw))
+        self.target = t
+        self.hw, self.model = t.hw, t.model
+        self.system = t.system
+        if self.system is not None and ideal:
+            self.system = replace(self.system, hw=self.system.hw.ideal())
         p = row.precision
         self.alloc = BitAllocation.uniform(self.model, p.weight_bits,
                                            activation_bits=p.activation_bits,
                                            kv_bits=p.kv_bits,
                                            defaults={"embeddings": p.embedding_bits})
 
+    def microbatches(self, batch: int) -> int:
+        if self.system is None:
+            return 1
+        return max(1, min(self.target.plan.microbatches, batch))
+
     def graph(self, phase: str, batch: int, length: int):
+        b = math.ceil(batch / self.microbatches(batch))
         if phase == "prefill":
-            sc = Scenario(phase="prefill", batch=batch, seq_len=length)
+            sc = Scenario(phase="prefill", batch=b, seq_len=length)
         else:
-            sc = Scenario(phase="decode", batch=batch, context=length)
+            sc = Scenario(phase="decode", batch=b, context=length)
         return build_graph(self.model, sc)
 
-    def step(self, phase: str, batch: int, length: int):
-        return simulate(self.hw, self.graph(phase, batch, length), self.alloc,
-                        ideal=self.ideal)
+    def step(self, phase: str, batch: int, length: int) -> Step:
+        g = self.graph(phase, batch, length)
+        if self.system is None:
+            r = simulate(self.hw, g, self.alloc, ideal=self.ideal)
+            extra = (self.target.devices - 1) * self.hw.energy.static_power_w
+            return Step(r.latency_s, r.energy_j + extra * r.latency_s, r)
+        from ..system.simulate import simulate_system
+        plan = replace(self.target.plan, mb=self.microbatches(batch))
+        r = simulate_system(self.system, g, self.alloc, plan)
+        idle = (self.target.devices - plan.devices) * self.hw.energy.static_power_w
+        return Step(r.latency_s, r.energy_j + idle * r.latency_s, r)
 
 
 def _static_batch(s: _Steps, r: MeasuredRow) -> dict:
@@ -98,43 +135,12 @@ def _single_stream(s: _Steps, r: MeasuredRow) -> dict:
             "power_w": dec.avg_power_w, "tokens_per_s_per_w": tok / dec.avg_power_w}
 
 
-def _pipeline_parts(model, devices: int) -> list:
-    """Pipeline stages over ``devices`` cards: one stage per transformer layer on ``tp``
-    cards (the largest divisor of the heads that the cards allow), the last one also running
-    the final norm and lm_head on up to twice as many; with fewer cards than layers,
-    contiguous layer ranges, the lm_head on the last. The embedding lookup is left to the host
-    (``embed=False``)."""
-    n = model.total_layers
-    heads = model.attention.num_heads
-
-    def divisor(limit: int) -> int:
-        return max(d for d in range(1, max(limit, 1) + 1) if heads % d == 0)
-
-    if devices >= n + 1:
-        tp = divisor((devices - 1) // n)
-        last = divisor(min(devices - (n - 1) * tp, 2 * tp))
-        return [DevicePart(layers=(i, i + 1), tp=last if i == n - 1 else tp, embed=False,
-                           lm_head=i == n - 1) for i in range(n)]
-    b = [round(i * n / devices) for i in range(devices + 1)]
-    return [DevicePart(layers=(b[i], b[i + 1]), embed=False, lm_head=i == devices - 1)
-            for i in range(devices)]
-
-
 def _pipeline(s: _Steps, r: MeasuredRow) -> dict:
-    parts = _pipeline_parts(s.model, r.devices)
-    stages = len(parts)
-    users = r.batch
-    mb = math.ceil(users / stages)
-    g = s.graph("decode", mb, r.input_len)
-    hw = s.hw.ideal() if s.ideal else s.hw
-    res = simulate_parts(hw, g, s.alloc, parts)
-    itl = sum(x.latency_s for x in res)
-    static = hw.energy.static_power_w
-    dyn = sum(max(x.energy_j - static * x.latency_s, 0.0) * p.tp for x, p in zip(res, parts))
-    power = r.devices * static + math.ceil(users / mb) * dyn / itl
-    tok = users / itl
-    return {"tpot_s": itl, "tpot_s_max": itl, "tokens_per_s": tok, "power_w": power,
-            "tokens_per_s_per_w": tok / power}
+    dec = s.step("decode", r.batch, r.input_len + r.output_len // 2)
+    itl = dec.latency_s
+    tok = r.batch / itl
+    return {"tpot_s": itl, "tpot_s_max": itl, "tokens_per_s": tok,
+            "power_w": dec.avg_power_w, "tokens_per_s_per_w": tok / dec.avg_power_w}
 
 
 _MODES = {"static-batch": _static_batch, "first-token": _first_token,
@@ -142,18 +148,23 @@ _MODES = {"static-batch": _static_batch, "first-token": _first_token,
 
 
 def predict_row(row: MeasuredRow, *, ideal: bool = False, hw=None,
-                cache: dict | None = None) -> Prediction:
+                cache: dict | None = None, target: Target | None = None) -> Prediction:
     """Simulate ``row`` and return its predicted metrics (see the module doc).
 
     ``ideal=True`` ignores the hardware presets' efficiency models (the ideal roofline);
-    ``hw`` replaces the row's hardware preset (an :class:`~accelsim.hw.Accelerator`, used by
-    the calibration script); ``cache`` (a dict) keeps the presets loaded across rows.
+    ``hw`` replaces the row's chip (an :class:`~accelsim.hw.Accelerator`, used by the
+    calibration script; a system keeps its links); ``cache`` (a dict) keeps the presets
+    loaded across rows; ``target`` is the row's resolved chip, system and plan
+    (:meth:`MeasuredSet.target`; resolved from the row when not given).
     """
-    s = _Steps(row, ideal, hw, cache)
+    s = _Steps(row, ideal, hw, cache, target)
     values = _MODES[row.mode](s, row)
+    values["tokens_per_s_per_device"] = values.get("tokens_per_s", math.nan) / max(
+        s.target.devices, 1) if "tokens_per_s" in values else None
+    values = {k: v for k, v in values.items() if v is not None}
     note = ""
-    if row.mode == "pipeline":
-        note = ("pipeline approximation: one stage per layer (tensor-parallel over the spare "
-                "cards; the lm_head with the last layer), embedding on the host, card-to-card "
-                "transfers not charged")
+    if s.system is not None:
+        plan = replace(s.target.plan, mb=s.microbatches(row.batch))
+        note = (f"system {s.target.system.name}, plan {plan} "
+                f"({s.target.devices} devices; links charged)")
     return Prediction(row.id, values, note)

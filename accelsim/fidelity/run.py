@@ -27,7 +27,7 @@ from .measured import BOUND_METRICS, METRICS, MeasuredSet, load_measured
 from .predict import predict_row
 
 __all__ = ["ErrorRow", "BoundCheck", "FidelityReport", "run_fidelity", "summarize",
-           "error_by_kind", "write_report", "CSV_COLUMNS"]
+           "error_by_kind", "write_report", "measured_table", "CSV_COLUMNS"]
 
 #: Columns of ``fidelity.csv`` (the first eight are the contract of issue 13).
 CSV_COLUMNS = ("row", "hardware", "model", "metric", "measured", "predicted", "rel_error",
@@ -81,6 +81,8 @@ class FidelityReport:
     bounds: tuple[BoundCheck, ...] = ()
     ideal: bool = False
     notes: dict = field(default_factory=dict)
+    #: every predicted metric of every row run (also those the row did not measure)
+    predictions: dict = field(default_factory=dict)
 
     def summary(self) -> dict:
         return summarize(self.rows)
@@ -132,25 +134,43 @@ def run_fidelity(measured: MeasuredSet | str | os.PathLike | None = None, *,
         from ..errors import ConfigError
         raise ConfigError.single(f"unknown measured-set row(s) {', '.join(unknown)}",
                                  key="row")
-    out, bounds, notes, cache = [], [], {}, {}
-    for r in ms.rows:
+    out, bounds, notes, cache, predictions = [], [], {}, {}, {}
+    for i, r in enumerate(ms.rows):
         if want is not None and r.id not in want:
             continue
-        p = predict_row(r, ideal=ideal, cache=cache)
+        p = _predict(ms, i, r, ideal, cache)
+        predictions[r.id] = dict(p.values)
         if p.note:
             notes[r.id] = p.note
         src = f"{r.source.title} ({r.source.venue}): {r.source.where}"
+        kind = ms.target(r.id).kind
         for metric, value in r.measured.items():
             if metric not in p.values:
                 continue
             if metric in BOUND_METRICS:
-                bounds.append(BoundCheck(r.id, r.hardware, metric, float(value),
+                bounds.append(BoundCheck(r.id, kind, metric, float(value),
                                          float(p.values[metric])))
             elif metric in METRICS:
-                out.append(ErrorRow(r.id, r.hardware, r.model, metric, float(value),
+                out.append(ErrorRow(r.id, kind, r.model, metric, float(value),
                                     float(p.values[metric]), r.split_of(metric), r.mode,
                                     r.approximate, src))
-    return FidelityReport(tuple(out), tuple(bounds), ideal, notes)
+    return FidelityReport(tuple(out), tuple(bounds), ideal, notes, predictions)
+
+
+def _predict(ms: MeasuredSet, index: int, row, ideal: bool, cache: dict):
+    """:func:`predict_row` with a row that cannot run (a model that does not fit its
+    devices, a configuration the simulator refuses) reported as one problem naming the
+    measured file, the row and the key."""
+    from ..errors import ConfigError, InfeasibleError, Problem
+    target = ms.target(row.id)
+    try:
+        return predict_row(row, ideal=ideal, cache=cache, target=target)
+    except (ConfigError, InfeasibleError) as exc:
+        key = "plan" if target.plan is not None else "hardware"
+        what = "; ".join(str(p) for p in exc.problems[:3]) if isinstance(
+            exc, ConfigError) else str(exc)
+        raise ConfigError([Problem(f"row '{row.id}' does not run: {what}",
+                                   file=ms.file, key=f"rows[{index}].{key}")]) from None
 
 
 _BY_KIND: dict = {}
@@ -207,6 +227,32 @@ def markdown(rep: FidelityReport, command: str = "accelsim fidelity") -> str:
     if rep.notes:
         lines += ["", "## Approximations", ""]
         lines += [f"- {k}: {v}" for k, v in rep.notes.items()]
+    return "\n".join(lines) + "\n"
+
+
+_UNITS = {"tokens_per_s": ("tok/s", 1.0), "tokens_per_s_per_device": ("tok/s per device", 1.0),
+          "ttft_s": ("ms TTFT", 1e3), "tpot_s": ("ms/token", 1e3), "power_w": ("W", 1.0),
+          "tokens_per_s_per_w": ("tok/s/W", 1.0), "tpot_s_max": ("ms/token at most", 1e3)}
+
+
+def measured_table(ms: MeasuredSet) -> str:
+    """The measured set as a markdown table, one line per row (docs/fidelity.md holds it;
+    a test keeps it current)."""
+    lines = ["| row | hardware | devices, plan | model | precision | batch | in / out | "
+             "measured | source | split |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in ms.rows:
+        t = ms.target(r.id)
+        where = "1" if t.system is None else f"{t.devices} ({t.system.name}), {r.plan or 'default plan'}"
+        vals = []
+        for k, v in r.measured.items():
+            unit, f = _UNITS[k]
+            vals.append(f"{v * f:,.6g} {unit}")
+        split = r.split + (f" ({', '.join(r.calibration_metrics)}: calibration)"
+                           if r.calibration_metrics else "")
+        lines.append(f"| {r.id}{' (approx.)' if r.approximate else ''} | {t.kind} | {where} | "
+                     f"{r.model} | {r.precision.label} | {r.batch} | {r.input_len} / "
+                     f"{r.output_len} | {'; '.join(vals)} | {r.source.title}: {r.source.where} | "
+                     f"{split} |")
     return "\n".join(lines) + "\n"
 
 

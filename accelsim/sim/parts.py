@@ -850,7 +850,7 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
     pe = np.where(p_all > 0, p_all, 1.0)
     foot = (F[col["in_elems"]] + F[col["out_elems"]]) / pe * aB
     tensor_g = ot.tensor[G]
-    plans, t_loc, tb, tn, tbits, dens = [], [], [], [], [], []
+    plans, t_loc, tb, tn, tbits = [], [], [], [], []
     for p, r in enumerate(rs):
         o = slice(off[p], off[p + 1])
         ix, t_idx = sel[p]
@@ -868,7 +868,6 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
         density = np.bincount(tl[has_t], weights=(p_all[o] * WF[o])[has_t],
                               minlength=len(t_idx)).astype(np.float64)
         density[info.t_vector[t_idx]] = 1.0
-        dens.append(density)
         ai = np.flatnonzero(oc[ix] == att_code)
         kv_res = F[col["kv_resident"], off[p] + ai]
         kv_elems = F[col["kv_elems"], off[p] + ai]
@@ -996,8 +995,8 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
     e_pos = np.full(len(a_u), -1, np.int64)
     e_pos[job.e] = np.arange(len(job.e))
     # ---- 7. every part from the distinct units: every array gathered for all parts at
-    # once (each part's are slices of them), then each part's totals and result. The
-    # records passed to assemble carry what it reads (the rest is None).
+    # once (each part's are slices of them), then each part's totals and result (as
+    # stages.step_energy and stages.assemble compute them: tested equal)
     um, fm = op_map, ph_map
     T_g, cc_g, t1_g = sch.T[fm], sch.cc[fm], sch.t1[um]
     core, span, start, end = _wrap_parts(gptr, porder, T_g, cc_g, t1_g, ph_off, off)
@@ -1012,47 +1011,118 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
     ov_g = tr.overflow[ep_[is_e]]
     ov_off = np.concatenate([[0], np.cumsum(is_e)])[off]
     noc_t_g, red_t_g = noc.noc_t[fm], noc.red_t[fm]
-    noc_j_g, ksl_g, red_g = noc.noc_j[um], noc.ksl[um], noc.red_adds[um]
+    noc_j_g, ksl_g = noc.noc_j[um], noc.ksl[um]
     home_g, wbits_g = pl_u.home[um], pl_u.op_wbits[um]
     # energy per op (static power per part below)
     en_u = S.step_energy(hw, hp, lw_u.ot, pl_u.op_wbits, low.a_bits, tr, noc, 0.0)
     e_mac_g, e_mem_g, e_vec_g, op_j_g = en_u.e_mac[um], en_u.e_mem[um], en_u.e_vec[um], \
         en_u.op_j[um]
     names_g, roles_g = info.names[G], info.roles[G]
-    oc_g, layer_g, expert_g, att_k_g = oc[G], ot.layer[G], ot.expert[G], ot.att_k[G]
+    oc_g, layer_g, expert_g = oc[G], ot.layer[G], ot.expert[G]
     tl_g = np.concatenate(t_loc) if n else np.zeros(0, np.int64)
+    # what assemble computes per op, for all parts at once
+    is_att = oc_g == att_code
+    vcyc_x = np.where(vec_g | is_att, vcyc_g, 0.0)
+    moved_g = rd_g + wr_g
+    sums = _row_sums(np.stack([moved_g, rd_g, wr_g], axis=1), off)
+    a_idx = min(max(low.a_bits, 1), 16)
+    pe_g = F[col["macs"]] * hp.cpm[np.clip(wbits_g, 1, 16), a_idx]
+    stall_g = np.maximum(t1_g - comp_g - vcyc_x, 0.0)
+    lay = np.maximum.reduceat(layer_g[porder], gptr[:-1]) if len(porder) else layer_g[:0]
+    p_act = F[col["p_active"]]
     static_w = hw.energy.static_power_w
     out = []
     for p in range(n):
         o = slice(off[p], off[p + 1])
         f_ = slice(ph_off[p], ph_off[p + 1])
-        t_idx = sel[p][1]
         a0 = off[p]
-        names = names_g[o]
-        ot_p = replace(ot, names=names, index=_LazyIndex(names), op_code=oc_g[o],
-                       layer=layer_g[o], expert=expert_g[o], role=roles_g[o],
-                       tensor=tl_g[o], weight_fraction=WF[o], depth=depth_g[o],
-                       group=group_g[o], att_k=att_k_g[o], tensor_density=dens[p],
-                       phase_order=porder[a0:off[p + 1]] - a0,
-                       phase_ptr=gptr[ph_off[p]:ph_off[p + 1] + 1] - a0,
-                       phase_group=pgroup[f_], **{k: F[j, o] for j, k in enumerate(_FLOATS)})
-        lw = S.Lowered(ot_p, tbits[p], tb[p], tn[p], low.a_bits, low.kv_bits,
-                       info.t_names[t_idx])
-        pl = S.Placement(plans[p], None, None, home_g[o], None, wbits_g[o])
-        oth_p = S.OtherOps(None, vcyc_g[o], vec_g[o], *([None] * 7))
-        sch_p = S.Schedule(T_o[f_], cc_g[f_], None, t1_g[o], None, core[o], span[o],
-                           start[o], end[o])
-        tr_p = S.Traffic(rd_g[o], wr_g[o], comp_g[o], dflow_g[o], tiles_g[o],
-                         ov_g[ov_off[p]:ov_off[p + 1]])
+        T_p = T_o[f_]
         noc_t, red_t = noc_t_g[f_], red_t_g[f_]
-        noc_p = S.Noc(noc_j_g[o], float(noc_t.sum()) + float(red_t.sum()), ksl_g[o],
-                      red_g[o], noc_t, red_t)
-        latency = float(sch_p.T.sum()) / hp.clock_hz
+        noc_cyc = float(noc_t.sum()) + float(red_t.sum())
+        cycles = float(T_p.sum())
+        latency = cycles / hp.clock_hz
         en = _energy(hp, e_mac_g[o], e_mem_g[o], e_vec_g[o], noc_j_g[o], op_j_g[o],
                      static_w * latency)
-        out.append(S.assemble(hw, hp, lw, pl, oth_p, sch_p, tr_p, noc_p, en, model_name,
-                              float(tb[p].sum())).with_power_check(
-            hw.energy.rated_power_w, hw.name))
+        out.append(_result(hw, hp, ot, model_name, plans[p], sums[p], o, T_p, cc_g[f_],
+                           noc_cyc, en, float(tb[p].sum()), lay[f_], {
+            "names": names_g[o], "op_code": oc_g[o], "layer": layer_g[o],
+            "expert": expert_g[o], "role": roles_g[o], "tensor": tl_g[o],
+            "tensor_names": info.t_names[sel[p][1]], "w_bits": wbits_g[o],
+            "a_bits": low.a_bits, "p_active": p_act[o], "m": F[col["m"], o],
+            "k": F[col["k"], o], "n": F[col["n"], o], "macs": F[col["macs"], o],
+            "core": core[o], "cores": span[o], "start_cycle": start[o], "end_cycle": end[o],
+            "cycles": t1_g[o], "compute_cycles": comp_g[o], "vector_cycles": vcyc_x[o],
+            "stall_cycles": stall_g[o], "dataflow": dflow_g[o], "k_slices": ksl_g[o],
+            "tiles": tiles_g[o], "bytes": moved_g[o], "energy_j": en.op_j,
+            "level_names": hp.names}, vcyc_x[o], pe_g[o],
+            ov_g[ov_off[p]:ov_off[p + 1]], home_g[o], porder[a0:off[p + 1]] - a0,
+            gptr[ph_off[p]:ph_off[p + 1] + 1] - a0))
+    return out
+
+
+def _result(hw, hp, ot, model_name, plan, sums, o, T, cc, noc_cyc, en, weight_bytes, lay,
+            op_data, vcyc_x, pe, overflow, home, order, ptr) -> SimResult:
+    """One part's :class:`SimResult` as :func:`accelsim.sim.stages.assemble` builds it, from
+    its slices of the arrays of all parts (``sums``: its bytes moved, read and written per
+    level, summed in op order)."""
+    cores, R, C = hp.cores, hp.rows, hp.cols
+    cycles = float(T.sum())
+    latency = cycles / hp.clock_hz
+    by_level, rd_s, wr_s = sums
+    off = hp.offchip
+    r_t, w_t = rd_s / hp.agg_read_bpc, wr_s / hp.agg_write_bpc
+    lvl_time = np.where(hp.onchip, np.maximum(r_t, w_t), r_t + w_t)
+    vec_total = float(vcyc_x.sum())
+    comp = op_data["compute_cycles"]
+    busy = {"compute": float(comp.sum()) / cores, "vector": vec_total / cores,
+            "offchip_bandwidth": float(lvl_time[off]) if off >= 0 else 0.0,
+            "onchip_bandwidth": float(lvl_time[hp.onchip].max(initial=0.0)),
+            "noc": noc_cyc}
+    top = max(busy, key=lambda k: busy[k])
+    bound = top if busy[top] >= 0.5 * cycles else "latency"
+    pe_cycles = float(pe.sum())
+    util = pe_cycles / (R * C * cores * cycles) if cycles > 0 else 0.0
+    warnings = S._warnings(hp, plan, overflow, home, op_data["p_active"] > 0)
+    tokens = float(ot.tokens_step)
+    names = hp.names
+    macs = op_data["macs"]
+    # layer_latency: a phase counts for the highest layer among its ops
+    nl = int(ot.model.total_layers)
+    has = lay >= 0
+    first = int(np.argmax(has)) if has.any() else len(lay)
+    slot = np.where(has, lay + 1, np.where(np.arange(len(lay)) < first, 0, nl + 1))
+    return SimResult(
+        hw=hw.name, model=model_name, scenario=dict(ot.scenario), residency=plan.policy,
+        clock_hz=hp.clock_hz, cores=cores, cycles=cycles, latency_s=latency, tokens=tokens,
+        tokens_per_s=tokens / latency if latency > 0 else float("inf"), energy_j=en.total,
+        energy_breakdown_j=en.breakdown, weight_bytes=weight_bytes,
+        weight_bytes_by_level=dict(zip(names, plan.weight_bytes_by_level.tolist())),
+        kv_bytes_by_level=dict(zip(names, plan.kv_bytes_by_level.tolist())),
+        activation_bytes_by_level=dict(zip(names, plan.act_reserve.tolist())),
+        staging_bytes_by_level=dict(zip(names, plan.staging.tolist())),
+        bytes_by_level=dict(zip(names, by_level.tolist())),
+        offchip_bytes=float(by_level[off]) if off >= 0 else 0.0,
+        onchip_bytes_moved=float(by_level[hp.onchip].sum()),
+        macs=float(macs.sum()), mac_utilization=util, compute_cycles=float(comp.sum()),
+        stall_cycles=float(op_data["stall_cycles"].sum()), vector_cycles=vec_total,
+        noc_cycles=noc_cyc, busy_cycles=busy, bound=bound, warnings=tuple(warnings),
+        op_data=op_data, phase_data={"T": T, "c": cc, "order": order, "ptr": ptr},
+        layer_latency_s=np.bincount(slot.astype(np.int64), weights=T / hp.clock_hz,
+                                    minlength=nl + 2)).with_power_check(
+        hw.energy.rated_power_w, hw.name)
+
+
+@njit(cache=True)
+def _row_sums(x, off):  # pragma: no cover - numba
+    """Per part ``p`` (rows ``off[p]:off[p + 1]`` of ``x`` [rows x k x levels]) the column
+    sums, added row after row as ``numpy.sum(axis=0)`` adds them."""
+    n = off.shape[0] - 1
+    out = np.zeros((n, x.shape[1], x.shape[2]))
+    for p in range(n):
+        for i in range(off[p], off[p + 1]):
+            for a in range(x.shape[1]):
+                for j in range(x.shape[2]):
+                    out[p, a, j] += x[i, a, j]
     return out
 
 

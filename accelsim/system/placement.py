@@ -163,10 +163,9 @@ def _lpt_layer(order, nbytes, load, used, L, cap, reserve, tol, dev):  # pragma:
             for d in range(ep):
                 room = (used[d] + b + reserve <= cap[d] + tol if attempt == 0
                         else used[d] + b <= cap[d] + tol)
-                if room:
-                    if best < 0 or L[d] < L[best] or (L[d] == L[best] and (
-                            used[d] < used[best] or (used[d] == used[best] and d < best))):
-                        best = d
+                if room and (best < 0 or L[d] < L[best] or (L[d] == L[best] and (
+                        used[d] < used[best] or (used[d] == used[best] and d < best)))):
+                    best = d
             if best >= 0:
                 break
         if best < 0:

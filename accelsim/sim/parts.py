@@ -888,9 +888,10 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
     row_vec = list(items_all[first])
     ctx_w = np.zeros(len(G), np.int64)          # 0: no weight; else 1 + row id
     for p, q in enumerate(plans):
+        # everything of a plan an op's costs read besides its own weights' levels
         pc[p] = pcs.setdefault((q.staging.tobytes(), q.act_reserve.tobytes(),
                                 q.act_levels.tobytes(), q.stage_w, q.stage_a, q.stage_o,
-                                q.policy), len(pcs))
+                                q.policy, q.cache_level, q.cache_room), len(pcs))
         o = slice(off[p], off[p + 1])
         item = t_loc[p].copy()
         ai = np.flatnonzero(oc[G[o]] == att_code)

@@ -286,6 +286,25 @@ def test_system_row_equals_accelsim_simulate_on_that_system(tmp_path):
     assert pred["power_w"] == pytest.approx(ref.energy_j / ref.latency_s, rel=1e-12)
 
 
+def test_data_parallel_replicas_split_the_batch(tmp_path):
+    """dp=2 replicas of tp=2 serve 8 users as two micro-batches of 4: the step is the system
+    simulation at batch 4, and the system's own token count (mb x batch x dp) is the 8
+    users the row's throughput counts."""
+    p = _write(tmp_path, _row(id="dp", devices=4, plan="tp=2,dp=2", mode="pipeline",
+                              batch=8, input_len=256, measured={"tokens_per_s": 100.0}))
+    ms = load_measured(p)
+    from accelsim.fidelity import predict_row
+    pred = predict_row(ms.row("dp"), target=ms.target("dp")).values
+    m = accelsim.load_workload("llama-2-7b")
+    a = accelsim.BitAllocation.uniform(m, 16, activation_bits=16, kv_bits=16,
+                                       defaults={"embeddings": 16})
+    g = accelsim.build_graph(m, accelsim.Scenario(phase="decode", batch=4, context=256))
+    ref = accelsim.simulate(accelsim.load_system("h100-8").first(4), g, a,
+                            plan="tp=2,dp=2,mb=1")
+    assert pred["tpot_s"] == ref.latency_s
+    assert pred["tokens_per_s"] == 8 / ref.latency_s == pytest.approx(ref.tokens_per_s)
+
+
 def test_row_naming_only_a_system_takes_its_device_as_hardware_kind(tmp_path):
     p = _write(tmp_path, _row(id="np", hardware=None, system="northpole-16",
                               model="llm-3b-proxy", plan="pp=4,tp=4,mb=28",

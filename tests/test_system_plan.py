@@ -79,6 +79,47 @@ def test_enumerate_plans_covers_every_factorization():
     assert len({str(p) for p in plans}) == len(plans)
 
 
+def test_enumerate_plans_takes_every_divisor():
+    from accelsim.system.plan import stage_shapes
+    m = load_workload("mixtral-8x7b")             # 32 heads, 8 KV heads, 8 experts
+    six = {str(p) for p in enumerate_plans(m, 6, devices_per_node=8)}
+    # 6 = 2 stages x 3 experts slots: tp must divide 3 and the node's 8 devices (tp=1);
+    # ep=3 holds at most 3 of the 8 experts a device, fewer than ep=2's 4
+    assert {"pp=2,tp=1,ep=3,dp=1,mb=2", "pp=1,tp=1,ep=3,dp=2,mb=1",
+            "pp=3,tp=2,ep=2,dp=1,mb=3", "pp=6,tp=1,ep=1,dp=1,mb=6"} <= six
+    # ep=6 leaves 2 experts on the fullest device, as ep=5 and ep=4 do: not searched
+    assert not any(",ep=6," in p or ",ep=5," in p for p in six)
+    # 16 devices in one group: 8 expert slots of 2 devices each (etp=2), any tp of the node
+    assert stage_shapes(m, 16, 8) == [(1, 8, 2), (2, 8, 2), (4, 8, 2), (8, 8, 2)]
+    # an expert larger than a device: every split of at least 2 ways
+    assert all(e * etp == 16 and etp >= 2 for _, e, etp in stage_shapes(m, 16, 8, 2))
+    ds = load_workload("deepseek-v3")             # 256 experts, 128 heads
+    plans = enumerate_plans(ds, 64, devices_per_node=8, exact=False)
+    eps = {p.experts for p in plans if p.dp == 1 and p.pp == 1 and p.tp == 1}
+    # ep useful for 256 experts: ceil(256 / ep) drops (52: 5 a device, 51: 6)
+    assert {52, 43, 37, 64, 32, 29} <= eps and not eps & {53, 51, 60, 63}
+    assert max(p.tp for p in plans) == 8          # tp inside a node of 8
+    for p in plans:
+        check_plan(p, ds, 64)
+        assert 8 % p.tp == 0
+
+
+def test_search_splits_experts_larger_than_a_device():
+    from accelsim.system import load_system
+    from accelsim.system.search import _min_etp
+    from accelsim.system.simulate import weight_capacity_bytes
+    m = load_workload("mixtral-8x7b")
+    s = load_system("northpole-16")
+    a16 = accelsim.BitAllocation.uniform(m, 16)
+    # an expert: 3 matrices of 4096 x 14336 at 2 bytes = 352 MB over a card's weight memory
+    expert = 3 * 4096 * 14336 * 2
+    cap = weight_capacity_bytes(s.hw)
+    assert _min_etp(s, m, a16) == -(-expert // int(cap)) == 2
+    assert _min_etp(s, m, accelsim.BitAllocation.uniform(m, 4)) == 1
+    plans = enumerate_plans(m, 16, devices_per_node=16, exact=False, min_etp=2)
+    assert plans and all(p.etp >= 2 for p in plans)
+
+
 # ----------------------------------------------------------------------------- placement
 
 

@@ -53,13 +53,17 @@ class Placement:
     ``share[d, r, e]``: the share of expert ``e``'s tokens in layer ``r`` (of the stage) that
     device ``d`` serves (copies split the tokens; columns sum to 1). ``memory[d]``: expert
     bytes on ``d``; ``load[d]``: expected tokens ``d`` serves summed over the layers;
-    ``layer_load[d, r]``.
+    ``layer_load[d, r]``. ``slack``: the least room (bytes) any device had beyond the
+    layer being placed and the reserve, over the layers, when memory never bound (the same
+    placement then holds on any device whose capacity is at most ``slack`` smaller);
+    ``-inf`` when it did bind or hot experts were copied.
     """
 
     share: np.ndarray
     memory: np.ndarray
     load: np.ndarray
     layer_load: np.ndarray
+    slack: float = -np.inf
 
     @property
     def imbalance(self) -> float:
@@ -91,9 +95,9 @@ def place_experts(nbytes: np.ndarray, load: np.ndarray, ep: int, capacity: np.nd
     replicate : bool
         Copy hot experts when memory allows.
     layer_memo : dict, optional
-        Shared between calls: the placement of a layer that starts on devices with equal
-        bytes so far and where no device can run out of room (it depends on the layer's
-        bytes, loads and ``ep`` only).
+        Shared between calls: the placement of a layer where no device can run out of room
+        (it depends on the layer's bytes and loads, ``ep`` and the devices' bytes so far
+        relative to the least used one only).
     """
     nbytes = np.asarray(nbytes, dtype=float)
     load = np.asarray(load, dtype=float)
@@ -105,12 +109,17 @@ def place_experts(nbytes: np.ndarray, load: np.ndarray, ep: int, capacity: np.nd
     tol = 1e-9 * max(1.0, float(cap.max(initial=1.0)))
     after = np.concatenate([np.cumsum(nbytes.sum(axis=1)[::-1])[::-1][1:], [0.0]]) / ep
     same: dict = {} if layer_memo is None else layer_memo
+    slack = np.inf
     for r in range(R):
         reserve = float(after[r])
-        # a layer placed on devices with equal bytes so far, where no device can run out of
-        # room, places exactly like an identical layer before it
-        free = bool(np.ptp(used) == 0 and (cap - used - reserve >= nbytes[r].sum()).all())
-        key = (ep, nbytes[r].tobytes(), load[r].tobytes()) if free else None
+        # a layer placed where no device can run out of room places exactly like an
+        # identical layer before it that met the devices' bytes so far in the same pattern
+        # (the rule compares bytes used, never their level: a shift changes nothing)
+        room = float((cap - used - reserve).min()) - float(nbytes[r].sum())
+        free = room >= 0
+        slack = min(slack, room) if free else -np.inf
+        key = (ep, nbytes[r].tobytes(), load[r].tobytes(),
+               (used - used.min()).tobytes()) if free else None
         if key is not None and key in same:
             share[:, r, :], dl, du = same[key]
             layer_load[:, r] = dl
@@ -155,7 +164,8 @@ def place_experts(nbytes: np.ndarray, load: np.ndarray, ep: int, capacity: np.nd
             same[key] = (share[:, r, :].copy(), L.copy(), used - used0)
         if replicate and ep > 1:
             _replicate(share, used, L, r, nbytes[r], load[r], cap - reserve, tol)
-    return Placement(share, used, layer_load.sum(axis=1), layer_load)
+    return Placement(share, used, layer_load.sum(axis=1), layer_load,
+                     -np.inf if replicate else float(slack))
 
 
 def _replicate(share, used, L, r, nbytes, load, room, tol) -> None:

@@ -36,7 +36,7 @@ from dataclasses import dataclass, replace
 from ..errors import ConfigError
 
 __all__ = ["Plan", "parse_plan", "as_plan", "check_plan", "enumerate_plans", "split_layers",
-           "PLAN_KEYS"]
+           "stage_shapes", "PLAN_KEYS"]
 
 PLAN_KEYS = ("pp", "tp", "ep", "dp", "mb", "rep", "etp")
 _ALIASES = {"microbatches": "mb", "micro_batches": "mb", "replicate": "rep"}
@@ -211,15 +211,74 @@ def split_layers(costs, pp: int) -> list[tuple[int, int]]:
     return [(cuts[i], cuts[i + 1]) for i in range(pp)]
 
 
-def _pow2_upto(n: int) -> list[int]:
-    return [1 << i for i in range(int(math.log2(n)) + 1)] if n >= 1 else []
+def _divisors(n: int) -> list[int]:
+    """The divisors of ``n``, increasing.
+
+    >>> _divisors(12)
+    [1, 2, 3, 4, 6, 12]
+    """
+    if n < 1:
+        return []
+    small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
+    return sorted(set(small) | {n // d for d in small})
+
+
+def stage_shapes(model, w: int, node: int, min_etp: int = 1) -> list[tuple[int, int, int]]:
+    """Every ``(tp, ep, etp)`` of a stage group of ``w`` devices worth searching.
+
+    ``tp`` divides ``w`` and a node's ``node`` devices (its groups of consecutive devices
+    stay inside a node); either ``ep x etp = w`` (``w / tp`` attention groups) or ``tp = w``
+    and ``ep x etp`` divides it (``tp / (ep x etp)`` copies of the placement split the
+    tokens); ``ep`` at most the routed experts and useful for them: it puts fewer experts on
+    the fullest device than ``ep - 1`` would (``ceil(E / ep) < ceil(E / (ep - 1))``; for 8
+    experts 1, 2, 3, 4 and 8). Expert tensor parallelism (``etp`` dividing the expert FFN
+    width) only where it helps: every ``etp >= min_etp`` when one expert is larger than a
+    device (``min_etp > 1``); otherwise ``etp = 1``, or, when ``ep x etp = w`` exceeds the
+    experts, the smallest ``etp`` that leaves a useful ``ep`` (the rest of the group splits
+    the experts rather than holding none). A dense model: ``tp = w``, ``ep = 1``. The plan
+    rules (:func:`check_plan`) are applied by the caller.
+
+    >>> from accelsim.workload import load_workload
+    >>> shapes = stage_shapes(load_workload("mixtral-8x7b"), 12, 12)     # 8 experts
+    >>> [x for x in shapes if x[0] == 12]       # tp = 12: copies, or experts split 4 ways
+    [(12, 1, 1), (12, 2, 1), (12, 3, 1), (12, 3, 4), (12, 4, 1)]
+    >>> [x for x in shapes if x[0] < 12]        # 12 / tp attention groups
+    [(1, 3, 4), (2, 3, 4), (3, 3, 4), (4, 3, 4), (6, 3, 4)]
+    """
+    E = model.num_experts
+    ffn = model.moe.expert_ffn_size if model.moe is not None else 1
+    out = set()
+
+    def useful(e: int) -> bool:
+        # fewer experts on the fullest device than with one device less
+        return e == 1 or -(-E // e) < -(-E // (e - 1))
+    for t in _divisors(w):
+        if node % t:
+            continue
+        if E == 0:
+            if t == w:
+                out.add((t, 1, 1))
+            continue
+        for ew in ([w] if t < w else _divisors(w)):
+            # ways an expert may split: whole widths, leaving a useful ep within the experts
+            ok = [d for d in _divisors(ew) if ffn % d == 0 and ew // d <= E
+                  and useful(ew // d) and (d == 1 or ew == w)]
+            if min_etp > 1:
+                etps = [d for d in ok if d >= min_etp]
+            else:
+                etps = [d for d in ok if d == 1] or (ok[:1] if ew > E else [])
+            for etp in etps:
+                out.add((t, ew // etp, etp))
+    return sorted(out)
 
 
 def enumerate_plans(model, devices: int, *, devices_per_node: int | None = None,
-                    exact: bool = True, microbatches: int | None = None) -> list[Plan]:
+                    exact: bool = True, microbatches: int | None = None,
+                    min_etp: int = 1) -> list[Plan]:
     """Every plan for ``model`` on ``devices`` devices (``exact=False``: on at most that
-    many), with power-of-two ``tp`` and ``ep`` (so power-of-two stage groups), ``tp`` inside
-    a node, any ``pp`` and ``dp``.
+    many): any stage group size ``w`` dividing the devices, each ``(tp, ep, etp)`` of
+    :func:`stage_shapes` (``tp`` dividing a node), any ``pp`` and ``dp``; only plans that
+    :func:`check_plan` accepts (``tp`` dividing the heads, the KV heads, the FFN widths).
 
     >>> from accelsim.workload import load_workload
     >>> for p in enumerate_plans(load_workload("mixtral-8x7b"), 2):
@@ -229,31 +288,29 @@ def enumerate_plans(model, devices: int, *, devices_per_node: int | None = None,
     pp=1,tp=2,ep=1,dp=1,mb=1
     pp=1,tp=1,ep=2,dp=1,mb=1
     pp=1,tp=1,ep=1,dp=2,mb=1
+    >>> sorted({p.tp for p in enumerate_plans(load_workload("mixtral-8x7b"), 6,
+    ...                                        devices_per_node=6)})
+    [1, 2]
     """
     out: list[Plan] = []
     counts = [devices] if exact else range(1, devices + 1)
     node = devices_per_node or devices
+    shapes: dict[int, list] = {}
     for n in counts:
-        for w in _pow2_upto(n):
-            if n % w:
-                continue
-            for t in _pow2_upto(min(w, node)):
-                for e in sorted({w} | ({t} if w == t else set()) | {w // k for k in
-                                                                     _pow2_upto(w)}):
-                    if max(t, e) != w or max(t, e) % min(t, e):
+        for w in _divisors(n):
+            if w not in shapes:
+                shapes[w] = stage_shapes(model, w, node, min_etp)
+            rest = n // w
+            for t, e, etp in shapes[w]:
+                for pp in _divisors(rest):
+                    p = Plan(pp=pp, tp=t, ep=e, dp=rest // pp, mb=microbatches, etp=etp)
+                    try:
+                        check_plan(p, model, n)
+                    except ConfigError:
                         continue
-                    rest = n // w
-                    for pp in range(1, rest + 1):
-                        if rest % pp:
-                            continue
-                        p = Plan(pp=pp, tp=t, ep=e, dp=rest // pp, mb=microbatches)
-                        try:
-                            check_plan(p, model, n)
-                        except ConfigError:
-                            continue
-                        out.append(p)
+                    out.append(p)
     seen, uniq = set(), []
-    for p in sorted(out, key=lambda p: (p.devices, p.dp, -p.pp, -p.tp, -p.experts)):
+    for p in sorted(out, key=lambda p: (p.devices, p.dp, -p.pp, -p.tp, -p.experts, p.etp)):
         if str(p) not in seen:
             seen.add(str(p))
             uniq.append(p)

@@ -50,6 +50,19 @@ def min_devices(system, model, alloc) -> int:
     return max(1, math.ceil(alloc.weight_bytes(model) / cap))
 
 
+def _min_etp(system, model, acct) -> int:
+    """The fewest ways every routed expert must be split for the largest one to fit a
+    device's weight memory (1 when it fits whole)."""
+    import math
+
+    from .simulate import _tensor_bytes, weight_capacity_bytes
+    if model.moe is None:
+        return 1
+    biggest = float(np.max(_tensor_bytes(model, acct)[3], initial=0.0))
+    cap = weight_capacity_bytes(system.hw)
+    return max(1, math.ceil(biggest / cap)) if cap > 0 else 1
+
+
 def _row(res, dp: int = 1, plan_text: str | None = None) -> dict[str, Any]:
     devices = res.devices * dp
     tps = res.tokens_per_s * dp
@@ -136,7 +149,8 @@ def search_plans(system, graph, alloc=None, *, devices: int | None = None,
     counts = {devices} if devices else set(range(least, top + 1))
     # dp = 1 plans on any count that divides an allowed one (dp replicas are derived)
     plans = [p for p in enumerate_plans(model, top, devices_per_node=system.devices_per_node,
-                                        exact=False, microbatches=microbatches)
+                                        exact=False, microbatches=microbatches,
+                                        min_etp=_min_etp(system, model, acct))
              if p.dp == 1 and p.devices >= least
              and any(c % p.devices == 0 for c in counts)]
     memo: dict = {}
@@ -225,7 +239,9 @@ class _Runner:
         self.n = graph.graph["model_spec"].total_layers
 
     def _key(self, part):
-        return _equivalence_key(part, self.stats, self.graph, self.alloc, self.opts)
+        # the share matrices live in the layout memo as long as the search: key by id
+        return _equivalence_key(part, self.stats, self.graph, self.alloc, self.opts,
+                                self.memo.setdefault("share figures", {}))
 
     def _unit_key(self, part, L: int):
         """The equivalence key of a one-layer part, memoized by the layer's row of shares
@@ -277,24 +293,52 @@ class _Runner:
         return out
 
     def estimate(self, prep):
-        """The plan composed from one-layer parts: each device part's per-layer latencies,
-        energy and bytes are the sums over its layers simulated one at a time (a screen;
-        fitting is not checked). None when a one-layer part does not fit."""
+        """The plan's row figures composed from one-layer parts: each device part's
+        per-layer latencies and energy are the sums over its layers simulated one at a time
+        (a screen; fitting is not checked). None when a one-layer part does not fit. Each
+        distinct device part (up to which experts it holds: :func:`_equivalence_key`) is
+        summed once per search."""
         from ..sim import DevicePart
-        units, spans = [], []
+        sums = self.__dict__.setdefault("_sums", {})
+        ekeys = self.__dict__.setdefault("_ekeys", {})
+        keys = []
         for p in prep.all_parts():
-            a, b = p.layers
-            spans.append((len(units), a, b))
-            units += [DevicePart((L, L + 1), p.tp, p.expert_share, embed=L == 0,
-                                 lm_head=L == self.n - 1, expert_tp=p.expert_tp,
-                                 batch_share=p.batch_share) for L in range(a, b)]
-        try:
-            pairs = self._run(units, [self._unit_key(u, u.layers[0]) for u in units])
-        except DoesNotFitError:
-            return None
+            pk = (p.layers, p.tp, p.expert_tp, p.batch_share,
+                  None if p.expert_share is None else id(p.expert_share))
+            k = ekeys.get(pk)
+            if k is None:           # parts equal up to which experts they hold: one sum
+                k = ekeys[pk] = self._key(p)
+            keys.append(k)
+        todo = {}
+        for k, p in zip(keys, prep.all_parts()):
+            if k not in sums and k not in todo:
+                a, b = p.layers
+                todo[k] = [DevicePart((L, L + 1), p.tp, p.expert_share, embed=L == 0,
+                                      lm_head=L == self.n - 1, expert_tp=p.expert_tp,
+                                      batch_share=p.batch_share) for L in range(a, b)]
         vecs = self.__dict__.setdefault("_vecs", {})
-        parts = [_sum_units(pairs[i:i + (b - a)], a, self.n, vecs) for i, a, b in spans]
-        return compose(prep, parts, self.memo)
+        batches = [list(todo.items())]
+        while batches:
+            batch = batches.pop()
+            units = [u for _, us in batch for u in us]
+            if not units:
+                continue
+            try:
+                pairs = self._run(units, [self._unit_key(u, u.layers[0]) for u in units])
+            except DoesNotFitError:
+                if len(batch) == 1:
+                    sums[batch[0][0]] = None
+                else:           # find the parts that do not fit: each on its own
+                    batches += [[x] for x in batch]
+                continue
+            i = 0
+            for k, us in batch:
+                sums[k] = _sum_units(pairs[i:i + len(us)], us[0].layers[0], self.n, vecs)
+                i += len(us)
+        parts = [sums[k] for k in keys]
+        if any(x is None for x in parts):
+            return None
+        return compose(prep, parts, self.memo, light=True)
 
 
 _NUM = ("energy_j", "weight_bytes", "offchip_bytes", "onchip_bytes_moved", "macs",

@@ -312,26 +312,33 @@ def _part_key(part, graph, alloc, opts) -> tuple:
             part.expert_tp, part.batch_share, tuple(sorted(opts.items())))
 
 
-def _equivalence_key(part, stats, graph, alloc, opts) -> tuple:
+def _equivalence_key(part, stats, graph, alloc, opts, sigs: dict | None = None) -> tuple:
     """Parts whose layers hold, one by one, the same kind of layer (dense or MoE, same
     non-expert bits) and experts with the same bits, expected tokens, activation
     probability and share run the same ops: only the names of layers and experts differ.
     They are simulated once; the key lists those figures per layer, sorted within a layer,
-    and whether the part holds the embedding and the lm_head (not where its layers sit)."""
+    and whether the part holds the embedding and the lm_head (not where its layers sit).
+    ``sigs``: the figures kept per (share matrix, layers) while the share matrices live."""
     share = part.expert_share
     if share is None or stats is None:
         return _part_key(part, graph, alloc, opts)
     bits, tok, pact, moe_row = stats
     a, b = part.layers
-    rows_in = moe_row[a:b]
-    rows_in = rows_in[rows_in >= 0]
-    sub = share[rows_in] if len(rows_in) else share[:0]
-    r, e = np.nonzero(sub)
-    rr = rows_in[r]
-    cols = (bits[rr, e], tok[rr, e], pact[rr, e], sub[r, e])
-    order = np.lexsort((*cols[::-1], r))         # by layer, then the experts' figures
-    sig = np.stack([c[order] for c in cols], axis=1).tobytes()
-    counts = np.bincount(r, minlength=len(rows_in)).tobytes()
+    skey = (id(share), a, b)
+    hit = sigs.get(skey) if sigs is not None else None
+    if hit is None:
+        rows_in = moe_row[a:b]
+        rows_in = rows_in[rows_in >= 0]
+        sub = share[rows_in] if len(rows_in) else share[:0]
+        r, e = np.nonzero(sub)
+        rr = rows_in[r]
+        cols = (bits[rr, e], tok[rr, e], pact[rr, e], sub[r, e])
+        order = np.lexsort((*cols[::-1], r))         # by layer, then the experts' figures
+        hit = (np.bincount(r, minlength=len(rows_in)).tobytes(),
+               np.stack([c[order] for c in cols], axis=1).tobytes())
+        if sigs is not None:
+            sigs[skey] = hit
+    counts, sig = hit
     n = len(moe_row) - 1
     first = part.embed if part.embed is not None else a == 0
     last = part.lm_head if part.lm_head is not None else b == n
@@ -367,10 +374,20 @@ def _run_parts(system, graph, alloc, parts, opts, cache, stats=None, keys=None,
     cache = {} if cache is None else cache
     if keys is None:
         keys = [_equivalence_key(p, stats, graph, alloc, opts) for p in parts]
-    todo, seen = [], set()
+    todo, seen, idle = [], set(), []
     for k, p in zip(keys, parts):
         if k not in cache and k not in seen:
             seen.add(k)
+            if _runs_nothing(p, graph):
+                # a group without sequences on layers where it holds no expert: nothing
+                # runs; its memory is that of the same part with sequences
+                busy = replace(p, batch_share=1.0)
+                bk = _equivalence_key(busy, stats, graph, alloc, opts)
+                idle.append((k, bk))
+                if bk not in cache and bk not in seen:
+                    seen.add(bk)
+                    todo.append((bk, busy))
+                continue
             todo.append((k, p))
     # one simulate_parts call per chunk of parts (its GEMM table grows with the experts of
     # all parts at once: bounded so that a plan search stays within memory)
@@ -386,9 +403,44 @@ def _run_parts(system, graph, alloc, parts, opts, cache, stats=None, keys=None,
             for (kk, q), r in zip(chunk, out):
                 cache[kk] = (r, q.layers)
             chunk, size = [], 0
+    for k, bk in idle:
+        r, lay = cache[bk]
+        cache[k] = (_nothing_runs(r), lay)
     if not aligned:
         return [cache[k] for k in keys]
     return [_shifted(cache[k][0], cache[k][1], p.layers) for k, p in zip(keys, parts)]
+
+
+def _runs_nothing(part, graph) -> bool:
+    """A part of an attention group without sequences (``batch_share`` 0) whose layers
+    hold no share of any routed expert: no op of the step runs on it."""
+    if getattr(part, "batch_share", 1.0) != 0.0:
+        return False
+    model = graph.graph["model_spec"]
+    a, b = part.layers
+    rows = [r for r, L in enumerate(model.moe_layers) if a <= L < b]
+    if not rows:
+        return True
+    share = part.expert_share
+    return share is not None and not bool((np.asarray(share)[rows] > 0).any())
+
+
+def _nothing_runs(res):
+    """``res`` with no time, work, energy, traffic or KV cache: the weights it holds stay."""
+    zero = dict.fromkeys(("cycles", "latency_s", "tokens_per_s", "energy_j", "offchip_bytes",
+                          "onchip_bytes_moved", "macs", "mac_utilization", "compute_cycles",
+                          "stall_cycles", "vector_cycles", "noc_cycles"), 0.0)
+    zero.update({k: dict.fromkeys(getattr(res, k), 0.0) for k in (
+        "energy_breakdown_j", "kv_bytes_by_level", "bytes_by_level", "busy_cycles")})
+    zero["layer_latency_s"] = np.zeros_like(np.asarray(res.layer_latency_s, dtype=float))
+    try:
+        return replace(res, **zero, op_data={}, phase_data={})
+    except TypeError:                      # not a dataclass (a test stub)
+        import copy
+        out = copy.copy(res)
+        for k, v in zero.items():
+            setattr(out, k, v)
+        return out
 
 
 def _placements(system, model, acct, plan, stages, tokens, tb, memo=None, groups=None):
@@ -430,6 +482,13 @@ def _placements(system, model, acct, plan, stages, tokens, tb, memo=None, groups
         if rows:
             pkey = ("placement", tuple(rows), ep, etp, fixed, plan.rep)
             pl = memo.get(pkey) if memo is not None else None
+            # a placement where memory never bound holds for any capacity down to its slack
+            # (plans that differ in tp leave the experts different room)
+            loose = ("loose placement", tuple(rows), ep, etp, plan.rep)
+            if pl is None and memo is not None and loose in memo:
+                room, prev = memo[loose]
+                if cap - fixed >= room - prev.slack:
+                    pl = prev
             if pl is None:
                 lm = memo.setdefault("layer placements", {}) if memo is not None else None
                 # an expert slot of etp devices: each holds 1/etp of every expert of the slot
@@ -438,6 +497,9 @@ def _placements(system, model, acct, plan, stages, tokens, tb, memo=None, groups
                                    replicate=plan.rep, what=system.hw.name, layer_memo=lm)
                 if memo is not None:
                     memo[pkey] = pl
+                    if pl.slack >= 0 and (loose not in memo
+                                          or pl.slack > memo[loose][1].slack):
+                        memo[loose] = (cap - fixed, pl)
         else:
             pl = Placement(np.zeros((ep, 0, E)), np.zeros(ep), np.zeros(ep), np.zeros((ep, 0)))
         placements.append((pl, rows, fixed))
@@ -601,10 +663,11 @@ def _compose(system, graph, model, alloc, acct, plan, cache, opts) -> SystemResu
                                     prep.stats, aligned=False))
 
 
-def compose(prep: Prepared, results: list, memo: dict | None = None) -> SystemResult:
+def compose(prep: Prepared, results: list, memo: dict | None = None, light: bool = False):
     """The system result of a prepared plan from its parts' results (in ``prep.parts``
     order; a result, or a ``(result, layers it was simulated on)`` pair of an equivalent
-    part); ``memo`` shares collective costs between plans."""
+    part); ``memo`` shares collective costs between plans. ``light``: only what a plan
+    search's row needs (:func:`_summary`)."""
     system, model, plan = prep.system, prep.model, prep.plan
     n = model.total_layers
     pairs = [x if isinstance(x, tuple) else (x, None) for x in results]
@@ -642,8 +705,37 @@ def compose(prep: Prepared, results: list, memo: dict | None = None) -> SystemRe
     link = C.Cost()
     for c in comm + p2p:
         link = link + c
+    if light:
+        return _summary(system, plan, res, latency, period, fill, stage_t, comp_t, link, T)
     return _result(system, prep.graph, model, plan, stages, placements, res, latency, period,
                    fill, bottleneck, stage_t, comp_t, p2p, link, T)
+
+
+def _bound(fill, comp_t, stage_t, res) -> str:
+    """``interconnect`` when communication is at least half of the fill, else the bound of
+    the slowest device of the bottleneck stage."""
+    comm_fill = fill - sum(comp_t)
+    s_star = int(np.argmax(stage_t)) if stage_t else 0
+    slowest = max(res[s_star], key=lambda r: r.latency_s)
+    return "interconnect" if comm_fill >= 0.5 * fill and comm_fill > 0 else slowest.bound
+
+
+def _summary(system, plan, res, latency, period, fill, stage_t, comp_t, link, T):
+    """The figures of a plan's row (plan, devices, latency, tokens/s, energy per token,
+    bound), as :func:`_result` computes them, without its tables."""
+    from types import SimpleNamespace
+    m, dp = plan.microbatches, plan.dp
+    p_static = system.hw.energy.static_power_w
+    dyn = sum(float(r.energy_j) - float(r.energy_breakdown_j.get("static", 0.0))
+              for stage in res for r in stage)
+    n_parts = sum(len(stage) for stage in res)
+    energy = dp * (m * dyn + p_static * period * n_parts + m * link.energy_j)
+    tokens = m * T * dp
+    return SimpleNamespace(
+        plan=str(plan), devices=plan.devices, latency_s=latency,
+        tokens_per_s=tokens / period if period else 0.0,
+        energy_per_token_j=energy / tokens if tokens else 0.0,
+        bound=_bound(fill, comp_t, stage_t, res))
 
 
 def _sum_dicts(dicts, f=1.0) -> dict:
@@ -672,10 +764,7 @@ def _result(system, graph, model, plan, stages, placements, res, latency, period
     for lv in LEVELS:
         breakdown[f"link:{lv}"] = m * dp * link.bytes_by_level.get(lv, 0.0) * (
             system.link(lv).energy_per_byte_j if system.link(lv) is not None else 0.0)
-    comm_fill = fill - sum(comp_t)
-    s_star = int(np.argmax(stage_t)) if stage_t else 0
-    slowest = max(res[s_star], key=lambda r: r.latency_s)
-    bound = "interconnect" if comm_fill >= 0.5 * fill and comm_fill > 0 else slowest.bound
+    bound = _bound(fill, comp_t, stage_t, res)
     per_device = []
     groups = attention_groups(plan, (graph.graph.get("scenario") or {}).get("batch", 1))
     for s, stage in enumerate(res):

@@ -54,7 +54,9 @@ def accelerators(draw) -> dict:
         mem.append({"name": "l2", "scope": "chip",
                     "capacity": f"{draw(st.sampled_from([64, 512, 4096]))} KiB",
                     "read_bandwidth": f"{l2_bw} B/cycle", "latency": f"{l2_lat} cycles",
-                    "read_energy": "2 pJ/B"})
+                    "read_energy": "2 pJ/B",
+                    # a cache serves GEMM re-reads (chip tiles), a scratchpad holds data
+                    "reuse": draw(st.sampled_from(["scratchpad", "cache"]))})
     mem.append({"name": "dram", "scope": "offchip", "capacity": "64 GiB",
                 "read_bandwidth": f"{dram_bw} B/cycle", "latency": f"{dram_lat} cycles",
                 "read_energy": "100 pJ/B"})

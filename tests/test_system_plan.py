@@ -32,7 +32,7 @@ def test_parse_plan_and_defaults():
 
 
 @pytest.mark.parametrize("text, reason", [
-    ("pp=4,tpp=2", "'tpp=2' is not KEY=N with KEY one of pp, tp, ep, dp, mb, rep, etp (did you "
+    ("pp=4,tpp=2", "'tpp=2' is not KEY=N with KEY one of pp, tp, ep, dp, mb, rep, etp, tbo (did you "
                    "mean 'tp'?)"),
     ("pp=x", "pp must be a whole number (got 'x')"),
     ("pp=0", "pp must be an integer >= 1"),
@@ -261,6 +261,34 @@ def test_attention_groups_split_an_uneven_batch_by_hand(stub):
             .per_device] == [8, 8, 8, 8]
     assert [d["sequences"] for d in accelsim.simulate(sys4, g8, a, plan="tp=2,ep=4")
             .per_device] == [4, 4, 4, 4]
+
+
+def test_two_batch_overlap_by_hand(stub):
+    system, m, g, a = _toy()
+    # ep=2, batch 4: per layer 0.5 ms of attention + 2 experts x 0.1 ms = 0.7 ms, embedding
+    # 0.05 ms, tail 0.1 ms; a half micro-batch takes half of each (the stub is linear)
+    plain = accelsim.simulate(system, g, a, plan="ep=2")
+    r = accelsim.simulate(system, g, a, plan="ep=2,tbo=1")
+    assert r.plan == "pp=1,tp=1,ep=2,dp=1,mb=1,tbo=1" and r.pipeline["overlap"] == [True]
+    # a half's dispatch and combine (64 B each way, 2 x (A + 64 / BW) = 2.128 us) hide under
+    # the other half's 0.35 ms layer: the stage takes its computation, 1.55 ms
+    assert plain.latency_s == pytest.approx(1.55e-3 + 4 * (A + 128 / BW))
+    assert r.latency_s == pytest.approx(1.55e-3, rel=1e-12)
+    # links 10^4 times slower (1e5 B/s): communication bound; the critical path is both
+    # halves' embedding, half A's first layer, the four half all-to-alls of the two MoE
+    # layers back to back (each 2 x (A + 64 / 1e5) = 1.282 ms), half B's tail
+    slow = system.with_links(intra_node=Link.make(1e5, A, E_B, "chain"))
+    x = 2 * (A + 64 / 1e5)
+    r = accelsim.simulate(slow, g, a, plan="ep=2,tbo=1")
+    assert r.latency_s == pytest.approx(2 * 0.025e-3 + 0.35e-3 + 4 * x + 0.05e-3, rel=1e-12)
+    plain = accelsim.simulate(slow, g, a, plan="ep=2")
+    comm = 4 * (A + 128 / 1e5)
+    assert plain.latency_s == pytest.approx(1.55e-3 + comm)
+    assert max(1.55e-3, comm) <= r.latency_s <= plain.latency_s
+    # with tensor parallelism and no expert all-to-all worth hiding, no overlap is chosen
+    # when it does not pay; the result is the plain plan's
+    assert (accelsim.simulate(system, g, a, plan="tp=2,tbo=1").latency_s
+            <= accelsim.simulate(system, g, a, plan="tp=2").latency_s)
 
 
 def test_tensor_parallel_by_hand(stub):

@@ -248,3 +248,41 @@ def test_expert_parallel_attention_kv_cache_per_device(mixtral_prefill):
     assert [sum(p.kv_bytes_by_level.values()) for _, p in r8.parts] == [kv] * 8
     r4 = _sys(m, g, a, "tp=4,ep=4", load_system("h100-8").first(4))
     assert [sum(p.kv_bytes_by_level.values()) for _, p in r4.parts] == [2 * kv] * 4
+
+
+# ------------------------------------------------------------ two-batch overlap (tbo=1)
+
+
+@settings(max_examples=4, deadline=None)
+@given(st.sampled_from(["ep=8", "tp=2,ep=8", "tp=4", "ep=4"]), st.sampled_from([1.0, 0.01]),
+       st.sampled_from(["decode", "prefill"]))
+def test_overlap_is_never_slower_nor_faster_than_its_parts(mixtral, plan, bw_x, phase):
+    m, _, a = mixtral
+    g = accelsim.build_graph(m, accelsim.Scenario(phase=phase, batch=8, seq_len=64,
+                                                  context=0 if phase == "prefill" else 256))
+    s = load_system("h100-8")
+    link = s.links.intra_node
+    s = s.with_links(intra_node=Link.make(link.bandwidth_bytes_per_s * bw_x, link.latency_s,
+                                          link.energy_per_byte_j, link.topology))
+    plain = _sys(m, g, a, plan, s)
+    ov = _sys(m, g, a, plan + ",tbo=1", s)
+    comp = plain.pipeline["compute_s"][0]
+    comm = plain.pipeline["stage_s"][0] - comp
+    assert ov.latency_s <= plain.latency_s * (1 + 1e-12)
+    assert ov.latency_s >= max(comp, comm) * (1 - 1e-12)
+    # the energy breakdown still adds up to the energy
+    assert sum(ov.energy_breakdown_j.values()) == pytest.approx(ov.energy_j, rel=1e-9)
+
+
+def test_overlap_pays_when_links_are_slow(mixtral):
+    # links 100 times slower: the expert all-to-all is most of the step, and the two halves
+    # hide a part of it (the halves' computation is at least the whole's)
+    m, _, a = mixtral
+    g = accelsim.build_graph(m, accelsim.Scenario(phase="prefill", batch=8, seq_len=64))
+    s = load_system("h100-8")
+    link = s.links.intra_node
+    s = s.with_links(intra_node=Link.make(link.bandwidth_bytes_per_s / 100, link.latency_s,
+                                          link.energy_per_byte_j, link.topology))
+    plain, ov = _sys(m, g, a, "ep=8", s), _sys(m, g, a, "ep=8,tbo=1", s)
+    assert ov.pipeline["overlap"] == [True] and ov.latency_s < plain.latency_s
+    assert ov.latency_s >= plain.pipeline["stage_s"][0] - plain.pipeline["compute_s"][0]

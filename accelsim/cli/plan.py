@@ -37,6 +37,10 @@ __all__ = ["command"]
 @click.option("--objective", type=click.Choice(["latency", "throughput", "devices",
                                                 "energy"]), default="latency",
               show_default=True, help="What the best plan minimizes (throughput: maximizes).")
+@click.option("--tbo", is_flag=True, default=False,
+              help="Two-batch overlap on every plan: each micro-batch in two halves, one "
+                   "half's communication overlapping the other's computation where it pays "
+                   "(plan key tbo=1; docs/systems.md).")
 @click.option("--microbatches", type=click.IntRange(1, 1 << 16), default=None, metavar="M",
               help="Micro-batches in flight (default: the number of pipeline stages).")
 @click.option("--batch", type=click.IntRange(1, 1 << 24), default=1, show_default=True,
@@ -56,7 +60,7 @@ __all__ = ["command"]
 @click.option("--out", type=click.Path(dir_okay=False), default=None, metavar="FILE",
               help="Write here instead of stdout (atomically).")
 def command(system, workload, bits, alloc_path, devices, max_devices, latency_budget,
-            objective, microbatches, batch, packing, phase, context, seq_len, routing, seed,
+            objective, tbo, microbatches, batch, packing, phase, context, seq_len, routing, seed,
             fmt, out):
     """Search the parallelism plans (pp, tp, ep, dp) and device counts of SYS for WL: the
     best plan and the Pareto table of devices, per-token latency, tokens/s and energy per
@@ -93,7 +97,7 @@ def command(system, workload, bits, alloc_path, devices, max_devices, latency_bu
     alloc = packed(alloc, sys_.hw.cores.mac_array.weight_bits, packing)
     res = search_plans(sys_, build_graph(model, scenario), alloc, devices=devices,
                        max_devices=max_devices, latency_budget_s=budget, objective=objective,
-                       microbatches=microbatches)
+                       microbatches=microbatches, tbo=tbo)
     if fmt == "json":
         emit(to_json({"best": res["best"], "pareto": res["pareto"]}), out)
         return

@@ -81,6 +81,12 @@ MEANINGS: dict[tuple[str, str], str] = {
                               "kinds of data at its own bandwidth (every kind the level holds "
                               "by exactly one); none = one stream shared by all, at the "
                               "level's bandwidth",
+    ("MemoryLevel", "reuse"): "`cache`: hardware-managed (a GPU's L2): the residency "
+                              "planner places nothing in it, and it serves the re-reads of "
+                              "GEMM operands that live further out (chip tiles); `scratchpad`: "
+                              "software-managed, weights, KV cache and activations are placed "
+                              "in it; `chip` scope only for `cache`; none = `cache` for the "
+                              "`chip` levels of `kind: gpu`, else `scratchpad`",
     ("Port", "name"): "port name, unique in the level",
     ("Port", "read_bandwidth"): "read bandwidth of the port; transfers on different ports "
                                 "overlap, on one port they queue",

@@ -228,9 +228,16 @@ class MemoryLevel(Spec):
     holds: list[Holds] = Field(default_factory=lambda: ["weights", "activations", "outputs",
                                                         "kv"], min_length=1)
     ports: list[Port] | None = Field(default=None, min_length=1, max_length=4)
+    #: ``cache``: hardware-managed (a GPU's L2): the residency planner places nothing in it,
+    #: and it serves re-reads of operands that live further out (chip tiles,
+    #: docs/simulator.md); ``scratchpad``: software-managed, a placement target. None: the
+    #: accelerator's default (:meth:`Accelerator.level_reuse`).
+    reuse: Literal["cache", "scratchpad"] | None = None
 
     @model_validator(mode="after")
     def _check_ports(self):
+        if self.reuse == "cache" and self.scope != "chip":
+            raise ValueError("reuse: only a chip-scope level can be a cache")
         if self.ports is None:
             return self
         if self.scope != "offchip":
@@ -411,6 +418,29 @@ class Accelerator(Spec):
         return level.read_bandwidth_bytes_per_s * (
             self.cores.count if level.scope == "core" else 1)
 
+    def level_reuse(self, level: MemoryLevel) -> str:
+        """``cache`` or ``scratchpad``: the level's ``reuse`` key, by default ``cache`` for
+        the chip-scope levels of a ``kind: gpu`` accelerator (its L2) and ``scratchpad``
+        otherwise."""
+        if level.reuse is not None:
+            return level.reuse
+        return "cache" if (self.kind == "gpu" and level.scope == "chip") else "scratchpad"
+
+    @property
+    def cache_level(self) -> int:
+        """Index of the chip-scope cache that serves re-reads (the GEMM model's chip tiles,
+        docs/simulator.md): the innermost ``reuse: cache`` level outside the innermost levels
+        holding weights and activations (the staging buffers) that holds weights or
+        activations; -1 when there is none. The residency planner places nothing in it."""
+        mem = self.memory
+        sw = next((i for i, m in enumerate(mem) if "weights" in m.holds), 0)
+        sa = next((i for i, m in enumerate(mem) if "activations" in m.holds), sw)
+        for i, m in enumerate(mem):
+            if (i > max(sw, sa) and m.scope == "chip" and self.level_reuse(m) == "cache"
+                    and ({"weights", "activations"} & set(m.holds))):
+                return i
+        return -1
+
     @property
     def onchip_capacity_bytes(self) -> float:
         """All on-chip memory (core levels over all cores plus chip levels)."""
@@ -418,9 +448,11 @@ class Accelerator(Spec):
 
     @property
     def onchip_weight_capacity_bytes(self) -> float:
-        """On-chip memory that may hold weights."""
-        return float(sum(self.level_capacity(m) for m in self.memory
-                         if m.scope != "offchip" and "weights" in m.holds))
+        """On-chip memory that may hold weights (a cache level holds none,
+        :attr:`cache_level`)."""
+        x = self.cache_level
+        return float(sum(self.level_capacity(m) for i, m in enumerate(self.memory)
+                         if m.scope != "offchip" and "weights" in m.holds and i != x))
 
     @property
     def offchip(self) -> MemoryLevel | None:

@@ -64,7 +64,8 @@ from numba import njit
 __all__ = ["WS", "OS", "DATAFLOWS", "FILLS", "PER_FOLD", "OVERLAPPED", "NO_FILL", "fold_cycles",
            "tile_cycles", "pipeline", "best_tiling", "tiling_front",
            "pipeline_reference", "tile_candidates", "merge_fronts", "pair_front",
-           "run_pairs", "pair_packed", "FRONT_COLS"]
+           "run_pairs", "pair_packed", "FRONT_COLS", "chip_fetch", "chip_fetches", "RX_COLS",
+           "NRX"]
 
 WS, OS = 0, 1
 DATAFLOWS = ("weight_stationary", "output_stationary")
@@ -427,6 +428,105 @@ def keep_bytes(df, M, K, N, Mt, Kt, Nt, aB):  # pragma: no cover - numba
     return max(block, 2.0 * Mt * Kt) * aB
 
 
+#: Entries of a GEMM's chip-tile inputs ``rx`` (:func:`chip_fetch`, :func:`_reuse_costs`):
+#: the cache's bytes for chip tiles, the weights' share beyond the cache and its per-tile
+#: DMA cost (cycles per transfer, per byte), 1 when the activations live beyond the cache,
+#: the cache's cycles per transfer and per byte, the core count, and the busy cycles a byte
+#: re-read from the cache instead of from beyond it adds to the shared levels (weights,
+#: activations; with off-chip ports one such pair per block of :func:`_shared_cycles`).
+RX_COLS = ("room", "w_out", "w_fix_out", "w_pb_out", "a_out", "x_fix", "x_pb", "cores",
+           "dF_w", "dF_a")
+NRX = len(RX_COLS)
+
+
+@njit(cache=True)
+def chip_fetch(df, M, K, N, Mt, Kt, Nt, wB, aB, Wf, Af, room, w_out, a_out, cores=1.0):
+    # pragma: no cover - numba
+    """``(Wc, Ac)``: the bytes of the weights and activations fetched from beyond a
+    chip-scope cache (a GPU's L2) when the per-core tiles ``Mt x Kt x Nt`` run inside chip
+    tiles ``Mc x Nc x K`` (``Mc`` a power-of-two multiple of ``Mt`` or all of ``M``, ``Nc``
+    a multiple of ``Nt`` or all of ``N``). Each operand comes from beyond the cache once per
+    chip tile that needs it, ``Wc = K N wB ceil(M / Mc)`` and ``Ac = M K aB ceil(N / Nc)``,
+    never more than the per-core tiles fetch (``Wf``, ``Af``). Only what lives beyond the
+    cache takes its room (``w_out``: the weights' share there; ``a_out`` 1 when the
+    activations are). A chip tile is held in one of two ways:
+
+    - *whole panels*: its operands fit, ``a_out Mc K aB + w_out K Nc wB <= room``;
+    - *one wave*: at most ``cores`` per-core tiles (``Mc Nc <= cores Mt Nt``) that step
+      through ``K`` together, so the cache holds their current and next ``Kt`` slabs,
+      ``2 Kt (a_out Mc aB + w_out Nc wB) <= room``.
+
+    The chip tile with the fewest bytes from beyond the cache (``w_out Wc + a_out Ac``, the
+    first found on a tie) counts; ``(Wf, Af)`` when nothing lives beyond the cache."""
+    if room <= 0.0 or (w_out <= 0.0 and a_out <= 0.0):
+        return Wf, Af
+    best = w_out * Wf + a_out * Af
+    bw, ba = Wf, Af
+    nmt = _ntiles(float(M), Mt)
+    for wave in range(2):
+        wcol = w_out * wB * (2.0 * Kt if wave == 1 else K)
+        arow = a_out * aB * (2.0 * Kt if wave == 1 else K)
+        i = 1
+        while True:
+            Mc = min(i * Mt, float(M))
+            left = room - arow * Mc
+            if left < 0.0:
+                break
+            Nc = float(N)
+            if wcol > 0.0:
+                Nc = math.floor(left / wcol / Nt + 1e-9) * Nt
+            if wave == 1:
+                Nc = min(Nc, math.floor(cores / _ntiles(Mc, Mt) + 1e-9) * Nt)
+            if Nc >= N:
+                Nc = float(N)
+            if Nc >= min(float(Nt), float(N)) - 1e-9:
+                wc = min(Wf, K * N * wB * _ntiles(float(M), Mc))
+                ac = min(Af, M * K * aB * _ntiles(float(N), Nc))
+                cost = w_out * wc + a_out * ac
+                if cost < best * (1.0 - 1e-12):
+                    best, bw, ba = cost, wc, ac
+            if Mc >= M or i >= nmt:
+                break
+            i *= 2
+    return bw, ba
+
+
+@njit(cache=True)
+def chip_fetches(df, M, K, N, Mt, Kt, Nt, wB, aB, Wf, Af, rx):  # pragma: no cover - numba
+    """:func:`chip_fetch` of every op (arrays; ``rx`` [ops x NRX]): ``(Wc, Ac)``."""
+    n = M.shape[0]
+    wc = Wf.copy()
+    ac = Af.copy()
+    for i in range(n):
+        if rx[i, 0] > 0.0:
+            wc[i], ac[i] = chip_fetch(int(df[i]), M[i], K[i], N[i], Mt[i], Kt[i], Nt[i],
+                                      wB[i], aB, Wf[i], Af[i], rx[i, 0], rx[i, 1], rx[i, 4],
+                                      rx[i, 7])
+    return wc, ac
+
+
+@njit(cache=True)
+def _reuse_costs(df, M, K, N, Mt, Kt, Nt, wB, aB, wf, af, w_fix, w_pb, a_fix, a_pb, rx):
+    # pragma: no cover - numba
+    """Per-tile DMA costs and shared-level busy cycles of a tiling whose re-reads a cache
+    serves (:func:`chip_fetch`): a share ``1 - Wc / Wf`` of the weight tiles from beyond
+    the cache come from the cache instead (its latency and bandwidth), likewise the
+    activations. Returns ``(w_fix, w_pb, a_fix, a_pb, Wc, Ac)``; the inputs unchanged
+    without a cache (``rx[0] <= 0``)."""
+    if rx[0] <= 0.0:
+        return w_fix, w_pb, a_fix, a_pb, wf, af
+    wc, ac = chip_fetch(df, M, K, N, Mt, Kt, Nt, wB, aB, wf, af, rx[0], rx[1], rx[4], rx[7])
+    if wf > 0.0 and wc < wf:
+        r = 1.0 - wc / wf
+        w_fix = w_fix + r * (rx[1] * rx[5] - rx[2])
+        w_pb = w_pb + r * (rx[1] * rx[6] - rx[3])
+    if rx[4] > 0.0 and af > 0.0 and ac < af:
+        r = 1.0 - ac / af
+        a_fix = a_fix + r * (rx[5] - a_fix)
+        a_pb = a_pb + r * (rx[6] - a_pb)
+    return w_fix, w_pb, a_fix, a_pb, wc, ac
+
+
 @njit(cache=True)
 def _lower_bound(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb, a_fix, a_pb,
                  o_fix, o_pb, two_ch, fw=0.0, fa=0.0, fsame=True, keep=False, fill=PER_FOLD):
@@ -546,6 +646,36 @@ def _shared_cycles(df, M, K, N, Mt, Wf, Af, R, wB, flc):  # pragma: no cover - n
 
 
 @njit(cache=True)
+def _shared_cycles_rx(df, M, K, N, Mt, Wf, Af, Wc, Ac, R, wB, flc, rx):
+    # pragma: no cover - numba
+    """:func:`_shared_cycles` with a cache serving re-reads (:func:`_reuse_costs`): every
+    block moves ``Wf - Wc`` weight and ``Af - Ac`` activation bytes from beyond the cache to
+    the cache at its own rates ``rx[8 + 2 b]``, ``rx[9 + 2 b]`` (:data:`RX_COLS`); exactly
+    :func:`_shared_cycles` without a cache."""
+    if rx[0] <= 0.0:
+        return _shared_cycles(df, M, K, N, Mt, Wf, Af, R, wB, flc)
+    passes = math.ceil(M / Mt - 1e-9) if df == WS else 0.0
+    t = 0.0
+    top = 0.0
+    for b in range(flc.shape[0] // 5):
+        c = 5 * b
+        if df == WS:
+            v = flc[c] * Wf + flc[c + 1] * Af + flc[c + 2] * K * N * wB * passes + flc[c + 3]
+        else:
+            v = flc[c] * Wf + flc[c + 1] * Af + flc[c + 4]
+        v += rx[8 + 2 * b] * (Wf - Wc) + rx[9 + 2 * b] * (Af - Ac)
+        if b == 0:
+            t = v
+        elif b == 1:
+            top = v
+        else:
+            top = max(top, v)
+    if flc.shape[0] > 5:
+        t += top
+    return t
+
+
+@njit(cache=True)
 def tiling_front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fix, a_pb,
                  o_fix, o_pb, two_ch, stage_cap, lw, la, lo, w_stage, a_stage, flc,
                  full, fw=0.0, fa=0.0, fsame=True, fill=PER_FOLD):  # pragma: no cover - numba
@@ -566,7 +696,8 @@ def tiling_front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_f
     front, nf, overflow = _front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb,
                                  a_fix, a_pb, o_fix, o_pb, two_ch, stage_cap, lw, la, lo,
                                  w_stage, a_stage, flc, full, fw, fa, fsame,
-                                 np.zeros((1, 10)), 0, stage_cap, False, False, fill)
+                                 np.zeros((1, 10)), 0, stage_cap, False, False, np.zeros(NRX),
+                                 fill)
     return front[:nf].copy(), nf, overflow
 
 
@@ -607,15 +738,17 @@ def _choose(use, stage_cap, lw, la, lo, w_stage, a_stage, df, M, K, N, Mt, Kt, N
 @njit(cache=True)
 def _front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fix, a_pb,
            o_fix, o_pb, two_ch, stage_cap, lw, la, lo, w_stage, a_stage, flc, full, fw, fa,
-           fsame, prune, nprune, skip_cap, skip_a_stage, use_skip, fill=PER_FOLD):
+           fsame, prune, nprune, skip_cap, skip_a_stage, use_skip, rx, fill=PER_FOLD):
     # pragma: no cover
     """:func:`tiling_front`, with two ways to leave out candidates that cannot reach a
     merged front (:func:`pair_front`): a candidate whose lower bound is no better than a
     point of ``prune[:nprune]`` in both objectives, and, with ``use_skip``, a tiling that
     also fits ``skip_cap`` (staging activation tiles when ``skip_a_stage``), which the other
     option evaluates no slower and no busier. ``overflow`` is set only when no tiling fits
-    at all; candidates left out this way leave the front empty instead. Returns the full
-    ``[FRONT_MAX x 10]`` buffer, the point count and the flag."""
+    at all; candidates left out this way leave the front empty instead. ``rx``
+    (:data:`RX_COLS`): a chip-scope cache serving re-reads (:func:`_reuse_costs`; none when
+    ``rx[0] <= 0``). Returns the full ``[FRONT_MAX x 10]`` buffer, the point count and the
+    flag."""
     ms, ks, ns = tile_candidates(M, K, N, R, C)
     ncand = 2 * ms.shape[0] * ks.shape[0]
     lb = np.empty(ncand)
@@ -625,6 +758,7 @@ def _front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fix, a_
     ckt = np.empty(ncand)
     cnt = np.empty(ncand)
     ckeep = np.zeros(ncand, np.bool_)
+    cost = np.empty((ncand, 4))     # per-tile DMA costs with the cache's re-reads
     use = np.zeros(stage_cap.shape[0])
     n = 0
     feasible = 0
@@ -647,11 +781,15 @@ def _front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fix, a_
                     if other >= how:
                         continue
                 keep = how == 1
-                lb[n] = _lower_bound(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix,
-                                     w_pb, a_fix, a_pb, o_fix, o_pb, two_ch, fw, fa, fsame,
-                                     keep, fill)
                 _, _, wf, af = _fetches(df, M, K, N, Mt, Kt, Nt, wB, aB, keep)
-                fl[n] = _shared_cycles(df, M, K, N, Mt, wf, af, R, wB, flc)
+                wfx, wpb, afx, apb, wc, ac = _reuse_costs(df, M, K, N, Mt, Kt, Nt, wB, aB,
+                                                          wf, af, w_fix, w_pb, a_fix, a_pb,
+                                                          rx)
+                lb[n] = _lower_bound(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, wfx,
+                                     wpb, afx, apb, o_fix, o_pb, two_ch, fw, fa, fsame,
+                                     keep, fill)
+                fl[n] = _shared_cycles_rx(df, M, K, N, Mt, wf, af, wc, ac, R, wB, flc, rx)
+                cost[n, 0], cost[n, 1], cost[n, 2], cost[n, 3] = wfx, wpb, afx, apb
                 cdf[n], cm[n], ckt[n], cnt[n], ckeep[n] = df, Mt, Kt, Nt, keep
                 n += 1
     overflow = False
@@ -662,7 +800,11 @@ def _front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fix, a_
                 Mt, Kt, Nt = ms[0], ks[0], ns[0]
                 lb[n] = 0.0
                 _, _, wf, af = _fetches(df, M, K, N, Mt, Kt, Nt, wB, aB)
-                fl[n] = _shared_cycles(df, M, K, N, Mt, wf, af, R, wB, flc)
+                wfx, wpb, afx, apb, wc, ac = _reuse_costs(df, M, K, N, Mt, Kt, Nt, wB, aB,
+                                                          wf, af, w_fix, w_pb, a_fix, a_pb,
+                                                          rx)
+                fl[n] = _shared_cycles_rx(df, M, K, N, Mt, wf, af, wc, ac, R, wB, flc, rx)
+                cost[n, 0], cost[n, 1], cost[n, 2], cost[n, 3] = wfx, wpb, afx, apb
                 cdf[n], cm[n], ckt[n], cnt[n], ckeep[n] = df, Mt, Kt, Nt, False
                 n += 1
     order = np.argsort(lb[:n], kind="mergesort")
@@ -681,9 +823,9 @@ def _front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fix, a_
                 break
         if skip:
             continue
-        r = pipeline(cdf[c], M, K, N, cm[c], ckt[c], cnt[c], R, C, cpm, wB, aB, oB, w_fix,
-                     w_pb, a_fix, a_pb, o_fix, o_pb, two_ch, full, fw, fa, fsame, ckeep[c],
-                     fill)
+        r = pipeline(cdf[c], M, K, N, cm[c], ckt[c], cnt[c], R, C, cpm, wB, aB, oB,
+                     cost[c, 0], cost[c, 1], cost[c, 2], cost[c, 3], o_fix, o_pb, two_ch, full,
+                     fw, fa, fsame, ckeep[c], fill)
         t = r[0]
         dominated = False
         for f in range(nf):
@@ -863,7 +1005,7 @@ def merge_fronts(fa, na, fb, nb):  # pragma: no cover - numba
 
 @njit(cache=True)
 def pair_front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, two_ch, lw, la,
-               lo, w_stage, full, fw, fa, fsame, io, flc, cap, out, src, fill=PER_FOLD):
+               lo, w_stage, full, fw, fa, fsame, io, flc, cap, out, src, rx, fill=PER_FOLD):
     # pragma: no cover - numba
     """The merged tiling front of one GEMM under two options for its activations (a: at
     home, tiles in the staging share; b: streamed from off chip, the reserve added to the
@@ -874,8 +1016,11 @@ def pair_front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, two_c
     every DMA and shared-level coefficient, (b) at a tiling that also fits (a) is no faster
     and no less busy than (a) there (the pipeline is monotone in its costs), so (b) evaluates
     only the tilings that need its extra room; and every (b) candidate whose lower bound is
-    already matched by a point of (a)'s front is left out. Fills ``out`` [2 FRONT_MAX x 10]
-    and ``src`` (1 for (b)); returns ``(points, overflow of a, overflow of b)``."""
+    already matched by a point of (a)'s front is left out. ``rx[o]``: option ``o``'s
+    chip-tile inputs (:data:`RX_COLS`; the same cache room in both, and (a)'s activations
+    beyond the cache only where (b)'s are, or the shortcut is not taken). Fills ``out``
+    [2 FRONT_MAX x 10] and ``src`` (1 for (b)); returns ``(points, overflow of a, overflow
+    of b)``."""
     do_a, do_b = io[0, 0] != 0.0, io[1, 0] != 0.0
     fr_a = np.zeros((1, 10))
     na = 0
@@ -884,7 +1029,7 @@ def pair_front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, two_c
         fr_a, na, of_a = _front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb,
                                 io[0, 1], io[0, 2], io[0, 3], io[0, 4], two_ch, cap[0], lw,
                                 la, lo, w_stage, io[0, 5] != 0.0, flc[0], full, fw, fa, fsame,
-                                fr_a, 0, cap[0], False, False, fill)
+                                fr_a, 0, cap[0], False, False, rx[0], fill)
     if not do_b:
         for f in range(na):
             out[f, :] = fr_a[f, :]
@@ -898,10 +1043,24 @@ def pair_front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, two_c
     for c in range(flc.shape[1]):
         if flc[0, c] > flc[1, c]:
             skip = False
+    if rx[0, 0] > 0.0 or rx[1, 0] > 0.0:
+        # with a cache: the same chip-tile room and weight costs in both, a cache no dearer
+        # than beyond it, (a)'s activations beyond the cache only where (b)'s are, and (a)'s
+        # activation costs no higher than (b)'s re-reads from the cache
+        for c in (0, 1, 2, 3, 5, 6, 7, 8):
+            if rx[0, c] != rx[1, c]:
+                skip = False
+        if rx[0, 8] > 0.0 or rx[0, 1] * rx[0, 5] > rx[0, 2] or rx[0, 1] * rx[0, 6] > rx[0, 3]:
+            skip = False
+        if rx[0, 4] > rx[1, 4] or rx.shape[1] > NRX:
+            skip = False
+        if rx[1, 4] > 0.0 and (io[0, 1] > rx[1, 5] or io[0, 2] > rx[1, 6]
+                               or flc[0, 1] > flc[1, 1] + min(rx[1, 9], 0.0)):
+            skip = False
     fr_b, nb, of_b = _front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb,
                             io[1, 1], io[1, 2], io[1, 3], io[1, 4], two_ch, cap[1], lw, la,
                             lo, w_stage, io[1, 5] != 0.0, flc[1], full, fw, fa, fsame, fr_a,
-                            na, cap[0], io[0, 5] != 0.0, skip, fill)
+                            na, cap[0], io[0, 5] != 0.0, skip, rx[1], fill)
     if not do_a:
         of_a = of_b
     return _merge_one(fr_a, na, fr_b, nb, out, src), of_a, of_b
@@ -909,11 +1068,12 @@ def pair_front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, two_c
 
 @njit(cache=True)
 def run_pairs(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, two_ch, lw, la, lo,
-              w_stage, full, fw, fa, fsame, io, flc, cap, fill=PER_FOLD):
+              w_stage, full, fw, fa, fsame, io, flc, cap, rx, fill=PER_FOLD):
     # pragma: no cover - numba
     """:func:`pair_front` for every GEMM (``io`` [ops x 2 x 6], ``flc`` [ops x 2 x 5 (x 1 +
     ports)], ``cap``
-    [2 x levels], the same for every op): ``(fronts [ops x 2 FRONT_MAX x 10], points per op,
+    [2 x levels], the same for every op; ``rx`` [ops x 2 x NRX]): ``(fronts [ops x 2
+    FRONT_MAX x 10], points per op,
     source [ops x 2 FRONT_MAX], overflow of a, overflow of b)``."""
     n = M.shape[0]
     out = np.zeros((n, 2 * FRONT_MAX, 10))
@@ -925,22 +1085,23 @@ def run_pairs(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, two_ch
         cnt[i], of_a[i], of_b[i] = pair_front(
             df_mask, M[i], K[i], N[i], R, C, cpm[i], wB[i], aB, oB, accB, w_fix[i], w_pb[i],
             two_ch, lw, la, lo, w_stage[i], full, fw, fa, fsame, io[i], flc[i], cap, out[i],
-            src[i], fill)
+            src[i], rx[i], fill)
     return out, cnt, src, of_a, of_b
 
 
 @njit(cache=True)
-def pair_packed(p, io, flc, cap):  # pragma: no cover - numba
+def pair_packed(p, io, flc, cap, rx=None):  # pragma: no cover - numba
     """:func:`pair_front` of one GEMM with its scalars packed in one float array (numba's
     dispatch cost dominates a single GEMM point): ``p`` = (df_mask, M, K, N, R, C, cpm, wB,
-    aB, oB, accB, w_fix, w_pb, two_ch, lw, la, lo, w_stage, full, fw, fa, fsame[, fill]).
-    Returns
-    ``(front [points x 10], source [points], overflow of a, overflow of b)``."""
+    aB, oB, accB, w_fix, w_pb, two_ch, lw, la, lo, w_stage, full, fw, fa, fsame[, fill]);
+    ``rx`` [2 x NRX] (default: no cache). Returns ``(front [points x 10], source [points],
+    overflow of a, overflow of b)``."""
+    rxx = np.zeros((2, NRX)) if rx is None else rx
     out = np.zeros((2 * FRONT_MAX, 10))
     src = np.zeros(2 * FRONT_MAX, np.int64)
     n, of_a, of_b = pair_front(int(p[0]), p[1], int(p[2]), int(p[3]), int(p[4]), int(p[5]),
                                p[6], p[7], p[8], p[9], p[10], p[11], p[12], int(p[13]),
                                int(p[14]), int(p[15]), int(p[16]), p[17] != 0.0,
                                p[18] != 0.0, p[19], p[20], p[21] != 0.0, io, flc, cap, out,
-                               src, int(p[22]) if p.shape[0] > 22 else PER_FOLD)
+                               src, rxx, int(p[22]) if p.shape[0] > 22 else PER_FOLD)
     return out[:n], src[:n], of_a, of_b

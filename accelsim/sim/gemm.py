@@ -33,14 +33,15 @@ def _ceil(x: float) -> float:
 
 
 @njit(cache=True)
-def _point(p, io, flc, cap, sp):  # pragma: no cover - numba
+def _point(p, io, flc, cap, sp, rx):  # pragma: no cover - numba
     """The engine and the one-op schedule of a GEMM point in one call (numba's dispatch cost
     dominates a single point; ``p`` as :func:`engine.pair_packed`'s, with the array's fill
     mode last): the merged tiling front (:func:`engine.pair_front`), the phase
     time ``T`` over all cores (best front point, split along N and K), the point the
     scheduler reports (least first-term share, :mod:`accelsim.sim.schedule`) and its
     K-slices. ``sp`` = (cols, K tiles, cores, reduction bytes, reduction vector cycles per
-    column tile, topology, link bytes per cycle, hop cycles). Returns ``(point, from option
+    column tile, topology, link bytes per cycle, hop cycles); ``rx`` [2 x NRX] the chip-tile
+    inputs of both options (:data:`engine.RX_COLS`). Returns ``(point, from option
     (b), overflow, T, k_slices, reduction byte-hops, reduction NoC cycles)``."""
     out = np.zeros((2 * E.FRONT_MAX, 10))
     src = np.zeros(2 * E.FRONT_MAX, np.int64)
@@ -48,7 +49,7 @@ def _point(p, io, flc, cap, sp):  # pragma: no cover - numba
                                  p[6], p[7], p[8], p[9], p[10], p[11], p[12], int(p[13]),
                                  int(p[14]), int(p[15]), int(p[16]), p[17] != 0.0,
                                  p[18] != 0.0, p[19], p[20], p[21] != 0.0, io, flc, cap, out,
-                                 src, int(p[22]))
+                                 src, rx, int(p[22]))
     cols, kt, cores = int(sp[0]), int(sp[1]), int(sp[2])
     rb, ra, topo, link, hop = sp[3], sp[4], int(sp[5]), sp[6], sp[7]
     T = np.inf
@@ -88,16 +89,22 @@ def _levels(hw, hp, staging_fraction: float) -> dict:
         if onchip[lv]:
             staging[lv] = cap[lv] * (1.0 if holds[lv] <= {"outputs"}
                                      else staging_fraction)
-    act_lv = [("activations" in holds[i]) and (onchip[i] or i == off) for i in range(nl)]
+    x = hw.cache_level      # a cache holds no placed data (residency.plan_memory)
+    act_lv = [("activations" in holds[i]) and (onchip[i] or i == off) and i != x
+              for i in range(nl)]
     idx = [i for i in range(nl) if act_lv[i]]
     noc = hw.noc
     cores = hp.cores
+    free = [(cap[i] - staging[i]) if onchip[i] else (cap[i] if i == off else 0.0)
+            for i in range(nl)]
+    room = 0.0
+    if x >= 0:
+        room, free[x] = free[x], 0.0
     L = dict(
         nl=nl, onchip=onchip, off=off, sw=sw, sa=sa, so=so, staging=staging,
-        free=[(cap[i] - staging[i]) if onchip[i] else (cap[i] if i == off else 0.0)
-              for i in range(nl)],
-        act_onchip=[("activations" in holds[i]) and onchip[i] for i in range(nl)],
-        weights=[("weights" in holds[i]) for i in range(nl)],
+        free=free, x=x, room=room,
+        act_onchip=[("activations" in holds[i]) and onchip[i] and i != x for i in range(nl)],
+        weights=[("weights" in holds[i]) and i != x for i in range(nl)],
         first_w=next((i for i in range(nl) if "weights" in holds[i]), 0),
         act_lv=act_lv,
         home0=off if (off >= 0 and act_lv[off]) else (idx[-1] if idx else sa),
@@ -183,6 +190,7 @@ class _Inputs(NamedTuple):
     flc: np.ndarray
     cap: np.ndarray
     sp: np.ndarray
+    rx: np.ndarray
     M: float
     K: int
     N: int
@@ -252,18 +260,50 @@ def _inputs(hw, hp, L: dict, pl: _Place, m, k, n, w_bits, a_bits, nbytes, mask,
     kt = int(max(_ceil(K / R), 1.0))
     per_tile = M * N / cols
     rb, ra = per_tile * acc, per_tile / hp.vector_rate
+    rx_a = _chip_inputs(hp, L, frac, home)
+    rx = np.array((rx_a, _chip_inputs(hp, L, frac, off) if alt else rx_a))
     return _Inputs(
         np.array((mask, M, K, N, R, C, cpm, wB, aB, aB, acc, w_fix, w_pb, hp.dma_code,
                   sw, sa, so, w_stage, full, 1.0 / rbw[sw], 1.0 / rbw[sa], sw == sa,
                   hp.fill),
                  dtype=np.float64),
         np.array((io_a, io_b)), np.array((flc_a, flc_b)), np.array((cap_a, cap_b)),
-        np.array((cols, kt, cores, rb, ra, L["topo"], L["link"], L["hop"])), M, K, N, cpm,
-        wB)
+        np.array((cols, kt, cores, rb, ra, L["topo"], L["link"], L["hop"])), rx, M, K, N,
+        cpm, wB)
+
+
+def _chip_inputs(hp, L: dict, frac: list, h: int) -> list:
+    """The chip-tile inputs (:data:`engine.RX_COLS`) with the activations in level ``h``
+    (as :func:`accelsim.sim.stages.chip_inputs`)."""
+    x = L["x"]
+    rx = [0.0] * E.NRX
+    if x < 0:
+        return rx
+    py = hp.py
+    lat, rbw, sh = py["latency_cyc"], py["read_bpc"], L["sh"]
+    holds = hp.holds[x]
+    w_ok = "weights" in holds
+    beyond = [i for i in range(L["nl"]) if i > x and w_ok and frac[i] > 0.0]
+    w_out = sum(frac[i] for i in beyond)
+    a_out = 1.0 if (h != L["sa"] and h > x and "activations" in holds) else 0.0
+    if w_out <= 0.0 and a_out <= 0.0:
+        return rx
+    x_pb = 1.0 / rbw[x]
+    rx[0] = L["room"]
+    rx[1] = w_out
+    rx[2] = sum(frac[i] * (hp.setup_cyc + lat[i]) for i in beyond)
+    rx[3] = sum(frac[i] / rbw[i] for i in beyond)
+    rx[4] = a_out
+    rx[5] = hp.setup_cyc + lat[x]
+    rx[6] = x_pb
+    rx[7] = hp.cores
+    rx[8] = w_out * sh[x] * x_pb - sum(frac[i] * sh[i] / rbw[i] for i in beyond)
+    rx[9] = a_out * (sh[x] * x_pb - sh[h] / rbw[h])
+    return rx
 
 
 def _traffic(hp, L: dict, pl: _Place, x: _Inputs, r: list, h: int,
-             aB: float) -> tuple[list, list]:
+             aB: float, rx=None) -> tuple[list, list]:
     """Bytes read and written per level with the chosen tiling ``r`` (a front point) and
     activations in level ``h`` (as :func:`accelsim.sim.stages.chosen_traffic`)."""
     nl, sw, sa, so = L["nl"], L["sw"], L["sa"], L["so"]
@@ -273,15 +313,28 @@ def _traffic(hp, L: dict, pl: _Place, x: _Inputs, r: list, h: int,
     rd = [0.0] * nl
     wr = [0.0] * nl
     Wf, Af, Ob = r[6], r[7], r[8]
+    Wc, Ac, cl = Wf, Af, L["x"]
+    if rx is not None and rx[0] > 0.0:
+        # a cache serves the re-reads inside a chip tile: Wc, Ac from beyond it
+        Wc, Ac = E.chip_fetch(int(r[2]), M, K, N, r[3], r[4], r[5], wB, aB, Wf, Af, rx[0],
+                              rx[1], rx[4], rx[7])
+        if rx[4] <= 0.0:
+            Ac = Af
     for lv in range(nl):
         if lv != sw:
-            rd[lv] += Wf * frac[lv]
+            if rx is not None and rx[1] > 0.0 and lv > cl:
+                rd[lv] += Wc * frac[lv]
+                rd[cl] += (Wf - Wc) * frac[lv]
+            else:
+                rd[lv] += Wf * frac[lv]
     wr[sw] += Wf * (1.0 - frac[sw])
     ws = r[2] == E.WS
     passes = _ceil(M / max(r[3], 1e-9)) if ws else _ceil(M / R)
     rd[sw] += K * N * wB * passes
     if a_dma:
-        rd[h] += Af
+        rd[h] += Ac
+        if Ac != Af:
+            rd[cl] += Af - Ac
         wr[sa] += Af
     rd[sa] += M * K * aB * _ceil(N / C)
     kf = _ceil(K * cpm / R) if cpm < 1.0 else _ceil(K / R)
@@ -305,10 +358,10 @@ def fast_gemm(hw, hp, m: float, k: int, n: int, w_bits: int, a_bits: int, nbytes
     if pl is None:
         return None
     x = _inputs(hw, hp, L, pl, m, k, n, w_bits, a_bits, nbytes, mask, full)
-    r, streamed, overflow, T, ks, bh, tn = _point(x.p, x.io, x.flc, x.cap, x.sp)
+    r, streamed, overflow, T, ks, bh, tn = _point(x.p, x.io, x.flc, x.cap, x.sp, x.rx)
     r = r.tolist()
     h = L["off"] if streamed else pl.home
-    rd, wr = _traffic(hp, L, pl, x, r, h, aB)
+    rd, wr = _traffic(hp, L, pl, x, r, h, aB, x.rx[1 if streamed else 0])
     return _result(hw, hp, L, pl, x, r, (T, ks, bh, tn), rd, wr, overflow, m, k, n,
                    w_bits, a_bits, nbytes, policy)
 

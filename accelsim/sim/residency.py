@@ -211,6 +211,10 @@ class MemoryPlan:
     n_weights: int
     weight_bytes_by_level: np.ndarray
     kv_bytes_by_level: np.ndarray
+    #: the chip-scope cache that serves re-reads (``Accelerator.cache_level``, -1: none) and
+    #: its bytes for chip tiles (its capacity less any tile staging it keeps)
+    cache_level: int = -1
+    cache_room: float = 0.0
 
     @property
     def weight_fraction(self) -> np.ndarray:
@@ -255,13 +259,18 @@ def plan_memory(hw, weight_bytes: np.ndarray, weight_density: np.ndarray,
             only_outputs = set(mem[lv].holds) <= {"outputs"}
             staging[lv] = cap[lv] * (1.0 if only_outputs else staging_fraction)
     free = np.where(onchip, cap - staging, np.where(np.arange(nl) == off, cap, 0.0))
+    # a cache holds no placed data: it serves re-reads of what lives further out
+    x = hw.cache_level
+    room = float(free[x]) if x >= 0 else 0.0
+    if x >= 0:
+        free[x] = 0.0
     holds_act = np.array(["activations" in m.holds for m in mem])
     act = np.zeros(nl)
     need = float(act_working_set)
     for lv in range(nl):
         if need <= 0:
             break
-        if holds_act[lv] and onchip[lv]:
+        if holds_act[lv] and onchip[lv] and lv != x:
             act[lv] = min(need, free[lv])
             need -= act[lv]
     free = free - act
@@ -269,8 +278,10 @@ def plan_memory(hw, weight_bytes: np.ndarray, weight_density: np.ndarray,
     req = PlacementRequest(
         bytes=items_bytes, density=np.concatenate([weight_density, kv_density]),
         is_kv=np.concatenate([np.zeros(len(weight_bytes), bool), np.ones(len(kv_bytes), bool)]),
-        free=free, allow_w=np.array(["weights" in m.holds for m in mem]),
-        allow_kv=np.array(["kv" in m.holds for m in mem]), onchip=onchip, offchip=off)
+        free=free, allow_w=np.array(["weights" in m.holds and i != x
+                                     for i, m in enumerate(mem)]),
+        allow_kv=np.array(["kv" in m.holds and i != x for i, m in enumerate(mem)]),
+        onchip=onchip, offchip=off)
     try:
         frac = pol.place(req)
     except _NotOnChip as e:
@@ -280,9 +291,10 @@ def plan_memory(hw, weight_bytes: np.ndarray, weight_density: np.ndarray,
     if unplaced.sum() > 0.5 + 1e-9 * items_bytes.sum():
         raise DoesNotFitError(_no_room_message(hw, items_bytes, len(weight_bytes), free, req))
     nw = len(weight_bytes)
+    act_levels = holds_act & (onchip | (np.arange(nl) == off)) & (np.arange(nl) != x)
     return MemoryPlan(pol.name, tuple(m.name for m in mem), sw, sa, so, staging, act,
-                      holds_act & (onchip | (np.arange(nl) == off)), frac, nw,
-                      placed[:nw].sum(axis=0), placed[nw:].sum(axis=0))
+                      act_levels, frac, nw, placed[:nw].sum(axis=0), placed[nw:].sum(axis=0),
+                      x, room)
 
 
 def _size(x: float) -> str:

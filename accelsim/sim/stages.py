@@ -169,13 +169,15 @@ class GemmJob(NamedTuple):
     caps: np.ndarray
     cap_id: np.ndarray
     pr: np.ndarray
+    rx_a: np.ndarray | None = None      # chip-tile inputs [ops x NRX] per option
+    rx_b: np.ndarray | None = None      # (engine.RX_COLS; room 0: no cache)
 
     def key(self) -> list[np.ndarray]:
         """Columns, one entry per op: everything the engine result depends on besides its
         tile space and the step-wide constants (equal rows are simulated once)."""
         cols = [self.M, self.K, self.N, self.cpm, self.wB, self.w_fix, self.w_pb,
                 self.w_stage]
-        for x in (self.io_a, self.flc_a, self.io_b, self.flc_b):
+        for x in (self.io_a, self.flc_a, self.io_b, self.flc_b, self.rx_a, self.rx_b):
             cols.extend(x.T)
         return cols
 
@@ -313,8 +315,57 @@ def gemm_inputs(hw, hp, low: Lowered, pl: Placement, spaces=None) -> GemmJob:
     plans, plan_of = spaces if spaces is not None else ((plan,), None)
     caps = np.ascontiguousarray(np.stack([tile_space(hp, q, alt) for q in plans]))
     cap_id = np.zeros(len(e), np.int64) if plan_of is None else plan_of[e]
+    room = np.array([q.cache_room for q in plans])[cap_id]
+    rx_a = chip_inputs(hp, plan.cache_level, room, wfe, att, h_a, h_a != sa)
+    rx_b = chip_inputs(hp, plan.cache_level, room, wfe, att, h_b, h_b != sa) if alt else rx_a
     return GemmJob(e, ge, M, K, N, cpm, wB, w_fix, w_pb, w_stage, kf, h_a, h_b, io_a, flc_a,
-                   io_b, flc_b, caps, cap_id, pe[e])
+                   io_b, flc_b, caps, cap_id, pe[e], rx_a, rx_b)
+
+
+def chip_inputs(hp, x: int, room: np.ndarray, wfe: np.ndarray, att: np.ndarray,
+                h: np.ndarray, a_dma: np.ndarray) -> np.ndarray:
+    """Per op, the chip-tile inputs of the tile engine (``engine.RX_COLS``) with the cache
+    level ``x`` (-1: none) holding ``room`` bytes for chip tiles, weight (KV cache for
+    attention ``att``) shares per level ``wfe`` and activations in levels ``h`` (loaded by
+    DMA where ``a_dma``): the shares beyond the cache, their DMA costs (an off-chip port's
+    rate with ports), the cache's, and per block of the shared-level coefficients
+    (:func:`_shared_coefficients`) the busy cycles of a byte re-read from the cache instead
+    of from beyond it. All zero (no cache) without a cache level."""
+    n = len(h)
+    nb = 1 + hp.nports
+    rx = np.zeros((n, 8 + 2 * nb))
+    if x < 0 or n == 0:
+        return rx
+    holds = hp.holds[x]
+    lvl = np.arange(len(hp.names))
+    src = np.where((lvl > x)[None, :], wfe, 0.0)
+    w_ok = np.where(att, "kv" in holds, "weights" in holds)
+    src = np.where(w_ok[:, None], src, 0.0)
+    w_rb = np.where(att[:, None], hp.kind_rbw[3], hp.kind_rbw[0])
+    a_rb = hp.kind_rbw[1]
+    sh = hp.shared_mask
+    x_pb = 1.0 / hp.read_bpc[x]
+    a_out = (a_dma & (h > x) & ("activations" in holds)).astype(np.float64)
+    w_out = src.sum(axis=1)
+    rx[:, 0] = np.where((w_out > 0) | (a_out > 0), room, 0.0)
+    rx[:, 1] = w_out
+    rx[:, 2] = (src * (hp.setup_cyc + hp.latency_cyc)[None, :]).sum(axis=1)
+    rx[:, 3] = (src / w_rb).sum(axis=1)
+    rx[:, 4] = a_out
+    rx[:, 5] = hp.setup_cyc + hp.latency_cyc[x]
+    rx[:, 6] = x_pb
+    rx[:, 7] = hp.cores
+    off = hp.offchip
+    # block 0: the shared levels without ports (the cache among them); then each port
+    blk0 = sh if hp.nports == 0 else sh * (lvl != off)
+    rx[:, 8] = w_out * sh[x] * x_pb - (src * blk0[None, :] / w_rb).sum(axis=1)
+    rx[:, 9] = a_out * (sh[x] * x_pb - blk0[h] / a_rb[h])
+    for p in range(hp.nports):
+        on_w = np.where(att, hp.port_of[3] == p, hp.port_of[0] == p)
+        rx[:, 10 + 2 * p] = -np.where(on_w, src[:, off] / w_rb[:, off], 0.0)
+        if hp.port_of[1] == p:
+            rx[:, 11 + 2 * p] = -a_out * (h == off) / a_rb[off]
+    return rx
 
 
 def tile_space(hp, plan: MemoryPlan, alt: bool) -> np.ndarray:
@@ -458,7 +509,9 @@ def _engine_call(hp, mask, aB, job: GemmJob, u: np.ndarray, cap: np.ndarray,
         1.0 / hp.read_bpc[sa], sw == sa,
         np.ascontiguousarray(np.stack([job.io_a[u], job.io_b[u]], axis=1)),
         np.ascontiguousarray(np.stack([job.flc_a[u], job.flc_b[u]], axis=1)),
-        np.ascontiguousarray(cap), hp.fill))
+        np.ascontiguousarray(cap),
+        np.ascontiguousarray(np.stack([job.rx_a[u], job.rx_b[u]], axis=1)),
+        hp.fill))
 
 
 def _stages(hp) -> tuple[int, int, int]:
@@ -700,12 +753,31 @@ def chosen_traffic(hp, low: Lowered, pl: Placement, job: GemmJob, fr: Fronts, ot
     wfe = pl.wfrac[e]
     src = wfe.copy()
     src[:, sw] = 0.0
+    rx = np.where(streamed[:, None], job.rx_b, job.rx_a)
+    x = plan.cache_level
+    if x >= 0 and (rx[:, 0] > 0).any():
+        # a cache serves the re-reads inside a chip tile (docs/simulator.md): of the
+        # operands beyond it, Wc and Ac come from there, the rest from the cache
+        wc, ac = E.chip_fetches(P[:, 2], M, K.astype(np.float64), N.astype(np.float64),
+                                P[:, 3], P[:, 4], P[:, 5], wB, aB, P[:, 6], P[:, 7],
+                                np.ascontiguousarray(rx))
+        beyond = np.arange(len(hp.names)) > x
+        re_w = (Wf - wc * pr)[:, None] * np.where(beyond[None, :] & (rx[:, 1:2] > 0),
+                                                  src, 0.0)
+        rd[e] -= re_w
+        rd[e, x] += re_w.sum(axis=1)
+        re_a = np.where(rx[:, 4] > 0, Af - ac * pr, 0.0)
+        Af_h = Af - re_a
+        rd[e, x] += re_a
+    else:
+        Af_h = Af
+        re_w = np.zeros_like(src)
     rd[e] += Wf[:, None] * src
     wr[e, sw] += Wf * (1.0 - wfe[:, sw])
     ws = P[:, 2] == E.WS
     passes = np.where(ws, _ceil(M / np.maximum(P[:, 3], 1e-9)), _ceil(M / R))
     rd[e, sw] += K * N * wB * passes * pr
-    rd[e, h] += np.where(a_dma, Af, 0.0)
+    rd[e, h] += np.where(a_dma, Af_h, 0.0)
     wr[e, sa] += np.where(a_dma, Af, 0.0)
     rd[e, sa] += M * K * aB * _ceil(N / C) * pr
     # partial sums accumulate in place: one access per update (the last one is the drain)
@@ -717,9 +789,10 @@ def chosen_traffic(hp, low: Lowered, pl: Placement, job: GemmJob, fr: Fronts, ot
         off = hp.offchip
         att = low.ot.op_code == OP["attention"]
         k = np.zeros((4, 2))         # off-chip bytes by kind, read / write
-        k[0, 0] = oth.rd[oth.emb, off].sum() + (Wf * src[:, off])[job.ge].sum()
-        k[3, 0] = (Wf * src[:, off])[~job.ge].sum()
-        k[1, 0] = oth.rd[~oth.emb, off].sum() + np.where(a_dma & (h == off), Af, 0.0).sum()
+        w_off = Wf * src[:, off] - re_w[:, off]
+        k[0, 0] = oth.rd[oth.emb, off].sum() + w_off[job.ge].sum()
+        k[3, 0] = w_off[~job.ge].sum()
+        k[1, 0] = oth.rd[~oth.emb, off].sum() + np.where(a_dma & (h == off), Af_h, 0.0).sum()
         k[3, 1] = oth.wr[att, off].sum()
         k[2, 1] = oth.wr[~att, off].sum() + np.where(o_dma & (h == off), Ob, 0.0).sum()
         ports = port_busy(hp, k)

@@ -11,7 +11,9 @@ columns, ``w2`` rows, an all-reduce of the experts' outputs), and the placement 
 ``w / (ep * etp)`` times when ``tp`` is larger, copies splitting the tokens. ``etp``
 defaults to 1 and ``ep`` to ``tp / etp``; ``mb`` (micro-batches in flight, each the
 scenario's batch) defaults to ``pp`` (a full pipeline). ``rep=1`` lets the placement
-replicate hot experts when memory allows.
+replicate hot experts when memory allows. ``tbo=1`` (two-batch overlap) splits each
+micro-batch into two halves whose communication overlaps the other half's computation
+(:mod:`accelsim.system.simulate`; default off).
 
 Rules (each broken rule is a one-line :class:`~accelsim.errors.ConfigError` at key
 ``plan``): every degree >= 1; ``tp`` divides the attention heads, and the KV heads divide
@@ -38,8 +40,9 @@ from ..errors import ConfigError
 __all__ = ["Plan", "parse_plan", "as_plan", "check_plan", "enumerate_plans", "split_layers",
            "stage_shapes", "PLAN_KEYS"]
 
-PLAN_KEYS = ("pp", "tp", "ep", "dp", "mb", "rep", "etp")
-_ALIASES = {"microbatches": "mb", "micro_batches": "mb", "replicate": "rep"}
+PLAN_KEYS = ("pp", "tp", "ep", "dp", "mb", "rep", "etp", "tbo")
+_ALIASES = {"microbatches": "mb", "micro_batches": "mb", "replicate": "rep",
+            "overlap": "tbo"}
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class Plan:
     mb: int | None = None
     rep: bool = False
     etp: int = 1
+    tbo: bool = False
 
     def __post_init__(self):
         for k in ("pp", "tp", "dp", "ep", "mb", "etp"):
@@ -88,20 +92,21 @@ class Plan:
 
     def __str__(self) -> str:
         s = f"pp={self.pp},tp={self.tp},ep={self.experts},dp={self.dp},mb={self.microbatches}"
-        return s + (",rep=1" if self.rep else "") + (f",etp={self.etp}" if self.etp > 1 else "")
+        return (s + (",rep=1" if self.rep else "") + (f",etp={self.etp}" if self.etp > 1 else "")
+                + (",tbo=1" if self.tbo else ""))
 
     def to_dict(self) -> dict:
         return {"pp": self.pp, "tp": self.tp, "ep": self.experts, "dp": self.dp,
-                "mb": self.microbatches, "rep": self.rep, "etp": self.etp,
+                "mb": self.microbatches, "rep": self.rep, "etp": self.etp, "tbo": self.tbo,
                 "devices": self.devices}
 
 
 def parse_plan(text: str) -> Plan:
-    """``"pp=4,tp=2,ep=8"`` (keys pp, tp, ep, dp, mb, rep; any order; missing keys take
-    their defaults) to a :class:`Plan`.
+    """``"pp=4,tp=2,ep=8"`` (keys pp, tp, ep, dp, mb, rep, etp, tbo; any order; missing
+    keys take their defaults) to a :class:`Plan`.
 
     >>> parse_plan("tp=8")
-    Plan(pp=1, tp=8, ep=None, dp=1, mb=None, rep=False, etp=1)
+    Plan(pp=1, tp=8, ep=None, dp=1, mb=None, rep=False, etp=1, tbo=False)
     """
     from ..errors import did_you_mean
     if not isinstance(text, str) or not text.strip():
@@ -124,10 +129,12 @@ def parse_plan(text: str) -> Plan:
             raise ConfigError.single(f"{k} must be a whole number (got '{v}')", key="plan",
                                      value=text) from None
         vals[k] = n
-    rep = vals.pop("rep", 0)
-    if rep not in (0, 1):
-        raise ConfigError.single("rep must be 0 or 1", key="plan", value=text)
-    return Plan(**vals, rep=bool(rep))
+    flags = {}
+    for k in ("rep", "tbo"):
+        flags[k] = vals.pop(k, 0)
+        if flags[k] not in (0, 1):
+            raise ConfigError.single(f"{k} must be 0 or 1", key="plan", value=text)
+    return Plan(**vals, rep=bool(flags["rep"]), tbo=bool(flags["tbo"]))
 
 
 def as_plan(plan) -> Plan:

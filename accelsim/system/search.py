@@ -12,6 +12,7 @@ devices (fewer), latency (lower), tokens/s (higher) and energy per token (lower)
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ import numpy as np
 from ..errors import ConfigError, DoesNotFitError, InfeasibleError
 from .load import load_system
 from .plan import enumerate_plans
-from .simulate import _equivalence_key, compose, prepare
+from .simulate import _equivalence_key, compose, half_parts, prepare
 
 __all__ = ["search_plans", "OBJECTIVES", "pareto_rows", "min_devices"]
 
@@ -112,7 +113,7 @@ def _best(rows: list[dict], objective: str) -> dict:
 def search_plans(system, graph, alloc=None, *, devices: int | None = None,
                  max_devices: int | None = None, latency_budget_s: float | None = None,
                  objective: str = "latency", microbatches: int | None = None,
-                 cache: dict | None = None, screen: bool = True,
+                 cache: dict | None = None, screen: bool = True, tbo: bool = False,
                  **options) -> dict[str, Any]:
     """Search plans and device counts of ``system`` for one step of ``graph``.
 
@@ -123,7 +124,8 @@ def search_plans(system, graph, alloc=None, *, devices: int | None = None,
     ``screen``: estimate every plan from one-layer parts first and simulate exactly only the
     plans whose estimated rows reach the Pareto table or are best for an objective, until
     the table holds exact rows only (False: simulate every plan exactly). ``rows`` are the
-    exactly simulated rows.
+    exactly simulated rows. ``tbo``: every plan with two-batch overlap (``tbo=1``; the
+    screen estimates without it, an upper bound; exact rows overlap where it pays).
 
     Raises
     ------
@@ -148,9 +150,10 @@ def search_plans(system, graph, alloc=None, *, devices: int | None = None,
     least = min_devices(system, model, acct)
     counts = {devices} if devices else set(range(least, top + 1))
     # dp = 1 plans on any count that divides an allowed one (dp replicas are derived)
-    plans = [p for p in enumerate_plans(model, top, devices_per_node=system.devices_per_node,
-                                        exact=False, microbatches=microbatches,
-                                        min_etp=_min_etp(system, model, acct))
+    plans = [replace(p, tbo=bool(tbo))
+             for p in enumerate_plans(model, top, devices_per_node=system.devices_per_node,
+                                      exact=False, microbatches=microbatches,
+                                      min_etp=_min_etp(system, model, acct))
              if p.dp == 1 and p.devices >= least
              and any(c % p.devices == 0 for c in counts)]
     memo: dict = {}
@@ -289,7 +292,14 @@ class _Runner:
             except DoesNotFitError:
                 out.append(None)
                 continue
-            out.append(compose(prep, res, self.memo))
+            halves = None
+            if prep.plan.tbo:           # two-batch overlap: the half micro-batch's parts
+                hp = half_parts(prep, self.memo)
+                try:
+                    halves = self._run(hp, [self._key(q) for q in hp])
+                except DoesNotFitError:
+                    halves = None
+            out.append(compose(prep, res, self.memo, halves=halves))
         return out
 
     def estimate(self, prep):

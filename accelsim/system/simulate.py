@@ -301,7 +301,8 @@ def _single(system, graph, alloc, plan, residency, dataflow, staging_fraction,
                                   "compute_s": [float(r.latency_s)], "p2p_s": [],
                                   "fill_s": float(r.latency_s),
                                   "bottleneck_s": float(r.latency_s), "microbatches": 1,
-                                  "period_s": float(r.latency_s), "expert_imbalance": 1.0},
+                                  "period_s": float(r.latency_s), "expert_imbalance": 1.0,
+                                  "overlap": [False]},
                         parts=((0, r),))
 
 
@@ -545,9 +546,12 @@ def _concurrent(system, kind, groups, nbytes) -> C.Cost:
 
 
 def _stage_comm(system, model, plan, devs, a, b, rows, pl, tokens, T, ab, first_last, seqs,
-                memo, groups=None):
+                memo, groups=None, per_layer: np.ndarray | None = None):
     """Communication of one stage for one micro-batch: (time, Cost). ``groups``: sequences
-    per attention group (:func:`attention_groups`; None: one group, the whole batch)."""
+    per attention group (:func:`attention_groups`; None: one group, the whole batch).
+    ``per_layer`` (length layers + 2, as ``SimResult.layer_latency_s``): each layer's
+    communication time is added at its index (the embedding's all-reduce at 0, the logits'
+    gather at the end)."""
     tp, ep, w = plan.tp, plan.experts, plan.group
     d = model.hidden_size
     total = C.Cost()
@@ -566,14 +570,21 @@ def _stage_comm(system, model, plan, devs, a, b, rows, pl, tokens, T, ab, first_
             memo[akey] = _concurrent(system, "all_reduce", tp_groups, T * d * ab * frac)
         ar = memo[akey]
         n_ar = 1 if first_last[0] else 0    # the vocabulary-parallel embedding
+        if per_layer is not None and first_last[0]:
+            per_layer[0] += ar.time_s
         for L in range(a, b):
-            n_ar += 1
-            if L not in moe or (model.moe is not None and model.moe.num_shared_experts):
-                n_ar += 1
+            k = 1 if L in moe and not (model.moe is not None
+                                       and model.moe.num_shared_experts) else 2
+            n_ar += k
+            if per_layer is not None:
+                per_layer[L + 1] += k * ar.time_s
         total = total + ar.scaled(n_ar)
         if first_last[1]:   # lm_head split by vocabulary: gather the logits
-            total = total + _concurrent(system, "all_gather", tp_groups,
-                                        seqs * model.vocab_size * ab * frac)
+            gather = _concurrent(system, "all_gather", tp_groups,
+                                 seqs * model.vocab_size * ab * frac)
+            total = total + gather
+            if per_layer is not None:
+                per_layer[-1] += gather.time_s
     if w > 1 and rows:
         loads = (pl.share * tokens[rows][None, :, :]).sum(axis=2)     # [ep slot, layer]
         for j, r in enumerate(rows):
@@ -592,6 +603,8 @@ def _stage_comm(system, model, plan, devs, a, b, rows, pl, tokens, T, ab, first_
                 np.fill_diagonal(m, 0.0)
                 memo[key] = C.all_to_all(system, devs, m) + C.all_to_all(system, devs, m.T)
             total = total + memo[key]
+            if per_layer is not None:
+                per_layer[model.moe_layers[r] + 1] += memo[key].time_s
     return total
 
 
@@ -658,42 +671,136 @@ def prepare(system, graph, model, alloc, acct, plan, memo: dict | None = None) -
 
 
 def _compose(system, graph, model, alloc, acct, plan, cache, opts) -> SystemResult:
-    prep = prepare(system, graph, model, alloc, acct, plan)
-    return compose(prep, _run_parts(system, graph, alloc, prep.all_parts(), opts, cache,
-                                    prep.stats, aligned=False))
+    memo: dict = {}
+    prep = prepare(system, graph, model, alloc, acct, plan, memo)
+    whole = _run_parts(system, graph, alloc, prep.all_parts(), opts, cache, prep.stats,
+                       aligned=False)
+    halves = None
+    if plan.tbo:
+        halves = _run_parts(system, graph, alloc, half_parts(prep, memo), opts, cache,
+                            prep.stats, aligned=False)
+    return compose(prep, whole, memo, halves=halves)
 
 
-def compose(prep: Prepared, results: list, memo: dict | None = None, light: bool = False):
+def half_parts(prep: "Prepared", memo: dict) -> list:
+    """The device parts of half a micro-batch (two-batch overlap): half the sequences of
+    every attention group (``batch_share / 2``) and half of every expert's tokens
+    (``expert_share / 2``: each token lands in either half). ``memo`` keeps the halved
+    share matrices (and so their ids) alive."""
+    out = []
+    for p in prep.all_parts():
+        share = p.expert_share
+        if share is not None:
+            k = ("half share", id(share))
+            if k not in memo:
+                h = np.asarray(share, dtype=float) / 2.0
+                h.setflags(write=False)
+                memo[k] = (share, h)
+            share = memo[k][1]
+        out.append(replace(p, batch_share=p.batch_share / 2.0, expert_share=share))
+    return out
+
+
+def two_batch_overlap(c: np.ndarray, x: np.ndarray) -> float:
+    """Time of two half micro-batches through a stage whose ops alternate computation
+    ``c[i]`` and communication ``x[i]`` (per half, entry by entry: the embedding, each layer,
+    the tail). The device computes one half while the links carry the other's
+    communication: half A computes entry ``i``, then half B does while A communicates; an
+    entry starts once the half's previous communication is done and the device is free.
+
+    >>> two_batch_overlap(np.array([1.0, 1.0]), np.array([1.0, 1.0]))   # 2 x 2 + 1
+    5.0
+    >>> two_batch_overlap(np.array([2.0]), np.array([0.5]))     # compute-bound: 4 + 0.5
+    4.5
+    >>> two_batch_overlap(np.array([1.0, 1.0]), np.array([3.0, 0.0]))   # 1 + 2 x 3 + 1
+    8.0
+    """
+    dev = link = 0.0
+    ready = [0.0, 0.0]
+    for ci, xi in zip(c, x):
+        if ci <= 0 and xi <= 0:
+            continue
+        for h in (0, 1):
+            dev = max(dev, ready[h]) + ci
+            if xi > 0:
+                link = max(link, dev) + xi
+                ready[h] = link
+            else:
+                ready[h] = dev
+    return float(max(ready))
+
+
+def _stage_latency(pairs, a: int, b: int, w: int, n: int) -> np.ndarray:
+    """Per device of a stage, per layer (as ``layer_latency_s``), from its parts' results
+    (``(result, layers it was simulated on)`` pairs)."""
+    lat = np.zeros((w, n + 2))
+    for g, (r, src) in enumerate(pairs):
+        arr = np.asarray(r.layer_latency_s, dtype=float)
+        if src is None or tuple(src) == (a, b):
+            lat[g] = arr
+        else:                                # an equivalent part on other layers
+            lat[g, 0], lat[g, -1] = arr[0], arr[-1]
+            lat[g, a + 1:b + 1] = arr[src[0] + 1:src[1] + 1]
+    return lat
+
+
+def _dynamic_j(r) -> float:
+    return float(r.energy_j) - float(r.energy_breakdown_j.get("static", 0.0))
+
+
+def compose(prep: Prepared, results: list, memo: dict | None = None, light: bool = False,
+            halves: list | None = None):
     """The system result of a prepared plan from its parts' results (in ``prep.parts``
     order; a result, or a ``(result, layers it was simulated on)`` pair of an equivalent
     part); ``memo`` shares collective costs between plans. ``light``: only what a plan
-    search's row needs (:func:`_summary`)."""
+    search's row needs (:func:`_summary`). ``halves``: the results of
+    :func:`half_parts` (a plan with ``tbo=1``; without them its stages do not overlap)."""
     system, model, plan = prep.system, prep.model, prep.plan
     n = model.total_layers
     pairs = [x if isinstance(x, tuple) else (x, None) for x in results]
     results = [r for r, _ in pairs]
+    hpairs = None if halves is None else [x if isinstance(x, tuple) else (x, None)
+                                          for x in halves]
     stages, placements = prep.stages, prep.placements
     T, ab, tokens, seqs = prep.T, prep.ab, prep.tokens, prep.seqs
     w, m, pp = plan.group, plan.microbatches, plan.pp
     res = [results[s * w:(s + 1) * w] for s in range(pp)]
-    stage_t, comp_t, comm = [], [], []
+    dyn = [_dynamic_j(r) for r in results]
+    brk = [r.energy_breakdown_j for r in results]
+    stage_t, comp_t, comm, overlap = [], [], [], []
     memo = {} if memo is None else memo
     for s, ((a, b), (pl, rows, _)) in enumerate(zip(stages, placements)):
-        lat = np.zeros((w, n + 2))
-        for g, (r, src) in enumerate(pairs[s * w:(s + 1) * w]):
-            arr = np.asarray(r.layer_latency_s, dtype=float)
-            if src is None or tuple(src) == (a, b):
-                lat[g] = arr
-            else:                                # an equivalent part on other layers
-                lat[g, 0], lat[g, -1] = arr[0], arr[-1]
-                lat[g, a + 1:b + 1] = arr[src[0] + 1:src[1] + 1]
+        lat = _stage_latency(pairs[s * w:(s + 1) * w], a, b, w, n)
         comp = float(lat.max(axis=0).sum())
         devs = stage_layout(plan, 0, s)
-        c = _stage_comm(system, model, plan, devs, a, b, rows, pl, tokens, T, ab,
-                        (s == 0, s == pp - 1), seqs, memo, prep.groups)
+        fl = (s == 0, s == pp - 1)
+        x_whole = np.zeros(n + 2) if hpairs is not None else None
+        c = _stage_comm(system, model, plan, devs, a, b, rows, pl, tokens, T, ab, fl, seqs,
+                        memo, prep.groups, x_whole)
+        t, used = comp + c.time_s, False
+        if hpairs is not None:
+            # two-batch overlap: per entry, a half's compute (the slowest device) and
+            # communication (half the tokens), never below half of the whole's
+            c_whole = lat.max(axis=0)
+            c_half = np.maximum(_stage_latency(hpairs[s * w:(s + 1) * w], a, b, w, n)
+                                .max(axis=0), c_whole / 2)
+            x_half = np.zeros(n + 2)
+            ch = _stage_comm(system, model, plan, devs, a, b, rows, pl, tokens / 2, T / 2,
+                             ab, fl, seqs / 2, memo, prep.groups, x_half)
+            x_half = np.maximum(x_half, x_whole / 2)
+            t_ov = two_batch_overlap(c_half, x_half)
+            if t_ov < t:                  # overlap only where it pays
+                t, used = t_ov, True
+                comp = float(2 * c_half.sum())
+                c = ch.scaled(2.0)
+                for g in range(w):
+                    hr = hpairs[s * w + g][0]
+                    dyn[s * w + g] = 2.0 * _dynamic_j(hr)
+                    brk[s * w + g] = {k: 2.0 * v for k, v in hr.energy_breakdown_j.items()}
         comp_t.append(comp)
         comm.append(c)
-        stage_t.append(comp + c.time_s)
+        stage_t.append(t)
+        overlap.append(used)
     p2p = [C.point_to_point(system, stage_layout(plan, 0, s)[-1],
                             stage_layout(plan, 0, s + 1)[0], T * model.hidden_size * ab)
            for s in range(pp - 1)]
@@ -706,9 +813,10 @@ def compose(prep: Prepared, results: list, memo: dict | None = None, light: bool
     for c in comm + p2p:
         link = link + c
     if light:
-        return _summary(system, plan, res, latency, period, fill, stage_t, comp_t, link, T)
+        return _summary(system, plan, res, latency, period, fill, stage_t, comp_t, link, T,
+                        dyn)
     return _result(system, prep.graph, model, plan, stages, placements, res, latency, period,
-                   fill, bottleneck, stage_t, comp_t, p2p, link, T)
+                   fill, bottleneck, stage_t, comp_t, p2p, link, T, dyn, overlap, brk)
 
 
 def _bound(fill, comp_t, stage_t, res) -> str:
@@ -720,16 +828,14 @@ def _bound(fill, comp_t, stage_t, res) -> str:
     return "interconnect" if comm_fill >= 0.5 * fill and comm_fill > 0 else slowest.bound
 
 
-def _summary(system, plan, res, latency, period, fill, stage_t, comp_t, link, T):
+def _summary(system, plan, res, latency, period, fill, stage_t, comp_t, link, T, dyn):
     """The figures of a plan's row (plan, devices, latency, tokens/s, energy per token,
     bound), as :func:`_result` computes them, without its tables."""
     from types import SimpleNamespace
     m, dp = plan.microbatches, plan.dp
     p_static = system.hw.energy.static_power_w
-    dyn = sum(float(r.energy_j) - float(r.energy_breakdown_j.get("static", 0.0))
-              for stage in res for r in stage)
     n_parts = sum(len(stage) for stage in res)
-    energy = dp * (m * dyn + p_static * period * n_parts + m * link.energy_j)
+    energy = dp * (m * float(sum(dyn)) + p_static * period * n_parts + m * link.energy_j)
     tokens = m * T * dp
     return SimpleNamespace(
         plan=str(plan), devices=plan.devices, latency_s=latency,
@@ -747,19 +853,18 @@ def _sum_dicts(dicts, f=1.0) -> dict:
 
 
 def _result(system, graph, model, plan, stages, placements, res, latency, period, fill,
-            bottleneck, stage_t, comp_t, p2p, link, T) -> SystemResult:
+            bottleneck, stage_t, comp_t, p2p, link, T, dyn, overlap, brk) -> SystemResult:
     hw = system.hw
     m, dp, w = plan.microbatches, plan.dp, plan.group
     flat = [r for stage in res for r in stage]
     n_used = plan.devices
     p_static = hw.energy.static_power_w
-    dyn = [float(r.energy_j) - float(r.energy_breakdown_j.get("static", 0.0)) for r in flat]
     dev_energy = [m * e + p_static * period for e in dyn]
     link_energy = m * link.energy_j
     energy = dp * (sum(dev_energy) + link_energy)
     tokens = m * T * dp
-    breakdown = _sum_dicts([{k: v for k, v in r.energy_breakdown_j.items() if k != "static"}
-                            for r in flat], m * dp)
+    breakdown = _sum_dicts([{k: v for k, v in b.items() if k != "static"} for b in brk],
+                           m * dp)
     breakdown["static"] = p_static * period * n_used
     for lv in LEVELS:
         breakdown[f"link:{lv}"] = m * dp * link.bytes_by_level.get(lv, 0.0) * (
@@ -824,6 +929,7 @@ def _result(system, graph, model, plan, stages, placements, res, latency, period
         pipeline={"stages": [list(x) for x in stages], "stage_s": list(stage_t),
                   "compute_s": list(comp_t), "p2p_s": [c.time_s for c in p2p],
                   "fill_s": fill, "bottleneck_s": bottleneck, "microbatches": m,
-                  "period_s": period, "expert_imbalance": max(imb) if imb else 1.0},
+                  "period_s": period, "expert_imbalance": max(imb) if imb else 1.0,
+                  "overlap": list(overlap)},
         parts=tuple((stage_layout(plan, 0, s)[g], r) for s, stage in enumerate(res)
                     for g, r in enumerate(stage)))

@@ -418,3 +418,24 @@ def test_docs_measured_table_is_current(measured):
     body = text[text.index("\n", start) + 1:text.index("<!-- measured-table:end -->")]
     assert body == measured_table(measured), (
         "docs/fidelity.md is stale: paste accelsim.fidelity.run.measured_table(load_measured())")
+
+
+def test_routed_experts_of_a_phase_are_one_fused_kernel():
+    """The efficiency model's kernel count: one kernel per op that runs (times its
+    probability), but the routed experts of a phase run as one fused MoE kernel, which runs
+    when any of them does (1 - prod (1 - p_e)). By hand on three phases."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from accelsim.sim.stages import _kernels_per_phase
+    # ops:        0     1     2    3    4    5     6
+    expert = np.array([-1, -1, 0, 0, 1, -1, 2])
+    p = np.array([1.0, 0.5, 0.25, 0.25, 0.25, 1.0, 1.0])
+    ot = SimpleNamespace(expert=expert, phase_order=np.arange(7),
+                         phase_ptr=np.array([0, 2, 5, 7]))
+    ph_of = np.repeat(np.arange(3), np.diff(ot.phase_ptr))
+    got = _kernels_per_phase(ot, p, ph_of, 3)
+    # phase 0: two plain ops (1 + 0.5); phase 1: experts 0 (two ops) and 1, one fused
+    # kernel with 1 - 0.75^2; phase 2: a plain op and expert 2 (always runs)
+    assert got == pytest.approx([1.5, 1 - 0.75 ** 2, 2.0], rel=1e-12)

@@ -283,7 +283,10 @@ def test_system_row_equals_accelsim_simulate_on_that_system(tmp_path):
     assert pred["tpot_s"] == ref.latency_s
     assert pred["tokens_per_s"] == 4 / ref.latency_s
     assert pred["tokens_per_s_per_device"] == pytest.approx(2 / ref.latency_s, rel=1e-12)
-    assert pred["power_w"] == pytest.approx(ref.energy_j / ref.latency_s, rel=1e-12)
+    # the accelerators' power: the preset's host power (energy_breakdown_j["host"]) left out
+    host = ref.energy_breakdown_j["host"]
+    assert host == pytest.approx(4600.0 * 2 / 8 * ref.latency_s, rel=1e-12)
+    assert pred["power_w"] == pytest.approx((ref.energy_j - host) / ref.latency_s, rel=1e-12)
 
 
 def test_data_parallel_replicas_split_the_batch(tmp_path):
@@ -334,7 +337,9 @@ def test_idle_devices_of_a_row_draw_static_power(tmp_path):
     g = accelsim.build_graph(m, accelsim.Scenario(phase="decode", batch=4, context=256))
     ref = accelsim.simulate("h100-8", g, a, plan="tp=2,mb=1")
     assert ref.devices == 2
-    assert got == pytest.approx(ref.energy_j / ref.latency_s + 6 * static, rel=1e-12)
+    host = ref.energy_breakdown_j.get("host", 0.0)      # a system's host power: left out
+    assert got == pytest.approx((ref.energy_j - host) / ref.latency_s + 6 * static,
+                                rel=1e-12)
     assert got >= 8 * static
 
 

@@ -88,14 +88,16 @@ def _check(hw, g, a, parts, monkeypatch, residency="hot-first"):
 
 CASES = [
     # chip, model, scenario, expert bits, ep, pp, tp, etp
-    ("h100", "olmoe-1b-7b", dict(phase="decode", batch=8, context=256, routing=Zipf(1.2)),
-     (2, 3, 4), 4, 1, 2, 1),
-    ("spyre", "qwen1.5-moe-a2.7b", dict(phase="decode", batch=4, context=128),
+    ("h100", "olmoe-1b-7b",
+     {"phase": "decode", "batch": 8, "context": 256, "routing": Zipf(1.2)}, (2, 3, 4), 4, 1,
+     2, 1),
+    ("spyre", "qwen1.5-moe-a2.7b", {"phase": "decode", "batch": 4, "context": 128},
      (2, 4, 8), 3, 2, 1, 1),
-    ("a100", "deepseek-v2-lite", dict(phase="decode", batch=16, context=512,
-                                      routing=Zipf(1.0)), (3, 4), 4, 1, 1, 2),
-    ("gemmini", "olmoe-1b-7b", dict(phase="prefill", batch=1, seq_len=16), (2, 4, 8), 8, 2,
-     1, 1),
+    ("a100", "deepseek-v2-lite",
+     {"phase": "decode", "batch": 16, "context": 512, "routing": Zipf(1.0)}, (3, 4), 4, 1,
+     1, 2),
+    ("gemmini", "olmoe-1b-7b", {"phase": "prefill", "batch": 1, "seq_len": 16}, (2, 4, 8),
+     8, 2, 1, 1),
 ]
 
 

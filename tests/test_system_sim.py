@@ -26,26 +26,41 @@ def mixtral():
 
 @pytest.mark.parametrize("hw", ["h100", "spyre"])
 def test_one_device_system_is_exactly_the_chip(mixtral, hw):
+    from dataclasses import replace
     m, g, a = mixtral
     chip = accelsim.sim.simulate(hw, g, a).to_dict()
     from accelsim.system import System
+    node = load_system("h100-8" if hw == "h100" else "spyre-8").first(1)
     for system in (load_system(hw), System.single(accelsim.load_hw(hw)),
-                   load_system("h100-8" if hw == "h100" else "spyre-8").first(1)):
+                   replace(node, host_power_w=0.0)):
         d = accelsim.simulate(system, g, a).to_dict()
         assert {k: v for k, v in d.items() if k not in SYSTEM_KEYS} == chip
         assert d["devices"] == 1
+    # with host power, the device's share of its node's host (1 / devices per node) is
+    # drawn for the step on top of the chip's energy
+    d = accelsim.simulate(replace(node, host_power_w=800.0), g, a).to_dict()
+    host = 800.0 / node.devices_per_node * chip["latency_s"]
+    assert d["energy_j"] == pytest.approx(chip["energy_j"] + host, rel=1e-12)
+    assert d["energy_breakdown_j"]["host"] == pytest.approx(host, rel=1e-12)
 
 
 def test_data_parallel_replicas_keep_the_chip_latency(mixtral):
+    from dataclasses import replace
     m, g, a = mixtral
     chip = accelsim.sim.simulate("h100", g, a)
-    r = accelsim.simulate("h100-8", g, a, plan="dp=2")
+    node = load_system("h100-8")
+    r = accelsim.simulate(replace(node, host_power_w=0.0), g, a, plan="dp=2")
     # one stage, one micro-batch: the period is the chip's step (the per-layer latencies
     # of the part sum to its latency_s)
     assert r.latency_s == pytest.approx(chip.latency_s, rel=1e-9)
     assert r.tokens == 2 * chip.tokens
     assert r.tokens_per_s == pytest.approx(2 * chip.tokens_per_s, rel=1e-9)
     assert r.energy_j == pytest.approx(2 * chip.energy_j, rel=1e-9)
+    # the preset's host power: 2 of the node's 8 GPUs draw 2/8 of it over the period
+    h = accelsim.simulate(node, g, a, plan="dp=2")
+    assert node.host_power_w == 4600.0
+    assert h.energy_j == pytest.approx(2 * chip.energy_j + 4600.0 * 2 / 8 * chip.latency_s,
+                                       rel=1e-9)
 
 
 _CACHE: dict = {}
@@ -149,7 +164,9 @@ def llama():
 def test_dense_model_on_one_device_is_exactly_the_chip(llama):
     m, g, a = llama
     chip = accelsim.sim.simulate("h100", g, a).to_dict()
-    d = accelsim.simulate(load_system("h100-8").first(1), g, a).to_dict()
+    from dataclasses import replace
+    node = replace(load_system("h100-8").first(1), host_power_w=0.0)   # no host power
+    d = accelsim.simulate(node, g, a).to_dict()
     assert {k: v for k, v in d.items() if k not in SYSTEM_KEYS} == chip
 
 

@@ -97,6 +97,16 @@ def test_quantities_need_units_and_ranges():
     assert any("topology: must be one of" in line for line in lines)
 
 
+def test_host_power_is_a_power_per_node():
+    from accelsim.system import load_system
+    assert system_from_dict(_base(host_power="1.5 kW")).host_power_w == 1500.0
+    assert system_from_dict(_base()).host_power_w == 0.0        # not counted by default
+    assert load_system("h100-8").first(1).host_power_w == 4600.0   # kept by first()
+    for bad in ("-5 W", "5 GB", "lots"):
+        lines = _problems(_base(host_power=bad))
+        assert len(lines) == 1 and lines[0].startswith("sys.yaml: host_power: ")
+
+
 def test_missing_links_and_bad_devices():
     assert _problems({"name": "t", "device": "gemmini", "nodes": 2}) == [
         "sys.yaml: links.inter_node: nodes: 2 needs this link level"]

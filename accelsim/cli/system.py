@@ -43,6 +43,9 @@ def _show_table(s) -> str:
                      if link.energy_per_byte_j else "0",
                      "topology": link.topology})
     lines.append(render_table(rows) if rows else "(no links: one device)")
+    if s.host_power_w:
+        lines += ["", f"host power: {format_quantity(s.host_power_w, 'power')} per node "
+                  "(host CPUs, NICs, switches, fans; charged per device used)"]
     if s.uncertain:
         lines += ["", "uncertain: " + ", ".join(s.uncertain)]
     return "\n".join(lines)

@@ -25,7 +25,8 @@ How a row's metrics come from simulated steps (``mode``; docs/fidelity.md):
 
 ``tokens_per_s_per_device`` is ``tokens_per_s`` over the row's devices. ``power_w`` is the
 energy of the simulated steps over their time, every device of the row included: devices the
-plan leaves idle draw their static power.
+plan leaves idle draw their static power; a system's host power is not included (published
+figures are the accelerators' power).
 """
 
 from __future__ import annotations
@@ -116,7 +117,9 @@ class _Steps:
         plan = replace(self.target.plan, mb=self.microbatches(batch))
         r = simulate_system(self.system, g, self.alloc, plan)
         idle = (self.target.devices - plan.devices) * self.hw.energy.static_power_w
-        return Step(r.latency_s, r.energy_j + idle * r.latency_s, r)
+        # published powers are the accelerators': the system's host power is left out
+        host = float(r.energy_breakdown_j.get("host", 0.0))
+        return Step(r.latency_s, r.energy_j - host + idle * r.latency_s, r)
 
 
 def _static_batch(s: _Steps, r: MeasuredRow) -> dict:

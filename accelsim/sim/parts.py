@@ -39,6 +39,7 @@ from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import numpy as np
+from numba import njit
 
 from ..errors import ConfigError, DoesNotFitError, Problem
 from ..precision import BitAllocation
@@ -519,12 +520,13 @@ def _select(info: _Info, r: _Resolved) -> tuple[np.ndarray, np.ndarray]:
     base, ex, t_base, t_ex = _range(info, r)
     if r.bshare == 0.0:            # a group without sequences: only its experts' ops
         base = base[~info.batch_ops[base]]
+    # two sorted runs each (distinct indices): a stable sort merges them in linear time
     if r.share is None:
-        return np.sort(np.concatenate([base, ex[0]])), np.sort(np.concatenate([t_base,
-                                                                               t_ex[0]]))
+        return (np.sort(np.concatenate([base, ex[0]]), kind="stable"),
+                np.sort(np.concatenate([t_base, t_ex[0]]), kind="stable"))
     nz = np.flatnonzero(r.share.ravel() > 0)
-    return (np.sort(np.concatenate([base, _segments(ex, nz)])),
-            np.sort(np.concatenate([t_base, _segments(t_ex, nz)])))
+    return (np.sort(np.concatenate([base, _segments(ex, nz)]), kind="stable"),
+            np.sort(np.concatenate([t_base, _segments(t_ex, nz)]), kind="stable"))
 
 
 def _segments(csr: tuple, nz: np.ndarray) -> np.ndarray:
@@ -879,29 +881,25 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
             raise DoesNotFitError(f"part {i} ({_describe(part)}): {e}") from None
     # ---- 3. plan classes and the level shares of every op's weights / KV cache
     pcs: dict = {}
-    rows_id: dict = {}
-    row_vec = []
     pc = np.empty(n, np.int64)
+    items_all = np.concatenate([q.item_fraction for q in plans])
+    i_off = np.concatenate([[0], np.cumsum([len(q.item_fraction) for q in plans])])
+    first, inv = S._unique_rows(items_all)
+    row_vec = list(items_all[first])
     ctx_w = np.zeros(len(G), np.int64)          # 0: no weight; else 1 + row id
     for p, q in enumerate(plans):
+        # everything of a plan an op's costs read besides its own weights' levels
         pc[p] = pcs.setdefault((q.staging.tobytes(), q.act_reserve.tobytes(),
                                 q.act_levels.tobytes(), q.stage_w, q.stage_a, q.stage_o,
-                                q.policy), len(pcs))
-        items = q.item_fraction
+                                q.policy, q.cache_level, q.cache_room), len(pcs))
         o = slice(off[p], off[p + 1])
-        item = np.where(t_loc[p] >= 0, t_loc[p], -1)
+        item = t_loc[p].copy()
         ai = np.flatnonzero(oc[G[o]] == att_code)
         item[ai] = q.n_weights + np.arange(len(ai))
-        if len(items) and (items == items[0]).all():
-            ids = np.full(len(items), rows_id.setdefault(items[0].tobytes(), len(rows_id)))
-        else:
-            first, inv = S._unique_rows(items)
-            ids = np.array([rows_id.setdefault(items[j].tobytes(), len(rows_id))
-                            for j in first], np.int64)[inv] if len(items) else np.zeros(0,
-                                                                                  np.int64)
-        for b in list(rows_id)[len(row_vec):]:
-            row_vec.append(np.frombuffer(b, dtype=np.float64))
-        ctx_w[o] = np.where(item >= 0, ids[np.maximum(item, 0)] + 1, 0)
+        if len(inv):
+            j = np.minimum(i_off[p] + np.maximum(item, 0), len(inv) - 1)
+            ctx_w[o] = np.where(item >= 0, inv[j] + 1, 0)
+    rows_id = row_vec
     n_ctx = len(pcs) * (len(rows_id) + 1)
     okey = (cid * n_ctx + pc[part_of] * (len(rows_id) + 1) + ctx_w).astype(np.int64)
     # ---- 4. phases of every part, units (a phase, or the phases of one MoE layer)
@@ -997,53 +995,168 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
     step_cyc = hp.step_cyc if hp.kernel_cyc > 0 or hp.step_cyc > 0 else 0.0
     e_pos = np.full(len(a_u), -1, np.int64)
     e_pos[job.e] = np.arange(len(job.e))
-    # ---- 7. every part from the distinct units
+    # ---- 7. every part from the distinct units: every array gathered for all parts at
+    # once (each part's are slices of them), then each part's totals and result (as
+    # stages.step_energy and stages.assemble compute them: tested equal)
+    um, fm = op_map, ph_map
+    T_g, cc_g, t1_g = sch.T[fm], sch.cc[fm], sch.t1[um]
+    core, span, start, end = _wrap_parts(gptr, porder, T_g, cc_g, t1_g, ph_off, off)
+    T_o = T_over[fm]
+    if step_cyc:
+        T_o[ph_off[:-1][nph > 0]] += step_cyc
+    vec_g, vcyc_g = oth.vec[um], oth.vcyc[um]
+    rd_g, wr_g, comp_g, dflow_g, tiles_g = (tr.rd[um], tr.wr[um], tr.comp[um], tr.dflow[um],
+                                           tr.tiles[um])
+    ep_ = e_pos[um]
+    is_e = ep_ >= 0
+    ov_g = tr.overflow[ep_[is_e]]
+    ov_off = np.concatenate([[0], np.cumsum(is_e)])[off]
+    noc_t_g, red_t_g = noc.noc_t[fm], noc.red_t[fm]
+    noc_j_g, ksl_g = noc.noc_j[um], noc.ksl[um]
+    home_g, wbits_g = pl_u.home[um], pl_u.op_wbits[um]
+    # energy per op (static power per part below)
+    en_u = S.step_energy(hw, hp, lw_u.ot, pl_u.op_wbits, low.a_bits, tr, noc, 0.0)
+    e_mac_g, e_mem_g, e_vec_g, op_j_g = en_u.e_mac[um], en_u.e_mem[um], en_u.e_vec[um], \
+        en_u.op_j[um]
+    names_g, roles_g = info.names[G], info.roles[G]
+    oc_g, layer_g, expert_g = oc[G], ot.layer[G], ot.expert[G]
+    tl_g = np.concatenate(t_loc) if n else np.zeros(0, np.int64)
+    # what assemble computes per op, for all parts at once
+    is_att = oc_g == att_code
+    vcyc_x = np.where(vec_g | is_att, vcyc_g, 0.0)
+    moved_g = rd_g + wr_g
+    sums = _row_sums(np.stack([moved_g, rd_g, wr_g], axis=1), off)
+    a_idx = min(max(low.a_bits, 1), 16)
+    pe_g = F[col["macs"]] * hp.cpm[np.clip(wbits_g, 1, 16), a_idx]
+    stall_g = np.maximum(t1_g - comp_g - vcyc_x, 0.0)
+    lay = np.maximum.reduceat(layer_g[porder], gptr[:-1]) if len(porder) else layer_g[:0]
+    p_act = F[col["p_active"]]
+    static_w = hw.energy.static_power_w
     out = []
-    for p, r in enumerate(rs):
+    for p in range(n):
         o = slice(off[p], off[p + 1])
         f_ = slice(ph_off[p], ph_off[p + 1])
-        um, fm = op_map[o], ph_map[f_]
-        ix, t_idx = sel[p]
-        order = porder[gptr[ph_off[p]]:gptr[ph_off[p + 1]]] - off[p]
-        ptr = gptr[ph_off[p]:ph_off[p + 1] + 1] - off[p]
-        names = info.names[ix]
-        sub = F[:, o]
-        fl = {k: sub[j] for j, k in enumerate(_FLOATS)}
-        tt = t_loc[p]
-        wf = WF[o]
-        has_t = tt >= 0
-        density = np.bincount(tt[has_t], weights=(fl["p_active"] * wf)[has_t],
-                              minlength=len(t_idx)).astype(np.float64)
-        density[info.t_vector[t_idx]] = 1.0
-        ot_p = replace(ot, names=names, index=_LazyIndex(names), op_code=oc[ix],
-                       layer=ot.layer[ix], expert=ot.expert[ix], role=info.roles[ix],
-                       tensor=tt, weight_fraction=wf, depth=ot.depth[ix],
-                       group=ot.group[ix], att_k=ot.att_k[ix], tensor_density=density,
-                       phase_order=order, phase_ptr=ptr, phase_group=pgroup[f_], **fl)
-        lw = S.Lowered(ot_p, tbits[p], tb[p], tn[p], low.a_bits, low.kv_bits,
-                       info.t_names[t_idx])
-        q = plans[p]
-        pl = S.Placement(q, pl_u.foot[um], np.flatnonzero(ot_p.op_code == att_code),
-                         pl_u.home[um], pl_u.wfrac[um], pl_u.op_wbits[um])
-        oth_p = S.OtherOps(*(x[um] for x in oth))
-        T, cc, t1 = sch.T[fm], sch.cc[fm], sch.t1[um]
-        place_ = wrap_around(ptr, order, T, cc, t1)
-        T_p = T_over[fm]
-        if step_cyc and len(T_p):
-            T_p[0] += step_cyc
-        sch_p = S.Schedule(T_p, cc, sch.choice[um], t1, sch.noc_bytes[um], *place_)
-        ep_ = e_pos[um]
-        tr_p = S.Traffic(tr.rd[um], tr.wr[um], tr.comp[um], tr.dflow[um], tr.tiles[um],
-                         tr.overflow[ep_[ep_ >= 0]])
-        noc_t, red_t = noc.noc_t[fm], noc.red_t[fm]
-        noc_p = S.Noc(noc.noc_j[um], float(noc_t.sum()) + float(red_t.sum()), noc.ksl[um],
-                      noc.red_adds[um], noc_t, red_t)
-        latency = float(sch_p.T.sum()) / hp.clock_hz
-        en = S.step_energy(hw, hp, ot_p, pl.op_wbits, low.a_bits, tr_p, noc_p, latency)
-        out.append(S.assemble(hw, hp, lw, pl, oth_p, sch_p, tr_p, noc_p, en, model_name,
-                              float(tb[p].sum())).with_power_check(
-            hw.energy.rated_power_w, hw.name))
+        a0 = off[p]
+        T_p = T_o[f_]
+        noc_t, red_t = noc_t_g[f_], red_t_g[f_]
+        noc_cyc = float(noc_t.sum()) + float(red_t.sum())
+        cycles = float(T_p.sum())
+        latency = cycles / hp.clock_hz
+        en = _energy(hp, e_mac_g[o], e_mem_g[o], e_vec_g[o], noc_j_g[o], op_j_g[o],
+                     static_w * latency)
+        out.append(_result(hw, hp, ot, model_name, plans[p], sums[p], o, T_p, cc_g[f_],
+                           noc_cyc, en, float(tb[p].sum()), lay[f_], {
+            "names": names_g[o], "op_code": oc_g[o], "layer": layer_g[o],
+            "expert": expert_g[o], "role": roles_g[o], "tensor": tl_g[o],
+            "tensor_names": info.t_names[sel[p][1]], "w_bits": wbits_g[o],
+            "a_bits": low.a_bits, "p_active": p_act[o], "m": F[col["m"], o],
+            "k": F[col["k"], o], "n": F[col["n"], o], "macs": F[col["macs"], o],
+            "core": core[o], "cores": span[o], "start_cycle": start[o], "end_cycle": end[o],
+            "cycles": t1_g[o], "compute_cycles": comp_g[o], "vector_cycles": vcyc_x[o],
+            "stall_cycles": stall_g[o], "dataflow": dflow_g[o], "k_slices": ksl_g[o],
+            "tiles": tiles_g[o], "bytes": moved_g[o], "energy_j": en.op_j,
+            "level_names": hp.names}, vcyc_x[o], pe_g[o],
+            ov_g[ov_off[p]:ov_off[p + 1]], home_g[o], porder[a0:off[p + 1]] - a0,
+            gptr[ph_off[p]:ph_off[p + 1] + 1] - a0))
     return out
+
+
+def _result(hw, hp, ot, model_name, plan, sums, o, T, cc, noc_cyc, en, weight_bytes, lay,
+            op_data, vcyc_x, pe, overflow, home, order, ptr) -> SimResult:
+    """One part's :class:`SimResult` as :func:`accelsim.sim.stages.assemble` builds it, from
+    its slices of the arrays of all parts (``sums``: its bytes moved, read and written per
+    level, summed in op order)."""
+    cores, R, C = hp.cores, hp.rows, hp.cols
+    cycles = float(T.sum())
+    latency = cycles / hp.clock_hz
+    by_level, rd_s, wr_s = sums
+    off = hp.offchip
+    r_t, w_t = rd_s / hp.agg_read_bpc, wr_s / hp.agg_write_bpc
+    lvl_time = np.where(hp.onchip, np.maximum(r_t, w_t), r_t + w_t)
+    vec_total = float(vcyc_x.sum())
+    comp = op_data["compute_cycles"]
+    busy = {"compute": float(comp.sum()) / cores, "vector": vec_total / cores,
+            "offchip_bandwidth": float(lvl_time[off]) if off >= 0 else 0.0,
+            "onchip_bandwidth": float(lvl_time[hp.onchip].max(initial=0.0)),
+            "noc": noc_cyc}
+    top = max(busy, key=lambda k: busy[k])
+    bound = top if busy[top] >= 0.5 * cycles else "latency"
+    pe_cycles = float(pe.sum())
+    util = pe_cycles / (R * C * cores * cycles) if cycles > 0 else 0.0
+    warnings = S._warnings(hp, plan, overflow, home, op_data["p_active"] > 0)
+    tokens = float(ot.tokens_step)
+    names = hp.names
+    macs = op_data["macs"]
+    # layer_latency: a phase counts for the highest layer among its ops
+    nl = int(ot.model.total_layers)
+    has = lay >= 0
+    first = int(np.argmax(has)) if has.any() else len(lay)
+    slot = np.where(has, lay + 1, np.where(np.arange(len(lay)) < first, 0, nl + 1))
+    return SimResult(
+        hw=hw.name, model=model_name, scenario=dict(ot.scenario), residency=plan.policy,
+        clock_hz=hp.clock_hz, cores=cores, cycles=cycles, latency_s=latency, tokens=tokens,
+        tokens_per_s=tokens / latency if latency > 0 else float("inf"), energy_j=en.total,
+        energy_breakdown_j=en.breakdown, weight_bytes=weight_bytes,
+        weight_bytes_by_level=dict(zip(names, plan.weight_bytes_by_level.tolist())),
+        kv_bytes_by_level=dict(zip(names, plan.kv_bytes_by_level.tolist())),
+        activation_bytes_by_level=dict(zip(names, plan.act_reserve.tolist())),
+        staging_bytes_by_level=dict(zip(names, plan.staging.tolist())),
+        bytes_by_level=dict(zip(names, by_level.tolist())),
+        offchip_bytes=float(by_level[off]) if off >= 0 else 0.0,
+        onchip_bytes_moved=float(by_level[hp.onchip].sum()),
+        macs=float(macs.sum()), mac_utilization=util, compute_cycles=float(comp.sum()),
+        stall_cycles=float(op_data["stall_cycles"].sum()), vector_cycles=vec_total,
+        noc_cycles=noc_cyc, busy_cycles=busy, bound=bound, warnings=tuple(warnings),
+        op_data=op_data, phase_data={"T": T, "c": cc, "order": order, "ptr": ptr},
+        layer_latency_s=np.bincount(slot.astype(np.int64), weights=T / hp.clock_hz,
+                                    minlength=nl + 2)).with_power_check(
+        hw.energy.rated_power_w, hw.name)
+
+
+@njit(cache=True)
+def _row_sums(x, off):  # pragma: no cover - numba
+    """Per part ``p`` (rows ``off[p]:off[p + 1]`` of ``x`` [rows x k x levels]) the column
+    sums, added row after row as ``numpy.sum(axis=0)`` adds them."""
+    n = off.shape[0] - 1
+    out = np.zeros((n, x.shape[1], x.shape[2]))
+    for p in range(n):
+        for i in range(off[p], off[p + 1]):
+            for a in range(x.shape[1]):
+                for j in range(x.shape[2]):
+                    out[p, a, j] += x[i, a, j]
+    return out
+
+
+def _energy(hp, e_mac, e_mem, e_vec, noc_j, op_j, static: float) -> S.Energy:
+    """A part's :class:`~accelsim.sim.stages.Energy` from its ops' energies (the totals of
+    :func:`~accelsim.sim.stages.step_energy`)."""
+    energy = float(op_j.sum() + static)
+    breakdown = {"mac": float(e_mac.sum()), "vector": float(e_vec.sum()),
+                 "noc": float(noc_j.sum()), "static": float(static)}
+    for i, name in enumerate(hp.names):
+        breakdown[f"memory:{name}"] = float(e_mem[:, i].sum())
+    return S.Energy(op_j, e_mac, e_mem, e_vec, float(static), energy, breakdown)
+
+
+@njit(cache=True)
+def _wrap_parts(gptr, porder, T, cc, t1, ph_off, off):  # pragma: no cover - numba
+    """:func:`~accelsim.sim.schedule.wrap_around` of every part (its phases
+    ``ph_off[p]:ph_off[p + 1]`` of ``gptr``, its ops ``off[p]:off[p + 1]``) in one call."""
+    n = t1.shape[0]
+    core = np.zeros(n, np.int64)
+    span = np.ones(n, np.int64)
+    start = np.zeros(n)
+    end = np.zeros(n)
+    for p in range(ph_off.shape[0] - 1):
+        a, b = off[p], off[p + 1]
+        fa, fb = ph_off[p], ph_off[p + 1]
+        c, s, st, en = wrap_around(gptr[fa:fb + 1] - a, porder[a:b] - a, T[fa:fb], cc[fa:fb],
+                                   t1[a:b])
+        core[a:b] = c
+        span[a:b] = s
+        start[a:b] = st
+        end[a:b] = en
+    return core, span, start, end
 
 
 def _dispatch_fraction(info: _Info, share: np.ndarray) -> np.ndarray:

@@ -71,7 +71,7 @@ def system_from_dict(data: Mapping[str, Any], *, file: str | None = None) -> Sys
     return System(name=spec.name, hw=hw, devices_per_node=spec.devices_per_node,
                   nodes=spec.nodes, links=spec.links, description=spec.description,
                   sources=tuple(spec.sources), uncertain=tuple(spec.uncertain),
-                  notes=tuple(spec.notes))
+                  notes=tuple(spec.notes), host_power_w=spec.host_power_w)
 
 
 def _is_system_file(data: Mapping[str, Any]) -> bool:

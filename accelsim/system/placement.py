@@ -36,10 +36,10 @@ array([[1., 0., 0., 1.],
 
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from ..errors import DoesNotFitError
 
@@ -130,42 +130,50 @@ def place_experts(nbytes: np.ndarray, load: np.ndarray, ep: int, capacity: np.nd
             continue
         used0 = used.copy()
         order = np.lexsort((np.arange(E), -nbytes[r], -load[r]))
+        dev = np.zeros(E, np.int64)
+        L = np.zeros(ep)
+        bad = _lpt_layer(order, nbytes[r], load[r], used, L, cap, reserve, tol, dev)
+        layer_load[:, r] = L
         L = layer_load[:, r]
-        # devices by (load in this layer, bytes used, index): a heap keeps it cheap
-        heap = [(0.0, float(used[d]), d) for d in range(ep)]
-        heapq.heapify(heap)
-        for e in order:
-            b = float(nbytes[r, e])
-            popped, d = [], None
-            while heap:
-                item = heapq.heappop(heap)
-                if used[item[2]] + b + reserve <= cap[item[2]] + tol:
-                    d = item[2]
-                    break
-                popped.append(item)
-            for item in popped:
-                heapq.heappush(heap, item)
-            if d is None:       # no room with the reserve: any device the expert fits
-                ok = used + b <= cap + tol
-                if not ok.any():
-                    raise DoesNotFitError(
-                        f"expert {e} of MoE layer {r} of the stage ({b:.4g} B) fits no "
-                        f"device of the {ep}-device expert group: {what} has "
-                        f"{float((cap - used).max()):.4g} B left at most")
-                cand = np.flatnonzero(ok)
-                d = int(cand[np.lexsort((cand, used[cand], L[cand]))[0]])
-                heap = [x for x in heap if x[2] != d]
-                heapq.heapify(heap)
-            share[d, r, e] = 1.0
-            used[d] += b
-            L[d] += load[r, e]
-            heapq.heappush(heap, (float(L[d]), float(used[d]), d))
+        if bad >= 0:
+            raise DoesNotFitError(
+                f"expert {bad} of MoE layer {r} of the stage ({float(nbytes[r, bad]):.4g} B) "
+                f"fits no device of the {ep}-device expert group: {what} has "
+                f"{float((cap - used).max()):.4g} B left at most")
+        share[dev[order], r, order] = 1.0
         if key is not None:
             same[key] = (share[:, r, :].copy(), L.copy(), used - used0)
         if replicate and ep > 1:
             _replicate(share, used, L, r, nbytes[r], load[r], cap - reserve, tol)
     return Placement(share, used, layer_load.sum(axis=1), layer_load,
                      -np.inf if replicate else float(slack))
+
+
+@njit(cache=True)
+def _lpt_layer(order, nbytes, load, used, L, cap, reserve, tol, dev):  # pragma: no cover
+    """One layer's LPT placement (module docstring), in place on ``used`` and ``L`` (the
+    layer's load per device): each expert of ``order`` to the device with the least (load,
+    bytes used, index) among those it fits with ``reserve``, else without it; its device in
+    ``dev``. Returns -1, or the first expert that fits no device (``used``/``L`` as then)."""
+    ep = used.shape[0]
+    for e in order:
+        b = nbytes[e]
+        best = -1
+        for attempt in range(2):
+            for d in range(ep):
+                room = (used[d] + b + reserve <= cap[d] + tol if attempt == 0
+                        else used[d] + b <= cap[d] + tol)
+                if room and (best < 0 or L[d] < L[best] or (L[d] == L[best] and (
+                        used[d] < used[best] or (used[d] == used[best] and d < best)))):
+                    best = d
+            if best >= 0:
+                break
+        if best < 0:
+            return e
+        dev[e] = best
+        used[best] += b
+        L[best] += load[e]
+    return -1
 
 
 def _replicate(share, used, L, r, nbytes, load, room, tol) -> None:

@@ -30,7 +30,7 @@ from .result import SystemResult
 from .spec import LEVELS, System
 
 __all__ = ["simulate", "simulate_system", "default_plan", "weight_capacity_bytes",
-           "stage_layout", "attention_groups"]
+           "stage_layout", "attention_groups", "host_power_w"]
 
 def _identity_cache():
     from ..sim.lower import IdentityCache
@@ -56,7 +56,7 @@ _STATS = _Lazy()     # op table -> (expected tokens, activation probability) per
 _BYTES = _Lazy()     # allocation -> (model, bytes per layer and per expert)
 
 #: Parts per simulate_parts call are bounded by about this many (layer x expert) ops.
-_CHUNK_OPS = 20000
+_CHUNK_OPS = 200000
 
 #: Roles whose matrices are split tp ways (DevicePart contract); others are replicated.
 _TP_ROLES = ("attention", "dense_ffn", "shared", "lm_head")
@@ -284,6 +284,10 @@ def _single(system, graph, alloc, plan, residency, dataflow, staging_fraction,
     r = simulate(system.hw, graph, alloc, residency=residency, dataflow=dataflow,
                  staging_fraction=staging_fraction, full_pipeline=full_pipeline)
     fields = {k: getattr(r, k) for k in r.__dataclass_fields__}
+    if system.host_power_w > 0:         # the node's host draws its power for the step
+        host_j = host_power_w(system, 1) * float(r.latency_s)
+        fields["energy_j"] = float(r.energy_j) + host_j
+        fields["energy_breakdown_j"] = {**r.energy_breakdown_j, "host": host_j}
     mem = float(sum(r.weight_bytes_by_level.values()) + sum(r.kv_bytes_by_level.values()))
     dev = {"device": 0, "node": 0, "replica": 0, "stage": 0,
            "layers": [0, graph.graph["model_spec"].total_layers], "experts": None,
@@ -295,7 +299,8 @@ def _single(system, graph, alloc, plan, residency, dataflow, staging_fraction,
     return SystemResult(**fields, devices=1, plan=str(plan), per_device=(dev,),
                         per_link=tuple({"level": lv, "bytes": 0.0, "time_s": 0.0,
                                         "energy_j": 0.0} for lv in LEVELS),
-                        energy_per_token_j=float(r.energy_j) / max(float(r.tokens), 1e-300),
+                        energy_per_token_j=float(fields["energy_j"]) / max(float(r.tokens),
+                                                                           1e-300),
                         pipeline={"stages": [[0, dev["layers"][1]]],
                                   "stage_s": [float(r.latency_s)],
                                   "compute_s": [float(r.latency_s)], "p2p_s": [],
@@ -828,6 +833,14 @@ def _bound(fill, comp_t, stage_t, res) -> str:
     return "interconnect" if comm_fill >= 0.5 * fill and comm_fill > 0 else slowest.bound
 
 
+def host_power_w(system: System, devices: int) -> float:
+    """The share of the nodes' ``host_power`` (host CPUs, memory, NICs, switches, fans)
+    charged to ``devices`` devices: a node's power per device, times the devices used (a
+    node's other devices may serve other work, as their own static power is not charged
+    either)."""
+    return system.host_power_w * devices / system.devices_per_node
+
+
 def _summary(system, plan, res, latency, period, fill, stage_t, comp_t, link, T, dyn):
     """The figures of a plan's row (plan, devices, latency, tokens/s, energy per token,
     bound), as :func:`_result` computes them, without its tables."""
@@ -836,6 +849,7 @@ def _summary(system, plan, res, latency, period, fill, stage_t, comp_t, link, T,
     p_static = system.hw.energy.static_power_w
     n_parts = sum(len(stage) for stage in res)
     energy = dp * (m * float(sum(dyn)) + p_static * period * n_parts + m * link.energy_j)
+    energy += host_power_w(system, plan.devices) * period
     tokens = m * T * dp
     return SimpleNamespace(
         plan=str(plan), devices=plan.devices, latency_s=latency,
@@ -861,11 +875,14 @@ def _result(system, graph, model, plan, stages, placements, res, latency, period
     p_static = hw.energy.static_power_w
     dev_energy = [m * e + p_static * period for e in dyn]
     link_energy = m * link.energy_j
-    energy = dp * (sum(dev_energy) + link_energy)
+    host_j = host_power_w(system, plan.devices) * period
+    energy = dp * (sum(dev_energy) + link_energy) + host_j
     tokens = m * T * dp
     breakdown = _sum_dicts([{k: v for k, v in b.items() if k != "static"} for b in brk],
                            m * dp)
     breakdown["static"] = p_static * period * n_used
+    if system.host_power_w > 0:
+        breakdown["host"] = host_j
     for lv in LEVELS:
         breakdown[f"link:{lv}"] = m * dp * link.bytes_by_level.get(lv, 0.0) * (
             system.link(lv).energy_per_byte_j if system.link(lv) is not None else 0.0)

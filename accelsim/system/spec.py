@@ -84,6 +84,7 @@ class SystemFile(Spec):
     devices_per_node: Bounded(int, 1, 1 << 16) = 1
     nodes: Bounded(int, 1, 1 << 16) = 1
     links: Links = Field(default_factory=Links)
+    host_power_w: Quantity("power", allow_zero=True) = Field(default=0.0, alias="host_power")
     sources: list[Source] = Field(default_factory=list)
     uncertain: list[str] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
@@ -120,6 +121,7 @@ class System:
     links: Links = field(default_factory=Links)
     description: str = ""
     num_devices: int = 0
+    host_power_w: float = 0.0
     sources: tuple = ()
     uncertain: tuple = ()
     notes: tuple = ()
@@ -155,7 +157,8 @@ class System:
         return System(name=f"{self.name}[:{n}]", hw=self.hw,
                       devices_per_node=self.devices_per_node, nodes=nodes, links=self.links,
                       description=self.description, num_devices=n, sources=self.sources,
-                      uncertain=self.uncertain, notes=self.notes)
+                      uncertain=self.uncertain, notes=self.notes,
+                      host_power_w=self.host_power_w)
 
     def with_links(self, **levels: Link | None) -> "System":
         """A copy with some link levels replaced (sweeps, invariant tests)."""
@@ -168,6 +171,7 @@ class System:
             "name": self.name, "description": self.description,
             "device": self.hw.name, "num_devices": self.num_devices,
             "devices_per_node": self.devices_per_node, "nodes": self.nodes,
+            "host_power_w": self.host_power_w,
             "links": {lv: (None if self.link(lv) is None else
                            self.link(lv).model_dump(mode="json", by_alias=False))
                       for lv in LEVELS},

@@ -177,16 +177,18 @@ def test_the_planner_places_nothing_in_a_cache():
     g = build_graph(load_workload("olmoe-1b-7b"), Scenario(phase="decode", batch=1,
                                                             context=128))
     h100 = load_hw("h100")
+    x = [m.name for m in h100.memory].index("l2")
+    assert h100.cache_level == x
     plan = memory_plan(h100, g)
-    assert plan.weight_bytes_by_level[1] == 0.0 and plan.kv_bytes_by_level[1] == 0.0
-    assert plan.act_reserve[1] == 0.0
-    assert plan.cache_room == h100.memory[1].capacity_bytes
+    assert plan.weight_bytes_by_level[x] == 0.0 and plan.kv_bytes_by_level[x] == 0.0
+    assert plan.act_reserve[x] == 0.0
+    assert plan.cache_room == h100.memory[x].capacity_bytes
     d = yaml.safe_load((Path(__file__).resolve().parents[1] / "hwconfigs" /
                         "h100.yaml").read_text())
-    d["memory"][1]["reuse"] = "scratchpad"
+    d["memory"][x]["reuse"] = "scratchpad"
     pad = memory_plan(hw_from_dict(d), g)
     # a scratchpad L2 is a placement target again: hot weights fill it
-    assert pad.weight_bytes_by_level[1] > 0.0 and pad.cache_room == 0.0
+    assert pad.weight_bytes_by_level[x] > 0.0 and pad.cache_room == 0.0
 
 
 def test_cache_only_at_chip_scope():

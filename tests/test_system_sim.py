@@ -70,7 +70,8 @@ def _sys(m, g, a, plan, system):
     return simulate_system(system, g, a, plan, cache=_CACHE)
 
 
-@pytest.mark.parametrize("plan", ["ep=8", "tp=2,ep=8", "pp=2,tp=2,ep=2", "pp=4,tp=2"])
+@pytest.mark.parametrize("plan", ["ep=8", "tp=2,ep=8", "pp=2,tp=2,ep=2", "pp=4,tp=2",
+                                  "tp=2,ep=8,tbo=1"])
 def test_never_faster_than_a_device_roofline(mixtral, plan):
     m, g, a = mixtral
     hw = load_system("h100-8").hw
@@ -90,7 +91,8 @@ def test_never_faster_than_a_device_roofline(mixtral, plan):
 
 @settings(max_examples=6, deadline=None)
 @given(st.floats(1.0, 100.0), st.floats(0.0, 1.0), st.sampled_from(["ep=8", "tp=4,ep=8",
-                                                                      "pp=2,tp=2,ep=4"]))
+                                                                      "pp=2,tp=2,ep=4",
+                                                                      "tp=2,ep=8,tbo=1"]))
 def test_more_bandwidth_or_less_latency_is_never_slower(mixtral, bw_x, lat_x, plan):
     m, g, a = mixtral
     s = load_system("h100-8")

@@ -117,8 +117,8 @@ def _check_system(hw_name, system, gemm, plan, devices) -> None:
 
 
 def _system_tables(res) -> str:
-    dcols = ["device", "node", "stage", "layers", "experts", "memory_bytes", "expected_load",
-             "latency_s", "busy_fraction", "utilization", "energy_j", "bound"]
+    dcols = ["device", "node", "stage", "layers", "sequences", "experts", "memory_bytes",
+             "expected_load", "latency_s", "busy_fraction", "utilization", "energy_j", "bound"]
     rows = [{**d, "layers": f"{d['layers'][0]}-{d['layers'][1] - 1}"} for d in res.per_device]
     lcols = ["level", "bytes", "time_s", "energy_j"]
     return ("\n\nper device:\n" + render_table(rows, dcols)

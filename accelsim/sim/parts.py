@@ -3,8 +3,10 @@
 A :class:`DevicePart` names a pipeline stage's layers, a tensor-parallel degree and the share
 of every routed expert's tokens the device serves. :func:`simulate_parts` cuts the lowered
 op table (:mod:`accelsim.sim.lower`) of the whole step down to each part, scales what is
-split, and runs the single-chip stages (:mod:`accelsim.sim.stages`) per part with one engine
-call over the distinct GEMMs of all parts. Identical parts are simulated once.
+split, and runs the single-chip stages (:mod:`accelsim.sim.stages`) once over the distinct
+units (a phase, or the phases of one MoE layer) of all parts, then assembles every part from
+them (:func:`_run_shared`; docs/simulator.md, "Device parts"). Identical parts are simulated
+once.
 
 What a part holds (docs/simulator.md, "Device parts"):
 
@@ -746,26 +748,41 @@ def _raw_ids(low: S.Lowered, info: _Info) -> np.ndarray:
     """Per op of the whole table: an id, equal for ops whose unscaled rows, split classes and
     tensors (bits, bytes, elements, split class) are equal (the last allocation's ids are
     kept per op table)."""
-    ot = low.ot
-    tag = (low.bits.tobytes(), low.t_bytes.tobytes(), low.t_numel.tobytes())
+    tag = (low.bits.tobytes(), low.t_bytes.tobytes())
     hit = info.ranges.get("raw")
     if hit is not None and hit[0] == tag:
         return hit[1]
+    sid = _struct_ids(low.ot, info)
+    # the allocation's part: each tensor's bits and bytes
+    _, tc = S._unique_columns([low.bits.astype(np.float64), low.t_bytes])
+    t = low.ot.tensor
+    k = int(tc.max(initial=0)) + 2
+    rid = sid * k + np.where(t >= 0, tc[np.maximum(t, 0)] + 1, 0)
+    info.ranges["raw"] = (tag, rid.astype(np.int64))
+    return info.ranges["raw"][1]
+
+
+def _struct_ids(ot: OpTable, info: _Info) -> np.ndarray:
+    """Per op: an id, equal for ops whose unscaled rows, split classes and tensor shapes and
+    split classes are equal (cached per op table)."""
+    hit = info.ranges.get("struct")
+    if hit is not None:
+        return hit
     t = ot.tensor
     has = t >= 0
     tj = np.maximum(t, 0)
+    tt = tensor_table(ot.model)
 
     def of_t(x):
-        return np.where(has, x[tj], -1.0)
+        return np.where(has, np.asarray(x, dtype=np.float64)[tj], -1.0)
 
-    oc = ot.op_code
     cols = [info.floats[:, j] for j in range(info.floats.shape[1])] + [
-        oc, ot.weight_fraction, ot.att_k, info.op_cls, info.e_cls, ot.expert >= 0,
-        info.op_flat >= 0, has, of_t(low.bits), of_t(low.t_bytes), of_t(low.t_numel),
-        of_t(info.t_cls), of_t(info.t_flat >= 0)]
+        ot.op_code, ot.weight_fraction, ot.att_k, info.op_cls, info.e_cls, ot.expert >= 0,
+        info.op_flat >= 0, has, of_t(tt.out_f), of_t(tt.in_f), of_t(info.t_cls),
+        of_t(info.t_flat >= 0)]
     _, inv = S._unique_columns([np.asarray(c, dtype=np.float64) for c in cols])
-    info.ranges["raw"] = (tag, inv.astype(np.int64))
-    return info.ranges["raw"][1]
+    info.ranges["struct"] = inv.astype(np.int64)
+    return info.ranges["struct"]
 
 
 def _scaled(info: _Info, tp: int, kvd: int, etp: int, bshare: float) -> np.ndarray:
@@ -807,37 +824,45 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
                     for r in rs], np.int64)
     nsc = len(scs)
     F = np.empty((len(_FLOATS), len(G)))
+    sc_op = sci[part_of]
     for c, key in enumerate(scs):
-        m = sci[part_of] == c
-        F[:, m] = _scaled(info, *key)[:, G[m]]
+        Fc = _scaled(info, *key)
+        if nsc == 1:
+            for j in range(len(_FLOATS)):
+                np.take(Fc[j], G, out=F[j])
+        else:
+            m = np.flatnonzero(sc_op == c)
+            Gm = G[m]
+            for j in range(len(_FLOATS)):
+                F[j, m] = Fc[j, Gm]
     raw = _raw_ids(low, info)
     nbase = (int(raw.max(initial=-1)) + 1) * nsc
     cid = raw[G] * nsc + sci[part_of]
-    mods = []                              # (positions, kind, value)
-    for p, r in enumerate(rs):
-        if r.share is None:
-            continue
-        ix = sel[p][0]
-        sh = r.share.ravel()
-        fl = info.op_flat[ix]
-        ex = np.flatnonzero(fl >= 0)
-        s_ = sh[fl[ex]]
+    # ops whose rows a part's shares change: routed experts at a share below 1, dispatch
+    # and combine at a fraction other than 1
+    held = np.array([r.share is not None for r in rs], bool)
+    if held.any():
+        shares = np.ones((n, info.tokens.size))
+        fracs = np.ones((n, info.tokens.shape[0]))
+        for p in np.flatnonzero(held):
+            shares[p] = rs[p].share.ravel()
+            fracs[p] = _dispatch_fraction(info, rs[p].share)
+        fl_g, rows_g, oc_g = info.op_flat[G], info.op_lrow[G], oc[G]
+        on = held[part_of]
+        ex = np.flatnonzero(on & (fl_g >= 0))
+        s_ = shares[part_of[ex], fl_g[ex]]
         k1 = s_ < 1.0
-        rows = info.op_lrow[ix]
-        dc = np.flatnonzero(((oc[ix] == disp_code) | (oc[ix] == comb_code)) & (rows >= 0))
-        frac = _dispatch_fraction(info, r.share)[rows[dc]]
-        k2 = frac != 1.0
-        mods.append((off[p] + ex[k1], np.ones(int(k1.sum())), s_[k1]))
-        mods.append((off[p] + dc[k2], np.full(int(k2.sum()), 2.0), frac[k2]))
-    if mods:
-        mpos = np.concatenate([m[0] for m in mods]).astype(np.int64)
-    if mods and len(mpos):
-        mkind = np.concatenate([m[1] for m in mods])
-        mval = np.concatenate([m[2] for m in mods])
-        _, minv = S._unique_columns([raw[G[mpos]].astype(np.float64),
-                                     sci[part_of[mpos]].astype(np.float64), mkind, mval])
-        cid[mpos] = nbase + minv
-        _scale_modified(info, oc, F, G, mpos, mkind, mval, sci[part_of[mpos]], list(scs))
+        dc = np.flatnonzero(on & ((oc_g == disp_code) | (oc_g == comb_code)) & (rows_g >= 0))
+        fr = fracs[part_of[dc], rows_g[dc]]
+        k2 = fr != 1.0
+        mpos = np.concatenate([ex[k1], dc[k2]]).astype(np.int64)
+        if len(mpos):
+            mkind = np.concatenate([np.ones(int(k1.sum())), np.full(int(k2.sum()), 2.0)])
+            mval = np.concatenate([s_[k1], fr[k2]])
+            _, minv = S._unique_columns([raw[G[mpos]].astype(np.float64),
+                                         sci[part_of[mpos]].astype(np.float64), mkind, mval])
+            cid[mpos] = nbase + minv
+            _scale_modified(info, oc, F, G, mpos, mkind, mval, sci[part_of[mpos]], list(scs))
     col = {k: j for j, k in enumerate(_FLOATS)}
     WF = ot.weight_fraction[G]
     for p, r in enumerate(rs):
@@ -903,20 +928,17 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
     n_ctx = len(pcs) * (len(rows_id) + 1)
     okey = (cid * n_ctx + pc[part_of] * (len(rows_id) + 1) + ctx_w).astype(np.int64)
     # ---- 4. phases of every part, units (a phase, or the phases of one MoE layer)
-    orders, ptrs, pgs = [], [], []
+    # (a part's phases: its ops by depth, as lower.phases orders them; all parts at once)
     depth_g, group_g = ot.depth[G], ot.group[G]
-    for p in range(n):
-        o = slice(off[p], off[p + 1])
-        order, ptr, pg = phases(depth_g[o], group_g[o])
-        orders.append(order + off[p])
-        ptrs.append(ptr)
-        pgs.append(pg)
-    nph = np.array([len(x) - 1 for x in ptrs], np.int64)
+    pkey = part_of * (int(ot.depth.max(initial=0)) + 1) + depth_g
+    porder = np.argsort(pkey, kind="stable")
+    ks = pkey[porder]
+    starts = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1]]) if len(ks) else np.zeros(0, int)
+    gptr = np.r_[starts, len(ks)].astype(np.int64)
+    pgroup = (np.maximum.reduceat(group_g[porder], starts) if len(ks)
+              else np.zeros(0, np.int64)).astype(np.int64)
+    nph = np.bincount(part_of[porder[starts]], minlength=n).astype(np.int64)
     ph_off = np.concatenate([[0], np.cumsum(nph)])
-    porder = np.concatenate(orders) if n else np.zeros(0, np.int64)
-    gptr = np.concatenate([x[:-1] + off[p] for p, x in enumerate(ptrs)] + [off[-1:]]
-                          ).astype(np.int64)
-    pgroup = np.concatenate(pgs) if n else np.zeros(0, np.int64)
     ph_part = np.repeat(np.arange(n), nph)
     NP = len(pgroup)
     if NP == 0:
@@ -1025,7 +1047,7 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
     is_att = oc_g == att_code
     vcyc_x = np.where(vec_g | is_att, vcyc_g, 0.0)
     moved_g = rd_g + wr_g
-    sums = _row_sums(np.stack([moved_g, rd_g, wr_g], axis=1), off)
+    sums = _row_sums(moved_g, rd_g, wr_g, off)
     a_idx = min(max(low.a_bits, 1), 16)
     pe_g = F[col["macs"]] * hp.cpm[np.clip(wbits_g, 1, 16), a_idx]
     stall_g = np.maximum(t1_g - comp_g - vcyc_x, 0.0)
@@ -1114,16 +1136,17 @@ def _result(hw, hp, ot, model_name, plan, sums, o, T, cc, noc_cyc, en, weight_by
 
 
 @njit(cache=True)
-def _row_sums(x, off):  # pragma: no cover - numba
-    """Per part ``p`` (rows ``off[p]:off[p + 1]`` of ``x`` [rows x k x levels]) the column
-    sums, added row after row as ``numpy.sum(axis=0)`` adds them."""
+def _row_sums(x, y, z, off):  # pragma: no cover - numba
+    """Per part ``p`` (rows ``off[p]:off[p + 1]`` of ``x``, ``y``, ``z`` [rows x levels])
+    the column sums of each, added row after row as ``numpy.sum(axis=0)`` adds them."""
     n = off.shape[0] - 1
-    out = np.zeros((n, x.shape[1], x.shape[2]))
+    out = np.zeros((n, 3, x.shape[1]))
     for p in range(n):
         for i in range(off[p], off[p + 1]):
-            for a in range(x.shape[1]):
-                for j in range(x.shape[2]):
-                    out[p, a, j] += x[i, a, j]
+            for j in range(x.shape[1]):
+                out[p, 0, j] += x[i, j]
+                out[p, 1, j] += y[i, j]
+                out[p, 2, j] += z[i, j]
     return out
 
 

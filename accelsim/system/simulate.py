@@ -592,13 +592,17 @@ def _stage_comm(system, model, plan, devs, a, b, rows, pl, tokens, T, ab, first_
                 per_layer[-1] += gather.time_s
     if w > 1 and rows:
         loads = (pl.share * tokens[rows][None, :, :]).sum(axis=2)     # [ep slot, layer]
-        for j, r in enumerate(rows):
-            load = loads[:, j]
-            # every device of an expert slot gets all of the slot's tokens (its slice of
-            # every expert needs them) and returns a partial output the receiver adds up
-            copies = w // (ep * plan.etp)
-            per_dev = load[(np.arange(w) // plan.etp) % ep] / copies
-            key = ("all_to_all", layout, per_dev.tobytes(), frac.tobytes())
+        # every device of an expert slot gets all of the slot's tokens (its slice of every
+        # expert needs them) and returns a partial output the receiver adds up
+        copies = w // (ep * plan.etp)
+        per = np.ascontiguousarray(loads[(np.arange(w) // plan.etp) % ep, :].T / copies)
+        alike: dict = {}                    # layers with the same loads: costed once
+        for j in range(len(rows)):
+            alike.setdefault(per[j].tobytes(), []).append(j)
+        fkey = frac.tobytes()
+        for pkey, js in alike.items():
+            per_dev = per[js[0]]
+            key = ("all_to_all", layout, pkey, fkey)
             if key not in memo:
                 if (frac == frac[0]).all():   # every device sends 1/w of the tokens
                     m = np.repeat((per_dev * d * ab / w)[None, :], w, axis=0)
@@ -607,9 +611,10 @@ def _stage_comm(system, model, plan, devs, a, b, rows, pl, tokens, T, ab, first_
                     m = send[:, None] * (per_dev * d * ab)[None, :]
                 np.fill_diagonal(m, 0.0)
                 memo[key] = C.all_to_all(system, devs, m) + C.all_to_all(system, devs, m.T)
-            total = total + memo[key]
+            total = total + memo[key].scaled(float(len(js)))
             if per_layer is not None:
-                per_layer[model.moe_layers[r] + 1] += memo[key].time_s
+                per_layer[np.asarray(model.moe_layers)[np.asarray(rows)[js]] + 1] += \
+                    memo[key].time_s
     return total
 
 

@@ -41,7 +41,9 @@ def _show_table(hw) -> str:
                        "read_bw": format_quantity(m.read_bandwidth_bytes_per_s, "bandwidth"),
                        "latency": format_quantity(m.latency_s, "time") if m.latency_s else "0",
                        "energy/B": format_quantity(m.read_energy_per_byte_j, "energy_per_byte"),
-                       "holds": ",".join(m.holds)} for m in hw.memory]),
+                       "holds": ",".join(m.holds),
+                       "reuse": hw.level_reuse(m) if m.scope == "chip" else ""}
+                      for m in hw.memory]),
         "",
         render_table([{"weight_bits": b, "peak_MAC/s": hw.peak_macs_per_s(b)}
                       for b in (1, 2, 3, 4, 8, 16)]),

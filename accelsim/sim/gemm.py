@@ -102,7 +102,13 @@ def _levels(hw, hp, staging_fraction: float) -> dict:
         room, free[x] = free[x], 0.0
     L = dict(
         nl=nl, onchip=onchip, off=off, sw=sw, sa=sa, so=so, staging=staging,
-        free=free, x=x, room=room,
+        free=free, x=x, room=room, rx0=[0.0] * E.NRX,
+        x_w=x >= 0 and "weights" in holds[x], x_a=x >= 0 and "activations" in holds[x],
+        # per level: cycles per transfer, per byte, shared-level cycles per byte
+        x_lv=([hp.setup_cyc + c for c in hp.py["latency_cyc"]],
+              [1.0 / b for b in hp.py["read_bpc"]],
+              [(0.0 if hp.core_scope[i] else 1.0) / hp.py["read_bpc"][i]
+               for i in range(nl)]),
         act_onchip=[("activations" in holds[i]) and onchip[i] and i != x for i in range(nl)],
         weights=[("weights" in holds[i]) and i != x for i in range(nl)],
         first_w=next((i for i in range(nl) if "weights" in holds[i]), 0),
@@ -276,30 +282,19 @@ def _chip_inputs(hp, L: dict, frac: list, h: int) -> list:
     """The chip-tile inputs (:data:`engine.RX_COLS`) with the activations in level ``h``
     (as :func:`accelsim.sim.stages.chip_inputs`)."""
     x = L["x"]
-    rx = [0.0] * E.NRX
     if x < 0:
-        return rx
-    py = hp.py
-    lat, rbw, sh = py["latency_cyc"], py["read_bpc"], L["sh"]
-    holds = hp.holds[x]
-    w_ok = "weights" in holds
-    beyond = [i for i in range(L["nl"]) if i > x and w_ok and frac[i] > 0.0]
+        return L["rx0"]
+    fix, inv, shinv = L["x_lv"]
+    beyond = [i for i in range(x + 1, L["nl"]) if frac[i] > 0.0] if L["x_w"] else []
     w_out = sum(frac[i] for i in beyond)
-    a_out = 1.0 if (h != L["sa"] and h > x and "activations" in holds) else 0.0
+    a_out = 1.0 if (h != L["sa"] and h > x and L["x_a"]) else 0.0
     if w_out <= 0.0 and a_out <= 0.0:
-        return rx
-    x_pb = 1.0 / rbw[x]
-    rx[0] = L["room"]
-    rx[1] = w_out
-    rx[2] = sum(frac[i] * (hp.setup_cyc + lat[i]) for i in beyond)
-    rx[3] = sum(frac[i] / rbw[i] for i in beyond)
-    rx[4] = a_out
-    rx[5] = hp.setup_cyc + lat[x]
-    rx[6] = x_pb
-    rx[7] = hp.cores
-    rx[8] = w_out * sh[x] * x_pb - sum(frac[i] * sh[i] / rbw[i] for i in beyond)
-    rx[9] = a_out * (sh[x] * x_pb - sh[h] / rbw[h])
-    return rx
+        return L["rx0"]
+    x_pb = inv[x]
+    return [L["room"], w_out, sum(frac[i] * fix[i] for i in beyond),
+            sum(frac[i] * inv[i] for i in beyond), a_out, fix[x], x_pb, float(hp.cores),
+            w_out * shinv[x] - sum(frac[i] * shinv[i] for i in beyond),
+            a_out * (shinv[x] - shinv[h])]
 
 
 def _traffic(hp, L: dict, pl: _Place, x: _Inputs, r: list, h: int,

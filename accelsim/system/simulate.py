@@ -56,7 +56,7 @@ _STATS = _Lazy()     # op table -> (expected tokens, activation probability) per
 _BYTES = _Lazy()     # allocation -> (model, bytes per layer and per expert)
 
 #: Parts per simulate_parts call are bounded by about this many (layer x expert) ops.
-_CHUNK_OPS = 200000
+_CHUNK_OPS = 60000
 
 #: Roles whose matrices are split tp ways (DevicePart contract); others are replicated.
 _TP_ROLES = ("attention", "dense_ffn", "shared", "lm_head")

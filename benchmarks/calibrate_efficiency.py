@@ -1,92 +1,125 @@
 """Fit the ``efficiency`` section of a hardware preset to its calibration rows of the
 measured set (``measured/measured.yaml``, ``split: calibration``).
 
-Grid search: for every (offchip_bandwidth, mac_rate) pair on a grid the calibration rows are
-simulated once with no fixed overheads; the kernel and step overheads are then fitted in
-closed form over a grid (they add ``kernel_overhead x kernels + step_overhead`` to every
-step, the kernels being the ops that run, weighted by their probability of running). The
-loss is the sum of squared log errors ``log(predicted / measured)`` over the calibration
-values. Prints the best values; copy them into the preset's ``efficiency:`` section.
+Which values: every measured time or throughput of the preset's calibration rows
+(``ttft_s``, ``tpot_s``, ``tokens_per_s``, ``tokens_per_s_per_device``); power values are not
+fitted here (they calibrate the static power, docs/fidelity.md). Rows may run on one chip or
+on a system (their links and plan as in ``accelsim fidelity``).
+
+Which parameters: ``--fit`` (default: ``offchip_bandwidth,mac_rate,kernel_overhead,
+step_overhead``); the others stay at their ideal values (1, 1, 0, 0). A chip without an
+off-chip level has no bandwidth share to fit.
+
+Method: grid search over the shares (bandwidth and MAC rate, 0.50-1.00 in steps of 0.05; at
+least half of the peak MAC rate as a prior: tuned GEMM kernels reach it). For every pair, each
+value's time (a latency, or 1 / a throughput) is affine in the two overheads: it is simulated
+with no overheads, with 10 us per kernel and with 1 ms per step, and the overheads are then
+fitted on a grid (0-15 us per kernel in 0.25 us, 0-4 ms per step in 0.1 ms) in closed form.
+On one chip the time is exactly affine (every kernel adds its overhead to its phase, a static
+batch is a sum of steps); on a system it is affine while the slowest stage stays the same,
+so the script re-simulates the fitted section and prints both. The loss is the sum of squared
+log errors ``log(predicted / measured)``. Prints the fit; copy it into the preset's
+``efficiency:`` section with ``calibrated_on``.
 
     python benchmarks/calibrate_efficiency.py h100 a100 l40s
+    python benchmarks/calibrate_efficiency.py northpole --fit kernel_overhead
 """
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import math
-import sys
 
 import numpy as np
 
-from accelsim.fidelity import load_measured
-from accelsim.fidelity.predict import _Steps
+from accelsim.fidelity import load_measured, predict_row
 from accelsim.hw import load_hw
 from accelsim.hw.spec import Efficiency
 
-BW = np.round(np.arange(0.50, 1.0001, 0.05), 3)
-#: prior: tuned GEMM kernels reach at least half of the peak MAC rate
-MAC = np.round(np.arange(0.50, 1.0001, 0.05), 3)
+SHARES = np.round(np.arange(0.50, 1.0001, 0.05), 3)
 KERNEL_US = np.arange(0.0, 15.01, 0.25)
 STEP_MS = np.arange(0.0, 4.01, 0.1)
+PARAMS = ("offchip_bandwidth", "mac_rate", "kernel_overhead", "step_overhead")
+#: metrics fitted, and whether the time is the value (True) or its inverse (throughputs)
+FITTED = {"ttft_s": True, "tpot_s": True, "tokens_per_s": False,
+          "tokens_per_s_per_device": False}
+K1, T1 = 10e-6, 1e-3
 
 
-def _kernels(step) -> float:
-    """Kernels of a step: the ops that run, weighted by their probability of running (on a
-    system, those of the slowest device of every stage: what its time is made of)."""
-    r = step.result
-    parts = [x for _, x in getattr(r, "parts", ())] or [r]
-    n = 0.0
-    for x in parts:
-        p = np.asarray(x.op_data["p_active"], float)
-        c = np.asarray(x.op_data["cycles"], float)
-        n = max(n, float(p[(p > 0) & (c > 0)].sum()))
-    return n
+def _with(base, bw: float, mac: float, k: float = 0.0, t: float = 0.0):
+    eff = Efficiency.model_validate({"offchip_bandwidth": float(bw), "mac_rate": float(mac),
+                                     "kernel_overhead": f"{k * 1e6:.9g} us",
+                                     "step_overhead": f"{t * 1e3:.9g} ms"})
+    return base.model_copy(update={"efficiency": eff})
 
 
-def _terms(s: _Steps, row):
-    """Per calibration metric: (measured, f(k, t) -> predicted) with k, t in seconds."""
+def _times(ms, rows, hw, cache) -> list[tuple[str, str, float, float, bool]]:
+    """(row, metric, measured, predicted time, is_time) of every fitted value."""
     out = []
-    if row.mode in ("static-batch", "single-stream", "first-token"):
-        pre = s.step("prefill", row.batch, row.input_len)
-        P, nP = pre.latency_s, _kernels(pre)
-        if row.mode != "first-token":
-            dec = s.step("decode", row.batch, row.input_len + row.output_len // 2)
-            D, nD = dec.latency_s, _kernels(dec)
-        for metric, meas in row.measured.items():
-            if metric == "ttft_s":
-                out.append((meas, lambda k, t, P=P, nP=nP: P + k * nP + t))
-            elif metric == "tpot_s":
-                out.append((meas, lambda k, t, D=D, nD=nD: D + k * nD + t))
-            elif metric == "tokens_per_s" and row.mode == "static-batch":
-                O, B = row.output_len, row.batch
-                out.append((meas, lambda k, t, P=P, nP=nP, D=D, nD=nD, O=O, B=B:
-                            B * O / (P + k * nP + t + O * (D + k * nD + t))))
+    for r in rows:
+        v = predict_row(r, hw=hw, cache=cache, target=ms.target(r.id)).values
+        for metric, meas in r.measured.items():
+            if metric in FITTED and metric in v:
+                direct = FITTED[metric]
+                out.append((r.id, metric, float(meas),
+                            float(v[metric]) if direct else 1.0 / float(v[metric]), direct))
     return out
 
 
-def calibrate(name: str) -> dict:
+def calibrate(name: str, fit=PARAMS) -> dict:
     ms = load_measured()
     rows = [r for r in ms.rows if r.hardware == name and r.split == "calibration"]
     base = load_hw(name)
-    best = (math.inf, None)
+    has_offchip = any(m.scope == "offchip" for m in base.memory)
+    bws = SHARES if ("offchip_bandwidth" in fit and has_offchip) else [1.0]
+    macs = SHARES if "mac_rate" in fit else [1.0]
+    ks = KERNEL_US * 1e-6 if "kernel_overhead" in fit else np.zeros(1)
+    ts = STEP_MS * 1e-3 if "step_overhead" in fit else np.zeros(1)
     cache: dict = {}
-    for bw, mac in itertools.product(BW, MAC):
-        eff = Efficiency.model_validate({"offchip_bandwidth": float(bw),
-                                         "mac_rate": float(mac)})
-        hw = base.model_copy(update={"efficiency": eff})
-        terms = [t for r in rows for t in _terms(_Steps(r, False, hw, cache, ms.target(r.id)),
-                                                 r)]
-        for k_us, t_ms in itertools.product(KERNEL_US, STEP_MS):
-            k, t = k_us * 1e-6, t_ms * 1e-3
-            loss = sum(math.log(f(k, t) / m) ** 2 for m, f in terms)
-            if loss < best[0]:
-                best = (loss, {"offchip_bandwidth": float(bw), "mac_rate": float(mac),
-                               "kernel_overhead_us": float(k_us), "step_overhead_ms":
-                               float(t_ms)})
-    return {"hardware": name, "rows": [r.id for r in rows], "loss": best[0], **best[1]}
+    best = (math.inf, None)
+    for bw, mac in itertools.product(bws, macs):
+        x0 = _times(ms, rows, _with(base, bw, mac), cache)
+        if not x0:
+            raise SystemExit(f"{name}: no calibration values to fit")
+        xk = _times(ms, rows, _with(base, bw, mac, k=K1), cache) if len(ks) > 1 else x0
+        xt = _times(ms, rows, _with(base, bw, mac, t=T1), cache) if len(ts) > 1 else x0
+        meas = np.array([m for _, _, m, _, _ in x0])
+        direct = np.array([d for *_, d in x0])
+        t0 = np.array([x for _, _, _, x, _ in x0])
+        dk = (np.array([x for _, _, _, x, _ in xk]) - t0) / K1
+        dt = (np.array([x for _, _, _, x, _ in xt]) - t0) / T1
+        K, T = np.meshgrid(ks, ts, indexing="ij")
+        tt = t0[None, None, :] + K[..., None] * dk + T[..., None] * dt
+        pred = np.where(direct, tt, 1.0 / tt)
+        loss = (np.log(pred / meas) ** 2).sum(axis=-1)
+        i, j = np.unravel_index(np.argmin(loss), loss.shape)
+        if loss[i, j] < best[0]:
+            best = (float(loss[i, j]), {"offchip_bandwidth": float(bw), "mac_rate": float(mac),
+                                        "kernel_overhead_us": float(ks[i] * 1e6),
+                                        "step_overhead_ms": float(ts[j] * 1e3)})
+    fitted = best[1]
+    hw = _with(base, fitted["offchip_bandwidth"], fitted["mac_rate"],
+               fitted["kernel_overhead_us"] * 1e-6, fitted["step_overhead_ms"] * 1e-3)
+    check = {f"{rid} {metric}": {"measured": m, "predicted": x if d else 1.0 / x}
+             for rid, metric, m, x, d in _times(ms, rows, hw, {})}
+    return {"hardware": name, "rows": [r.id for r in rows], "fit": list(fit),
+            "loss": best[0], **fitted, "check": check}
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("presets", nargs="*", default=["h100", "a100", "l40s"])
+    ap.add_argument("--fit", default=",".join(PARAMS),
+                    help="comma-separated parameters to fit (the others stay ideal)")
+    a = ap.parse_args(argv)
+    fit = tuple(x.strip() for x in a.fit.split(",") if x.strip())
+    bad = sorted(set(fit) - set(PARAMS))
+    if bad:
+        raise SystemExit(f"--fit: unknown parameter(s) {bad}; choose from {PARAMS}")
+    for n in a.presets:
+        print(calibrate(n, fit), flush=True)
 
 
 if __name__ == "__main__":
-    for n in sys.argv[1:] or ["h100", "a100", "l40s"]:
-        print(calibrate(n), flush=True)
+    main()

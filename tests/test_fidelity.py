@@ -289,6 +289,25 @@ def test_system_row_equals_accelsim_simulate_on_that_system(tmp_path):
     assert pred["power_w"] == pytest.approx((ref.energy_j - host) / ref.latency_s, rel=1e-12)
 
 
+def test_data_parallel_replicas_split_the_batch(tmp_path):
+    """dp=2 replicas of tp=2 serve 8 users as two micro-batches of 4: the step is the system
+    simulation at batch 4, and the system's own token count (mb x batch x dp) is the 8
+    users the row's throughput counts."""
+    p = _write(tmp_path, _row(id="dp", devices=4, plan="tp=2,dp=2", mode="pipeline",
+                              batch=8, input_len=256, measured={"tokens_per_s": 100.0}))
+    ms = load_measured(p)
+    from accelsim.fidelity import predict_row
+    pred = predict_row(ms.row("dp"), target=ms.target("dp")).values
+    m = accelsim.load_workload("llama-2-7b")
+    a = accelsim.BitAllocation.uniform(m, 16, activation_bits=16, kv_bits=16,
+                                       defaults={"embeddings": 16})
+    g = accelsim.build_graph(m, accelsim.Scenario(phase="decode", batch=4, context=256))
+    ref = accelsim.simulate(accelsim.load_system("h100-8").first(4), g, a,
+                            plan="tp=2,dp=2,mb=1")
+    assert pred["tpot_s"] == ref.latency_s
+    assert pred["tokens_per_s"] == 8 / ref.latency_s == pytest.approx(ref.tokens_per_s)
+
+
 def test_row_naming_only_a_system_takes_its_device_as_hardware_kind(tmp_path):
     p = _write(tmp_path, _row(id="np", hardware=None, system="northpole-16",
                               model="llm-3b-proxy", plan="pp=4,tp=4,mb=28",
@@ -404,3 +423,24 @@ def test_docs_measured_table_is_current(measured):
     body = text[text.index("\n", start) + 1:text.index("<!-- measured-table:end -->")]
     assert body == measured_table(measured), (
         "docs/fidelity.md is stale: paste accelsim.fidelity.run.measured_table(load_measured())")
+
+
+def test_routed_experts_of_a_phase_are_one_fused_kernel():
+    """The efficiency model's kernel count: one kernel per op that runs (times its
+    probability), but the routed experts of a phase run as one fused MoE kernel, which runs
+    when any of them does (1 - prod (1 - p_e)). By hand on three phases."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from accelsim.sim.stages import _kernels_per_phase
+    # ops:        0     1     2    3    4    5     6
+    expert = np.array([-1, -1, 0, 0, 1, -1, 2])
+    p = np.array([1.0, 0.5, 0.25, 0.25, 0.25, 1.0, 1.0])
+    ot = SimpleNamespace(expert=expert, phase_order=np.arange(7),
+                         phase_ptr=np.array([0, 2, 5, 7]))
+    ph_of = np.repeat(np.arange(3), np.diff(ot.phase_ptr))
+    got = _kernels_per_phase(ot, p, ph_of, 3)
+    # phase 0: two plain ops (1 + 0.5); phase 1: experts 0 (two ops) and 1, one fused
+    # kernel with 1 - 0.75^2; phase 2: a plain op and expert 2 (always runs)
+    assert got == pytest.approx([1.5, 1 - 0.75 ** 2, 2.0], rel=1e-12)

@@ -4,8 +4,9 @@ A row runs on one chip (:func:`accelsim.sim.simulate`, exactly as before systems
 with more than one device, on a system (:func:`accelsim.simulate` with the row's system and
 plan: tensor and pipeline parallelism, expert placement and every link charged;
 docs/systems.md). A system step simulates one micro-batch: a batch of ``B`` requests under
-a plan with ``mb`` micro-batches (``mb`` of the plan, at most ``B``; the plan's default is
-``pp``) is ``mb`` micro-batches of ``ceil(B / mb)`` requests; a decode step's time is the
+a plan with ``dp`` replicas and ``mb`` micro-batches (``mb`` of the plan, at most
+``ceil(B / dp)``; the plan's default is ``pp``) is ``dp x mb`` micro-batches of
+``ceil(B / (dp mb))`` requests; a decode step's time is the
 pipeline's period (every micro-batch advances one token), a prefill's the fill plus the
 remaining micro-batches at the bottleneck stage's rate.
 
@@ -87,13 +88,19 @@ class _Steps:
                                            kv_bits=p.kv_bits,
                                            defaults={"embeddings": p.embedding_bits})
 
+    def replicas(self) -> int:
+        return 1 if self.system is None else self.target.plan.dp
+
     def microbatches(self, batch: int) -> int:
+        """Micro-batches per replica: the plan's (default ``pp``), at most the requests a
+        replica serves."""
         if self.system is None:
             return 1
-        return max(1, min(self.target.plan.microbatches, batch))
+        per_replica = math.ceil(batch / self.replicas())
+        return max(1, min(self.target.plan.microbatches, per_replica))
 
     def graph(self, phase: str, batch: int, length: int):
-        b = math.ceil(batch / self.microbatches(batch))
+        b = math.ceil(batch / (self.replicas() * self.microbatches(batch)))
         if phase == "prefill":
             sc = Scenario(phase="prefill", batch=b, seq_len=length)
         else:

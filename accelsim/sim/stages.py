@@ -1009,7 +1009,8 @@ def overheads(hp, ot: OpTable, sch: Schedule, op_wbits: np.ndarray | None = None
               ) -> Schedule:
     """The efficiency model's fixed overheads in the schedule (``hw.efficiency``,
     docs/fidelity.md): every op that runs is one kernel whose launch and synchronisation add
-    ``kernel_overhead`` to its phase (times the op's probability of running); the step's host
+    ``kernel_overhead`` to its phase (times the op's probability of running), the routed
+    experts of a phase one fused kernel (:func:`_kernels_per_phase`); the step's host
     overhead is added to its first phase. With ``op_wbits`` (each op's weight bits), a phase
     of a MoE layer's expert GEMMs also pays one more ``kernel_overhead`` per extra weight
     width among its experts (:func:`mixed_width_kernels`: a fused MoE kernel runs one
@@ -1019,12 +1020,36 @@ def overheads(hp, ot: OpTable, sch: Schedule, op_wbits: np.ndarray | None = None
         return sch
     runs = np.where((ot.p_active > 0) & (sch.t1 > 0), ot.p_active, 0.0)
     ph_of = np.repeat(np.arange(nph), np.diff(ot.phase_ptr))
-    kernels = np.bincount(ph_of, weights=runs[ot.phase_order], minlength=nph)
+    kernels = _kernels_per_phase(ot, runs, ph_of, nph)
     if op_wbits is not None:
         kernels = kernels + mixed_width_kernels(ot, op_wbits)
     T = sch.T + hp.kernel_cyc * kernels
     T[0] += hp.step_cyc
     return sch._replace(T=T)
+
+
+def _kernels_per_phase(ot: OpTable, runs: np.ndarray, ph_of: np.ndarray, nph: int
+                       ) -> np.ndarray:
+    """Expected kernels per phase: every op that runs is one kernel (weighted by its
+    probability of running), except the routed experts' ops of a phase, which a fused MoE
+    kernel (a grouped GEMM over the layer's experts, as in TensorRT-LLM and vLLM) runs as one:
+    that kernel runs when any of them does, ``P_any = 1 - prod_e (1 - p_e)`` over the
+    phase's experts (the pass :func:`mixed_width_kernels` counts as the one a layer needs
+    anyway)."""
+    order = ot.phase_order
+    r = runs[order]
+    fused = (ot.expert[order] >= 0) & (r > 0)
+    out = np.bincount(ph_of[~fused], weights=r[~fused], minlength=nph).astype(float)
+    if fused.any():
+        idx, ph = order[fused], ph_of[fused]
+        ex = ot.expert[idx]
+        # one entry per (phase, expert), sorted by phase
+        _, first = np.unique(ph * (int(ex.max()) + 1) + ex, return_index=True)
+        ph1 = ph[first]
+        idle = 1.0 - np.minimum(runs[idx[first]], 1.0)
+        starts = np.flatnonzero(np.r_[True, ph1[1:] != ph1[:-1]])
+        out[ph1[starts]] += 1.0 - np.multiply.reduceat(idle, starts)
+    return out
 
 
 def run_step(hw, hp, low: Lowered, opts, mask: int, model_name) -> SimResult:

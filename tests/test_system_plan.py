@@ -263,6 +263,22 @@ def test_attention_groups_split_an_uneven_batch_by_hand(stub):
             .per_device] == [4, 4, 4, 4]
 
 
+def test_attention_groups_send_their_own_sequences_between_stages(stub):
+    system, m, g, a = _toy()
+    sys4 = System(name="toy4", hw=system.hw, devices_per_node=4, links=system.links)
+    r = accelsim.simulate(sys4, g, a, plan="pp=2,ep=2")
+    # two attention groups of one device, 2 of the 4 sequences each: devices 0 -> 2 and
+    # 1 -> 3 each send 2 tokens x 64 B at once (a port per device): A + 128 B / BW, where
+    # one group (tp=2) sends all 4 tokens in one message
+    assert r.pipeline["p2p_s"] == pytest.approx([A + 128 / BW])
+    r1 = accelsim.simulate(sys4, g, a, plan="pp=2,tp=2,ep=2")
+    assert r1.pipeline["p2p_s"] == pytest.approx([A + 256 / BW])
+    # through a port per node the sends queue: one message of all 256 B
+    node = system.links.intra_node.model_copy(update={"per": "node"})
+    r2 = accelsim.simulate(sys4.with_links(intra_node=node), g, a, plan="pp=2,ep=2")
+    assert r2.pipeline["p2p_s"] == pytest.approx([A + 256 / BW])
+
+
 def test_two_batch_overlap_by_hand(stub):
     system, m, g, a = _toy()
     # ep=2, batch 4: per layer 0.5 ms of attention + 2 experts x 0.1 ms = 0.7 ms, embedding

@@ -56,7 +56,7 @@ _STATS = _Lazy()     # op table -> (expected tokens, activation probability) per
 _BYTES = _Lazy()     # allocation -> (model, bytes per layer and per expert)
 
 #: Parts per simulate_parts call are bounded by about this many (layer x expert) ops.
-_CHUNK_OPS = 200000
+_CHUNK_OPS = 60000
 
 #: Roles whose matrices are split tp ways (DevicePart contract); others are replicated.
 _TP_ROLES = ("attention", "dense_ffn", "shared", "lm_head")
@@ -740,6 +740,32 @@ def two_batch_overlap(c: np.ndarray, x: np.ndarray) -> float:
     return float(max(ready))
 
 
+def _stage_send(system, plan: Plan, s: int, nbytes: float, groups=None) -> C.Cost:
+    """The activations of one micro-batch (``nbytes``) from stage ``s`` to ``s + 1``. One
+    attention group: one message from the stage's last device to the next stage's first.
+    Several: each group sends its own sequences' share, from its last device to the same
+    group of the next stage, all at once; where the link has a port per device the sends
+    take the slowest one's time, through a port per node they queue (one message of all the
+    bytes)."""
+    src, dst = stage_layout(plan, 0, s), stage_layout(plan, 0, s + 1)
+    if groups is None or len(groups) <= 1:
+        return C.point_to_point(system, src[-1], dst[0], nbytes)
+    frac = np.asarray(groups, dtype=float) / float(np.sum(groups))
+    tp = plan.tp
+    sends = [C.point_to_point(system, src[(a + 1) * tp - 1], dst[a * tp], nbytes * f)
+             for a, f in enumerate(frac) if f > 0]
+    level = ("intra_node" if system.node_of(src[-1]) == system.node_of(dst[0])
+             else "inter_node")
+    if system.link(level) is not None and system.link(level).per == "node":
+        return C.point_to_point(system, src[-1], dst[0], nbytes)
+    worst = max(sends, key=lambda c: c.time_s)
+    byl: dict = {}
+    for c in sends:
+        for k, v in c.bytes_by_level.items():
+            byl[k] = byl.get(k, 0.0) + v
+    return replace(worst, bytes_by_level=byl, energy_j=sum(c.energy_j for c in sends))
+
+
 def _stage_latency(pairs, a: int, b: int, w: int, n: int) -> np.ndarray:
     """Per device of a stage, per layer (as ``layer_latency_s``), from its parts' results
     (``(result, layers it was simulated on)`` pairs)."""
@@ -811,8 +837,7 @@ def compose(prep: Prepared, results: list, memo: dict | None = None, light: bool
         comm.append(c)
         stage_t.append(t)
         overlap.append(used)
-    p2p = [C.point_to_point(system, stage_layout(plan, 0, s)[-1],
-                            stage_layout(plan, 0, s + 1)[0], T * model.hidden_size * ab)
+    p2p = [_stage_send(system, plan, s, T * model.hidden_size * ab, prep.groups)
            for s in range(pp - 1)]
     fill = float(sum(stage_t) + sum(c.time_s for c in p2p))
     bottleneck = float(max(stage_t + [c.time_s for c in p2p]))

@@ -156,3 +156,16 @@ def test_batch_share(monkeypatch):
     parts = [dataclasses.replace(p, batch_share=b) for p, b in
              zip(_parts(m, rng, 4, tp=1), (0.5, 0.5, 0.25, 0.0))]
     _check("h100", g, a, parts, monkeypatch)
+
+
+def test_dense_model_and_embedding_only_parts(monkeypatch):
+    """A dense model split over pipeline stages and tensor-parallel degrees, and parts that
+    hold only the embedding or only the final norm and lm_head."""
+    m = accelsim.load_workload("llm-3b-proxy")
+    g = accelsim.build_graph(m, accelsim.Scenario(phase="decode", batch=4, context=64))
+    a = accelsim.BitAllocation.uniform(m, 4)
+    L = m.total_layers
+    parts = [P.DevicePart((0, L // 2), tp=2), P.DevicePart((L // 2, L), tp=2),
+             P.DevicePart((0, L // 3), tp=1), P.DevicePart((0, 0), embed=True),
+             P.DevicePart((L, L), lm_head=True)]
+    _check("h100", g, a, parts, monkeypatch)

@@ -829,7 +829,7 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
         Fc = _scaled(info, *key)
         if nsc == 1:
             for j in range(len(_FLOATS)):
-                np.take(Fc[j], G, out=F[j])
+                np.take(Fc[j], G, out=F[j], mode="clip")     # G: valid indices
         else:
             m = np.flatnonzero(sc_op == c)
             Gm = G[m]
@@ -1021,27 +1021,28 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
     # once (each part's are slices of them), then each part's totals and result (as
     # stages.step_energy and stages.assemble compute them: tested equal)
     um, fm = op_map, ph_map
-    T_g, cc_g, t1_g = sch.T[fm], sch.cc[fm], sch.t1[um]
+    T_g, cc_g, t1_g = _take(sch.T, fm), _take(sch.cc, fm), _take(sch.t1, um)
     core, span, start, end = _wrap_parts(gptr, porder, T_g, cc_g, t1_g, ph_off, off)
     T_o = T_over[fm]
     if step_cyc:
         T_o[ph_off[:-1][nph > 0]] += step_cyc
-    vec_g, vcyc_g = oth.vec[um], oth.vcyc[um]
-    rd_g, wr_g, comp_g, dflow_g, tiles_g = (tr.rd[um], tr.wr[um], tr.comp[um], tr.dflow[um],
-                                           tr.tiles[um])
+    vec_g, vcyc_g = _take(oth.vec, um), _take(oth.vcyc, um)
+    rd_g, wr_g, comp_g, dflow_g, tiles_g = (_take(tr.rd, um), _take(tr.wr, um),
+                                           _take(tr.comp, um), _take(tr.dflow, um),
+                                           _take(tr.tiles, um))
     ep_ = e_pos[um]
     is_e = ep_ >= 0
     ov_g = tr.overflow[ep_[is_e]]
     ov_off = np.concatenate([[0], np.cumsum(is_e)])[off]
     noc_t_g, red_t_g = noc.noc_t[fm], noc.red_t[fm]
-    noc_j_g, ksl_g = noc.noc_j[um], noc.ksl[um]
-    home_g, wbits_g = pl_u.home[um], pl_u.op_wbits[um]
+    noc_j_g, ksl_g = _take(noc.noc_j, um), _take(noc.ksl, um)
+    home_g, wbits_g = _take(pl_u.home, um), _take(pl_u.op_wbits, um)
     # energy per op (static power per part below)
     en_u = S.step_energy(hw, hp, lw_u.ot, pl_u.op_wbits, low.a_bits, tr, noc, 0.0)
-    e_mac_g, e_mem_g, e_vec_g, op_j_g = en_u.e_mac[um], en_u.e_mem[um], en_u.e_vec[um], \
-        en_u.op_j[um]
+    e_mac_g, e_mem_g, e_vec_g, op_j_g = (_take(en_u.e_mac, um), _take(en_u.e_mem, um),
+                                         _take(en_u.e_vec, um), _take(en_u.op_j, um))
     names_g, roles_g = info.names[G], info.roles[G]
-    oc_g, layer_g, expert_g = oc[G], ot.layer[G], ot.expert[G]
+    oc_g, layer_g, expert_g = _take(oc, G), _take(ot.layer, G), _take(ot.expert, G)
     tl_g = np.concatenate(t_loc) if n else np.zeros(0, np.int64)
     # what assemble computes per op, for all parts at once
     is_att = oc_g == att_code
@@ -1180,6 +1181,12 @@ def _wrap_parts(gptr, porder, T, cc, t1, ph_off, off):  # pragma: no cover - num
         start[a:b] = st
         end[a:b] = en
     return core, span, start, end
+
+
+def _take(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """``a[idx]`` along the first axis for indices known to be valid (``numpy.take`` without
+    the bounds check: several times faster for rows of a 2-D array)."""
+    return np.take(a, idx, axis=0, mode="clip")
 
 
 def _dispatch_fraction(info: _Info, share: np.ndarray) -> np.ndarray:

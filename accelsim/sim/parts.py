@@ -962,33 +962,30 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
     else:
         canon = porder[np.lexsort((okey[porder], ph_of_op))]
     ck = okey[canon]
-    # ---- 5. unit hashes and the distinct units
-    hph = []
-    for seed in (0x243F6A8885A308D3, 0x13198A2E03707344):
-        h = np.add.reduceat(_mix(ck, seed), gptr[:-1])
-        h = _mix(h + _mix(pos_in_unit.astype(np.uint64), seed ^ 0xA4093822299F31D0)
-                 + _mix(ph_len.astype(np.uint64), seed ^ 0x082EFA98EC4E6C89), seed)
-        hu = np.add.reduceat(h, ustarts) + _mix(grouped_u.astype(np.uint64) * _U64(2)
-                                                 + _U64(1), seed ^ 0x452821E638D01377)
-        hph.append(hu)
-    _, rep, inv = np.unique(hph[0], return_index=True, return_inverse=True)
+    # ---- 5. unit hashes and the distinct units (a hash picks the candidates; the checks
+    # below and of every op's key compare them exactly: a collision falls back)
+    seed = 0x243F6A8885A308D3
+    h = np.add.reduceat(_mix(ck, seed), gptr[:-1])
+    h = _mix(h + _mix(pos_in_unit.astype(np.uint64), seed ^ 0xA4093822299F31D0)
+             + _mix(ph_len.astype(np.uint64), seed ^ 0x082EFA98EC4E6C89), seed)
+    hu = np.add.reduceat(h, ustarts) + _mix(grouped_u.astype(np.uint64) * _U64(2) + _U64(1),
+                                            seed ^ 0x452821E638D01377)
+    _, rep, inv = np.unique(hu, return_index=True, return_inverse=True)
     inv = inv.ravel()
     ru = rep[inv]                                   # the representative of every unit
     uend = np.r_[ustarts[1:], NP]
     ulen = uend - ustarts
-    if not (np.array_equal(hph[1][ru], hph[1]) and np.array_equal(ulen[ru], ulen)
-            and np.array_equal(grouped_u[ru], grouped_u)):
+    if not (np.array_equal(ulen[ru], ulen) and np.array_equal(grouped_u[ru], grouped_u)):
         return None
     rph = ustarts[ru][unit_of_ph] + pos_in_unit      # representative phase of every phase
     if not np.array_equal(ph_len[rph], ph_len):
         return None
     # the table of distinct units: representatives in order of first appearance
     reps = np.sort(rep)
-    uph = np.concatenate([np.arange(ustarts[u], uend[u]) for u in reps])
+    uph = _ranges(ustarts[reps], ulen[reps])
     u_ph_len = ph_len[uph]
     u_ptr = np.concatenate([[0], np.cumsum(u_ph_len)]).astype(np.int64)
-    u_pos = np.concatenate([np.arange(gptr[f], gptr[f + 1]) for f in uph]) if len(uph) else \
-        np.zeros(0, np.int64)
+    u_pos = _ranges(gptr[uph], u_ph_len)
     u_ph_index = np.full(NP, -1, np.int64)
     u_ph_index[uph] = np.arange(len(uph))
     ph_map = u_ph_index[rph]                         # every phase -> its distinct phase
@@ -1181,6 +1178,15 @@ def _wrap_parts(gptr, porder, T, cc, t1, ph_off, off):  # pragma: no cover - num
         start[a:b] = st
         end[a:b] = en
     return core, span, start, end
+
+
+def _ranges(starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
+    """``concatenate([arange(s, s + n) for s, n in zip(starts, lens)])``."""
+    lens = np.asarray(lens, np.int64)
+    if not len(lens):
+        return np.zeros(0, np.int64)
+    return (np.repeat(np.asarray(starts, np.int64) - np.cumsum(lens) + lens, lens)
+            + np.arange(int(lens.sum())))
 
 
 def _take(a: np.ndarray, idx: np.ndarray) -> np.ndarray:

@@ -444,3 +444,26 @@ def test_routed_experts_of_a_phase_are_one_fused_kernel():
     # phase 0: two plain ops (1 + 0.5); phase 1: experts 0 (two ops) and 1, one fused
     # kernel with 1 - 0.75^2; phase 2: a plain op and expert 2 (always runs)
     assert got == pytest.approx([1.5, 1 - 0.75 ** 2, 2.0], rel=1e-12)
+
+
+def test_a_rows_time_is_affine_in_the_overheads(measured):
+    """benchmarks/calibrate_efficiency.py fits the kernel and step overheads in closed form
+    because a one-chip row's time is affine in them: a static batch of B requests, O output
+    tokens, takes prefill + O decode steps, each step paying ``step_overhead`` once, so 1 ms
+    more per step adds exactly (O + 1) ms to the batch; kernels add in proportion."""
+    from accelsim.fidelity import predict_row
+    from accelsim.hw.spec import Efficiency
+    rid = "trtllm-h100-llama7b-2048-2048"
+    row, t = measured.row(rid), measured.target(rid)
+    base = load_hw("h100")
+
+    def time_of(k_us, t_ms):
+        eff = Efficiency.model_validate({"offchip_bandwidth": 0.9, "mac_rate": 0.8,
+                                         "kernel_overhead": f"{k_us} us",
+                                         "step_overhead": f"{t_ms} ms"})
+        v = predict_row(row, hw=base.model_copy(update={"efficiency": eff}), target=t).values
+        return row.batch * row.output_len / v["tokens_per_s"]
+
+    t0, tk, tt, both = time_of(0, 0), time_of(10, 0), time_of(0, 1), time_of(5, 2)
+    assert tt - t0 == pytest.approx((row.output_len + 1) * 1e-3, rel=1e-9)
+    assert both - t0 == pytest.approx(0.5 * (tk - t0) + 2 * (tt - t0), rel=1e-9)

@@ -125,7 +125,8 @@ def test_dram_energy_is_horowitz(name):
 PJ_PER_BIT = {"hbm": 4.0, "lpddr5": 5.0, "gddr6": 7.5}
 
 
-@pytest.mark.parametrize("name,tech", [("h100", "hbm"), ("a100", "hbm"), ("tpu-v4i", "hbm"),
+@pytest.mark.parametrize("name,tech", [("h100", "hbm"), ("h200", "hbm"), ("a100", "hbm"),
+                                       ("tpu-v4i", "hbm"),
                                        ("loom", "hbm"), ("spyre", "lpddr5"), ("l40s", "gddr6")])
 def test_offchip_energy_follows_the_memory_technology(name, tech):
     assert hw(name).offchip.read_energy_per_byte_j == pytest.approx(
@@ -137,6 +138,7 @@ PUBLISHED_POWER_W = {
     "spyre": 75.0,
     "rapid": 25.6e12 / 3.5e12,      # 25.6 TFLOPS at 3.5 TFLOPS/W (ISCA 2021)
     "h100": 700.0,
+    "h200": 700.0,                  # up to 700 W TDP (H200 SXM datasheet)
     "a100": 400.0,
     "l40s": 350.0,
     "tpu-v4i": 175.0,

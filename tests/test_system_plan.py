@@ -357,3 +357,31 @@ def test_expert_tensor_parallel_plans():
         check_plan(parse_plan("ep=1,etp=3"), m)
     with pytest.raises(ConfigError, match="dense model has no routed experts"):
         check_plan(parse_plan("etp=2"), load_workload("llama-2-7b"))
+
+
+def test_screen_is_exact_where_parts_add_up(stub):
+    # with the stub a part's time is the sum of its layers', so every plan's screened
+    # estimate equals its exact result, whichever plan first summed an equivalent part (on
+    # other layers: pipeline stages of the same kinds of layers)
+    import yaml
+
+    from accelsim.system.plan import enumerate_plans
+    from accelsim.system.search import _Runner
+    from accelsim.system.simulate import prepare
+    from accelsim.workload.model import MoEModel
+    wl = yaml.safe_load(TOY_WL)
+    wl["num_layers"] = 6
+    m = MoEModel.model_validate(wl)
+    system, _, _, a = _toy()
+    a = accelsim.BitAllocation.uniform(m, 8)
+    sys4 = System(name="toy4", hw=system.hw, devices_per_node=4, links=system.links)
+    g = build_graph(m, Scenario(phase="decode", batch=3, seq_len=1))
+    memo: dict = {}
+    preps = [prepare(sys4, g, m, a, a, p, memo)
+             for p in enumerate_plans(m, 4, devices_per_node=4, exact=False) if p.dp == 1]
+    run = _Runner(sys4, g, a, {}, {}, preps[0].stats, memo)
+    est = [run.estimate(p) for p in preps]
+    for p, e in zip(preps, est):
+        x = run.exact([p])[0]
+        assert e.latency_s == pytest.approx(x.latency_s, rel=1e-12), str(p.plan)
+        assert e.energy_per_token_j == pytest.approx(x.energy_per_token_j, rel=1e-12)

@@ -343,7 +343,10 @@ class _Runner:
                 continue
             i = 0
             for k, us in batch:
-                sums[k] = _sum_units(pairs[i:i + len(us)], us[0].layers[0], self.n, vecs)
+                # kept with the layers it was summed on: compose moves it to the layers
+                # of an equivalent part elsewhere
+                a = us[0].layers[0]
+                sums[k] = (_sum_units(pairs[i:i + len(us)], a, self.n, vecs), (a, a + len(us)))
                 i += len(us)
         parts = [sums[k] for k in keys]
         if any(x is None for x in parts):

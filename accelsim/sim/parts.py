@@ -874,33 +874,45 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
     p_all = F[col["p_active"]]
     pe = np.where(p_all > 0, p_all, 1.0)
     foot = (F[col["in_elems"]] + F[col["out_elems"]]) / pe * aB
+    # every part's tensors (its share of their bytes), each op's tensor among its part's,
+    # and the tensors' densities, for all parts at once
+    tcnt = np.array([len(x[1]) for x in sel], np.int64)
+    t_off = np.concatenate([[0], np.cumsum(tcnt)])
+    T_all = np.concatenate([x[1] for x in sel]) if n else np.zeros(0, np.int64)
+    t_part = np.repeat(np.arange(n), tcnt)
+    tp_p = np.array([float(r.tp) for r in rs])[t_part]
+    kvd_p = np.array([float(_kv_div(model, r.tp)) for r in rs])[t_part]
+    etp_p = np.array([float(r.etp) for r in rs])[t_part]
+    t_div = np.where(info.t_cls[T_all] == 1, tp_p, np.where(info.t_cls[T_all] == 2, kvd_p,
+                                                             1.0))
+    t_div = np.where(info.t_flat[T_all] >= 0, etp_p, t_div)
+    tb_all = low.t_bytes[T_all] / t_div
+    tn_all = low.t_numel[T_all] / t_div
+    bits_all = low.bits[T_all]
     tensor_g = ot.tensor[G]
-    plans, t_loc, tb, tn, tbits = [], [], [], [], []
-    for p, r in enumerate(rs):
+    NT = len(low.t_bytes) + 1
+    tl_g = np.searchsorted(t_part * NT + T_all, part_of * NT + tensor_g) - t_off[part_of]
+    tl_g = np.where(tensor_g >= 0, tl_g, -1)
+    has_t = tl_g >= 0
+    dens_all = np.bincount((t_off[part_of] + tl_g)[has_t], weights=(p_all * WF)[has_t],
+                           minlength=len(T_all)).astype(np.float64)
+    dens_all[info.t_vector[T_all]] = 1.0
+    tb = [tb_all[t_off[p]:t_off[p + 1]] for p in range(n)]
+    tn = [tn_all[t_off[p]:t_off[p + 1]] for p in range(n)]
+    tbits = [bits_all[t_off[p]:t_off[p + 1]] for p in range(n)]
+    t_loc = [tl_g[off[p]:off[p + 1]] for p in range(n)]
+    is_att_g = oc[G] == att_code
+    plans = []
+    for p in range(n):
         o = slice(off[p], off[p + 1])
-        ix, t_idx = sel[p]
-        kvd = _kv_div(model, r.tp)
-        t_div = np.where(info.t_cls[t_idx] == 1, float(r.tp),
-                         np.where(info.t_cls[t_idx] == 2, float(kvd), 1.0))
-        t_div = np.where(info.t_flat[t_idx] >= 0, float(r.etp), t_div)
-        tb.append(low.t_bytes[t_idx] / t_div)
-        tn.append(low.t_numel[t_idx] / t_div)
-        tbits.append(low.bits[t_idx])
-        tt = tensor_g[o]
-        tl = np.where(tt >= 0, np.searchsorted(t_idx, tt), -1)
-        t_loc.append(tl)
-        has_t = tl >= 0
-        density = np.bincount(tl[has_t], weights=(p_all[o] * WF[o])[has_t],
-                              minlength=len(t_idx)).astype(np.float64)
-        density[info.t_vector[t_idx]] = 1.0
-        ai = np.flatnonzero(oc[ix] == att_code)
-        kv_res = F[col["kv_resident"], off[p] + ai]
-        kv_elems = F[col["kv_elems"], off[p] + ai]
+        ai = off[p] + np.flatnonzero(is_att_g[o])
+        kv_res = F[col["kv_resident"], ai]
+        kv_elems = F[col["kv_elems"], ai]
         kv_den = np.where(kv_res > 0, kv_elems / np.where(kv_res > 0, kv_res, 1), 0.0)
         try:
-            plans.append(plan_memory(hw, tb[-1], density, kv_res * kvB, kv_den,
-                                     float(foot[o].max(initial=0.0)), opts.residency,
-                                     opts.staging_fraction))
+            plans.append(plan_memory(hw, tb[p], dens_all[t_off[p]:t_off[p + 1]],
+                                     kv_res * kvB, kv_den, float(foot[o].max(initial=0.0)),
+                                     opts.residency, opts.staging_fraction))
         except DoesNotFitError as e:
             i, part = labels[p]
             raise DoesNotFitError(f"part {i} ({_describe(part)}): {e}") from None
@@ -962,33 +974,30 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
     else:
         canon = porder[np.lexsort((okey[porder], ph_of_op))]
     ck = okey[canon]
-    # ---- 5. unit hashes and the distinct units
-    hph = []
-    for seed in (0x243F6A8885A308D3, 0x13198A2E03707344):
-        h = np.add.reduceat(_mix(ck, seed), gptr[:-1])
-        h = _mix(h + _mix(pos_in_unit.astype(np.uint64), seed ^ 0xA4093822299F31D0)
-                 + _mix(ph_len.astype(np.uint64), seed ^ 0x082EFA98EC4E6C89), seed)
-        hu = np.add.reduceat(h, ustarts) + _mix(grouped_u.astype(np.uint64) * _U64(2)
-                                                 + _U64(1), seed ^ 0x452821E638D01377)
-        hph.append(hu)
-    _, rep, inv = np.unique(hph[0], return_index=True, return_inverse=True)
+    # ---- 5. unit hashes and the distinct units (a hash picks the candidates; the checks
+    # below and of every op's key compare them exactly: a collision falls back)
+    seed = 0x243F6A8885A308D3
+    h = np.add.reduceat(_mix(ck, seed), gptr[:-1])
+    h = _mix(h + _mix(pos_in_unit.astype(np.uint64), seed ^ 0xA4093822299F31D0)
+             + _mix(ph_len.astype(np.uint64), seed ^ 0x082EFA98EC4E6C89), seed)
+    hu = np.add.reduceat(h, ustarts) + _mix(grouped_u.astype(np.uint64) * _U64(2) + _U64(1),
+                                            seed ^ 0x452821E638D01377)
+    _, rep, inv = np.unique(hu, return_index=True, return_inverse=True)
     inv = inv.ravel()
     ru = rep[inv]                                   # the representative of every unit
     uend = np.r_[ustarts[1:], NP]
     ulen = uend - ustarts
-    if not (np.array_equal(hph[1][ru], hph[1]) and np.array_equal(ulen[ru], ulen)
-            and np.array_equal(grouped_u[ru], grouped_u)):
+    if not (np.array_equal(ulen[ru], ulen) and np.array_equal(grouped_u[ru], grouped_u)):
         return None
     rph = ustarts[ru][unit_of_ph] + pos_in_unit      # representative phase of every phase
     if not np.array_equal(ph_len[rph], ph_len):
         return None
     # the table of distinct units: representatives in order of first appearance
     reps = np.sort(rep)
-    uph = np.concatenate([np.arange(ustarts[u], uend[u]) for u in reps])
+    uph = _ranges(ustarts[reps], ulen[reps])
     u_ph_len = ph_len[uph]
     u_ptr = np.concatenate([[0], np.cumsum(u_ph_len)]).astype(np.int64)
-    u_pos = np.concatenate([np.arange(gptr[f], gptr[f + 1]) for f in uph]) if len(uph) else \
-        np.zeros(0, np.int64)
+    u_pos = _ranges(gptr[uph], u_ph_len)
     u_ph_index = np.full(NP, -1, np.int64)
     u_ph_index[uph] = np.arange(len(uph))
     ph_map = u_ph_index[rph]                         # every phase -> its distinct phase
@@ -1043,7 +1052,6 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
                                          _take(en_u.e_vec, um), _take(en_u.op_j, um))
     names_g, roles_g = info.names[G], info.roles[G]
     oc_g, layer_g, expert_g = _take(oc, G), _take(ot.layer, G), _take(ot.expert, G)
-    tl_g = np.concatenate(t_loc) if n else np.zeros(0, np.int64)
     # what assemble computes per op, for all parts at once
     is_att = oc_g == att_code
     vcyc_x = np.where(vec_g | is_att, vcyc_g, 0.0)
@@ -1181,6 +1189,15 @@ def _wrap_parts(gptr, porder, T, cc, t1, ph_off, off):  # pragma: no cover - num
         start[a:b] = st
         end[a:b] = en
     return core, span, start, end
+
+
+def _ranges(starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
+    """``concatenate([arange(s, s + n) for s, n in zip(starts, lens)])``."""
+    lens = np.asarray(lens, np.int64)
+    if not len(lens):
+        return np.zeros(0, np.int64)
+    return (np.repeat(np.asarray(starts, np.int64) - np.cumsum(lens) + lens, lens)
+            + np.arange(int(lens.sum())))
 
 
 def _take(a: np.ndarray, idx: np.ndarray) -> np.ndarray:

@@ -305,3 +305,24 @@ def test_overlap_pays_when_links_are_slow(mixtral):
     plain, ov = _sys(m, g, a, "ep=8", s), _sys(m, g, a, "ep=8,tbo=1", s)
     assert ov.pipeline["overlap"] == [True] and ov.latency_s < plain.latency_s
     assert ov.latency_s >= plain.pipeline["stage_s"][0] - plain.pipeline["compute_s"][0]
+
+
+def test_kv_cache_that_cannot_fit_is_refused_before_simulating():
+    from accelsim.errors import DoesNotFitError, InfeasibleError
+    from accelsim.system.search import search_plans
+    from accelsim.system.simulate import kv_bytes_per_layer
+    m = accelsim.load_workload("mixtral-8x7b")
+    a = accelsim.BitAllocation.uniform(m, 4)
+    g = accelsim.build_graph(m, accelsim.Scenario(phase="decode", batch=64, context=32768))
+    # a layer's cache after the step: 64 sequences x 32,769 tokens x (K and V) x 8 KV heads
+    # x 128 x 2 bytes (16-bit KV cache) = 8.59 GB; 275 GB over the 32 layers
+    kv = kv_bytes_per_layer(g, m, a)
+    assert kv.tolist() == [64 * 32769 * 2 * 8 * 128 * 2] * 32
+    s = load_system("h100-8")
+    # ep=2: two attention groups of 32 sequences, 137 GB of cache each: over an 80 GB H100
+    with pytest.raises(DoesNotFitError, match="KV cache of 0.5 of the micro-batch"):
+        accelsim.simulate(s, g, a, plan="ep=2")
+    # on 2 devices no plan holds it (tp=2 halves the heads: 137 GB; pp=2 halves the layers)
+    with pytest.raises(InfeasibleError, match="no plan of mixtral-8x7b fits 2 devices"):
+        search_plans(s, g, a, devices=2)
+    assert _sys(m, g, a, "ep=8", s).devices == 8        # 8 sequences a device: 34 GB

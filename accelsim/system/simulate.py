@@ -449,9 +449,22 @@ def _nothing_runs(res):
         return out
 
 
-def _placements(system, model, acct, plan, stages, tokens, tb, memo=None, groups=None):
+def kv_bytes_per_layer(graph, model, acct) -> np.ndarray:
+    """KV-cache bytes each layer holds at the end of one step for the whole micro-batch
+    (its attention op's resident KV elements x the allocation's KV bytes)."""
+    from ..sim.lower import OP, lower
+    ot = lower(graph)
+    att = np.flatnonzero((ot.op_code == OP["attention"]) & (ot.layer >= 0))
+    out = np.zeros(model.total_layers)
+    np.add.at(out, ot.layer[att], ot.kv_resident[att])
+    return out * (float(acct.kv_bits) / 8.0)
+
+
+def _placements(system, model, acct, plan, stages, tokens, tb, memo=None, groups=None,
+                kv=None):
     """One placement per stage, and the device parts of replica 0, stage by stage
-    (``groups``: sequences per attention group, :func:`attention_groups`)."""
+    (``groups``: sequences per attention group, :func:`attention_groups`; ``kv``: KV-cache
+    bytes per layer for the micro-batch, :func:`kv_bytes_per_layer`)."""
     from ..sim import DevicePart
     split, repl, kv_split, expert, embed, lm_head, tail = tb
     tp, ep, w, etp = plan.tp, plan.experts, plan.group, plan.etp
@@ -466,6 +479,10 @@ def _placements(system, model, acct, plan, stages, tokens, tb, memo=None, groups
     if groups is not None and len(groups) > 1:
         B = float(groups.sum())
         bshare = [float(groups[g // tp]) / B for g in range(w)]
+    # what any memory level may hold of weights and KV cache together (a necessary bound)
+    room = float(sum(system.hw.level_capacity(m) for m in system.hw.memory
+                     if {"weights", "kv"} & set(m.holds)))
+    kv_heads = 1 if model.attention.kind == "mla" else min(tp, int(model.num_kv_heads))
     for s, (a, b) in enumerate(stages):
         # the embedding table is split by vocabulary like lm_head; a tied table is held by
         # the first and the last stage
@@ -478,6 +495,13 @@ def _placements(system, model, acct, plan, stages, tokens, tb, memo=None, groups
                 f"stage {s} (layers {a}..{b - 1}) of {plan}: its weights other than the "
                 f"routed experts ({fixed:.4g} B per device) exceed the {cap:.4g} B a "
                 f"{system.hw.name} holds for weights")
+        kv_dev = 0.0 if kv is None else float(kv[a:b].sum()) * max(bshare) / kv_heads
+        if kv_dev > 0 and fixed + kv_dev > room:
+            raise DoesNotFitError(
+                f"stage {s} (layers {a}..{b - 1}) of {plan}: its weights other than the "
+                f"routed experts ({fixed:.4g} B per device) and the KV cache of "
+                f"{max(bshare):.3g} of the micro-batch ({kv_dev:.4g} B) exceed the "
+                f"{room:.4g} B of a {system.hw.name}")
         if rows and expert[rows].sum() / (ep * etp) + fixed > cap:
             # some device holds at least the mean share of the experts
             raise DoesNotFitError(
@@ -671,8 +695,15 @@ def prepare(system, graph, model, alloc, acct, plan, memo: dict | None = None) -
         minlength=model.total_layers)
     stages = split_layers(per_layer, plan.pp)
     groups = attention_groups(plan, seqs)
+    kkey = ("kv bytes", id(graph), id(acct))
+    if memo is not None and kkey in memo:
+        kv = memo[kkey]
+    else:
+        kv = kv_bytes_per_layer(graph, model, acct)
+        if memo is not None:
+            memo[kkey] = kv
     placements, parts = _placements(system, model, acct, plan, stages, tokens, tb, memo,
-                                    groups)
+                                    groups, kv)
     moe_row = np.full(model.total_layers + 1, -1)
     moe_row[list(model.moe_layers)] = np.arange(model.num_moe_layers)
     return Prepared(system, graph, model, alloc, plan, stages, placements, parts, T, ab,

@@ -169,3 +169,20 @@ def test_dense_model_and_embedding_only_parts(monkeypatch):
              P.DevicePart((0, L // 3), tp=1), P.DevicePart((0, 0), embed=True),
              P.DevicePart((L, L), lm_head=True)]
     _check("h100", g, a, parts, monkeypatch)
+
+
+def test_one_layer_parts(monkeypatch):
+    """The plan search's screening parts: one layer each (a few ops of the table, scaled on
+    their own), with tensor parallelism and batch shares."""
+    m = accelsim.load_workload("deepseek-v2-lite")
+    g = accelsim.build_graph(m, accelsim.Scenario(phase="decode", batch=8, context=128,
+                                                  routing=Zipf(1.2)))
+    rng = np.random.default_rng(13)
+    a = accelsim.BitAllocation.uniform(m, 4).with_expert_bits(
+        rng.choice([2, 3, 4], size=(m.num_moe_layers, m.num_experts)))
+    full = _parts(m, rng, 4)
+    parts = [P.DevicePart((ly, ly + 1), tp=tp, expert_share=full[d].expert_share,
+                          batch_share=b)
+             for ly, tp, d, b in ((0, 1, 0, 1.0), (1, 2, 1, 1.0), (2, 1, 2, 0.5),
+                                  (5, 2, 3, 0.25), (5, 1, 0, 1.0))]
+    _check("h100", g, a, parts, monkeypatch)

@@ -785,21 +785,39 @@ def _struct_ids(ot: OpTable, info: _Info) -> np.ndarray:
     return info.ranges["struct"]
 
 
-def _scaled(info: _Info, tp: int, kvd: int, etp: int, bshare: float) -> np.ndarray:
-    """The scaled fields (:data:`_FLOATS`, one row each) of every op of the table under
-    tensor parallelism ``tp`` (KV heads ``kvd``), expert tensor parallelism ``etp`` and batch
-    share ``bshare``, for parts that hold every expert whole (cached per op table)."""
-    k = ("scaled", tp, kvd, etp, bshare)
-    hit = info.ranges.get(k)
+#: Scaled copies of an op table's fields kept per table (each is 14 floats per op: 6.8 MB
+#: for DeepSeek-V3; a plan search meets dozens of tp / batch-share combinations).
+_SCALED_KEEP = 4
+
+
+def _scaled(info: _Info, tp: int, kvd: int, etp: int, bshare: float,
+            ops: np.ndarray | None = None) -> np.ndarray:
+    """The scaled fields (:data:`_FLOATS`, one row each) under tensor parallelism ``tp`` (KV
+    heads ``kvd``), expert tensor parallelism ``etp`` and batch share ``bshare``, for parts
+    that hold every expert whole: of the ops ``ops`` (computed for them alone), or of every
+    op of the table (the last few kept per op table)."""
+    kept = info.ranges.setdefault("scaled", {})
+    k = (tp, kvd, etp, bshare)
+    hit = kept.pop(k, None)
+    if hit is None and ops is not None:
+        return _scale_rows(info, ops, tp, kvd, etp, bshare)
     if hit is None:
-        F = np.ascontiguousarray(info.floats.T)
-        f = {n: F[j] for j, n in enumerate(_FLOATS)}
-        if bshare != 1.0:
-            _scale_batch(f, info.batch_ops, bshare)
-        _scale_tp(f, info.op_cls, float(tp), float(kvd))
-        _scale_tp(f, info.e_cls, float(etp), 1.0)
-        hit = info.ranges[k] = F
-    return hit
+        hit = _scale_rows(info, None, tp, kvd, etp, bshare)
+    kept[k] = hit                   # most recently used last
+    while len(kept) > _SCALED_KEEP:
+        kept.pop(next(iter(kept)))
+    return hit if ops is None else hit[:, ops]
+
+
+def _scale_rows(info: _Info, ops, tp: int, kvd: int, etp: int, bshare: float) -> np.ndarray:
+    F = np.ascontiguousarray((info.floats if ops is None else info.floats[ops]).T)
+    sel = slice(None) if ops is None else ops
+    f = {n: F[j] for j, n in enumerate(_FLOATS)}
+    if bshare != 1.0:
+        _scale_batch(f, info.batch_ops[sel], bshare)
+    _scale_tp(f, info.op_cls[sel], float(tp), float(kvd))
+    _scale_tp(f, info.e_cls[sel], float(etp), 1.0)
+    return F
 
 
 def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
@@ -825,14 +843,18 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
     nsc = len(scs)
     F = np.empty((len(_FLOATS), len(G)))
     sc_op = sci[part_of]
+    n_ops = len(ot)
     for c, key in enumerate(scs):
-        Fc = _scaled(info, *key)
-        if nsc == 1:
+        m = np.flatnonzero(sc_op == c) if nsc > 1 else None
+        Gm = G if m is None else G[m]
+        if 4 * len(Gm) < n_ops:     # a few ops: scaled on their own
+            F[:, slice(None) if m is None else m] = _scaled(info, *key, ops=Gm)
+            continue
+        Fc = _scaled(info, *key)    # the whole table's, kept
+        if m is None:
             for j in range(len(_FLOATS)):
                 np.take(Fc[j], G, out=F[j], mode="clip")     # G: valid indices
         else:
-            m = np.flatnonzero(sc_op == c)
-            Gm = G[m]
             for j in range(len(_FLOATS)):
                 F[j, m] = Fc[j, Gm]
     raw = _raw_ids(low, info)

@@ -186,3 +186,27 @@ def test_one_layer_parts(monkeypatch):
              for ly, tp, d, b in ((0, 1, 0, 1.0), (1, 2, 1, 1.0), (2, 1, 2, 0.5),
                                   (5, 2, 3, 0.25), (5, 1, 0, 1.0))]
     _check("h100", g, a, parts, monkeypatch)
+
+
+def test_op_data_built_when_read():
+    """A shared-path result's ``op_data`` is built on first read, then reads, copies and
+    pickles like the dict the reference path returns (same keys and values)."""
+    import copy
+    import pickle
+    m = accelsim.load_workload("olmoe-1b-7b")
+    g = accelsim.build_graph(m, accelsim.Scenario(phase="decode", batch=4, context=64))
+    a = accelsim.BitAllocation.uniform(m, 4)
+    parts = _parts(m, np.random.default_rng(3), 2)
+    opts = SimOptions("hot-first", None, 0.25, False)
+    ref = P._simulate_parts("h100", g, a, parts, opts, shared=False)
+    new = P._simulate_parts("h100", g, a, parts, opts, shared=True)
+    d = new[0].op_data
+    assert isinstance(d, dict) and d._build is not None     # nothing built yet
+    assert len(d) == len(ref[0].op_data) and d._build is None
+    for x in (copy.deepcopy(new[1].op_data), pickle.loads(pickle.dumps(new[1].op_data)),
+              dict(new[1].op_data), {**new[1].op_data}):
+        assert type(x) is dict
+        assert not _diff(x, ref[1].op_data)
+    assert not _diff(d, ref[0].op_data)
+    assert list(d) == list(ref[0].op_data)                  # same key order
+    assert len(new[0].ops) == len(ref[0].ops)               # the op table reads it

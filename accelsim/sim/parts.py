@@ -1053,27 +1053,23 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
     # stages.step_energy and stages.assemble compute them: tested equal)
     um, fm = op_map, ph_map
     T_g, cc_g, t1_g = _take(sch.T, fm), _take(sch.cc, fm), _take(sch.t1, um)
-    core, span, start, end = _wrap_parts(gptr, porder, T_g, cc_g, t1_g, ph_off, off)
     T_o = T_over[fm]
     if step_cyc:
         T_o[ph_off[:-1][nph > 0]] += step_cyc
     vec_g, vcyc_g = _take(oth.vec, um), _take(oth.vcyc, um)
-    rd_g, wr_g, comp_g, dflow_g, tiles_g = (_take(tr.rd, um), _take(tr.wr, um),
-                                           _take(tr.comp, um), _take(tr.dflow, um),
-                                           _take(tr.tiles, um))
+    rd_g, wr_g, comp_g = _take(tr.rd, um), _take(tr.wr, um), _take(tr.comp, um)
     ep_ = e_pos[um]
     is_e = ep_ >= 0
     ov_g = tr.overflow[ep_[is_e]]
     ov_off = np.concatenate([[0], np.cumsum(is_e)])[off]
     noc_t_g, red_t_g = noc.noc_t[fm], noc.red_t[fm]
-    noc_j_g, ksl_g = _take(noc.noc_j, um), _take(noc.ksl, um)
+    noc_j_g = _take(noc.noc_j, um)
     home_g, wbits_g = _take(pl_u.home, um), _take(pl_u.op_wbits, um)
     # energy per op (static power per part below)
     en_u = S.step_energy(hw, hp, lw_u.ot, pl_u.op_wbits, low.a_bits, tr, noc, 0.0)
     e_mac_g, e_mem_g, e_vec_g, op_j_g = (_take(en_u.e_mac, um), _take(en_u.e_mem, um),
                                          _take(en_u.e_vec, um), _take(en_u.op_j, um))
-    names_g, roles_g = info.names[G], info.roles[G]
-    oc_g, layer_g, expert_g = _take(oc, G), _take(ot.layer, G), _take(ot.expert, G)
+    oc_g, layer_g = _take(oc, G), _take(ot.layer, G)
     # what assemble computes per op, for all parts at once
     is_att = oc_g == att_code
     vcyc_x = np.where(vec_g | is_att, vcyc_g, 0.0)
@@ -1085,6 +1081,28 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
     lay = np.maximum.reduceat(layer_g[porder], gptr[:-1]) if len(porder) else layer_g[:0]
     p_act = F[col["p_active"]]
     static_w = hw.energy.static_power_w
+
+    def per_op(p, o, f_, en_op_j):
+        """Part ``p``'s per-op columns that no total reads (names, placement on the cores,
+        dataflow, tiles, ...): built when its ``op_data`` is first read."""
+        def build():
+            a, b = o.start, o.stop
+            Gp, ump = G[o], um[o]
+            core, span, start, end = wrap_around(gptr[f_.start:f_.stop + 1] - a,
+                                                 porder[a:b] - a, T_g[f_], cc_g[f_], t1_g[o])
+            return {
+                "names": info.names[Gp], "op_code": oc_g[o], "layer": layer_g[o],
+                "expert": _take(ot.expert, Gp), "role": info.roles[Gp], "tensor": tl_g[o],
+                "tensor_names": info.t_names[sel[p][1]], "w_bits": wbits_g[o],
+                "a_bits": low.a_bits, "p_active": p_act[o], "m": F[col["m"], o],
+                "k": F[col["k"], o], "n": F[col["n"], o], "macs": F[col["macs"], o],
+                "core": core, "cores": span, "start_cycle": start, "end_cycle": end,
+                "cycles": t1_g[o], "compute_cycles": comp_g[o], "vector_cycles": vcyc_x[o],
+                "stall_cycles": stall_g[o], "dataflow": _take(tr.dflow, ump),
+                "k_slices": _take(noc.ksl, ump), "tiles": _take(tr.tiles, ump),
+                "bytes": moved_g[o], "energy_j": en_op_j, "level_names": hp.names}
+        return _LazyOps.deferred(build)
+
     out = []
     for p in range(n):
         o = slice(off[p], off[p + 1])
@@ -1097,28 +1115,80 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
         latency = cycles / hp.clock_hz
         en = _energy(hp, e_mac_g[o], e_mem_g[o], e_vec_g[o], noc_j_g[o], op_j_g[o],
                      static_w * latency)
-        out.append(_result(hw, hp, ot, model_name, plans[p], sums[p], o, T_p, cc_g[f_],
-                           noc_cyc, en, float(tb[p].sum()), lay[f_], {
-            "names": names_g[o], "op_code": oc_g[o], "layer": layer_g[o],
-            "expert": expert_g[o], "role": roles_g[o], "tensor": tl_g[o],
-            "tensor_names": info.t_names[sel[p][1]], "w_bits": wbits_g[o],
-            "a_bits": low.a_bits, "p_active": p_act[o], "m": F[col["m"], o],
-            "k": F[col["k"], o], "n": F[col["n"], o], "macs": F[col["macs"], o],
-            "core": core[o], "cores": span[o], "start_cycle": start[o], "end_cycle": end[o],
-            "cycles": t1_g[o], "compute_cycles": comp_g[o], "vector_cycles": vcyc_x[o],
-            "stall_cycles": stall_g[o], "dataflow": dflow_g[o], "k_slices": ksl_g[o],
-            "tiles": tiles_g[o], "bytes": moved_g[o], "energy_j": en.op_j,
-            "level_names": hp.names}, vcyc_x[o], pe_g[o],
-            ov_g[ov_off[p]:ov_off[p + 1]], home_g[o], porder[a0:off[p + 1]] - a0,
-            gptr[ph_off[p]:ph_off[p + 1] + 1] - a0))
+        out.append(_result(hw, hp, ot, model_name, plans[p], sums[p], T_p, cc_g[f_],
+                           noc_cyc, en, float(tb[p].sum()), lay[f_],
+                           per_op(p, o, f_, en.op_j), comp_g[o], stall_g[o], p_act[o],
+                           F[col["macs"], o], vcyc_x[o], pe_g[o],
+                           ov_g[ov_off[p]:ov_off[p + 1]], home_g[o],
+                           porder[a0:off[p + 1]] - a0,
+                           gptr[ph_off[p]:ph_off[p + 1] + 1] - a0))
     return out
 
 
-def _result(hw, hp, ot, model_name, plan, sums, o, T, cc, noc_cyc, en, weight_bytes, lay,
-            op_data, vcyc_x, pe, overflow, home, order, ptr) -> SimResult:
+class _LazyOps(dict):
+    """A part's ``op_data``: a dict whose entries are built on first use (the system layer
+    reads only a part's totals; building ~3,000-op columns for every part it never reads
+    was a large share of a multi-device step). Copies and pickles are plain dicts."""
+
+    __slots__ = ("_build",)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._build = None
+
+    @classmethod
+    def deferred(cls, build) -> "_LazyOps":
+        d = cls()
+        d._build = build
+        return d
+
+    def _fill(self) -> None:
+        build = self._build
+        if build is not None:
+            self._build = None
+            dict.update(self, build())
+
+    def __reduce__(self):
+        self._fill()
+        return dict, (dict.copy(self),)
+
+    def __eq__(self, other):
+        self._fill()
+        if isinstance(other, _LazyOps):
+            other._fill()
+        return dict.__eq__(self, other)
+
+    def __ne__(self, other):
+        eq = self.__eq__(other)
+        return eq if eq is NotImplemented else not eq
+
+    __hash__ = None
+
+
+def _filled(name):
+    base = getattr(dict, name)
+
+    def method(self, *args, **kwargs):
+        self._fill()
+        return base(self, *args, **kwargs)
+    method.__name__ = name
+    method.__doc__ = base.__doc__
+    return method
+
+
+for _name in ("__getitem__", "__iter__", "__len__", "__contains__", "__repr__", "__or__",
+              "__ior__", "__setitem__", "__delitem__", "__reversed__", "keys", "values",
+              "items", "get", "copy", "pop", "popitem", "setdefault", "update", "clear"):
+    setattr(_LazyOps, _name, _filled(_name))
+del _name
+
+
+def _result(hw, hp, ot, model_name, plan, sums, T, cc, noc_cyc, en, weight_bytes, lay,
+            op_data, comp, stall, p_active, macs, vcyc_x, pe, overflow, home, order,
+            ptr) -> SimResult:
     """One part's :class:`SimResult` as :func:`accelsim.sim.stages.assemble` builds it, from
     its slices of the arrays of all parts (``sums``: its bytes moved, read and written per
-    level, summed in op order)."""
+    level, summed in op order; ``op_data``: its per-op columns, built when read)."""
     cores, R, C = hp.cores, hp.rows, hp.cols
     cycles = float(T.sum())
     latency = cycles / hp.clock_hz
@@ -1127,7 +1197,6 @@ def _result(hw, hp, ot, model_name, plan, sums, o, T, cc, noc_cyc, en, weight_by
     r_t, w_t = rd_s / hp.agg_read_bpc, wr_s / hp.agg_write_bpc
     lvl_time = np.where(hp.onchip, np.maximum(r_t, w_t), r_t + w_t)
     vec_total = float(vcyc_x.sum())
-    comp = op_data["compute_cycles"]
     busy = {"compute": float(comp.sum()) / cores, "vector": vec_total / cores,
             "offchip_bandwidth": float(lvl_time[off]) if off >= 0 else 0.0,
             "onchip_bandwidth": float(lvl_time[hp.onchip].max(initial=0.0)),
@@ -1136,10 +1205,9 @@ def _result(hw, hp, ot, model_name, plan, sums, o, T, cc, noc_cyc, en, weight_by
     bound = top if busy[top] >= 0.5 * cycles else "latency"
     pe_cycles = float(pe.sum())
     util = pe_cycles / (R * C * cores * cycles) if cycles > 0 else 0.0
-    warnings = S._warnings(hp, plan, overflow, home, op_data["p_active"] > 0)
+    warnings = S._warnings(hp, plan, overflow, home, p_active > 0)
     tokens = float(ot.tokens_step)
     names = hp.names
-    macs = op_data["macs"]
     # layer_latency: a phase counts for the highest layer among its ops
     nl = int(ot.model.total_layers)
     has = lay >= 0
@@ -1158,7 +1226,7 @@ def _result(hw, hp, ot, model_name, plan, sums, o, T, cc, noc_cyc, en, weight_by
         offchip_bytes=float(by_level[off]) if off >= 0 else 0.0,
         onchip_bytes_moved=float(by_level[hp.onchip].sum()),
         macs=float(macs.sum()), mac_utilization=util, compute_cycles=float(comp.sum()),
-        stall_cycles=float(op_data["stall_cycles"].sum()), vector_cycles=vec_total,
+        stall_cycles=float(stall.sum()), vector_cycles=vec_total,
         noc_cycles=noc_cyc, busy_cycles=busy, bound=bound, warnings=tuple(warnings),
         op_data=op_data, phase_data={"T": T, "c": cc, "order": order, "ptr": ptr},
         layer_latency_s=np.bincount(slot.astype(np.int64), weights=T / hp.clock_hz,
@@ -1190,27 +1258,6 @@ def _energy(hp, e_mac, e_mem, e_vec, noc_j, op_j, static: float) -> S.Energy:
     for i, name in enumerate(hp.names):
         breakdown[f"memory:{name}"] = float(e_mem[:, i].sum())
     return S.Energy(op_j, e_mac, e_mem, e_vec, float(static), energy, breakdown)
-
-
-@njit(cache=True)
-def _wrap_parts(gptr, porder, T, cc, t1, ph_off, off):  # pragma: no cover - numba
-    """:func:`~accelsim.sim.schedule.wrap_around` of every part (its phases
-    ``ph_off[p]:ph_off[p + 1]`` of ``gptr``, its ops ``off[p]:off[p + 1]``) in one call."""
-    n = t1.shape[0]
-    core = np.zeros(n, np.int64)
-    span = np.ones(n, np.int64)
-    start = np.zeros(n)
-    end = np.zeros(n)
-    for p in range(ph_off.shape[0] - 1):
-        a, b = off[p], off[p + 1]
-        fa, fb = ph_off[p], ph_off[p + 1]
-        c, s, st, en = wrap_around(gptr[fa:fb + 1] - a, porder[a:b] - a, T[fa:fb], cc[fa:fb],
-                                   t1[a:b])
-        core[a:b] = c
-        span[a:b] = s
-        start[a:b] = st
-        end[a:b] = en
-    return core, span, start, end
 
 
 def _ranges(starts: np.ndarray, lens: np.ndarray) -> np.ndarray:

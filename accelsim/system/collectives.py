@@ -56,7 +56,8 @@ import numpy as np
 from .spec import Link
 
 __all__ = ["Cost", "flat_cost", "all_reduce", "reduce_scatter", "all_gather", "all_to_all",
-           "point_to_point", "alltoall_link_load", "group_layout", "COLLECTIVES"]
+           "point_to_point", "alltoall_link_load", "group_layout", "COLLECTIVES",
+           "all_to_all_many"]
 
 COLLECTIVES = ("all_reduce", "reduce_scatter", "all_gather", "all_to_all", "p2p")
 
@@ -312,6 +313,114 @@ def all_to_all(system, devices, matrix) -> Cost:
                      total.energy_j + c.energy_j,
                      {**total.time_by_level, **c.time_by_level})
     return total
+
+
+def _link_load_many(ms: np.ndarray, topology: str) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`alltoall_link_load` of a stack ``ms[l, i, j]`` (diagonals already zero):
+    arrays ``(load[l], hop bytes[l])``, each element computed by the same operations in the
+    same order as the one-matrix call."""
+    L, n = ms.shape[0], ms.shape[1]
+    if topology in ("switch", "fully_connected"):
+        out = np.maximum(ms.sum(axis=2).max(axis=1), ms.sum(axis=1).max(axis=1))
+        return out, ms.reshape(L, n * n).sum(axis=1)
+    cw, ccw = np.zeros((L, n)), np.zeros((L, n))
+    hops_total = np.zeros(L)
+    for i in range(n):
+        for j in range(n):
+            b = ms[:, i, j]
+            if i == j or not b.any():
+                continue
+            # a zero entry adds 0.0, which leaves every running sum as it was
+            if topology == "chain":
+                if j > i:
+                    cw[:, i:j] += b[:, None]
+                else:
+                    ccw[:, j:i] += b[:, None]
+                hops_total += b * abs(j - i)
+                continue
+            d = (j - i) % n
+            fw, bw_ = d, n - d
+            if fw < bw_:
+                cw[:, (i + np.arange(fw)) % n] += b[:, None]
+            elif bw_ < fw:
+                ccw[:, (i - 1 - np.arange(bw_)) % n] += b[:, None]
+            else:
+                cw[:, (i + np.arange(fw)) % n] += (b / 2)[:, None]
+                ccw[:, (i - 1 - np.arange(bw_)) % n] += (b / 2)[:, None]
+            hops_total += b * min(fw, bw_)
+    return np.maximum(cw.max(axis=1), ccw.max(axis=1)), hops_total
+
+
+def _flat_many(ms: np.ndarray, link: Link, share: int = 1):
+    """:func:`_alltoall_flat` of a stack: arrays (time, hop bytes, energy), zero where the
+    matrix carries nothing (the one-matrix call's empty ``Cost()``)."""
+    n = ms.shape[1]
+    load, hop = _link_load_many(ms, link.topology)
+    steps = 1 if link.topology in ("switch", "fully_connected") else n - 1
+    t = steps * link.latency_s + load * max(share, 1) / link.bandwidth_bytes_per_s
+    some = load > 0
+    hop = np.where(some, hop, 0.0)
+    return np.where(some, t, 0.0), hop, hop * link.energy_per_byte_j
+
+
+def all_to_all_many(system, devices, matrices) -> list[Cost]:
+    """:func:`all_to_all` of many traffic matrices over the same ``devices`` at once
+    (``matrices[l, i, j]``: bytes from ``devices[i]`` to ``devices[j]`` in exchange ``l``):
+    the list of their costs, equal to ``[all_to_all(system, devices, m) for m in
+    matrices]`` (to the last bit but for the order of the sums over a matrix's entries)."""
+    devices = [int(d) for d in devices]
+    n = len(devices)
+    ms = np.array(matrices, dtype=float)
+    L = ms.shape[0]
+    if n <= 1 or L == 0:
+        return [Cost() for _ in range(L)]
+    ms[:, np.arange(n), np.arange(n)] = 0.0
+    nodes = np.array([system.node_of(d) for d in devices])
+    same = nodes[:, None] == nodes[None, :]
+    levels = []     # (level, mask of the exchanges that use it, time, bytes, energy)
+    if same.any():
+        has = (ms * same).reshape(L, n * n).sum(axis=1) > 0
+        if has.any():
+            intra = _need(system, "intra_node")
+            wt, wb, we = np.zeros(L), np.zeros(L), np.zeros(L)
+            for node in np.unique(nodes):
+                idx = np.flatnonzero(nodes == node)
+                t, b, e = _flat_many(ms[:, idx][:, :, idx], intra)
+                wt, wb, we = np.maximum(wt, t), wb + b, we + e
+            levels.append(("intra_node", has, wt, wb, we))
+    cross = ms * ~same
+    has = cross.reshape(L, n * n).sum(axis=1) > 0
+    if has.any():
+        inter = _need(system, "inter_node")
+        if inter.per == "device" and inter.topology in ("switch", "fully_connected"):
+            load, b = _link_load_many(cross, "switch")
+            t = inter.latency_s + load / inter.bandwidth_bytes_per_s
+            levels.append(("inter_node", has, t, b, b * inter.energy_per_byte_j))
+        else:
+            uniq = list(np.unique(nodes))
+            pos = np.array([uniq.index(x) for x in nodes])
+            k = len(uniq)
+            agg = np.zeros((L, k, k))
+            for i in range(n):      # the one-matrix np.add.at's order: row by row
+                for j in range(n):
+                    agg[:, pos[i], pos[j]] += cross[:, i, j]
+            ports = 1 if inter.per == "node" else max(int((nodes == u).sum()) for u in uniq)
+            t, b, e = _flat_many(agg / ports, inter)
+            levels.append(("inter_node", has, t, b * ports, e * ports))
+    out = []
+    cols = [(lv, has.tolist(), t.tolist(), b.tolist(), e.tolist())
+            for lv, has, t, b, e in levels]
+    for l in range(L):
+        total = Cost()
+        for lv, has, t, b, e in cols:
+            if not has[l]:
+                continue
+            total = Cost(max(total.time_s, t[l]),
+                         {**total.bytes_by_level,
+                          lv: total.bytes_by_level.get(lv, 0.0) + b[l]},
+                         total.energy_j + e[l], {**total.time_by_level, lv: t[l]})
+        out.append(total)
+    return out
 
 
 def point_to_point(system, src: int, dst: int, nbytes: float) -> Cost:

@@ -624,17 +624,21 @@ def _stage_comm(system, model, plan, devs, a, b, rows, pl, tokens, T, ab, first_
         for j in range(len(rows)):
             alike.setdefault(per[j].tobytes(), []).append(j)
         fkey = frac.tobytes()
+        new = [pkey for pkey in alike if ("all_to_all", layout, pkey, fkey) not in memo]
+        if new:     # every layer's exchange not yet costed, all at once
+            per_new = per[[alike[pkey][0] for pkey in new]]              # [exchange, dev]
+            if (frac == frac[0]).all():   # every device sends 1/w of the tokens
+                ms = np.repeat((per_new * d * ab / w)[:, None, :], w, axis=1)
+            else:   # device i: its group's share of the tokens over the tp devices
+                send = np.repeat(frac / tp, tp)
+                ms = send[None, :, None] * (per_new * d * ab)[:, None, :]
+            ms[:, np.arange(w), np.arange(w)] = 0.0
+            there = C.all_to_all_many(system, devs, ms)
+            back = C.all_to_all_many(system, devs, ms.transpose(0, 2, 1))
+            for pkey, c1, c2 in zip(new, there, back):
+                memo[("all_to_all", layout, pkey, fkey)] = c1 + c2
         for pkey, js in alike.items():
-            per_dev = per[js[0]]
             key = ("all_to_all", layout, pkey, fkey)
-            if key not in memo:
-                if (frac == frac[0]).all():   # every device sends 1/w of the tokens
-                    m = np.repeat((per_dev * d * ab / w)[None, :], w, axis=0)
-                else:   # device i: its group's share of the tokens over the tp devices
-                    send = np.repeat(frac / tp, tp)
-                    m = send[:, None] * (per_dev * d * ab)[None, :]
-                np.fill_diagonal(m, 0.0)
-                memo[key] = C.all_to_all(system, devs, m) + C.all_to_all(system, devs, m.T)
             total = total + memo[key].scaled(float(len(js)))
             if per_layer is not None:
                 per_layer[np.asarray(model.moe_layers)[np.asarray(rows)[js]] + 1] += \

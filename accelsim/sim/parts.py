@@ -49,7 +49,7 @@ from . import stages as S
 from .core import SimOptions, _as_hw
 from .lower import OP, VECTOR_ROLE, IdentityCache, OpTable, phases, tensor_table
 from .mapping import act_home, hw_params
-from .residency import plan_memory
+from .residency import plan_memories
 from .result import SimResult
 from .schedule import wrap_around
 
@@ -924,20 +924,20 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
     tbits = [bits_all[t_off[p]:t_off[p + 1]] for p in range(n)]
     t_loc = [tl_g[off[p]:off[p + 1]] for p in range(n)]
     is_att_g = oc[G] == att_code
-    plans = []
+    reqs = []
     for p in range(n):
         o = slice(off[p], off[p + 1])
         ai = off[p] + np.flatnonzero(is_att_g[o])
         kv_res = F[col["kv_resident"], ai]
         kv_elems = F[col["kv_elems"], ai]
         kv_den = np.where(kv_res > 0, kv_elems / np.where(kv_res > 0, kv_res, 1), 0.0)
-        try:
-            plans.append(plan_memory(hw, tb[p], dens_all[t_off[p]:t_off[p + 1]],
-                                     kv_res * kvB, kv_den, float(foot[o].max(initial=0.0)),
-                                     opts.residency, opts.staging_fraction))
-        except DoesNotFitError as e:
-            i, part = labels[p]
-            raise DoesNotFitError(f"part {i} ({_describe(part)}): {e}") from None
+        reqs.append((tb[p], dens_all[t_off[p]:t_off[p + 1]], kv_res * kvB, kv_den,
+                     float(foot[o].max(initial=0.0))))
+    try:
+        plans = plan_memories(hw, reqs, opts.residency, opts.staging_fraction)
+    except DoesNotFitError as e:
+        i, part = labels[getattr(e, "index", 0)]
+        raise DoesNotFitError(f"part {i} ({_describe(part)}): {e}") from None
     # ---- 3. plan classes and the level shares of every op's weights / KV cache
     pcs: dict = {}
     pc = np.empty(n, np.int64)

@@ -44,7 +44,7 @@ from ..units import format_quantity
 
 __all__ = ["ResidencyPolicy", "HotFirst", "Offchip", "MustFit", "RESIDENCY_POLICIES",
            "register_residency", "get_policy", "MemoryPlan", "PlacementRequest", "plan_memory",
-           "fill_levels"]
+           "plan_memories", "fill_levels"]
 
 
 @dataclass(frozen=True)
@@ -295,6 +295,132 @@ def plan_memory(hw, weight_bytes: np.ndarray, weight_density: np.ndarray,
     return MemoryPlan(pol.name, tuple(m.name for m in mem), sw, sa, so, staging, act,
                       act_levels, frac, nw, placed[:nw].sum(axis=0), placed[nw:].sum(axis=0),
                       x, room)
+
+
+class _Budget:
+    """What a chip's memory plans share: capacities, staging, the levels' roles."""
+
+    def __init__(self, hw, staging_fraction: float):
+        mem = hw.memory
+        nl = self.nl = len(mem)
+        cap = self.cap = np.array([hw.level_capacity(m) for m in mem], dtype=np.float64)
+        onchip = self.onchip = np.array([m.scope != "offchip" for m in mem])
+        off = self.off = next((i for i, m in enumerate(mem) if m.scope == "offchip"), -1)
+        sw = self.sw = _innermost(hw, "weights", 0)
+        sa = self.sa = _innermost(hw, "activations", sw)
+        so = self.so = _innermost(hw, "outputs", sa)
+        staging = self.staging = np.zeros(nl)
+        for lv in {sw, sa, so}:
+            if onchip[lv]:
+                only_outputs = set(mem[lv].holds) <= {"outputs"}
+                staging[lv] = cap[lv] * (1.0 if only_outputs else staging_fraction)
+        free = np.where(onchip, cap - staging, np.where(np.arange(nl) == off, cap, 0.0))
+        # a cache holds no placed data: it serves re-reads of what lives further out
+        x = self.x = hw.cache_level
+        self.room = float(free[x]) if x >= 0 else 0.0
+        if x >= 0:
+            free[x] = 0.0
+        self.free = free
+        self.holds_act = np.array(["activations" in m.holds for m in mem])
+        self.allow_w = np.array(["weights" in m.holds and i != x for i, m in enumerate(mem)])
+        self.allow_kv = np.array(["kv" in m.holds and i != x for i, m in enumerate(mem)])
+        self.act_levels = (self.holds_act & (onchip | (np.arange(nl) == off))
+                           & (np.arange(nl) != x))
+        self.names = tuple(m.name for m in mem)
+
+    def request(self, weight_bytes, weight_density, kv_bytes, kv_density, act_working_set):
+        """(activation bytes per level, items' bytes, the placement request)."""
+        nl, free, onchip, x = self.nl, self.free, self.onchip, self.x
+        act = np.zeros(nl)
+        need = float(act_working_set)
+        for lv in range(nl):
+            if need <= 0:
+                break
+            if self.holds_act[lv] and onchip[lv] and lv != x:
+                act[lv] = min(need, free[lv])
+                need -= act[lv]
+        free = free - act
+        items_bytes = np.concatenate([weight_bytes, kv_bytes]).astype(np.float64)
+        req = PlacementRequest(
+            bytes=items_bytes, density=np.concatenate([weight_density, kv_density]),
+            is_kv=np.concatenate([np.zeros(len(weight_bytes), bool),
+                                  np.ones(len(kv_bytes), bool)]),
+            free=free, allow_w=self.allow_w.copy(), allow_kv=self.allow_kv.copy(),
+            onchip=onchip.copy(), offchip=self.off)
+        return act, items_bytes, req
+
+
+@njit(cache=True)
+def _col_sums(x, bounds):  # pragma: no cover - numba
+    """Per block ``b`` (rows ``bounds[b]:bounds[b + 1]`` of ``x`` [rows x levels]) its column
+    sums, added row after row as ``numpy.sum(axis=0)`` adds them."""
+    out = np.zeros((bounds.shape[0] - 1, x.shape[1]))
+    for b in range(bounds.shape[0] - 1):
+        for i in range(bounds[b], bounds[b + 1]):
+            for j in range(x.shape[1]):
+                out[b, j] += x[i, j]
+    return out
+
+
+def plan_memories(hw, requests, policy: str | ResidencyPolicy = "hot-first",
+                  staging_fraction: float = 0.25) -> list[MemoryPlan]:
+    """:func:`plan_memory` of many requests on one chip (each ``(weight_bytes,
+    weight_density, kv_bytes, kv_density, act_working_set)``), the chip's budget worked out
+    once and the plans' byte totals summed in one pass: equal to ``[plan_memory(hw, *r,
+    policy, staging_fraction) for r in requests]``.
+
+    Raises
+    ------
+    DoesNotFitError
+        For the first request that does not fit (as :func:`plan_memory` would), with
+        attribute ``index``: its position in ``requests``.
+    """
+    pol = get_policy(policy)
+    bud = _Budget(hw, staging_fraction)
+    nl = bud.nl
+    made, fails = [], {}
+    for i, r in enumerate(requests):
+        act, items_bytes, req = bud.request(*r)
+        try:
+            frac = pol.place(req)
+        except _NotOnChip as e:
+            fails[i] = e
+            frac = np.zeros((len(items_bytes), nl))
+        made.append((act, items_bytes, req, frac, len(r[0])))
+    if not made:
+        return []
+    sizes = [len(m[1]) for m in made]
+    bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    items_all = np.concatenate([m[1] for m in made])
+    placed_all = np.concatenate([m[3] for m in made]).astype(np.float64, copy=False) \
+        * items_all[:, None]
+    unplaced_all = items_all - placed_all.sum(axis=1)
+    # weights, then KV cache, of every request: blocks of rows summed column-wise
+    wb = np.empty(2 * len(made) + 1, np.int64)
+    wb[0:-1:2] = bounds[:-1]
+    wb[1::2] = bounds[:-1] + np.array([m[4] for m in made], np.int64)
+    wb[-1] = bounds[-1]
+    if nl > 1:
+        cols = _col_sums(placed_all, wb)
+    else:           # one level: numpy's own (pairwise) sum of a column
+        cols = np.array([placed_all[wb[j]:wb[j + 1]].sum(axis=0) for j in range(len(wb) - 1)]
+                        ).reshape(len(wb) - 1, nl)
+    out = []
+    for i, (act, items_bytes, req, frac, nw) in enumerate(made):
+        if i in fails:
+            err = DoesNotFitError(_must_fit_message(hw, fails[i], bud.cap, bud.staging, act,
+                                                    req))
+            err.index = i
+            raise err
+        unplaced = unplaced_all[bounds[i]:bounds[i + 1]]
+        if unplaced.sum() > 0.5 + 1e-9 * items_bytes.sum():
+            err = DoesNotFitError(_no_room_message(hw, items_bytes, nw, req.free, req))
+            err.index = i
+            raise err
+        out.append(MemoryPlan(pol.name, bud.names, bud.sw, bud.sa, bud.so,
+                              bud.staging.copy(), act, bud.act_levels.copy(), frac, nw,
+                              cols[2 * i], cols[2 * i + 1], bud.x, bud.room))
+    return out
 
 
 def _size(x: float) -> str:

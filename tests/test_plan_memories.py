@@ -1,0 +1,71 @@
+"""``plan_memories`` (many memory plans on one chip at once) equals ``plan_memory`` called
+request by request: every field of every plan, and the same error for the first request
+that does not fit."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from accelsim.errors import DoesNotFitError
+from accelsim.sim.core import _as_hw
+from accelsim.sim.residency import plan_memories, plan_memory
+
+
+def _requests(hw, rng, n=7, frac=1.0):
+    """Random requests sized around the chip's memory: some on chip, some spilling."""
+    cap = sum(hw.level_capacity(m) for m in hw.memory if m.scope != "offchip")
+    out = []
+    for i in range(n):
+        nw, nk = int(rng.integers(0, 40)), int(rng.integers(0, 6))
+        scale = cap * frac * [0.002, 0.02, 0.08][i % 3]
+        wd = rng.random(nw)
+        wd[rng.random(nw) < 0.3] = 0.5                      # ties: model order decides
+        out.append((rng.random(nw) * scale, wd, rng.random(nk) * scale, rng.random(nk),
+                    float(rng.random() * cap * 0.05)))
+    out.append((np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0), 0.0))   # nothing
+    return out
+
+
+def _same(a, b):
+    for f in dataclasses.fields(a):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if isinstance(x, np.ndarray):
+            assert x.dtype == y.dtype and np.array_equal(x, y), f.name
+        else:
+            assert x == y, f.name
+
+
+@pytest.mark.parametrize("chip", ["h100", "gemmini", "spyre", "northpole", "a100"])
+@pytest.mark.parametrize("policy", ["hot-first", "offchip", "must-fit"])
+def test_batched_equals_one_by_one(chip, policy):
+    hw = _as_hw(chip)
+    small = policy == "must-fit" or chip == "northpole"     # all on chip
+    reqs = _requests(hw, np.random.default_rng(len(chip)), frac=0.03 if small else 1.0)
+    try:
+        ref = [plan_memory(hw, *r, policy, 0.25) for r in reqs]
+    except Exception as e:      # the policy refuses this chip or a request: same error
+        with pytest.raises(type(e)) as got:
+            plan_memories(hw, reqs, policy, 0.25)
+        assert str(got.value) == str(e)
+        return
+    new = plan_memories(hw, reqs, policy, 0.25)
+    assert len(new) == len(ref)
+    for a, b in zip(new, ref):
+        _same(a, b)
+
+
+def test_first_misfit_is_reported_with_its_index():
+    hw = _as_hw("h100")
+    rng = np.random.default_rng(5)
+    reqs = _requests(hw, rng, 4)
+    total = sum(hw.level_capacity(m) for m in hw.memory)
+    big = (np.array([2.0 * total]), np.ones(1), np.zeros(0), np.zeros(0), 0.0)
+    reqs = reqs[:2] + [big] + reqs[2:] + [big]
+    with pytest.raises(DoesNotFitError) as ref:
+        plan_memory(hw, *big)
+    with pytest.raises(DoesNotFitError) as got:
+        plan_memories(hw, reqs)
+    assert str(got.value) == str(ref.value)
+    assert got.value.index == 2
+    assert plan_memories(hw, []) == []

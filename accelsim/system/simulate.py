@@ -353,6 +353,40 @@ def _equivalence_key(part, stats, graph, alloc, opts, sigs: dict | None = None) 
             tuple(sorted(opts.items())))
 
 
+def _equivalence_keys(parts, stats, graph, alloc, opts) -> list:
+    """``[_equivalence_key(p, stats, graph, alloc, opts) for p in parts]``, the signatures
+    of the parts on one layer range worked out together (one ``nonzero`` and one sort for
+    all of them: the same keys)."""
+    sigs: dict = {}
+    if stats is not None:
+        bits, tok, pact, moe_row = stats
+        groups: dict = {}
+        for p in parts:
+            share = p.expert_share
+            if share is not None:
+                groups.setdefault(p.layers, {}).setdefault(id(share), share)
+        for (a, b), shares in groups.items():
+            if len(shares) < 2:
+                continue
+            rows_in = moe_row[a:b]
+            rows_in = rows_in[rows_in >= 0]
+            ids = list(shares)
+            subs = np.stack([shares[i][rows_in] if len(rows_in) else shares[i][:0]
+                             for i in ids])
+            q, r, e = np.nonzero(subs)
+            rr = rows_in[r]
+            cols = (bits[rr, e], tok[rr, e], pact[rr, e], subs[q, r, e])
+            order = np.lexsort((*cols[::-1], r, q))    # by part, layer, experts' figures
+            sig = np.stack([c[order] for c in cols], axis=1)
+            bounds = np.searchsorted(q[order], np.arange(len(ids) + 1))
+            nr = len(rows_in)
+            counts = np.bincount(q * nr + r, minlength=len(ids) * nr).reshape(len(ids), nr)
+            for j, i in enumerate(ids):
+                sigs[(i, a, b)] = (counts[j].tobytes(),
+                                   np.ascontiguousarray(sig[bounds[j]:bounds[j + 1]]).tobytes())
+    return [_equivalence_key(p, stats, graph, alloc, opts, sigs) for p in parts]
+
+
 def _shifted(res, src: tuple, dst: tuple):
     """``res`` of a part on layers ``src`` as the result of the equivalent part on ``dst``:
     its per-layer latencies moved to ``dst``'s layers."""
@@ -379,7 +413,7 @@ def _run_parts(system, graph, alloc, parts, opts, cache, stats=None, keys=None,
     from ..sim import simulate_parts
     cache = {} if cache is None else cache
     if keys is None:
-        keys = [_equivalence_key(p, stats, graph, alloc, opts) for p in parts]
+        keys = _equivalence_keys(parts, stats, graph, alloc, opts)
     todo, seen, idle = [], set(), []
     for k, p in zip(keys, parts):
         if k not in cache and k not in seen:

@@ -298,12 +298,15 @@ def _content_key(ctx, r: _Resolved) -> tuple:
 
 
 def _relabel(res: SimResult, info, r: _Resolved) -> SimResult:
-    """``res`` (a part with the same content) with the op and tensor names of part ``r``."""
-    idx, t_idx = _select(info, r)
-    od = dict(res.op_data)
-    od.update(names=info.names[idx], expert=info.expert[idx],
-              tensor_names=info.t_names[t_idx])
-    return replace(res, op_data=od)
+    """``res`` (a part with the same content) with the op and tensor names of part ``r``
+    (its ``op_data`` built when first read)."""
+    def build():
+        idx, t_idx = _select(info, r)
+        od = dict(res.op_data)
+        od.update(names=info.names[idx], expert=info.expert[idx],
+                  tensor_names=info.t_names[t_idx])
+        return od
+    return replace(res, op_data=_LazyOps.deferred(build))
 
 
 # ---------------------------------------------------------------------------- checks

@@ -467,3 +467,41 @@ def test_a_rows_time_is_affine_in_the_overheads(measured):
     t0, tk, tt, both = time_of(0, 0), time_of(10, 0), time_of(0, 1), time_of(5, 2)
     assert tt - t0 == pytest.approx((row.output_len + 1) * 1e-3, rel=1e-9)
     assert both - t0 == pytest.approx(0.5 * (tk - t0) + 2 * (tt - t0), rel=1e-9)
+
+
+# ------------------------------------------------------------- routed-expert MAC-rate share
+def _expert_step_with(**eff):
+    from accelsim.hw.spec import Efficiency
+    hw = load_hw("h100").model_copy(update={"efficiency": Efficiency.model_validate(eff)})
+    m = accelsim.load_workload("olmoe-1b-7b")
+    g = accelsim.build_graph(m, accelsim.Scenario(phase="prefill", batch=1, seq_len=64))
+    return accelsim.simulate(hw, g)
+
+
+def test_expert_mac_rate_scales_only_the_routed_experts_compute():
+    """At ``expert_mac_rate`` 0.5 (``mac_rate`` 1) a routed expert's GEMM takes the compute
+    cycles of cycles-per-MAC / 0.5: twice its MACs' cycles at the full rate; every other op
+    (attention, router, dense GEMMs) keeps its cycles."""
+    import numpy as np
+    full = _expert_step_with(mac_rate=1.0).ops
+    half = _expert_step_with(mac_rate=1.0, expert_mac_rate=0.5).ops
+    ex = full["expert"].notna().to_numpy() & (full["macs"].to_numpy() > 0)
+    assert ex.any() and (~ex & (full["macs"].to_numpy() > 0)).any()
+    c0, c1 = full["compute_cycles"].to_numpy(), half["compute_cycles"].to_numpy()
+    np.testing.assert_allclose(c1, np.where(ex, 2.0 * c0, c0), rtol=1e-12)
+
+
+def test_expert_mac_rate_defaults_to_mac_rate_exactly():
+    a = _expert_step_with(mac_rate=0.7)
+    b = _expert_step_with(mac_rate=0.7, expert_mac_rate=0.7)
+    for k in TOTAL_KEYS:
+        assert getattr(a, k) == getattr(b, k), k
+
+
+def test_expert_mac_rate_bad_value_is_one_line():
+    d = read_mapping(list_presets("hw")["h100"])
+    d["efficiency"] = dict(d["efficiency"], expert_mac_rate=1.5)
+    with pytest.raises(ConfigError) as info:
+        hw_from_dict(d, file="h100.yaml")
+    assert info.value.problems[0].key == "efficiency.expert_mac_rate"
+    assert "\n" not in str(info.value)

@@ -115,6 +115,9 @@ MEANINGS: dict[tuple[str, str], str] = {
     ("Efficiency", "mac_rate"): "share of the peak MAC rate that GEMMs achieve",
     ("Efficiency", "attention_mac_rate"): "share of the peak MAC rate that attention "
                                           "achieves; none = `mac_rate`",
+    ("Efficiency", "expert_mac_rate"): "share of the peak MAC rate that the routed experts' "
+                                       "GEMMs (grouped MoE kernels) achieve; none = "
+                                       "`mac_rate`",
     ("Efficiency", "kernel_overhead"): "fixed time per op that runs (one kernel: launch and "
                                        "synchronisation), added to its phase",
     ("Efficiency", "step_overhead"): "fixed host time per simulated step (scheduling, "

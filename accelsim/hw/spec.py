@@ -325,7 +325,9 @@ class Efficiency(Spec):
 
     ``offchip_bandwidth``: the fraction of the off-chip level's peak read and write bandwidth
     that streams achieve; ``mac_rate``: the fraction of the peak MAC rate GEMMs achieve and
-    ``attention_mac_rate`` the fraction attention achieves (default: ``mac_rate``);
+    ``attention_mac_rate`` the fraction attention achieves (default: ``mac_rate``) and
+    ``expert_mac_rate`` the fraction the routed experts' GEMMs achieve (grouped MoE GEMM
+    kernels; default: ``mac_rate``);
     ``kernel_overhead``: fixed time per op (one kernel: launch and synchronisation), charged
     on the step's critical path for every op that runs (times its probability of running);
     ``step_overhead``: fixed host time per step (scheduling, sampling, framework).
@@ -337,6 +339,7 @@ class Efficiency(Spec):
     offchip_bandwidth: Bounded(float, 0.01, 1.0) = 1.0
     mac_rate: Bounded(float, 0.01, 1.0) = 1.0
     attention_mac_rate: Bounded(float, 0.01, 1.0) | None = None
+    expert_mac_rate: Bounded(float, 0.01, 1.0) | None = None
     kernel_overhead_s: Quantity("time", allow_zero=True) = Field(default=0.0,
                                                                  alias="kernel_overhead")
     step_overhead_s: Quantity("time", allow_zero=True) = Field(default=0.0,
@@ -346,6 +349,10 @@ class Efficiency(Spec):
     @property
     def attention_rate(self) -> float:
         return self.mac_rate if self.attention_mac_rate is None else self.attention_mac_rate
+
+    @property
+    def expert_rate(self) -> float:
+        return self.mac_rate if self.expert_mac_rate is None else self.expert_mac_rate
 
 
 class Source(Spec):

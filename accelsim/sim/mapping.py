@@ -83,6 +83,7 @@ class HwParams:
     kernel_cyc: float = 0.0               # efficiency model: cycles per kernel (op) and
     step_cyc: float = 0.0                 # per step (0 without hw.efficiency)
     att_cpm_scale: float = 1.0            # attention's cycles per MAC over the GEMMs'
+    exp_cpm_scale: float = 1.0            # routed experts' GEMMs' cycles per MAC over the GEMMs'
     # off-chip ports (docs/hwconfig.md): the port of every kind of data (KINDS order); per
     # kind, read and write bytes per cycle of every level (the off-chip column is the kind's
     # port); per port, its bytes per cycle; the pipeline's DMA stream code
@@ -143,6 +144,7 @@ def hw_params(hw) -> HwParams:
         kernel_cyc=eff.kernel_overhead_s * f if eff is not None else 0.0,
         step_cyc=eff.step_overhead_s * f if eff is not None else 0.0,
         att_cpm_scale=eff.mac_rate / eff.attention_rate if eff is not None else 1.0,
+        exp_cpm_scale=eff.mac_rate / eff.expert_rate if eff is not None else 1.0,
         fill=FILLS.index(ma.fill))
     _ports(hw, lp)
     for key in ("read_bpc", "write_bpc", "agg_read_bpc", "agg_write_bpc", "latency_cyc",

@@ -269,6 +269,8 @@ def gemm_inputs(hw, hp, low: Lowered, pl: Placement, spaces=None) -> GemmJob:
     cpm = hp.cpm[np.clip(pl.op_wbits[e], 1, 16), min(max(low.a_bits, 1), 16)]
     if hp.att_cpm_scale != 1.0:     # efficiency model: attention's own share of the MAC rate
         cpm = np.where(ge, cpm, cpm * hp.att_cpm_scale)
+    if hp.exp_cpm_scale != 1.0:     # the routed experts' GEMMs' own share (grouped kernels)
+        cpm = np.where(ge & (ot.expert[e] >= 0), cpm * hp.exp_cpm_scale, cpm)
     tix = np.maximum(ot.tensor[e], 0)
     wB = np.where(ge, low.t_bytes[tix] / low.t_numel[tix], kvB)
     wfe = pl.wfrac[e]

@@ -8,7 +8,13 @@ on a system (their links and plan as in ``accelsim fidelity``).
 
 Which parameters: ``--fit`` (default: ``offchip_bandwidth,mac_rate,kernel_overhead,
 step_overhead``); the others stay at their ideal values (1, 1, 0, 0). A chip without an
-off-chip level has no bandwidth share to fit.
+off-chip level has no bandwidth share to fit. These dense parameters are fitted on the
+calibration rows of dense models only.
+
+``--fit expert_mac_rate`` (after the dense fit is in the preset): the routed experts' own
+share of the peak MAC rate, fitted on the preset's calibration rows of MoE models with every
+other parameter held at the preset's values (grid 0.05-1.00 in steps of 0.05; docs/fidelity.md
+states which MoE rows calibrate).
 
 Method: grid search over the shares (bandwidth and MAC rate, 0.50-1.00 in steps of 0.05; at
 least half of the peak MAC rate as a prior: tuned GEMM kernels reach it). For every pair, each
@@ -23,6 +29,7 @@ log errors ``log(predicted / measured)``. Prints the fit; copy it into the prese
 
     python benchmarks/calibrate_efficiency.py h100 a100 l40s
     python benchmarks/calibrate_efficiency.py northpole --fit kernel_overhead
+    python benchmarks/calibrate_efficiency.py h100 a100 l40s --fit expert_mac_rate
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import math
 
 import numpy as np
 
+from accelsim import load_workload
 from accelsim.fidelity import load_measured, predict_row
 from accelsim.hw import load_hw
 from accelsim.hw.spec import Efficiency
@@ -41,6 +49,8 @@ SHARES = np.round(np.arange(0.50, 1.0001, 0.05), 3)
 KERNEL_US = np.arange(0.0, 15.01, 0.25)
 STEP_MS = np.arange(0.0, 4.01, 0.1)
 PARAMS = ("offchip_bandwidth", "mac_rate", "kernel_overhead", "step_overhead")
+EXPERT_PARAMS = ("expert_mac_rate",)
+EXPERT_SHARES = np.round(np.arange(0.05, 1.0001, 0.05), 3)
 #: metrics fitted, and whether the time is the value (True) or its inverse (throughputs)
 FITTED = {"ttft_s": True, "tpot_s": True, "tokens_per_s": False,
           "tokens_per_s_per_device": False}
@@ -67,9 +77,44 @@ def _times(ms, rows, hw, cache) -> list[tuple[str, str, float, float, bool]]:
     return out
 
 
-def calibrate(name: str, fit=PARAMS) -> dict:
+def _is_moe(model: str, memo: dict = {}) -> bool:  # noqa: B006 (a per-run memo)
+    if model not in memo:
+        memo[model] = bool(load_workload(model).moe_layers)
+    return memo[model]
+
+
+def calibrate_experts(name: str) -> dict:
+    """Fit ``expert_mac_rate`` of preset ``name`` on its calibration rows of MoE models, the
+    other efficiency parameters held at the preset's values."""
     ms = load_measured()
-    rows = [r for r in ms.rows if r.hardware == name and r.split == "calibration"]
+    rows = [r for r in ms.rows if r.hardware == name and r.split == "calibration"
+            and _is_moe(r.model)]
+    base = load_hw(name)
+    if base.efficiency is None:
+        raise SystemExit(f"{name}: fit the dense efficiency parameters first")
+    if not rows:
+        raise SystemExit(f"{name}: no MoE calibration rows")
+    best = (math.inf, None)
+    for share in EXPERT_SHARES:
+        eff = base.efficiency.model_copy(update={"expert_mac_rate": float(share)})
+        x = _times(ms, rows, base.model_copy(update={"efficiency": eff}), {})
+        loss = sum(math.log((p if d else 1.0 / p) / m) ** 2 for _, _, m, p, d in x)
+        if loss < best[0]:
+            check = {f"{rid} {metric}": {"measured": m, "predicted": p if d else 1.0 / p}
+                     for rid, metric, m, p, d in x}
+            best = (loss, float(share), check)
+    return {"hardware": name, "rows": [r.id for r in rows], "fit": list(EXPERT_PARAMS),
+            "loss": best[0], "expert_mac_rate": best[1], "check": best[2]}
+
+
+def calibrate(name: str, fit=PARAMS) -> dict:
+    if set(fit) & set(EXPERT_PARAMS):
+        if set(fit) - set(EXPERT_PARAMS):
+            raise SystemExit("--fit expert_mac_rate is fitted alone, after the dense fit")
+        return calibrate_experts(name)
+    ms = load_measured()
+    rows = [r for r in ms.rows if r.hardware == name and r.split == "calibration"
+            and not _is_moe(r.model)]
     base = load_hw(name)
     has_offchip = any(m.scope == "offchip" for m in base.memory)
     bws = SHARES if ("offchip_bandwidth" in fit and has_offchip) else [1.0]
@@ -114,9 +159,10 @@ def main(argv=None) -> None:
                     help="comma-separated parameters to fit (the others stay ideal)")
     a = ap.parse_args(argv)
     fit = tuple(x.strip() for x in a.fit.split(",") if x.strip())
-    bad = sorted(set(fit) - set(PARAMS))
+    bad = sorted(set(fit) - set(PARAMS) - set(EXPERT_PARAMS))
     if bad:
-        raise SystemExit(f"--fit: unknown parameter(s) {bad}; choose from {PARAMS}")
+        raise SystemExit(f"--fit: unknown parameter(s) {bad}; choose from "
+                         f"{PARAMS + EXPERT_PARAMS}")
     for n in a.presets:
         print(calibrate(n, fit), flush=True)
 

@@ -51,7 +51,11 @@ def _show_table(hw) -> str:
     e = hw.efficiency
     if e is not None:
         lines += ["", f"efficiency (calibrated; --ideal ignores it): off-chip bandwidth x"
-                      f"{e.offchip_bandwidth:g}, MAC rate x{e.mac_rate:g}, "
+                      f"{e.offchip_bandwidth:g}, MAC rate x{e.mac_rate:g}"
+                      + (f" (attention x{e.attention_mac_rate:g})"
+                         if e.attention_mac_rate is not None else "")
+                      + (f" (routed experts x{e.expert_mac_rate:g})"
+                         if e.expert_mac_rate is not None else "") + ", "
                       f"{format_quantity(e.kernel_overhead_s, 'time')} per kernel, "
                       f"{format_quantity(e.step_overhead_s, 'time')} per step"]
     if hw.energy.rated_power_w is not None:

@@ -867,16 +867,18 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
     # and combine at a fraction other than 1
     held = np.array([r.share is not None for r in rs], bool)
     if held.any():
-        shares = np.ones((n, info.tokens.size))
         fracs = np.ones((n, info.tokens.shape[0]))
         hidx = np.flatnonzero(held)
         sh3 = np.stack([np.broadcast_to(rs[p].share, info.tokens.shape) for p in hidx])
-        shares[hidx] = sh3.reshape(len(hidx), -1)
+        # row hrow[p]: part p's shares (only held parts' rows are read)
+        shares = sh3.reshape(len(hidx), -1).astype(np.float64, copy=False)
+        hrow = np.zeros(n, np.int64)
+        hrow[hidx] = np.arange(len(hidx))
         fracs[hidx] = _dispatch_fraction(info, sh3)
         fl_g, rows_g, oc_g = info.op_flat[G], info.op_lrow[G], oc[G]
         on = held[part_of]
         ex = np.flatnonzero(on & (fl_g >= 0))
-        s_ = shares[part_of[ex], fl_g[ex]]
+        s_ = shares[hrow[part_of[ex]], fl_g[ex]]       # ex: ops of held parts only
         k1 = s_ < 1.0
         dc = np.flatnonzero(on & ((oc_g == disp_code) | (oc_g == comb_code)) & (rows_g >= 0))
         fr = fracs[part_of[dc], rows_g[dc]]

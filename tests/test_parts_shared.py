@@ -210,3 +210,22 @@ def test_op_data_built_when_read():
     assert not _diff(d, ref[0].op_data)
     assert list(d) == list(ref[0].op_data)                  # same key order
     assert len(new[0].ops) == len(ref[0].ops)               # the op table reads it
+
+
+def test_dispatch_fraction_of_a_stack_of_shares():
+    """The dispatch fractions of several parts' shares at once (one stacked call) equal the
+    per-part call exactly, and the formula sum_j tokens[i, j] * share[i, j] / sum_j
+    tokens[i, j] (0 for a row without tokens) summed term by term."""
+    rng = np.random.default_rng(7)
+    tok = rng.random((5, 9)) * rng.integers(0, 2, (5, 9))
+    tok[2] = 0.0                                    # a row without routed tokens
+    info = type("I", (), {"tokens": tok})()
+    sh = rng.random((4, 5, 9)) * rng.integers(0, 2, (4, 5, 9))
+    stacked = P._dispatch_fraction(info, sh)
+    assert stacked.shape == (4, 5)
+    for p in range(4):
+        assert np.array_equal(stacked[p], P._dispatch_fraction(info, sh[p]))
+        for i in range(5):
+            tot = sum(tok[i])
+            want = sum(t * s for t, s in zip(tok[i], sh[p, i])) / tot if tot > 0 else 0.0
+            assert stacked[p, i] == pytest.approx(want, rel=1e-12, abs=0.0)

@@ -869,9 +869,10 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
     if held.any():
         shares = np.ones((n, info.tokens.size))
         fracs = np.ones((n, info.tokens.shape[0]))
-        for p in np.flatnonzero(held):
-            shares[p] = rs[p].share.ravel()
-            fracs[p] = _dispatch_fraction(info, rs[p].share)
+        hidx = np.flatnonzero(held)
+        sh3 = np.stack([np.broadcast_to(rs[p].share, info.tokens.shape) for p in hidx])
+        shares[hidx] = sh3.reshape(len(hidx), -1)
+        fracs[hidx] = _dispatch_fraction(info, sh3)
         fl_g, rows_g, oc_g = info.op_flat[G], info.op_lrow[G], oc[G]
         on = held[part_of]
         ex = np.flatnonzero(on & (fl_g >= 0))
@@ -916,8 +917,19 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
     bits_all = low.bits[T_all]
     tensor_g = ot.tensor[G]
     NT = len(low.t_bytes) + 1
-    tl_g = np.searchsorted(t_part * NT + T_all, part_of * NT + tensor_g) - t_off[part_of]
-    tl_g = np.where(tensor_g >= 0, tl_g, -1)
+    # each op's tensor among its part's: a table of positions filled and cleared per part
+    # (index -1, no tensor, is never filled); the sorted search it replaces when an op's
+    # tensor is not among its part's
+    loc = np.full(NT, -1, np.int64)
+    tl_g = np.empty(len(G), np.int64)
+    for p in range(n):
+        Tp = T_all[t_off[p]:t_off[p + 1]]
+        loc[Tp] = np.arange(len(Tp))
+        tl_g[off[p]:off[p + 1]] = loc[tensor_g[off[p]:off[p + 1]]]
+        loc[Tp] = -1
+    if np.any((tl_g < 0) & (tensor_g >= 0)):
+        tl_g = np.searchsorted(t_part * NT + T_all, part_of * NT + tensor_g) - t_off[part_of]
+        tl_g = np.where(tensor_g >= 0, tl_g, -1)
     has_t = tl_g >= 0
     dens_all = np.bincount((t_off[part_of] + tl_g)[has_t], weights=(p_all * WF)[has_t],
                            minlength=len(T_all)).astype(np.float64)
@@ -954,13 +966,19 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
         pc[p] = pcs.setdefault((q.staging.tobytes(), q.act_reserve.tobytes(),
                                 q.act_levels.tobytes(), q.stage_w, q.stage_a, q.stage_o,
                                 q.policy, q.cache_level, q.cache_room), len(pcs))
-        o = slice(off[p], off[p + 1])
-        item = t_loc[p].copy()
-        ai = np.flatnonzero(oc[G[o]] == att_code)
-        item[ai] = q.n_weights + np.arange(len(ai))
-        if len(inv):
-            j = np.minimum(i_off[p] + np.maximum(item, 0), len(inv) - 1)
-            ctx_w[o] = np.where(item >= 0, inv[j] + 1, 0)
+    # every op's item in its part's plan: its tensor, or for attention its part's KV cache
+    # after the weights (the n-th attention op of a part: item n_weights + n); all at once
+    item = tl_g.copy()
+    ai = np.flatnonzero(is_att_g)
+    if len(ai):
+        a_cnt = np.bincount(part_of[ai], minlength=n)
+        a_off = np.concatenate([[0], np.cumsum(a_cnt)])
+        pa = part_of[ai]
+        n_w = np.array([q.n_weights for q in plans], np.int64)
+        item[ai] = n_w[pa] + (np.arange(len(ai)) - a_off[pa])
+    if len(inv):
+        j = np.minimum(i_off[part_of] + np.maximum(item, 0), len(inv) - 1)
+        ctx_w = np.where(item >= 0, inv[j] + 1, 0).astype(np.int64)
     rows_id = row_vec
     n_ctx = len(pcs) * (len(rows_id) + 1)
     okey = (cid * n_ctx + pc[part_of] * (len(rows_id) + 1) + ctx_w).astype(np.int64)
@@ -1280,10 +1298,11 @@ def _take(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
 
 def _dispatch_fraction(info: _Info, share: np.ndarray) -> np.ndarray:
     """Per MoE row: the share of the routed token copies a part's dispatch and combine move
-    (as :func:`_scale_moe_traffic`)."""
+    (as :func:`_scale_moe_traffic`); ``share`` may be a stack of parts' shares."""
     tok = info.tokens
     tot = tok.sum(axis=1)
-    return np.where(tot > 0, (tok * share).sum(axis=1) / np.where(tot > 0, tot, 1.0), 0.0)
+    # a stack of shares (parts x rows x experts) gives one row of fractions per part
+    return np.where(tot > 0, (tok * share).sum(axis=-1) / np.where(tot > 0, tot, 1.0), 0.0)
 
 
 def _scale_modified(info: _Info, op_code: np.ndarray, F: np.ndarray, G: np.ndarray,

@@ -148,11 +148,13 @@ def test_ideal_is_exactly_the_model_without_efficiency(name):
 
 def test_ideal_h100_mixtral_int8_batch1_is_the_issue_number():
     """Issue 13 quotes the ideal roofline: Mixtral-8x7B INT8 at batch 1 on one H100 comes out
-    at 3.96 ms per token (252 tokens/s)."""
+    at 3.96 ms per token (252 tokens/s). That was the simulator's own output when the issue was
+    filed, not a measurement: the tile menu's wide ``Kt < K`` tiles added since then give
+    some GEMMs a faster tiling (3.954 ms, 0.16 % less), so the quote holds to 0.5 %."""
     m = accelsim.load_workload("mixtral-8x7b")
     g = accelsim.build_graph(m, accelsim.Scenario(phase="decode", batch=1, context=512))
     r = accelsim.simulate("h100", g, accelsim.BitAllocation.uniform(m, 8), ideal=True)
-    assert r.latency_s == pytest.approx(3.96e-3, abs=0.005e-3)
+    assert r.latency_s == pytest.approx(3.96e-3, rel=0.005)
     assert accelsim.sim.simulate_gemm("h100", 1, 4096, 4096, ideal=True).latency_s < (
         accelsim.sim.simulate_gemm("h100", 1, 4096, 4096).latency_s)
 

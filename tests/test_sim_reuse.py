@@ -95,12 +95,14 @@ def _dma_bound(r, m, k, n, total, bpc):
     """Cycles of the one DMA channel of a DRAM-bound GEMM with one m block, every operand
     once: each transfer costs 20 cycles of setup + 100 of latency, and the bytes go at
     ``bpc``; transfers are the weight tiles (n blocks x K tiles), the activation tiles (K
-    tiles, once) and one output store per n block. The last tile's compute comes after."""
+    tiles, once) and one output store per n block. The last tile's compute comes after:
+    the scratchpad (16 B/cycle) feeds its weights once and its activations once per 16-column
+    fold of the array."""
     mt, kt, nt = r.op_data["tiles"][0]
     assert mt == m
     nk, nn = -(-k // kt), -(-n // nt)
     dma = (nn * nk + nk + nn) * 120 + total / bpc
-    last = (kt * nt * r.weight_bytes / (k * n) + m * kt) / 16     # scratchpad feed, 16 B/cyc
+    last = (kt * nt * r.weight_bytes / (k * n) + m * kt * -(-nt // 16)) / 16
     return dma, dma + last
 
 
@@ -116,22 +118,25 @@ def test_gemmini_dram_bound_case_streams_weights_once():
 
 
 def test_activations_that_do_not_fit_are_re_read_per_n_block():
-    # 16 KiB of scratchpad, all of it for tiles: a 16 x 4096 x 256 GEMM with Nt >= 16 must
-    # keep 2 Kt 16 wB of weights + 2 x 16 Kt of activations <= 16 KiB, so Kt <= 253, i.e.
-    # Kt <= 128 on the menu, K in >= 32 tiles; the 64 KiB activation block cannot be kept and
-    # Kt < K means Nt = 16: the activations are read once per n block, 256 / 16 = 16 times
+    # 16 KiB of scratchpad, all of it for tiles: the 64 KiB activation block of a
+    # 16 x 4096 x 256 GEMM cannot be kept, and no K = 4096 tile fits (2 x 16 x 4096 B of
+    # activations alone are 128 KiB), so K splits and the activations are read once per n
+    # block, N / Nt times, whatever Nt the menu (which has Kt < K with Nt > 16) picks
     hw = _gemmini(scratchpad_kib=16)
     k, n = 4096, 256
     r = simulate_gemm(hw, M, k, n, w_bits=8, residency="offchip", staging_fraction=1.0)
-    assert r.op_data["tiles"][0][2] == 16
-    assert r.offchip_bytes == pytest.approx(_weight_bytes(k, n, 8) + 16 * M * k + M * n,
-                                            rel=1e-12)
+    mt, kt, nt = r.op_data["tiles"][0]
+    assert mt == M and kt < k and nt < n
+    # the tile's double buffers fit: 2 Kt Nt wB of weights + 2 M Kt of activations
+    assert 2 * kt * nt * _weight_bytes(1, 1, 8) + 2 * M * kt <= 16 * 1024
+    assert r.offchip_bytes == pytest.approx(_weight_bytes(k, n, 8) + (n // nt) * M * k
+                                            + M * n, rel=1e-12)
 
 
 def test_activations_kept_in_the_staging_space_are_read_once():
     # 96 KiB for tiles: K must split (two 4096-deep tiles of weights and activations need
     # 2 x (67 + 64) KiB) but the 64 KiB activation block fits beside a double-buffered
-    # 512 x 16 weight tile (2 x 8.2 KiB): kept, read once. At 2 B/cycle re-reading it for
+    # weight tile (e.g. 512 x 16, 2 x 8.2 KiB): kept, read once. At 2 B/cycle re-reading it for
     # 16 n blocks would cost 16 x 64 KiB / 2 = 524 k cycles more than the weights' 537 k
     hw = _gemmini(scratchpad_kib=96, dram_bpc=2)
     k, n = 4096, 256

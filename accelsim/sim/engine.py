@@ -581,9 +581,12 @@ def _pow2_count(lo, hi):  # pragma: no cover - numba
 
 @njit(cache=True)
 def tile_candidates(M, K, N, R, C):  # pragma: no cover - numba
-    """The fixed menu of L1 tiles: ``Mt`` in {R*2^i < M} + {M}; ``(Kt, Nt)`` along a chain
-    that grows ``Kt`` (R*2^i, then K) and then ``Nt`` (C*2^j, then N). The menu does not
-    depend on capacities or bits, so more buffer never removes a candidate."""
+    """The fixed menu of L1 tiles: ``Mt`` in {R*2^i < M} + {M}; ``(Kt, Nt)`` over the grid
+    ``Kt`` in {R*2^i < K} + {K} times ``Nt`` in {min(N, C)} + {2C*2^j < N} + {N}. The chain
+    that grows ``Kt`` at ``Nt = min(N, C)`` and then ``Nt`` at ``Kt = K`` comes first, the
+    rest of the grid (``Kt < K`` with ``Nt > C``: wide weight tiles for staging too small for
+    a whole ``K``) after it. The menu does not depend on capacities or bits, so more buffer
+    never removes a candidate."""
     nm = _pow2_count(float(R), M) + 1
     ms = np.empty(nm)
     x = float(R)
@@ -593,8 +596,8 @@ def tile_candidates(M, K, N, R, C):  # pragma: no cover - numba
     ms[nm - 1] = M
     nk = _pow2_count(float(R), float(K)) + 1
     nn = _pow2_count(2.0 * C, float(N)) + (1 if N > C else 0)
-    ks = np.empty(nk + nn)
-    ns = np.empty(nk + nn)
+    ks = np.empty(nk + nn + (nk - 1) * nn)
+    ns = np.empty(nk + nn + (nk - 1) * nn)
     x = float(R)
     n0 = float(min(N, C))
     for i in range(nk - 1):
@@ -608,6 +611,16 @@ def tile_candidates(M, K, N, R, C):  # pragma: no cover - numba
         ks[nk + i] = float(K)
         ns[nk + i] = x if x < N else float(N)
         x *= 2.0
+    c = nk + nn
+    kx = float(R)
+    for i in range(nk - 1):
+        x = 2.0 * C
+        for j in range(nn):
+            ks[c] = kx
+            ns[c] = x if x < N else float(N)
+            x *= 2.0
+            c += 1
+        kx *= 2.0
     return ms, ks, ns
 
 

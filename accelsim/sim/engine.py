@@ -638,24 +638,7 @@ def _shared_cycles(df, M, K, N, Mt, Wf, Af, R, wB, flc):  # pragma: no cover - n
     output-stationary). With off-chip ports ``flc`` holds one such block of 5 for the levels
     without ports and one per port after it: the ports work side by side, so the result is
     the first block plus the busiest port."""
-    passes = math.ceil(M / Mt - 1e-9) if df == WS else 0.0
-    t = 0.0
-    top = 0.0
-    for b in range(flc.shape[0] // 5):
-        c = 5 * b
-        if df == WS:
-            v = flc[c] * Wf + flc[c + 1] * Af + flc[c + 2] * K * N * wB * passes + flc[c + 3]
-        else:
-            v = flc[c] * Wf + flc[c + 1] * Af + flc[c + 4]
-        if b == 0:
-            t = v
-        elif b == 1:
-            top = v
-        else:
-            top = max(top, v)
-    if flc.shape[0] > 5:
-        t += top
-    return t
+    return _shared_blocks(df, M, K, N, Mt, Wf, Af, 0.0, 0.0, wB, flc, flc, False)
 
 
 @njit(cache=True)
@@ -665,8 +648,15 @@ def _shared_cycles_rx(df, M, K, N, Mt, Wf, Af, Wc, Ac, R, wB, flc, rx):
     block moves ``Wf - Wc`` weight and ``Af - Ac`` activation bytes from beyond the cache to
     the cache at its own rates ``rx[8 + 2 b]``, ``rx[9 + 2 b]`` (:data:`RX_COLS`); exactly
     :func:`_shared_cycles` without a cache."""
-    if rx[0] <= 0.0:
-        return _shared_cycles(df, M, K, N, Mt, Wf, Af, R, wB, flc)
+    return _shared_blocks(df, M, K, N, Mt, Wf, Af, Wc, Ac, wB, flc, rx, rx[0] > 0.0)
+
+
+@njit(cache=True)
+def _shared_blocks(df, M, K, N, Mt, Wf, Af, Wc, Ac, wB, flc, rx, cached):
+    # pragma: no cover - numba
+    """The one loop of :func:`_shared_cycles` and :func:`_shared_cycles_rx`: each block of 5
+    coefficients, plus the cache's re-read term when ``cached``; the first block plus the
+    busiest port."""
     passes = math.ceil(M / Mt - 1e-9) if df == WS else 0.0
     t = 0.0
     top = 0.0
@@ -676,7 +666,8 @@ def _shared_cycles_rx(df, M, K, N, Mt, Wf, Af, Wc, Ac, R, wB, flc, rx):
             v = flc[c] * Wf + flc[c + 1] * Af + flc[c + 2] * K * N * wB * passes + flc[c + 3]
         else:
             v = flc[c] * Wf + flc[c + 1] * Af + flc[c + 4]
-        v += rx[8 + 2 * b] * (Wf - Wc) + rx[9 + 2 * b] * (Af - Ac)
+        if cached:
+            v += rx[8 + 2 * b] * (Wf - Wc) + rx[9 + 2 * b] * (Af - Ac)
         if b == 0:
             t = v
         elif b == 1:

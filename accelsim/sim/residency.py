@@ -245,43 +245,10 @@ def plan_memory(hw, weight_bytes: np.ndarray, weight_density: np.ndarray,
         not fit in the whole hierarchy.
     """
     pol = get_policy(policy)
-    mem = hw.memory
-    nl = len(mem)
-    cap = np.array([hw.level_capacity(m) for m in mem], dtype=np.float64)
-    onchip = np.array([m.scope != "offchip" for m in mem])
-    off = next((i for i, m in enumerate(mem) if m.scope == "offchip"), -1)
-    sw = _innermost(hw, "weights", 0)
-    sa = _innermost(hw, "activations", sw)
-    so = _innermost(hw, "outputs", sa)
-    staging = np.zeros(nl)
-    for lv in {sw, sa, so}:
-        if onchip[lv]:
-            only_outputs = set(mem[lv].holds) <= {"outputs"}
-            staging[lv] = cap[lv] * (1.0 if only_outputs else staging_fraction)
-    free = np.where(onchip, cap - staging, np.where(np.arange(nl) == off, cap, 0.0))
-    # a cache holds no placed data: it serves re-reads of what lives further out
-    x = hw.cache_level
-    room = float(free[x]) if x >= 0 else 0.0
-    if x >= 0:
-        free[x] = 0.0
-    holds_act = np.array(["activations" in m.holds for m in mem])
-    act = np.zeros(nl)
-    need = float(act_working_set)
-    for lv in range(nl):
-        if need <= 0:
-            break
-        if holds_act[lv] and onchip[lv] and lv != x:
-            act[lv] = min(need, free[lv])
-            need -= act[lv]
-    free = free - act
-    items_bytes = np.concatenate([weight_bytes, kv_bytes]).astype(np.float64)
-    req = PlacementRequest(
-        bytes=items_bytes, density=np.concatenate([weight_density, kv_density]),
-        is_kv=np.concatenate([np.zeros(len(weight_bytes), bool), np.ones(len(kv_bytes), bool)]),
-        free=free, allow_w=np.array(["weights" in m.holds and i != x
-                                     for i, m in enumerate(mem)]),
-        allow_kv=np.array(["kv" in m.holds and i != x for i, m in enumerate(mem)]),
-        onchip=onchip, offchip=off)
+    b = _Budget(hw, staging_fraction)
+    cap, staging = b.cap, b.staging
+    act, items_bytes, req = b.request(weight_bytes, weight_density, kv_bytes, kv_density,
+                                      act_working_set)
     try:
         frac = pol.place(req)
     except _NotOnChip as e:
@@ -289,12 +256,12 @@ def plan_memory(hw, weight_bytes: np.ndarray, weight_density: np.ndarray,
     placed = frac * items_bytes[:, None]
     unplaced = items_bytes - placed.sum(axis=1)
     if unplaced.sum() > 0.5 + 1e-9 * items_bytes.sum():
-        raise DoesNotFitError(_no_room_message(hw, items_bytes, len(weight_bytes), free, req))
+        raise DoesNotFitError(_no_room_message(hw, items_bytes, len(weight_bytes), req.free,
+                                               req))
     nw = len(weight_bytes)
-    act_levels = holds_act & (onchip | (np.arange(nl) == off)) & (np.arange(nl) != x)
-    return MemoryPlan(pol.name, tuple(m.name for m in mem), sw, sa, so, staging, act,
-                      act_levels, frac, nw, placed[:nw].sum(axis=0), placed[nw:].sum(axis=0),
-                      x, room)
+    return MemoryPlan(pol.name, b.names, b.sw, b.sa, b.so, staging, act,
+                      b.act_levels.copy(), frac, nw, placed[:nw].sum(axis=0),
+                      placed[nw:].sum(axis=0), b.x, b.room)
 
 
 class _Budget:

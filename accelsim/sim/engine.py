@@ -680,7 +680,8 @@ def _pipeline_bound(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb,
       the other and the last store follows the last compute: ``L0 + sum X + S_l``;
     - the load stream: every load runs on the one DMA stream, the last tile computes after
       its load and is stored after that: ``sum L + X_l + S_l``;
-    - with the stores on the load stream: ``sum L + sum S``.
+    - the stores: ``sum S`` on a stream of their own, ``sum L + sum S`` on the load
+      stream.
 
     The sums run over the at most 3 x 3 x 2 classes of tiles that differ (first, inner,
     last outer and middle block; inner or last ``k`` tile) times their counts. Returns
@@ -745,8 +746,9 @@ def _pipeline_bound(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb,
                     if a == nA - 1 and b == nB - 1:
                         x_l, s_l = X, S
     t = max(l0 + sum_x + s_l, sum_l + x_l + s_l)
-    if o_dma and not _own_store(two_ch):
-        t = max(t, sum_l + sum_s)
+    if o_dma:
+        # every store on its own stream, or with the loads on theirs
+        t = max(t, sum_s if _own_store(two_ch) else sum_l + sum_s)
     return t, max(nA, max(nB, nK))
 
 
@@ -922,6 +924,64 @@ def _choose(use, stage_cap, lw, la, lo, w_stage, a_stage, df, M, K, N, Mt, Kt, N
 
 
 @njit(cache=True)
+def _fit_caps(stage_cap, lw, la, lo):  # pragma: no cover - numba
+    """The capacities :func:`_fits_at` compares with: those of the staging levels of
+    weights, activations and outputs, and whether every other level holds its zero use."""
+    ok = True
+    for lv in range(stage_cap.shape[0]):
+        if lv != lw and lv != la and lv != lo and 0.0 > stage_cap[lv]:
+            ok = False
+    return stage_cap[lw], stage_cap[la], stage_cap[lo], ok
+
+
+@njit(cache=True)
+def _fits_at(caps, lw, la, lo, w_stage, a_stage, Mt, Kt, Nt, wB, a_bytes, accB):
+    # pragma: no cover - numba
+    """:func:`_fits` with the capacities of :func:`_fit_caps` in scalars: the same sums per
+    level in the same order (weights, activations, outputs), no array."""
+    cw, ca, co, ok = caps
+    if not ok:
+        return False
+    uw, ua, uo = 0.0, 0.0, 0.0          # use of levels lw, la (if not lw), lo (if neither)
+    if w_stage:
+        uw += 2.0 * Kt * Nt * wB
+    if a_stage:
+        if la == lw:
+            uw += a_bytes
+        else:
+            ua += a_bytes
+    ob = 2.0 * Mt * Nt * accB
+    if lo == lw:
+        uw += ob
+    elif lo == la:
+        ua += ob
+    else:
+        uo += ob
+    if uw > cw:
+        return False
+    if la != lw and ua > ca:
+        return False
+    if lo != lw and lo != la and uo > co:
+        return False
+    return True
+
+
+@njit(cache=True)
+def _choose_at(caps, lw, la, lo, w_stage, a_stage, df, M, K, N, Mt, Kt, Nt, wB, aB, accB):
+    # pragma: no cover - numba
+    """:func:`_choose` with the capacities of :func:`_fit_caps` (:func:`_fits_at`)."""
+    if a_stage:
+        kb = keep_bytes(df, M, K, N, Mt, Kt, Nt, aB)
+        if kb > 0.0 and _fits_at(caps, lw, la, lo, w_stage, a_stage, Mt, Kt, Nt, wB, kb,
+                                 accB):
+            return 1
+    if _fits_at(caps, lw, la, lo, w_stage, a_stage, Mt, Kt, Nt, wB, 2.0 * Mt * Kt * aB,
+                accB):
+        return 0
+    return -1
+
+
+@njit(cache=True)
 def _front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fix, a_pb,
            o_fix, o_pb, two_ch, stage_cap, lw, la, lo, w_stage, a_stage, flc, full, fw, fa,
            fsame, prune, nprune, skip_cap, skip_a_stage, use_skip, rx, fill=PER_FOLD):
@@ -945,7 +1005,8 @@ def _front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fix, a_
     cnt = np.empty(ncand)
     ckeep = np.zeros(ncand, np.bool_)
     cost = np.empty((ncand, 4))     # per-tile DMA costs with the cache's re-reads
-    use = np.zeros(stage_cap.shape[0])
+    caps = _fit_caps(stage_cap, lw, la, lo)
+    skip_caps = _fit_caps(skip_cap, lw, la, lo)
     n = 0
     feasible = 0
     for df in range(2):
@@ -954,16 +1015,16 @@ def _front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fix, a_
         for i in range(ms.shape[0]):
             for j in range(ks.shape[0]):
                 Mt, Kt, Nt = ms[i], ks[j], ns[j]
-                how = _choose(use, stage_cap, lw, la, lo, w_stage, a_stage, df, M, K, N, Mt,
-                              Kt, Nt, wB, aB, accB)
+                how = _choose_at(caps, lw, la, lo, w_stage, a_stage, df, M, K, N, Mt, Kt,
+                                 Nt, wB, aB, accB)
                 if how < 0:
                     continue
                 feasible += 1
                 if use_skip:
                     # the other option runs this tiling no slower if it loads its
                     # activations no more often
-                    other = _choose(use, skip_cap, lw, la, lo, w_stage, skip_a_stage, df, M,
-                                    K, N, Mt, Kt, Nt, wB, aB, accB)
+                    other = _choose_at(skip_caps, lw, la, lo, w_stage, skip_a_stage, df, M,
+                                       K, N, Mt, Kt, Nt, wB, aB, accB)
                     if other >= how:
                         continue
                 keep = how == 1

@@ -41,7 +41,6 @@ from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
 
 from ..errors import ConfigError, DoesNotFitError, Problem
 from ..precision import BitAllocation
@@ -1069,61 +1068,63 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
     # goes to each part's first phase below
     T_over = S.overheads(replace(hp, step_cyc=0.0), lw_u.ot, sch, pl_u.op_wbits).T
     step_cyc = hp.step_cyc if hp.kernel_cyc > 0 or hp.step_cyc > 0 else 0.0
-    e_pos = np.full(len(a_u), -1, np.int64)
-    e_pos[job.e] = np.arange(len(job.e))
-    # ---- 7. every part from the distinct units: every array gathered for all parts at
-    # once (each part's are slices of them), then each part's totals and result (as
-    # stages.step_energy and stages.assemble compute them: tested equal)
+    # ---- 7. every part from the distinct units: the sums a result reports, per distinct
+    # phase, then per part from how many of each distinct phase it runs (a count matrix);
+    # the per-op columns of a part are built only when its op_data is read
     um, fm = op_map, ph_map
-    T_g, cc_g, t1_g = _take(sch.T, fm), _take(sch.cc, fm), _take(sch.t1, um)
+    nd = len(uph)
+    ot_u = lw_u.ot
+    is_att_u = ot_u.op_code == att_code
+    vcyc_u = np.where(oth.vec | is_att_u, oth.vcyc, 0.0)
+    stall_u = np.maximum(sch.t1 - tr.comp - vcyc_u, 0.0)
+    a_idx = min(max(low.a_bits, 1), 16)
+    pe_u = ot_u.macs * hp.cpm[np.clip(pl_u.op_wbits, 1, 16), a_idx]
+    en_u = S.step_energy(hw, hp, ot_u, pl_u.op_wbits, low.a_bits, tr, noc, 0.0)
+    ov_u = np.zeros(len(a_u))
+    ov_u[job.e] = tr.overflow
+    offc = hp.offchip
+    offl_u = ((pl_u.home == offc) & (ot_u.p_active > 0)) if offc >= 0 else np.zeros(len(a_u))
+    L = len(hp.names)
+    per_op_cols = np.column_stack([tr.rd, tr.wr, tr.comp, stall_u, vcyc_u, ot_u.macs, pe_u,
+                                   en_u.e_mac, en_u.e_vec, noc.noc_j, en_u.op_j, en_u.e_mem,
+                                   ov_u, offl_u])
+    S_d = (np.add.reduceat(per_op_cols, u_ptr[:-1], axis=0) if nd
+           else np.zeros((0, per_op_cols.shape[1])))
+    S_d = np.column_stack([S_d, noc.noc_t + noc.red_t])
+    cnt = np.bincount(ph_part * nd + fm, minlength=n * nd).reshape(n, nd).astype(np.float64)
+    tot = cnt @ S_d
+    # phase times of every part (the step's host overhead on each part's first phase)
     T_o = T_over[fm]
     if step_cyc:
         T_o[ph_off[:-1][nph > 0]] += step_cyc
-    vec_g, vcyc_g = _take(oth.vec, um), _take(oth.vcyc, um)
-    rd_g, wr_g, comp_g = _take(tr.rd, um), _take(tr.wr, um), _take(tr.comp, um)
-    ep_ = e_pos[um]
-    is_e = ep_ >= 0
-    ov_g = tr.overflow[ep_[is_e]]
-    ov_off = np.concatenate([[0], np.cumsum(is_e)])[off]
-    noc_t_g, red_t_g = noc.noc_t[fm], noc.red_t[fm]
-    noc_j_g = _take(noc.noc_j, um)
-    home_g, wbits_g = _take(pl_u.home, um), _take(pl_u.op_wbits, um)
-    # energy per op (static power per part below)
-    en_u = S.step_energy(hw, hp, lw_u.ot, pl_u.op_wbits, low.a_bits, tr, noc, 0.0)
-    e_mac_g, e_mem_g, e_vec_g, op_j_g = (_take(en_u.e_mac, um), _take(en_u.e_mem, um),
-                                         _take(en_u.e_vec, um), _take(en_u.op_j, um))
-    oc_g, layer_g = _take(oc, G), _take(ot.layer, G)
-    # what assemble computes per op, for all parts at once
-    is_att = oc_g == att_code
-    vcyc_x = np.where(vec_g | is_att, vcyc_g, 0.0)
-    moved_g = rd_g + wr_g
-    sums = _row_sums(moved_g, rd_g, wr_g, off)
-    a_idx = min(max(low.a_bits, 1), 16)
-    pe_g = F[col["macs"]] * hp.cpm[np.clip(wbits_g, 1, 16), a_idx]
-    stall_g = np.maximum(t1_g - comp_g - vcyc_x, 0.0)
+    cc_g = _take(sch.cc, fm)
+    layer_g = _take(ot.layer, G)
     lay = np.maximum.reduceat(layer_g[porder], gptr[:-1]) if len(porder) else layer_g[:0]
-    p_act = F[col["p_active"]]
     static_w = hw.energy.static_power_w
 
-    def per_op(p, o, f_, en_op_j):
-        """Part ``p``'s per-op columns that no total reads (names, placement on the cores,
-        dataflow, tiles, ...): built when its ``op_data`` is first read."""
+    def per_op(p, o, f_):
+        """Part ``p``'s per-op columns (names, placement on the cores, dataflow, tiles,
+        energies, ...): built when its ``op_data`` is first read."""
         def build():
             a, b = o.start, o.stop
             Gp, ump = G[o], um[o]
             core, span, start, end = wrap_around(gptr[f_.start:f_.stop + 1] - a,
-                                                 porder[a:b] - a, T_g[f_], cc_g[f_], t1_g[o])
+                                                 porder[a:b] - a, _take(sch.T, fm[f_]),
+                                                 cc_g[f_], _take(sch.t1, ump))
             return {
-                "names": info.names[Gp], "op_code": oc_g[o], "layer": layer_g[o],
-                "expert": _take(ot.expert, Gp), "role": info.roles[Gp], "tensor": tl_g[o],
-                "tensor_names": info.t_names[sel[p][1]], "w_bits": wbits_g[o],
-                "a_bits": low.a_bits, "p_active": p_act[o], "m": F[col["m"], o],
+                "names": info.names[Gp], "op_code": _take(oc, Gp),
+                "layer": _take(ot.layer, Gp), "expert": _take(ot.expert, Gp),
+                "role": info.roles[Gp], "tensor": tl_g[o],
+                "tensor_names": info.t_names[sel[p][1]],
+                "w_bits": _take(pl_u.op_wbits, ump), "a_bits": low.a_bits,
+                "p_active": F[col["p_active"], o], "m": F[col["m"], o],
                 "k": F[col["k"], o], "n": F[col["n"], o], "macs": F[col["macs"], o],
                 "core": core, "cores": span, "start_cycle": start, "end_cycle": end,
-                "cycles": t1_g[o], "compute_cycles": comp_g[o], "vector_cycles": vcyc_x[o],
-                "stall_cycles": stall_g[o], "dataflow": _take(tr.dflow, ump),
-                "k_slices": _take(noc.ksl, ump), "tiles": _take(tr.tiles, ump),
-                "bytes": moved_g[o], "energy_j": en_op_j, "level_names": hp.names}
+                "cycles": _take(sch.t1, ump), "compute_cycles": _take(tr.comp, ump),
+                "vector_cycles": _take(vcyc_u, ump), "stall_cycles": _take(stall_u, ump),
+                "dataflow": _take(tr.dflow, ump), "k_slices": _take(noc.ksl, ump),
+                "tiles": _take(tr.tiles, ump), "bytes": _take(tr.rd, ump) + _take(tr.wr, ump),
+                "energy_j": _take(en_u.op_j, ump), "level_names": hp.names}
         return _LazyOps.deferred(build)
 
     out = []
@@ -1132,20 +1133,32 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
         f_ = slice(ph_off[p], ph_off[p + 1])
         a0 = off[p]
         T_p = T_o[f_]
-        noc_t, red_t = noc_t_g[f_], red_t_g[f_]
-        noc_cyc = float(noc_t.sum()) + float(red_t.sum())
-        cycles = float(T_p.sum())
-        latency = cycles / hp.clock_hz
-        en = _energy(hp, e_mac_g[o], e_mem_g[o], e_vec_g[o], noc_j_g[o], op_j_g[o],
-                     static_w * latency)
-        out.append(_result(hw, hp, ot, model_name, plans[p], sums[p], T_p, cc_g[f_],
-                           noc_cyc, en, float(tb[p].sum()), lay[f_],
-                           per_op(p, o, f_, en.op_j), comp_g[o], stall_g[o], p_act[o],
-                           F[col["macs"], o], vcyc_x[o], pe_g[o],
-                           ov_g[ov_off[p]:ov_off[p + 1]], home_g[o],
-                           porder[a0:off[p + 1]] - a0,
-                           gptr[ph_off[p]:ph_off[p + 1] + 1] - a0))
+        x = tot[p]
+        rd_s, wr_s = x[:L], x[L:2 * L]
+        comp, stall, vec, macs, pe, e_mac, e_vec, noc_j, op_j = x[2 * L:2 * L + 9]
+        e_mem = x[2 * L + 9:3 * L + 9]
+        n_over, n_off, noc_cyc = x[3 * L + 9:3 * L + 12]
+        t = S.Totals(rd_s + wr_s, rd_s, wr_s, float(comp), float(stall), float(vec),
+                     float(macs), float(pe), int(n_over + 0.5), int(n_off + 0.5))
+        latency = float(T_p.sum()) / hp.clock_hz
+        static = static_w * latency
+        res = S.result_of(hw, hp, ot, model_name, plans[p], t, T_p, cc_g[f_],
+                          float(noc_cyc), None, float(op_j + static),
+                          S.energy_breakdown(hp, e_mac, e_vec, noc_j, e_mem, static),
+                          float(tb[p].sum()), per_op(p, o, f_), porder[a0:off[p + 1]] - a0,
+                          gptr[ph_off[p]:ph_off[p + 1] + 1] - a0,
+                          _layer_latency(lay[f_], T_p, ot.model.total_layers, hp.clock_hz))
+        out.append(res.with_power_check(hw.energy.rated_power_w, hw.name))
     return out
+
+
+def _layer_latency(lay: np.ndarray, T: np.ndarray, nl: int, clock_hz: float) -> np.ndarray:
+    """:func:`accelsim.sim.stages.layer_latency` of a part from the highest layer of each of
+    its phases (``lay``, -1 for none) and their times."""
+    has = lay >= 0
+    first = int(np.argmax(has)) if has.any() else len(lay)
+    slot = np.where(has, lay + 1, np.where(np.arange(len(lay)) < first, 0, nl + 1))
+    return np.bincount(slot.astype(np.int64), weights=T / clock_hz, minlength=int(nl) + 2)
 
 
 class _LazyOps(dict):
@@ -1204,83 +1217,6 @@ for _name in ("__getitem__", "__iter__", "__len__", "__contains__", "__repr__", 
               "items", "get", "copy", "pop", "popitem", "setdefault", "update", "clear"):
     setattr(_LazyOps, _name, _filled(_name))
 del _name
-
-
-def _result(hw, hp, ot, model_name, plan, sums, T, cc, noc_cyc, en, weight_bytes, lay,
-            op_data, comp, stall, p_active, macs, vcyc_x, pe, overflow, home, order,
-            ptr) -> SimResult:
-    """One part's :class:`SimResult` as :func:`accelsim.sim.stages.assemble` builds it, from
-    its slices of the arrays of all parts (``sums``: its bytes moved, read and written per
-    level, summed in op order; ``op_data``: its per-op columns, built when read)."""
-    cores, R, C = hp.cores, hp.rows, hp.cols
-    cycles = float(T.sum())
-    latency = cycles / hp.clock_hz
-    by_level, rd_s, wr_s = sums
-    off = hp.offchip
-    r_t, w_t = rd_s / hp.agg_read_bpc, wr_s / hp.agg_write_bpc
-    lvl_time = np.where(hp.onchip, np.maximum(r_t, w_t), r_t + w_t)
-    vec_total = float(vcyc_x.sum())
-    busy = {"compute": float(comp.sum()) / cores, "vector": vec_total / cores,
-            "offchip_bandwidth": float(lvl_time[off]) if off >= 0 else 0.0,
-            "onchip_bandwidth": float(lvl_time[hp.onchip].max(initial=0.0)),
-            "noc": noc_cyc}
-    top = max(busy, key=lambda k: busy[k])
-    bound = top if busy[top] >= 0.5 * cycles else "latency"
-    pe_cycles = float(pe.sum())
-    util = pe_cycles / (R * C * cores * cycles) if cycles > 0 else 0.0
-    warnings = S._warnings(hp, plan, overflow, home, p_active > 0)
-    tokens = float(ot.tokens_step)
-    names = hp.names
-    # layer_latency: a phase counts for the highest layer among its ops
-    nl = int(ot.model.total_layers)
-    has = lay >= 0
-    first = int(np.argmax(has)) if has.any() else len(lay)
-    slot = np.where(has, lay + 1, np.where(np.arange(len(lay)) < first, 0, nl + 1))
-    return SimResult(
-        hw=hw.name, model=model_name, scenario=dict(ot.scenario), residency=plan.policy,
-        clock_hz=hp.clock_hz, cores=cores, cycles=cycles, latency_s=latency, tokens=tokens,
-        tokens_per_s=tokens / latency if latency > 0 else float("inf"), energy_j=en.total,
-        energy_breakdown_j=en.breakdown, weight_bytes=weight_bytes,
-        weight_bytes_by_level=dict(zip(names, plan.weight_bytes_by_level.tolist())),
-        kv_bytes_by_level=dict(zip(names, plan.kv_bytes_by_level.tolist())),
-        activation_bytes_by_level=dict(zip(names, plan.act_reserve.tolist())),
-        staging_bytes_by_level=dict(zip(names, plan.staging.tolist())),
-        bytes_by_level=dict(zip(names, by_level.tolist())),
-        offchip_bytes=float(by_level[off]) if off >= 0 else 0.0,
-        onchip_bytes_moved=float(by_level[hp.onchip].sum()),
-        macs=float(macs.sum()), mac_utilization=util, compute_cycles=float(comp.sum()),
-        stall_cycles=float(stall.sum()), vector_cycles=vec_total,
-        noc_cycles=noc_cyc, busy_cycles=busy, bound=bound, warnings=tuple(warnings),
-        op_data=op_data, phase_data={"T": T, "c": cc, "order": order, "ptr": ptr},
-        layer_latency_s=np.bincount(slot.astype(np.int64), weights=T / hp.clock_hz,
-                                    minlength=nl + 2)).with_power_check(
-        hw.energy.rated_power_w, hw.name)
-
-
-@njit(cache=True)
-def _row_sums(x, y, z, off):  # pragma: no cover - numba
-    """Per part ``p`` (rows ``off[p]:off[p + 1]`` of ``x``, ``y``, ``z`` [rows x levels])
-    the column sums of each, added row after row as ``numpy.sum(axis=0)`` adds them."""
-    n = off.shape[0] - 1
-    out = np.zeros((n, 3, x.shape[1]))
-    for p in range(n):
-        for i in range(off[p], off[p + 1]):
-            for j in range(x.shape[1]):
-                out[p, 0, j] += x[i, j]
-                out[p, 1, j] += y[i, j]
-                out[p, 2, j] += z[i, j]
-    return out
-
-
-def _energy(hp, e_mac, e_mem, e_vec, noc_j, op_j, static: float) -> S.Energy:
-    """A part's :class:`~accelsim.sim.stages.Energy` from its ops' energies (the totals of
-    :func:`~accelsim.sim.stages.step_energy`)."""
-    energy = float(op_j.sum() + static)
-    breakdown = {"mac": float(e_mac.sum()), "vector": float(e_vec.sum()),
-                 "noc": float(noc_j.sum()), "static": float(static)}
-    for i, name in enumerate(hp.names):
-        breakdown[f"memory:{name}"] = float(e_mem[:, i].sum())
-    return S.Energy(op_j, e_mac, e_mem, e_vec, float(static), energy, breakdown)
 
 
 def _ranges(starts: np.ndarray, lens: np.ndarray) -> np.ndarray:

@@ -428,6 +428,7 @@ _INFO = IdentityCache()
 #: The op-table fields a part scales (gathered together from ``_Info.floats``).
 _FLOATS = ("m", "k", "n", "tokens", "p_active", "macs", "vector_ops", "in_elems", "out_elems",
            "kv_elems", "kv_write_elems", "kv_resident", "att_m", "att_n")
+_FIELD = {k: j for j, k in enumerate(_FLOATS)}
 
 
 def _info(ot: OpTable) -> _Info:
@@ -843,25 +844,11 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
     sci = np.array([scs.setdefault((r.tp, _kv_div(model, r.tp), r.etp, r.bshare), len(scs))
                     for r in rs], np.int64)
     nsc = len(scs)
-    F = np.empty((len(_FLOATS), len(G)))
     sc_op = sci[part_of]
-    n_ops = len(ot)
-    for c, key in enumerate(scs):
-        m = np.flatnonzero(sc_op == c) if nsc > 1 else None
-        Gm = G if m is None else G[m]
-        if 4 * len(Gm) < n_ops:     # a few ops: scaled on their own
-            F[:, slice(None) if m is None else m] = _scaled(info, *key, ops=Gm)
-            continue
-        Fc = _scaled(info, *key)    # the whole table's, kept
-        if m is None:
-            for j in range(len(_FLOATS)):
-                np.take(Fc[j], G, out=F[j], mode="clip")     # G: valid indices
-        else:
-            for j in range(len(_FLOATS)):
-                F[j, m] = Fc[j, Gm]
+    fields = _Fields(info, list(scs), sc_op, G)
     raw = _raw_ids(low, info)
     nbase = (int(raw.max(initial=-1)) + 1) * nsc
-    cid = raw[G] * nsc + sci[part_of]
+    cid = raw[G] * nsc + sc_op
     # ops whose rows a part's shares change: routed experts at a share below 1, dispatch
     # and combine at a fraction other than 1
     held = np.array([r.share is not None for r in rs], bool)
@@ -889,18 +876,20 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
             _, minv = S._unique_columns([raw[G[mpos]].astype(np.float64),
                                          sci[part_of[mpos]].astype(np.float64), mkind, mval])
             cid[mpos] = nbase + minv
-            _scale_modified(info, oc, F, G, mpos, mkind, mval, sci[part_of[mpos]], list(scs))
-    col = {k: j for j, k in enumerate(_FLOATS)}
+            fields.modify(mpos, _scale_modified(info, oc, G, mpos, mkind, mval,
+                                                sci[part_of[mpos]], list(scs)))
+    col = _FIELD
     WF = ot.weight_fraction[G]
     for p, r in enumerate(rs):
         if r.bshare != 1.0:     # an embedding lookup reads a row per token it looks up
             o = np.arange(off[p], off[p + 1])
             emb = o[oc[G[o]] == OP["embed"]]
-            WF[emb] = np.minimum(1.0, F[col["tokens"], emb] / max(model.vocab_size, 1))
+            WF[emb] = np.minimum(1.0, fields.read([col["tokens"]], emb)[0]
+                                 / max(model.vocab_size, 1))
     # ---- 2. memory plans
-    p_all = F[col["p_active"]]
+    p_all, in_all, out_all = fields.read([col["p_active"], col["in_elems"], col["out_elems"]])
     pe = np.where(p_all > 0, p_all, 1.0)
-    foot = (F[col["in_elems"]] + F[col["out_elems"]]) / pe * aB
+    foot = (in_all + out_all) / pe * aB
     # every part's tensors (its share of their bytes), each op's tensor among its part's,
     # and the tensors' densities, for all parts at once
     tcnt = np.array([len(x[1]) for x in sel], np.int64)
@@ -944,8 +933,7 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
     for p in range(n):
         o = slice(off[p], off[p + 1])
         ai = off[p] + np.flatnonzero(is_att_g[o])
-        kv_res = F[col["kv_resident"], ai]
-        kv_elems = F[col["kv_elems"], ai]
+        kv_res, kv_elems = fields.read([col["kv_resident"], col["kv_elems"]], ai)
         kv_den = np.where(kv_res > 0, kv_elems / np.where(kv_res > 0, kv_res, 1), 0.0)
         reqs.append((tb[p], dens_all[t_off[p]:t_off[p + 1]], kv_res * kvB, kv_den,
                      float(foot[o].max(initial=0.0))))
@@ -1053,7 +1041,7 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
     op_map[canon] = op_map_c
     unit_id = np.repeat(np.arange(len(reps)), ulen[reps])     # distinct unit of uph
     # ---- 6. the stages over the distinct units
-    lw_u, pl_u, spaces = _unit_tables(hw, hp, low, info, G, F, a_u, part_of, t_loc, tb, tn,
+    lw_u, pl_u, spaces = _unit_tables(hw, hp, low, info, G, fields.read(None, a_u), a_u, part_of, t_loc, tb, tn,
                                       tbits, plans, pc, row_vec, ctx_w, u_ptr,
                                       np.where(grouped_u[unit_of_ph[uph]], unit_id, -1), foot,
                                       WF)
@@ -1091,8 +1079,8 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
     S_d = (np.add.reduceat(per_op_cols, u_ptr[:-1], axis=0) if nd
            else np.zeros((0, per_op_cols.shape[1])))
     S_d = np.column_stack([S_d, noc.noc_t + noc.red_t])
-    cnt = np.bincount(ph_part * nd + fm, minlength=n * nd).reshape(n, nd).astype(np.float64)
-    tot = cnt @ S_d
+    counts = np.bincount(ph_part * nd + fm, minlength=n * nd).reshape(n, nd).astype(np.float64)
+    tot = counts @ S_d
     # phase times of every part (the step's host overhead on each part's first phase)
     T_o = T_over[fm]
     if step_cyc:
@@ -1108,6 +1096,7 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
         def build():
             a, b = o.start, o.stop
             Gp, ump = G[o], um[o]
+            f_o = fields.read([col["m"], col["k"], col["n"], col["macs"]], np.arange(a, b))
             core, span, start, end = wrap_around(gptr[f_.start:f_.stop + 1] - a,
                                                  porder[a:b] - a, _take(sch.T, fm[f_]),
                                                  cc_g[f_], _take(sch.t1, ump))
@@ -1117,8 +1106,8 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
                 "role": info.roles[Gp], "tensor": tl_g[o],
                 "tensor_names": info.t_names[sel[p][1]],
                 "w_bits": _take(pl_u.op_wbits, ump), "a_bits": low.a_bits,
-                "p_active": F[col["p_active"], o], "m": F[col["m"], o],
-                "k": F[col["k"], o], "n": F[col["n"], o], "macs": F[col["macs"], o],
+                "p_active": p_all[o], "m": f_o[0], "k": f_o[1], "n": f_o[2],
+                "macs": f_o[3],
                 "core": core, "cores": span, "start_cycle": start, "end_cycle": end,
                 "cycles": _take(sch.t1, ump), "compute_cycles": _take(tr.comp, ump),
                 "vector_cycles": _take(vcyc_u, ump), "stall_cycles": _take(stall_u, ump),
@@ -1243,11 +1232,12 @@ def _dispatch_fraction(info: _Info, share: np.ndarray) -> np.ndarray:
     return np.where(tot > 0, (tok * share).sum(axis=-1) / np.where(tot > 0, tot, 1.0), 0.0)
 
 
-def _scale_modified(info: _Info, op_code: np.ndarray, F: np.ndarray, G: np.ndarray,
-                    pos: np.ndarray, kind: np.ndarray, val: np.ndarray, sc: np.ndarray,
-                    scs: list) -> None:
-    """Rescale the ops ``pos`` of ``F`` from their unscaled rows as :func:`_sub_table` does:
-    an expert share (``kind`` 1) or a dispatch fraction (2), then tensor parallelism."""
+def _scale_modified(info: _Info, op_code: np.ndarray, G: np.ndarray, pos: np.ndarray,
+                    kind: np.ndarray, val: np.ndarray, sc: np.ndarray,
+                    scs: list) -> np.ndarray:
+    """The scaled fields (one row per field of :data:`_FLOATS`, a column per op) of the part
+    ops ``pos`` rescaled from their unscaled rows as :func:`_sub_table` does: an expert
+    share (``kind`` 1) or a dispatch fraction (2), then tensor parallelism."""
     ti = G[pos]
     raw = np.ascontiguousarray(info.floats[ti].T)
     f = {k: raw[j] for j, k in enumerate(_FLOATS)}
@@ -1259,6 +1249,7 @@ def _scale_modified(info: _Info, op_code: np.ndarray, F: np.ndarray, G: np.ndarr
     f["out_elems"][disp] *= val[disp]
     f["in_elems"][comb] *= val[comb]
     f["vector_ops"][comb] *= val[comb]
+    out = np.empty_like(raw)
     for c, (tp, kvd, etp, _) in enumerate(scs):     # no batch op is modified
         m = np.flatnonzero(sc == c)
         if not len(m):
@@ -1267,14 +1258,85 @@ def _scale_modified(info: _Info, op_code: np.ndarray, F: np.ndarray, G: np.ndarr
         _scale_tp(g, info.op_cls[ti[m]], float(tp), float(kvd))
         _scale_tp(g, info.e_cls[ti[m]], float(etp), 1.0)
         for j, k in enumerate(_FLOATS):
-            F[j, pos[m]] = g[k]
+            out[j, m] = g[k]
+    return out
+
+
+class _Fields:
+    """The scaled fields (:data:`_FLOATS`) of every part op (``G``: its op in the table;
+    ``sc_op``: its scale class, a key of ``scs``), read field by field for the ops that need
+    them: from the whole table's scaled copy of each class (or, for a class with few ops,
+    their own rows), with the rows of the ops a part's shares modify (:meth:`modify`) in
+    place of those."""
+
+    def __init__(self, info: _Info, scs: list, sc_op: np.ndarray, G: np.ndarray):
+        self.G, self.sc_op, self.nsc = G, sc_op, len(scs)
+        self.tables, self.own = [], []
+        n_ops = len(info.floats)
+        for c, key in enumerate(scs):
+            m = np.flatnonzero(sc_op == c) if len(scs) > 1 else None
+            Gm = G if m is None else G[m]
+            if 4 * len(Gm) < n_ops:     # a few ops: scaled on their own
+                own = np.full(len(G), -1, np.int64)
+                own[slice(None) if m is None else m] = np.arange(len(Gm))
+                self.tables.append(None)
+                self.own.append((own, _scaled(info, *key, ops=Gm)))
+            else:                       # the whole table's, kept
+                self.tables.append(_scaled(info, *key))
+                self.own.append(None)
+        self.mod = None
+
+    def modify(self, pos: np.ndarray, rows: np.ndarray) -> None:
+        """The part ops ``pos`` have the fields ``rows`` (one column per op)."""
+        self.mod = np.full(len(self.G), -1, np.int64)
+        self.mod[pos] = np.arange(len(pos))
+        self.mod_rows = rows
+
+    def read(self, js, pos: np.ndarray | None = None) -> np.ndarray:
+        """Fields ``js`` (indices into :data:`_FLOATS`; None: all) of the part ops ``pos``
+        (None: all), one row per field."""
+        js = list(range(len(_FLOATS))) if js is None else list(js)
+        Gp = self.G if pos is None else self.G[pos]
+        out = np.empty((len(js), len(Gp)))
+        if self.nsc == 1:
+            cls = [(0, None)]
+        else:
+            sc = self.sc_op if pos is None else self.sc_op[pos]
+            cls = [(c, np.flatnonzero(sc == c)) for c in range(self.nsc)]
+        for c, m in cls:
+            if m is not None and not len(m):
+                continue
+            tab = self.tables[c]
+            if tab is not None:
+                g = Gp if m is None else Gp[m]
+                for r, j in enumerate(js):
+                    if m is None:
+                        np.take(tab[j], g, out=out[r], mode="clip")     # valid indices
+                    else:
+                        out[r, m] = tab[j, g]
+            else:
+                own, rows = self.own[c]
+                q = own if pos is None else own[pos]
+                q = q if m is None else q[m]
+                for r, j in enumerate(js):
+                    if m is None:
+                        out[r] = rows[j, q]
+                    else:
+                        out[r, m] = rows[j, q]
+        if self.mod is not None:
+            mk = self.mod if pos is None else self.mod[pos]
+            w = np.flatnonzero(mk >= 0)
+            if len(w):
+                out[:, w] = self.mod_rows[js][:, mk[w]]
+        return out
 
 
 def _unit_tables(hw, hp, low: S.Lowered, info: _Info, G, F, a_u, part_of, t_loc, tb, tn,
                  tbits, plans, pc, row_vec, ctx_w, u_ptr, u_pgroup, foot, WF):
     """:class:`~accelsim.sim.stages.Lowered` and ``Placement`` of the distinct units' ops
-    (``a_u``: the part op each is; one tensor of its own per op with a weight) and the tile
-    spaces of the memory-plan classes (``spaces`` of :func:`~accelsim.sim.stages.gemm_inputs`)."""
+    (``a_u``: the part op each is; ``F``: their scaled fields, a row per field of
+    :data:`_FLOATS`; one tensor of its own per op with a weight) and the tile spaces of the
+    memory-plan classes (``spaces`` of :func:`~accelsim.sim.stages.gemm_inputs`)."""
     ot = low.ot
     ti, pu = G[a_u], part_of[a_u]
     nu = len(a_u)
@@ -1289,7 +1351,7 @@ def _unit_tables(hw, hp, low: S.Lowered, info: _Info, G, F, a_u, part_of, t_loc,
     nph = len(u_ptr) - 1
     depth = np.repeat(np.arange(nph), np.diff(u_ptr))
     op_code = ot.op_code[ti]
-    fl = F[:, a_u]
+    fl = F
     ot_u = replace(ot, names=names, index=_LazyIndex(names), op_code=op_code,
                    layer=ot.layer[ti], expert=ot.expert[ti], role=info.roles[ti],
                    tensor=tensor, weight_fraction=WF[a_u], depth=depth,

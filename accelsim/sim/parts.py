@@ -157,7 +157,7 @@ def _simulate_parts(hw, graph, alloc, parts, opts: SimOptions, shared: bool) -> 
     info = _info(low.ot)
     ctx = _expert_context(low, info)
     resolved = {k: _resolved(parts[i], model) for k, i in first.items()}
-    content = {k: _content_key(ctx, r) for k, r in resolved.items()}
+    content = dict(zip(resolved, _content_keys(ctx, list(resolved.values()))))
     reps: dict[tuple, tuple] = {}
     for k in first:
         reps.setdefault(content[k], k)
@@ -294,6 +294,36 @@ def _content_key(ctx, r: _Resolved) -> tuple:
     flat = (rows[sel][nz[0]] * sh.shape[1] + nz[1])
     seq = np.stack([sh[nz], ctx.bits[flat], ctx.tokens[flat], ctx.p[flat]])
     return base + (np.bincount(nz[0], minlength=sh.shape[0]).tobytes(), seq.tobytes())
+
+
+def _content_keys(ctx, rs: list) -> list:
+    """``[_content_key(ctx, r) for r in rs]``, the parts with shares on one layer range
+    worked out together (one ``nonzero`` for all of them: the same keys)."""
+    out: list = [None] * len(rs)
+    groups: dict = {}
+    for i, r in enumerate(rs):
+        if r.share is None:
+            out[i] = _content_key(ctx, r)
+        else:
+            groups.setdefault((r.first, r.last), []).append(i)
+    for (a, b), idx in groups.items():
+        if len(idx) < 2:
+            out[idx[0]] = _content_key(ctx, rs[idx[0]])
+            continue
+        rows = np.flatnonzero((ctx.rows >= a) & (ctx.rows < b))
+        sh = np.stack([rs[i].share[rows] for i in idx])
+        q, rr, e = np.nonzero(sh > 0)          # by part, then row, then expert
+        flat = rows[rr] * sh.shape[2] + e
+        seq = np.stack([sh[q, rr, e], ctx.bits[flat], ctx.tokens[flat], ctx.p[flat]])
+        bounds = np.searchsorted(q, np.arange(len(idx) + 1))
+        nr = len(rows)
+        counts = np.bincount(q * nr + rr, minlength=len(idx) * nr).reshape(len(idx), nr)
+        for j, i in enumerate(idx):
+            r = rs[i]
+            out[i] = (r.first, r.last, r.tp, r.embed, r.lm_head, r.etp, r.bshare,
+                      counts[j].tobytes(),
+                      np.ascontiguousarray(seq[:, bounds[j]:bounds[j + 1]]).tobytes())
+    return out
 
 
 def _relabel(res: SimResult, info, r: _Resolved) -> SimResult:
@@ -947,7 +977,7 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
     pc = np.empty(n, np.int64)
     items_all = np.concatenate([q.item_fraction for q in plans])
     i_off = np.concatenate([[0], np.cumsum([len(q.item_fraction) for q in plans])])
-    first, inv = S._unique_rows(items_all)
+    first, inv = _item_rows(plans, items_all, i_off)
     row_vec = list(items_all[first])
     ctx_w = np.zeros(len(G), np.int64)          # 0: no weight; else 1 + row id
     for p, q in enumerate(plans):
@@ -1206,6 +1236,29 @@ for _name in ("__getitem__", "__iter__", "__len__", "__contains__", "__repr__", 
               "items", "get", "copy", "pop", "popitem", "setdefault", "update", "clear"):
     setattr(_LazyOps, _name, _filled(_name))
 del _name
+
+
+def _item_rows(plans: list, items_all: np.ndarray, i_off: np.ndarray):
+    """:func:`accelsim.sim.stages._unique_rows` of every plan's item fractions
+    (``items_all``, plan ``p``'s rows ``i_off[p]:i_off[p + 1]``): the first occurrence of
+    every distinct row and each row's position among them. When each plan keeps all its
+    items in one row (every tensor in one level, the common case), only those rows are
+    compared."""
+    heads, at = [], []
+    for p, q in enumerate(plans):
+        f = q.item_fraction
+        if len(f) == 0:
+            continue
+        if (f != f[:1]).any():
+            return S._unique_rows(items_all)
+        heads.append(f[0])
+        at.append(p)
+    if not heads:
+        return S._unique_rows(items_all)
+    h_first, h_inv = S._unique_rows(np.stack(heads))
+    lens = np.diff(i_off)[at]
+    first = i_off[np.asarray(at)[h_first]]
+    return first.astype(np.int64), np.repeat(h_inv, lens).astype(np.int64)
 
 
 def _ranges(starts: np.ndarray, lens: np.ndarray) -> np.ndarray:

@@ -564,6 +564,33 @@ def _select(info: _Info, r: _Resolved) -> tuple[np.ndarray, np.ndarray]:
             np.sort(np.concatenate([t_base, _segments(t_ex, nz)]), kind="stable"))
 
 
+def _by_key(info: _Info, name: str, key: np.ndarray, n: int) -> tuple:
+    """The ops of the table grouped by ``key`` (0..n-1; -1: none) with a pointer per key, as
+    ``_segments`` reads them (cached per op table under ``name``)."""
+    hit = info.ranges.get(name)
+    if hit is None:
+        i = np.flatnonzero(key >= 0)
+        o = np.argsort(key[i], kind="stable")
+        hit = info.ranges[name] = (i[o].astype(np.int64),
+                                   np.searchsorted(key[i][o], np.arange(n + 1)))
+    return hit
+
+
+def _positions(sorted_keys: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each of ``q`` is in ``sorted_keys``, and whether it is there."""
+    pos = np.searchsorted(sorted_keys, q)
+    if not len(sorted_keys):
+        return pos, np.zeros(len(q), bool)
+    return pos, sorted_keys[np.minimum(pos, len(sorted_keys) - 1)] == q
+
+
+def _csr_take(csr: tuple, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The entries of ``keys`` in ``csr`` (concatenated in the order of ``keys``) and how
+    many each key has."""
+    items, ptr = csr
+    return _segments(csr, keys), (ptr[keys + 1] - ptr[keys]).astype(np.int64)
+
+
 def _segments(csr: tuple, nz: np.ndarray) -> np.ndarray:
     """The entries of the experts ``nz`` in ``csr`` = (entries grouped by expert, pointer
     per expert)."""
@@ -874,6 +901,7 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
     sci = np.array([scs.setdefault((r.tp, _kv_div(model, r.tp), r.etp, r.bshare), len(scs))
                     for r in rs], np.int64)
     nsc = len(scs)
+    n_ops = len(ot)
     sc_op = sci[part_of]
     fields = _Fields(info, list(scs), sc_op, G)
     raw = _raw_ids(low, info)
@@ -886,23 +914,32 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
         fracs = np.ones((n, info.tokens.shape[0]))
         hidx = np.flatnonzero(held)
         sh3 = np.stack([np.broadcast_to(rs[p].share, info.tokens.shape) for p in hidx])
-        # row hrow[p]: part p's shares (only held parts' rows are read)
         shares = sh3.reshape(len(hidx), -1).astype(np.float64, copy=False)
-        hrow = np.zeros(n, np.int64)
-        hrow[hidx] = np.arange(len(hidx))
         fracs[hidx] = _dispatch_fraction(info, sh3)
-        fl_g, rows_g, oc_g = info.op_flat[G], info.op_lrow[G], oc[G]
-        on = held[part_of]
-        ex = np.flatnonzero(on & (fl_g >= 0))
-        s_ = shares[hrow[part_of[ex]], fl_g[ex]]       # ex: ops of held parts only
-        k1 = s_ < 1.0
-        dc = np.flatnonzero(on & ((oc_g == disp_code) | (oc_g == comb_code)) & (rows_g >= 0))
-        fr = fracs[part_of[dc], rows_g[dc]]
-        k2 = fr != 1.0
-        mpos = np.concatenate([ex[k1], dc[k2]]).astype(np.int64)
+        # the part ops of held parts' experts at a share in (0, 1), and of their dispatch
+        # and combine at a fraction other than 1, found from the shares and the MoE rows
+        # (a part op's position: its op in the part's sorted ops)
+        gkey = part_of * n_ops + G
+        qp, qf = np.nonzero((shares > 0.0) & (shares < 1.0))
+        ex_ops, ex_n = _csr_take(_by_key(info, "expert ops", info.op_flat, info.tokens.size),
+                                 qf)
+        ex_part = np.repeat(hidx[qp], ex_n)
+        ex, found = _positions(gkey, ex_part * n_ops + ex_ops)
+        ex = ex[found]                  # a part holds the experts of its own layers only
+        s_ = np.repeat(shares[qp, qf], ex_n)[found]
+        dp, dr = np.nonzero(fracs[hidx] != 1.0)
+        dp = hidx[dp]
+        d_ops, d_n = _csr_take(_by_key(info, "moe io ops", np.where(
+            (oc == disp_code) | (oc == comb_code), info.op_lrow, -1), info.tokens.shape[0]),
+            dr)
+        d_part = np.repeat(dp, d_n)
+        dc, found = _positions(gkey, d_part * n_ops + d_ops)
+        dc = dc[found]                  # a stage's parts hold their own layers
+        fr = np.repeat(fracs[dp, dr], d_n)[found]
+        mpos = np.concatenate([ex, dc]).astype(np.int64)
         if len(mpos):
-            mkind = np.concatenate([np.ones(int(k1.sum())), np.full(int(k2.sum()), 2.0)])
-            mval = np.concatenate([s_[k1], fr[k2]])
+            mkind = np.concatenate([np.ones(len(ex)), np.full(len(dc), 2.0)])
+            mval = np.concatenate([s_, fr])
             _, minv = S._unique_columns([raw[G[mpos]].astype(np.float64),
                                          sci[part_of[mpos]].astype(np.float64), mkind, mval])
             cid[mpos] = nbase + minv
@@ -959,14 +996,18 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
     tbits = [bits_all[t_off[p]:t_off[p + 1]] for p in range(n)]
     t_loc = [tl_g[off[p]:off[p + 1]] for p in range(n)]
     is_att_g = oc[G] == att_code
-    reqs = []
-    for p in range(n):
-        o = slice(off[p], off[p + 1])
-        ai = off[p] + np.flatnonzero(is_att_g[o])
-        kv_res, kv_elems = fields.read([col["kv_resident"], col["kv_elems"]], ai)
-        kv_den = np.where(kv_res > 0, kv_elems / np.where(kv_res > 0, kv_res, 1), 0.0)
-        reqs.append((tb[p], dens_all[t_off[p]:t_off[p + 1]], kv_res * kvB, kv_den,
-                     float(foot[o].max(initial=0.0))))
+    # every part's KV caches (its attention ops, in order) and activation working set
+    ai_all = np.flatnonzero(is_att_g)
+    kv_res, kv_elems = fields.read([col["kv_resident"], col["kv_elems"]], ai_all)
+    kv_den = np.where(kv_res > 0, kv_elems / np.where(kv_res > 0, kv_res, 1), 0.0)
+    kv_b = kv_res * kvB
+    a_ptr = np.searchsorted(ai_all, off)
+    full = cnt > 0
+    work = np.zeros(n)
+    if full.any():
+        work[full] = np.maximum(np.maximum.reduceat(foot, off[:-1][full]), 0.0)
+    reqs = [(tb[p], dens_all[t_off[p]:t_off[p + 1]], kv_b[a_ptr[p]:a_ptr[p + 1]],
+             kv_den[a_ptr[p]:a_ptr[p + 1]], float(work[p])) for p in range(n)]
     try:
         plans = plan_memories(hw, reqs, opts.residency, opts.staging_fraction)
     except DoesNotFitError as e:

@@ -947,12 +947,12 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
                                                 sci[part_of[mpos]], list(scs)))
     col = _FIELD
     WF = ot.weight_fraction[G]
-    for p, r in enumerate(rs):
-        if r.bshare != 1.0:     # an embedding lookup reads a row per token it looks up
-            o = np.arange(off[p], off[p + 1])
-            emb = o[oc[G[o]] == OP["embed"]]
-            WF[emb] = np.minimum(1.0, fields.read([col["tokens"]], emb)[0]
-                                 / max(model.vocab_size, 1))
+    bs = np.array([r.bshare != 1.0 for r in rs], bool)
+    if bs.any():                # an embedding lookup reads a row per token it looks up
+        emb = np.flatnonzero(oc[G] == OP["embed"])
+        emb = emb[bs[part_of[emb]]]
+        WF[emb] = np.minimum(1.0, fields.read([col["tokens"]], emb)[0]
+                             / max(model.vocab_size, 1))
     # ---- 2. memory plans
     p_all, in_all, out_all = fields.read([col["p_active"], col["in_elems"], col["out_elems"]])
     pe = np.where(p_all > 0, p_all, 1.0)
@@ -1160,6 +1160,8 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
     layer_g = _take(ot.layer, G)
     lay = np.maximum.reduceat(layer_g[porder], gptr[:-1]) if len(porder) else layer_g[:0]
     static_w = hw.energy.static_power_w
+    nl = int(ot.model.total_layers)
+    lat_all = _layer_latencies(lay, T_o, ph_off, nl, hp.clock_hz)
 
     def per_op(p, o, f_):
         """Part ``p``'s per-op columns (names, placement on the cores, dataflow, tiles,
@@ -1207,18 +1209,30 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
                           S.energy_breakdown(hp, e_mac, e_vec, noc_j, e_mem, static),
                           float(tb[p].sum()), per_op(p, o, f_), porder[a0:off[p + 1]] - a0,
                           gptr[ph_off[p]:ph_off[p + 1] + 1] - a0,
-                          _layer_latency(lay[f_], T_p, ot.model.total_layers, hp.clock_hz))
+                          lat_all[p])
         out.append(res.with_power_check(hw.energy.rated_power_w, hw.name))
     return out
 
 
-def _layer_latency(lay: np.ndarray, T: np.ndarray, nl: int, clock_hz: float) -> np.ndarray:
-    """:func:`accelsim.sim.stages.layer_latency` of a part from the highest layer of each of
-    its phases (``lay``, -1 for none) and their times."""
+def _layer_latencies(lay: np.ndarray, T: np.ndarray, ph_off: np.ndarray, nl: int,
+                     clock_hz: float) -> list[np.ndarray]:
+    """:func:`accelsim.sim.stages.layer_latency` of every part from the highest layer of
+    each of its phases (``lay``, -1 for none) and their times ``T`` (part ``p``'s phases
+    ``ph_off[p]:ph_off[p + 1]``): a phase before a part's first layer counts for the slot
+    before the layers, one after its last for the slot after."""
+    n = len(ph_off) - 1
+    nph = np.diff(ph_off)
+    part = np.repeat(np.arange(n), nph)
     has = lay >= 0
-    first = int(np.argmax(has)) if has.any() else len(lay)
-    slot = np.where(has, lay + 1, np.where(np.arange(len(lay)) < first, 0, nl + 1))
-    return np.bincount(slot.astype(np.int64), weights=T / clock_hz, minlength=int(nl) + 2)
+    idx = np.arange(len(lay))
+    first = np.full(n, len(lay), np.int64)     # each part's first phase with a layer
+    some = nph > 0
+    if some.any():
+        first[some] = np.minimum.reduceat(np.where(has, idx, len(lay)), ph_off[:-1][some])
+    slot = np.where(has, lay + 1, np.where(idx < first[part], 0, nl + 1)).astype(np.int64)
+    w = nl + 2
+    out = np.bincount(part * w + slot, weights=T / clock_hz, minlength=n * w)
+    return [row.copy() for row in out.reshape(n, w)]
 
 
 class _LazyOps(dict):

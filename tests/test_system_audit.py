@@ -119,3 +119,35 @@ def test_one_device_dense_per_device_row_is_zero_experts(toys):
     (row,) = accelsim.simulate(load_system(toys / "tiny.yaml"), g,
                                accelsim.BitAllocation.uniform(model, 8)).per_device
     assert (row["experts"], row["expert_bytes"], row["expected_load"]) == (0, 0.0, 0.0)
+
+
+# --- without a plan, simulate uses every device it is given --------------------------------
+
+@pytest.mark.parametrize("n, want", [
+    # toy: 4 routed experts, 2 layers; ep = largest divisor of n <= 4, pp = largest divisor
+    # of the rest <= 2, dp = what remains
+    (2, (1, 2, 1)), (3, (1, 3, 1)), (4, (1, 4, 1)), (5, (1, 1, 5)), (6, (2, 3, 1)),
+    (8, (2, 4, 1)), (12, (1, 4, 3)), (16, (2, 4, 2))])
+def test_default_plan_uses_every_device(toys, n, want):
+    from accelsim.system.simulate import default_plan
+    model = accelsim.load_workload(toys / "toy.yaml")
+    sys_ = system_from_dict({"name": "t", "device": str(toys / "tiny.yaml"),
+                             "devices_per_node": n, "links": {"intra_node": {
+                                 "bandwidth": "1 GB/s", "latency": "1 us"}}})
+    p = default_plan(sys_, model)
+    assert (p.pp, p.experts, p.dp) == want and p.tp == 1 and p.devices == n
+    check_plan(p, model, n)
+
+
+def test_simulate_with_devices_and_no_plan_uses_them_all(toys, run_cli):
+    import json
+    (toys / "sys6.yaml").write_text(yaml.safe_dump({
+        "name": "toy6", "device": "tiny.yaml", "devices_per_node": 3, "nodes": 2,
+        "links": {"intra_node": {"bandwidth": "1 GB/s", "latency": "1 us"},
+                  "inter_node": {"bandwidth": "100 MB/s", "latency": "5 us"}}}))
+    rc, out, err = run_cli("simulate", "--system", toys / "sys6.yaml", "--devices", "6",
+                           "--workload", toys / "toy.yaml", "--bits", "8", "--format", "json")
+    assert rc == 0, err
+    d = json.loads(out)
+    assert d["devices"] == 6 and len(d["per_device"]) == 6
+    assert sorted(x["device"] for x in d["per_device"]) == list(range(6))

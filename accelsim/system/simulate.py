@@ -106,17 +106,24 @@ def weight_capacity_bytes(hw) -> float:
 
 
 def default_plan(system: System, model) -> Plan:
-    """The plan used when none is given: one device -> the chip; otherwise every device in
-    expert parallelism when the experts allow it (``ep`` = the largest power of two <= both
-    the devices and the experts), pipeline stages for the rest."""
-    n, E = system.num_devices, model.num_experts
+    """The plan used when none is given: one device -> the chip; otherwise every device of
+    the system: expert parallelism over ``ep`` = the largest divisor of the devices not
+    above the routed experts (the largest power of two <= both when the devices are a power
+    of two), ``pp`` = the largest divisor of the rest not above the layers, ``dp`` = what
+    remains (a dense model: ``ep = 1``).
+
+    >>> from accelsim.workload import load_workload
+    >>> str(default_plan(load_system("h100-8").first(6), load_workload("mixtral-8x7b")))
+    'pp=1,tp=1,ep=6,dp=1,mb=1'
+    """
+    from .plan import _divisors
+    n, E, L = system.num_devices, model.num_experts, model.total_layers
     if n == 1:
         return Plan()
-    if E == 0:                  # a dense model: pipeline stages only
-        return Plan(pp=min(n, model.total_layers), tp=1, ep=1)
-    ep = 1 << int(math.log2(min(n, E)))
-    pp = max(1, min(n // ep, model.total_layers))
-    return Plan(pp=pp, tp=1, ep=ep)
+    ep = max(d for d in _divisors(n) if d <= max(E, 1))
+    rest = n // ep
+    pp = max(d for d in _divisors(rest) if d <= L)
+    return Plan(pp=pp, tp=1, ep=ep, dp=rest // pp)
 
 
 def _expert_stats(graph, model) -> tuple[np.ndarray, np.ndarray]:

@@ -36,6 +36,10 @@ def _device(spec: SystemFile, file: str | None) -> Accelerator:
         near = Path(file).resolve().parent / dev
         if exists(near):          # False for names no file system holds (issue 16)
             cand = str(near)
+    if _names_a_system(cand):
+        raise ConfigError.single("names a system, not an accelerator: give the system's "
+                                 "device (a chip preset, an accelerator YAML or a mapping)",
+                                 file=file, key="device", value=dev)
     try:
         return load_hw(cand)
     except ConfigError as exc:
@@ -43,6 +47,21 @@ def _device(spec: SystemFile, file: str | None) -> Accelerator:
         if q.file in (None, dev, cand) and not q.key:   # the device itself is missing or unknown
             raise ConfigError.single(q.reason, file=file, key="device", value=dev) from None
         raise
+
+
+def _names_a_system(cand: str) -> bool:
+    """Whether a device given by name or path is a system (a system preset that is no
+    accelerator preset, or a YAML file holding a system): one line instead of the chip
+    loader's complaints about every accelerator key."""
+    if not exists(cand):
+        return cand in list_presets("system") and cand not in list_presets("hw")
+    if not Path(cand).expanduser().is_file():
+        return False
+    try:
+        data = read_mapping(cand, what="accelerator file")
+    except ConfigError:
+        return False            # the chip loader reports it
+    return _is_system_file(data)
 
 
 def system_from_dict(data: Mapping[str, Any], *, file: str | None = None) -> System:

@@ -117,6 +117,9 @@ def parse_plan(text: str) -> Plan:
             continue
         k, sep, v = part.partition("=")
         k = _ALIASES.get(k, k)
+        if not sep and k in PLAN_KEYS:
+            raise ConfigError.single(f"'{part}' needs a value, like '{k}=2'", key="plan",
+                                     value=text)
         if not sep or k not in PLAN_KEYS:
             raise ConfigError.single(
                 f"'{part}' is not KEY=N with KEY one of {', '.join(PLAN_KEYS)}"

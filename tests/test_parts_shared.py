@@ -254,3 +254,21 @@ def test_content_keys_of_many_parts_equal_one_by_one():
     assert keys == [P._content_key(ctx, r) for r in rs]
     assert len(set(keys)) == len(keys)
 
+
+
+def test_item_rows_partition_like_unique_rows():
+    """Item-fraction rows told apart by their one level (or compared whole when spread over
+    several): the same partition of the rows as ``stages._unique_rows``, and each id's row
+    is the rows' value (-0.0 taken as 0.0)."""
+    from accelsim.sim import stages as S
+    rng = np.random.default_rng(0)
+    a = np.zeros((5000, 4))
+    a[np.arange(5000), rng.integers(0, 3, 5000)] = 1.0     # level 3 never whole
+    a[::97] = rng.choice([0.0, 0.25, 0.75], size=(len(a[::97]), 4))
+    a[5] = -0.0
+    a[6, :2] = (1.0, 1.0)                                  # two ones: not one level
+    rows, inv = P._item_rows(a)
+    assert np.array_equal(np.stack(rows)[inv], a + 0.0)
+    _, ref = S._unique_rows(a)
+    assert len(rows) == len(np.unique(ref))
+    assert len(set(zip(inv.tolist(), ref.tolist()))) == len(rows)

@@ -41,6 +41,7 @@ from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import numpy as np
+from numba import njit
 
 from ..errors import ConfigError, DoesNotFitError, Problem
 from ..precision import BitAllocation
@@ -1018,8 +1019,7 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
     pc = np.empty(n, np.int64)
     items_all = np.concatenate([q.item_fraction for q in plans])
     i_off = np.concatenate([[0], np.cumsum([len(q.item_fraction) for q in plans])])
-    first, inv = _item_rows(plans, items_all, i_off)
-    row_vec = list(items_all[first])
+    row_vec, inv = _item_rows(items_all)
     ctx_w = np.zeros(len(G), np.int64)          # 0: no weight; else 1 + row id
     for p, q in enumerate(plans):
         # everything of a plan an op's costs read besides its own weights' levels
@@ -1293,27 +1293,45 @@ for _name in ("__getitem__", "__iter__", "__len__", "__contains__", "__repr__", 
 del _name
 
 
-def _item_rows(plans: list, items_all: np.ndarray, i_off: np.ndarray):
-    """:func:`accelsim.sim.stages._unique_rows` of every plan's item fractions
-    (``items_all``, plan ``p``'s rows ``i_off[p]:i_off[p + 1]``): the first occurrence of
-    every distinct row and each row's position among them. When each plan keeps all its
-    items in one row (every tensor in one level, the common case), only those rows are
-    compared."""
-    heads, at = [], []
-    for p, q in enumerate(plans):
-        f = q.item_fraction
-        if len(f) == 0:
-            continue
-        if (f != f[:1]).any():
-            return S._unique_rows(items_all)
-        heads.append(f[0])
-        at.append(p)
-    if not heads:
-        return S._unique_rows(items_all)
-    h_first, h_inv = S._unique_rows(np.stack(heads))
-    lens = np.diff(i_off)[at]
-    first = i_off[np.asarray(at)[h_first]]
-    return first.astype(np.int64), np.repeat(h_inv, lens).astype(np.int64)
+def _item_rows(items: np.ndarray) -> tuple[list, np.ndarray]:
+    """The distinct rows of ``items`` (every plan's item fractions, [items x levels]) and
+    each row's position among them (rows compared by value, -0.0 equal to 0.0). A row with
+    one level at 1.0 and the others at 0.0 (an item wholly in one level: nearly all of
+    them) is told by that level; the rest are compared row by row."""
+    L = items.shape[1]
+    code = _one_level(np.ascontiguousarray(items, dtype=np.float64))
+    rest = np.flatnonzero(code < 0)
+    rid = code.copy()
+    first_r = np.zeros(0, np.int64)
+    if len(rest):
+        first_r, inv_r = S._unique_rows(items[rest])
+        rid[rest] = L + inv_r
+    used = np.zeros(L + len(first_r), bool)
+    used[rid] = True
+    dense = np.cumsum(used) - 1
+    rows = [np.eye(L)[j] if j < L else items[rest[first_r[j - L]]] + 0.0
+            for j in np.flatnonzero(used)]
+    return rows, dense[rid].astype(np.int64)
+
+
+@njit(cache=True)
+def _one_level(a):  # pragma: no cover - numba
+    """Per row of ``a``: the level holding all of it (one entry 1.0, the others 0.0), else
+    -1."""
+    n, L = a.shape
+    out = np.full(n, -1, np.int64)
+    for i in range(n):
+        k = -1
+        for j in range(L):
+            x = a[i, j]
+            if x == 1.0 and k == -1:
+                k = j
+            elif x != 0.0:
+                k = -2
+                break
+        if k >= 0:
+            out[i] = k
+    return out
 
 
 def _ranges(starts: np.ndarray, lens: np.ndarray) -> np.ndarray:

@@ -795,6 +795,70 @@ def _scale_tp(f: dict, cls: np.ndarray, tp: float, kvd: float) -> None:
 _U64 = np.uint64
 
 
+@njit(cache=True)
+def _phases(part_of, depth, group, okey, n, nd):  # pragma: no cover - numba
+    """The phases of every part (its ops by depth, as :func:`accelsim.sim.lower.phases`
+    orders them; parts in order): ``(order of the ops, phase pointer into it, MoE group per
+    phase (the largest among its ops), part per phase, the ops in canonical order (by
+    ``okey`` inside each phase, ties in op order), per phase the sum of
+    ``_mix(okey, SEED)`` of its ops)``."""
+    m = part_of.shape[0]
+    key = part_of * nd + depth
+    srt = True
+    for i in range(1, m):
+        if key[i] < key[i - 1]:
+            srt = False
+            break
+    order = np.arange(m) if srt else np.argsort(key, kind="mergesort")
+    nph = 0
+    for i in range(m):
+        if i == 0 or key[order[i]] != key[order[i - 1]]:
+            nph += 1
+    ptr = np.empty(nph + 1, np.int64)
+    grp = np.empty(nph, np.int64)
+    part = np.empty(nph, np.int64)
+    hsum = np.zeros(nph, np.uint64)
+    canon = order.copy()
+    f = -1
+    for i in range(m):
+        o = order[i]
+        if i == 0 or key[o] != key[order[i - 1]]:
+            f += 1
+            ptr[f] = i
+            grp[f] = group[o]
+            part[f] = part_of[o]
+        elif group[o] > grp[f]:
+            grp[f] = group[o]
+        hsum[f] += _mix1(np.uint64(okey[o]), np.uint64(0x243F6A8885A308D3))
+    ptr[nph] = m
+    for f in range(nph):      # by key inside the phase, stably
+        a, b = ptr[f], ptr[f + 1]
+        if b - a > 32:
+            seg = canon[a:b].copy()
+            canon[a:b] = seg[np.argsort(okey[seg], kind="mergesort")]
+            continue
+        for i in range(a + 1, b):         # a short phase: insertion sort
+            x = canon[i]
+            kx = okey[x]
+            j = i - 1
+            while j >= a and okey[canon[j]] > kx:
+                canon[j + 1] = canon[j]
+                j -= 1
+            canon[j + 1] = x
+    return order, ptr, grp, part, canon, hsum
+
+
+@njit(cache=True)
+def _mix1(x, seed):  # pragma: no cover - numba
+    """:func:`_mix` of one uint64."""
+    x = x ^ seed
+    x = x ^ (x >> np.uint64(30))
+    x = x * np.uint64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> np.uint64(27))
+    x = x * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
 def _mix(x: np.ndarray, seed: int) -> np.ndarray:
     """splitmix64 of ``x ^ seed`` (uint64, wrapping)."""
     x = x.astype(np.uint64) ^ _U64(seed)
@@ -1044,20 +1108,14 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
     okey = (cid * n_ctx + pc[part_of] * (len(rows_id) + 1) + ctx_w).astype(np.int64)
     # ---- 4. phases of every part, units (a phase, or the phases of one MoE layer)
     # (a part's phases: its ops by depth, as lower.phases orders them; all parts at once)
-    depth_g, group_g = ot.depth[G], ot.group[G]
-    pkey = part_of * (int(ot.depth.max(initial=0)) + 1) + depth_g
-    porder = np.argsort(pkey, kind="stable")
-    ks = pkey[porder]
-    starts = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1]]) if len(ks) else np.zeros(0, int)
-    gptr = np.r_[starts, len(ks)].astype(np.int64)
-    pgroup = (np.maximum.reduceat(group_g[porder], starts) if len(ks)
-              else np.zeros(0, np.int64)).astype(np.int64)
-    nph = np.bincount(part_of[porder[starts]], minlength=n).astype(np.int64)
-    ph_off = np.concatenate([[0], np.cumsum(nph)])
-    ph_part = np.repeat(np.arange(n), nph)
+    porder, gptr, pgroup, ph_part, canon, h = _phases(
+        part_of, _take(ot.depth, G), _take(ot.group, G), okey, n,
+        int(ot.depth.max(initial=0)) + 1)
     NP = len(pgroup)
     if NP == 0:
         return None
+    nph = np.bincount(ph_part, minlength=n).astype(np.int64)
+    ph_off = np.concatenate([[0], np.cumsum(nph)])
     ph_len = np.diff(gptr)
     new_part = np.r_[True, ph_part[1:] != ph_part[:-1]]
     u_start = new_part | (pgroup < 0) | np.r_[True, pgroup[1:] != pgroup[:-1]]
@@ -1069,18 +1127,11 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
         return None
     unit_of_ph = np.cumsum(u_start) - 1
     pos_in_unit = np.arange(NP) - ustarts[unit_of_ph]
-    # canonical order inside each phase: by content key
     ph_of_op = np.repeat(np.arange(NP), ph_len)
-    kmax = int(okey.max(initial=0)) + 1
-    if kmax * max(NP, 1) < 2 ** 62:
-        canon = porder[np.argsort(ph_of_op * kmax + okey[porder], kind="stable")]
-    else:
-        canon = porder[np.lexsort((okey[porder], ph_of_op))]
     ck = okey[canon]
     # ---- 5. unit hashes and the distinct units (a hash picks the candidates; the checks
     # below and of every op's key compare them exactly: a collision falls back)
     seed = 0x243F6A8885A308D3
-    h = np.add.reduceat(_mix(ck, seed), gptr[:-1])
     h = _mix(h + _mix(pos_in_unit.astype(np.uint64), seed ^ 0xA4093822299F31D0)
              + _mix(ph_len.astype(np.uint64), seed ^ 0x082EFA98EC4E6C89), seed)
     hu = np.add.reduceat(h, ustarts) + _mix(grouped_u.astype(np.uint64) * _U64(2) + _U64(1),

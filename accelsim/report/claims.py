@@ -299,92 +299,41 @@ def chip_variant(name: str, need_bytes: float):
 NORTHPOLE_SYSTEM = "northpole-rack"
 
 
-def _northpole_shapes(model, per_node: int, min_etp: int = 1) -> list[tuple[int, int, int]]:
-    """(tp, ep, etp) of one pipeline stage's card group: powers of two, tp and the expert
-    slices (etp) inside a server. Experts are split only when one is larger than a card:
-    etp is 1 when ``min_etp`` is 1, else ``min_etp`` or twice it (a bounded search)."""
-    E = model.moe.num_experts
-    out = []
-    for tp in (1, 2, 4, 8, 16):
-        for ep in (1, 2, 4, 8, 16, 32, 64):
-            for etp in ((1,) if min_etp == 1 else (min_etp, 2 * min_etp)):
-                e = ep * etp
-                if (tp <= per_node and etp <= per_node and ep <= E
-                        and max(tp, e) % min(tp, e) == 0):
-                    out.append((tp, ep, etp))
-    return out
+@functools.lru_cache(maxsize=1)
+def _northpole_system():
+    """:data:`NORTHPOLE_SYSTEM`, loaded once (a frozen :class:`~accelsim.system.System`)."""
+    from ..system import load_system
+    return load_system(NORTHPOLE_SYSTEM)
 
 
 def northpole_smallest(model, graph, alloc, known: dict, *, plan=None):
     """The smallest NorthPole system (cards of :data:`NORTHPOLE_SYSTEM`, links charged) that
-    holds ``alloc``: returns (SystemResult, plan) or raises DoesNotFitError naming why the
-    largest candidate failed. With ``plan`` given, simulates that plan only. ``known`` keeps
-    the smallest device count found per allocation (a larger batch needs at least as many)."""
-    from ..system import load_system
-    from ..system.simulate import simulate_system
-    system = load_system(NORTHPOLE_SYSTEM)
+    holds ``alloc``: the fewest cards, then the fewest servers, then the lowest latency, over
+    every plan the system's rules allow (:func:`accelsim.system.search.smallest_plan`: any
+    divisor group size, tensor, expert and expert-tensor parallelism, pipeline stages).
+    Returns (SystemResult, plan) or raises DoesNotFitError naming why the last plan tried
+    failed. With ``plan`` given, simulates that plan only. ``known`` keeps the smallest card
+    count found per allocation (a larger batch needs at least as many)."""
+    from ..system.search import smallest_plan
+    from ..system.simulate import simulate_system, weight_capacity_bytes
+    system = _northpole_system()
     if plan is not None:
         return simulate_system(system, graph, alloc, plan), plan
-    from ..system import Plan, check_plan
-    from ..system.simulate import weight_capacity_bytes
-    from ..errors import ConfigError
     key = (alloc.method, alloc.average_expert_bits(), tuple(sorted(alloc.defaults.items())))
     if isinstance(known.get(key), str):     # did not fit a smaller batch: cannot fit this one
         raise DoesNotFitError(known[key])
     cap = weight_capacity_bytes(system.hw)
-    biggest = max((alloc.tensor_bytes(model, t) for t in model.tensors()
-                   if t.role == "expert" and t.expert == 0 and t.layer == model.moe_layers[0]),
-                  default=0) * len(model.expert_matrices)
     total = alloc.weight_bytes(model)
     if total > cap * system.num_devices:
         known[key] = (f"its weights ({total / 1e9:.1f} GB) exceed the weight memory of all "
                       f"{system.num_devices} cards of {NORTHPOLE_SYSTEM} together "
                       f"({cap * system.num_devices / 1e9:.1f} GB)")
         raise DoesNotFitError(known[key])
-    # an expert larger than a card is split over etp cards (expert tensor parallelism)
-    min_etp = 1 << max(0, math.ceil(math.log2(biggest / cap))) if biggest > cap else 1
-    if min_etp > system.devices_per_node:
-        known[key] = (f"one routed expert ({biggest / 1e6:.0f} MB) is larger than the weight "
-                      f"memory of a server's {system.devices_per_node} cards together")
-        raise DoesNotFitError(known[key])
-
-    def attempt(pp, tp, ep, etp):
-        p = Plan(pp=pp, tp=tp, ep=ep, etp=etp)
-        try:
-            check_plan(p, model, system.num_devices)
-        except ConfigError:
-            return None, "plan"
-        try:
-            return simulate_system(system, graph, alloc, p), p
-        except DoesNotFitError as exc:
-            return None, exc
-
-    best, last = None, None
-    for tp, ep, etp in _northpole_shapes(model, system.devices_per_node, min_etp):
-        w = max(tp, ep * etp)
-        hi = min(model.total_layers, system.num_devices // w)
-        lo = max(1, math.ceil(int(known.get(key, 1)) / w))
-        if hi < lo or (best is not None and lo * w >= best[0].devices):
-            continue
-        r, p = attempt(hi, tp, ep, etp)
-        if r is None:
-            last = p if isinstance(p, DoesNotFitError) else last
-            continue
-        found = (r, p)
-        while lo < hi:      # fewer stages never need less memory per card: bisect
-            mid = (lo + hi) // 2
-            r2, p2 = attempt(mid, tp, ep, etp)
-            if r2 is None:
-                lo = mid + 1
-            else:
-                hi, found = mid, (r2, p2)
-        if best is None or found[0].devices < best[0].devices:
-            best = found
-    if best is None:
-        known[key] = (f"no plan on up to {system.num_devices} cards of {NORTHPOLE_SYSTEM} "
-                      f"holds it (last tried: "
-                      f"{str(last).splitlines()[0] if last else 'no valid plan'})")
-        raise DoesNotFitError(known[key])
+    try:
+        best = smallest_plan(system, graph, alloc, least=int(known.get(key, 1)))
+    except DoesNotFitError as exc:
+        known[key] = str(exc).splitlines()[0].replace(" devices of ", " cards of ", 1)
+        raise DoesNotFitError(known[key]) from None
     known[key] = best[0].devices
     return best
 
@@ -414,7 +363,9 @@ def _mixed_text(cfg: ValidateConfig) -> str:
             f"(synthetic signals)")
 
 
+@functools.lru_cache(maxsize=32)
 def _chip_widths(chip: str) -> tuple[int, ...]:
+    """The weight widths ``chip``'s MAC arrays compute on (its preset, read once)."""
     from ..hw import load_hw
     return tuple(load_hw(chip).cores.mac_array.weight_bits)
 
@@ -455,12 +406,13 @@ def latency_section(cfg: ValidateConfig, progress: Progress = _noop) -> Section:
         sec.text.append(
             f"NorthPole has no off-chip memory: each allocation runs on the smallest system of "
             f"`{NORTHPOLE_SYSTEM}` (18 servers of 16 cards; PCIe inside a server, 200 GbE "
-            f"between servers; links charged, docs/systems.md) that holds it, found over "
-            f"pipeline stages of card groups with tensor and expert parallelism (`chips` = "
-            f"cards, `note` = the plan). The embedding table is split by vocabulary over a "
-            f"stage's tensor-parallel cards, and a routed expert larger than a card's 201 MB "
-            f"for weights is split over several (expert tensor parallelism, `etp`); weights "
-            f"larger than all 288 cards together do not fit at all. Latency claims "
+            f"between servers; links charged, docs/systems.md) that holds it: the fewest "
+            f"cards, then servers, then the lowest latency, over every plan the system's "
+            f"rules allow (pipeline stages of card groups of any size, tensor and expert "
+            f"parallelism, experts split over several cards, `etp`; `chips` = cards, `note` "
+            f"= the plan). The embedding table is split by vocabulary over a stage's "
+            f"tensor-parallel cards; weights larger than all 288 cards' 201 MB for weights "
+            f"together do not fit at all. Latency claims "
             f"compare at an equal device count (the mixed allocation on the baseline's "
             f"system and plan) and report each allocation's smallest system beside it.")
     cols = ["chip", "batch", "allocation", "avg_expert_bits", "stored_avg_bits", "chips",
@@ -524,8 +476,8 @@ def _northpole_equal_devices(df, cfg, model, allocs) -> dict:
                 continue
             graph = build_graph(model, Scenario(phase="decode", batch=batch,
                                                 context=cfg.context))
-            plan = str(sel.loc[base, "note"]).split("plan ")[1].split(",")[0:5]
-            plan = ",".join(plan)
+            # the note is "<system>: plan <plan>, links charged"; the plan may end in etp
+            plan = str(sel.loc[base, "note"]).split("plan ", 1)[1].split(", links")[0]
             try:
                 r, _ = northpole_smallest(model, graph, _stored(allocs[mixed], "northpole",
                                                                 cfg.packing), {}, plan=plan)

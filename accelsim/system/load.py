@@ -6,6 +6,7 @@ line per problem, unknown keys refused with a did-you-mean, quantities with unit
 
 from __future__ import annotations
 
+from os import PathLike
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -36,6 +37,10 @@ def _device(spec: SystemFile, file: str | None) -> Accelerator:
         near = Path(file).resolve().parent / dev
         if exists(near):          # False for names no file system holds (issue 16)
             cand = str(near)
+    if _names_a_system(cand):
+        raise ConfigError.single("names a system, not an accelerator: give the system's "
+                                 "device (a chip preset, an accelerator YAML or a mapping)",
+                                 file=file, key="device", value=dev)
     try:
         return load_hw(cand)
     except ConfigError as exc:
@@ -43,6 +48,21 @@ def _device(spec: SystemFile, file: str | None) -> Accelerator:
         if q.file in (None, dev, cand) and not q.key:   # the device itself is missing or unknown
             raise ConfigError.single(q.reason, file=file, key="device", value=dev) from None
         raise
+
+
+def _names_a_system(cand: str) -> bool:
+    """Whether a device given by name or path is a system (a system preset that is no
+    accelerator preset, or a YAML file holding a system): one line instead of the chip
+    loader's complaints about every accelerator key."""
+    if not exists(cand):
+        return cand in list_presets("system") and cand not in list_presets("hw")
+    if not Path(cand).expanduser().is_file():
+        return False
+    try:
+        data = read_mapping(cand, what="accelerator file")
+    except ConfigError:
+        return False            # the chip loader reports it
+    return _is_system_file(data)
 
 
 def system_from_dict(data: Mapping[str, Any], *, file: str | None = None) -> System:
@@ -99,6 +119,10 @@ def load_system(source) -> System:
         if _is_system_file(source):
             return system_from_dict(source)
         return System.single(hw_from_dict(source))
+    if not isinstance(source, (str, PathLike)):
+        raise ConfigError.single("must be a system or accelerator preset name, a path to a "
+                                 "YAML file, a mapping, a System or an Accelerator",
+                                 key="system", value=source)
     text = str(source)
     systems = list_presets("system")
     if not exists(text) and text not in systems and text in list_presets("hw"):

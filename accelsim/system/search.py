@@ -22,7 +22,7 @@ from .load import load_system
 from .plan import enumerate_plans
 from .simulate import _equivalence_key, compose, half_parts, prepare
 
-__all__ = ["search_plans", "OBJECTIVES", "pareto_rows", "min_devices"]
+__all__ = ["search_plans", "smallest_plan", "OBJECTIVES", "pareto_rows", "min_devices"]
 
 OBJECTIVES = ("latency", "throughput", "devices", "energy")
 #: Rounds of screening: estimate, simulate the candidates exactly, recompute the table.
@@ -233,6 +233,110 @@ def search_plans(system, graph, alloc=None, *, devices: int | None = None,
             "simulated": sum(1 for v in exact.values() if v is not None)}
 
 
+def smallest_plan(system, graph, alloc=None, *, least: int = 1,
+                  max_devices: int | None = None, accept=None, **options):
+    """The smallest system that holds ``alloc``: the fewest devices of ``system``, then the
+    fewest nodes, then the lowest latency, over every plan with ``dp = 1`` of
+    :func:`~accelsim.system.plan.enumerate_plans` (every divisor group size and ``(tp, ep,
+    etp)`` the plan rules allow, ``etp`` from the largest expert against a device's weight
+    memory), each simulated exactly.
+
+    The plans are tried by increasing devices from ``max(least, min_devices(...))``: each is
+    laid out (:func:`~accelsim.system.simulate.prepare`: the placement's memory checks, no
+    simulation), the ones that pass are simulated (parts shared across plans), and the first
+    device count where any plan fits is the answer; among its plans the fastest. A plan on
+    the first ``n`` devices spans ``ceil(n / devices per node)`` nodes, so fewer devices
+    never means more nodes. No monotonicity is assumed: every plan on fewer devices than the
+    answer was tried. ``accept``: a predicate on :class:`~accelsim.system.plan.Plan` that
+    restricts the plans (e.g. powers of two only).
+
+    Returns ``(SystemResult, Plan)``. Raises :class:`~accelsim.errors.DoesNotFitError` when
+    no plan on up to ``max_devices`` (default: all) devices fits, naming why the last plan
+    that passed the placement failed in the simulation (else why the last plan's placement
+    failed).
+
+    Examples
+    --------
+    >>> import accelsim
+    >>> m = accelsim.load_workload("mixtral-8x7b")
+    >>> g = accelsim.build_graph(m, accelsim.Scenario(phase="decode", batch=1))
+    >>> r, p = smallest_plan("h100-8", g, accelsim.BitAllocation.uniform(m, 4))
+    >>> r.devices, str(p)
+    (1, 'pp=1,tp=1,ep=1,dp=1,mb=1')
+    """
+    from itertools import groupby
+
+    from ..precision import BitAllocation
+    from .simulate import simulate_system
+    system = load_system(system)
+    model = graph.graph.get("model_spec")
+    if model is None:
+        raise ConfigError.single("the graph has no 'model_spec'", key="graph")
+    N = system.num_devices
+    top = N if max_devices is None else int(max_devices)
+    if not 1 <= top <= N:
+        raise ConfigError.single(f"must be in 1..{N} (the devices of {system.name})",
+                                 key="max_devices", value=max_devices)
+    acct = alloc if alloc is not None else BitAllocation.uniform(model, 16)
+    lo = max(int(least), min_devices(system, model, acct))
+    plans = [p for p in _stage_plans(model, lo, top, system.devices_per_node,
+                                     _min_etp(system, model, acct))
+             if accept is None or accept(p)]
+    opts = {"residency": "hot-first", "dataflow": None, "staging_fraction": 0.25,
+            "full_pipeline": False, **options}      # simulate_system's defaults
+    memo: dict = {}
+    run = None
+    last: Exception | None = None       # why the last plan failed: its simulation, or else
+    placed: Exception | None = None     # its placement
+    for _n, group in groupby(plans, key=lambda p: p.devices):
+        found = []
+        for p in group:
+            if p.devices > 1:
+                try:
+                    prep = prepare(system, graph, model, alloc, acct, p, memo)
+                except ConfigError:
+                    continue
+                except DoesNotFitError as exc:
+                    placed = exc
+                    continue
+                if run is None:
+                    run = _Runner(system, graph, alloc, opts, {}, prep.stats, memo)
+            try:
+                found.append((run.one(prep) if p.devices > 1 else   # one device: the chip
+                              simulate_system(system, graph, alloc, p, **opts), p))
+            except DoesNotFitError as exc:
+                last = exc
+        if found:
+            return min(found, key=lambda x: x[0].latency_s)
+    last = last or placed
+    why = str(last).splitlines()[0] if last is not None else "no valid plan"
+    raise DoesNotFitError(f"no plan on up to {top} devices of {system.name} holds it "
+                          f"(last tried: {why})")
+
+
+def _stage_plans(model, lo: int, top: int, node: int, min_etp: int = 1) -> list:
+    """The plans of :func:`~accelsim.system.plan.enumerate_plans` with ``dp = 1`` on ``lo``
+    to ``top`` devices, in its order (fewest devices first), built for ``dp = 1`` only:
+    each group size ``w``'s shapes (:func:`~accelsim.system.plan.stage_shapes`) times the
+    stages ``pp = devices / w``, kept when :func:`~accelsim.system.plan.check_plan` accepts
+    them."""
+    from .plan import Plan, check_plan, stage_shapes
+    out = []
+    for w in range(1, top + 1):
+        pps = range(max(1, -(-lo // w)), min(top // w, model.total_layers) + 1)
+        if not pps:
+            continue
+        for t, e, etp in stage_shapes(model, w, node, min_etp):
+            for pp in pps:
+                p = Plan(pp=pp, tp=t, ep=e, etp=etp)
+                try:
+                    check_plan(p, model, top)
+                except ConfigError:
+                    break           # the rules broken do not depend on pp (pp <= layers)
+                out.append(p)
+    return sorted(out, key=lambda p: (p.devices, -p.pp, -p.tp, -p.experts, p.etp))
+
+
 class _Runner:
     """Exact and estimated results of prepared plans, sharing one part cache."""
 
@@ -243,8 +347,16 @@ class _Runner:
 
     def _key(self, part):
         # the share matrices live in the layout memo as long as the search: key by id
-        return _equivalence_key(part, self.stats, self.graph, self.alloc, self.opts,
-                                self.memo.setdefault("share figures", {}))
+        share = part.expert_share
+        pk = (part.layers, part.tp, part.expert_tp, part.batch_share, part.embed,
+              part.lm_head, None if share is None else id(share))
+        keys = self.__dict__.setdefault("_keys", {})
+        k = keys.get(pk)
+        if k is None:
+            k = keys[pk] = _equivalence_key(part, self.stats, self.graph, self.alloc,
+                                            self.opts,
+                                            self.memo.setdefault("share figures", {}))
+        return k
 
     def _unit_key(self, part, L: int):
         """The equivalence key of a one-layer part, memoized by the layer's row of shares
@@ -287,32 +399,53 @@ class _Runner:
         out = []
         for prep, ks in zip(preps, keys):
             try:
-                res = ([self.cache[k] for k in ks] if ok
-                       else self._run(prep.all_parts(), ks))
+                out.append(self.one(prep, ks, [self.cache[k] for k in ks] if ok else None))
             except DoesNotFitError:
                 out.append(None)
-                continue
-            halves = None
-            if prep.plan.tbo:           # two-batch overlap: the half micro-batch's parts
-                hp = half_parts(prep, self.memo)
-                try:
-                    halves = self._run(hp, [self._key(q) for q in hp])
-                except DoesNotFitError:
-                    halves = None
-            out.append(compose(prep, res, self.memo, halves=halves))
         return out
+
+    def one(self, prep, keys=None, results=None):
+        """The exact result of one prepared plan (raises
+        :class:`~accelsim.errors.DoesNotFitError` when a part does not fit). ``keys``,
+        ``results``: its parts' keys and results when already known."""
+        if results is None:
+            if keys is None:
+                keys = [self._key(q) for q in prep.all_parts()]
+            results = self._run(prep.all_parts(), keys)
+        halves = None
+        if prep.plan.tbo:           # two-batch overlap: the half micro-batch's parts
+            hp = half_parts(prep, self.memo)
+            try:
+                halves = self._run(hp, [self._key(q) for q in hp])
+            except DoesNotFitError:
+                halves = None
+        return compose(prep, results, self.memo, halves=halves)
 
     def estimate(self, prep):
         """The plan's row figures composed from one-layer parts: each device part's
         per-layer latencies and energy are the sums over its layers simulated one at a time
         (a screen; fitting is not checked). None when a one-layer part does not fit. Each
         distinct device part (up to which experts it holds: :func:`_equivalence_key`) is
-        summed once per search."""
+        summed once per search. A plan with two-batch overlap (``tbo``) is composed as the
+        exact rows are (:func:`~accelsim.system.simulate.compose` with the halves): its half
+        micro-batch's parts (:func:`~accelsim.system.simulate.half_parts`) are estimated
+        the same way, and the stages overlap where it pays."""
+        parts = self._summed(prep.all_parts())
+        if parts is None:
+            return None
+        halves = None
+        if prep.plan.tbo:
+            halves = self._summed(half_parts(prep, self.memo))
+        return compose(prep, parts, self.memo, light=True, halves=halves)
+
+    def _summed(self, all_parts):
+        """Each part's estimate (:func:`_sum_units` over its one-layer parts, with the layers
+        it was summed on), or None when a one-layer part does not fit."""
         from ..sim import DevicePart
         sums = self.__dict__.setdefault("_sums", {})
         ekeys = self.__dict__.setdefault("_ekeys", {})
         keys = []
-        for p in prep.all_parts():
+        for p in all_parts:
             pk = (p.layers, p.tp, p.expert_tp, p.batch_share,
                   None if p.expert_share is None else id(p.expert_share))
             k = ekeys.get(pk)
@@ -320,7 +453,7 @@ class _Runner:
                 k = ekeys[pk] = self._key(p)
             keys.append(k)
         todo = {}
-        for k, p in zip(keys, prep.all_parts()):
+        for k, p in zip(keys, all_parts):
             if k not in sums and k not in todo:
                 a, b = p.layers
                 todo[k] = [DevicePart((L, L + 1), p.tp, p.expert_share, embed=L == 0,
@@ -351,7 +484,7 @@ class _Runner:
         parts = [sums[k] for k in keys]
         if any(x is None for x in parts):
             return None
-        return compose(prep, parts, self.memo, light=True)
+        return parts
 
 
 _NUM = ("energy_j", "weight_bytes", "offchip_bytes", "onchip_bytes_moved", "macs",

@@ -106,17 +106,24 @@ def weight_capacity_bytes(hw) -> float:
 
 
 def default_plan(system: System, model) -> Plan:
-    """The plan used when none is given: one device -> the chip; otherwise every device in
-    expert parallelism when the experts allow it (``ep`` = the largest power of two <= both
-    the devices and the experts), pipeline stages for the rest."""
-    n, E = system.num_devices, model.num_experts
+    """The plan used when none is given: one device -> the chip; otherwise every device of
+    the system: expert parallelism over ``ep`` = the largest divisor of the devices not
+    above the routed experts (the largest power of two <= both when the devices are a power
+    of two), ``pp`` = the largest divisor of the rest not above the layers, ``dp`` = what
+    remains (a dense model: ``ep = 1``).
+
+    >>> from accelsim.workload import load_workload
+    >>> str(default_plan(load_system("h100-8").first(6), load_workload("mixtral-8x7b")))
+    'pp=1,tp=1,ep=6,dp=1,mb=1'
+    """
+    from .plan import _divisors
+    n, E, L = system.num_devices, model.num_experts, model.total_layers
     if n == 1:
         return Plan()
-    if E == 0:                  # a dense model: pipeline stages only
-        return Plan(pp=min(n, model.total_layers), tp=1, ep=1)
-    ep = 1 << int(math.log2(min(n, E)))
-    pp = max(1, min(n // ep, model.total_layers))
-    return Plan(pp=pp, tp=1, ep=ep)
+    ep = max(d for d in _divisors(n) if d <= max(E, 1))
+    rest = n // ep
+    pp = max(d for d in _divisors(rest) if d <= L)
+    return Plan(pp=pp, tp=1, ep=ep, dp=rest // pp)
 
 
 def _expert_stats(graph, model) -> tuple[np.ndarray, np.ndarray]:
@@ -267,6 +274,10 @@ def simulate_system(system, graph, alloc=None, plan=None, *, devices: int | None
         raise ConfigError.single("the graph has no 'model_spec': build it with "
                                  "accelsim.workload.build_graph", key="graph")
     plan = as_plan(plan) if plan is not None else default_plan(system, model)
+    if model.num_experts == 0 and plan.ep is None:
+        # a dense model has no expert parallelism: ep=1, not the default ep=tp, so that the
+        # plan printed ("tp=4,ep=1") is one check_plan accepts when given back
+        plan = replace(plan, ep=1)
     check_plan(plan, model, system.num_devices, system.name)
     if plan.devices == 1 and plan.microbatches == 1:
         return _single(system, graph, alloc, plan, residency, dataflow, staging_fraction,
@@ -289,9 +300,18 @@ def _single(system, graph, alloc, plan, residency, dataflow, staging_fraction,
         fields["energy_j"] = float(r.energy_j) + host_j
         fields["energy_breakdown_j"] = {**r.energy_breakdown_j, "host": host_j}
     mem = float(sum(r.weight_bytes_by_level.values()) + sum(r.kv_bytes_by_level.values()))
+    model = graph.graph["model_spec"]
+    n_exp, e_bytes, e_load = 0, 0.0, 0.0
+    if model.num_experts and model.num_moe_layers:
+        # the device holds every routed expert: the figures a placement over ep=1 gives
+        from ..precision import BitAllocation
+        acct = alloc if alloc is not None else BitAllocation.uniform(model, 16)
+        expert = _tensor_bytes(model, acct)[3]
+        n_exp, e_bytes = int(expert.size), float(expert.sum())
+        e_load = float(_expert_stats(graph, model)[0].sum())
     dev = {"device": 0, "node": 0, "replica": 0, "stage": 0,
-           "layers": [0, graph.graph["model_spec"].total_layers], "experts": None,
-           "memory_bytes": mem, "expert_bytes": None, "expected_load": None,
+           "layers": [0, model.total_layers], "experts": n_exp,
+           "memory_bytes": mem, "expert_bytes": e_bytes, "expected_load": e_load,
            "latency_s": float(r.latency_s), "busy_fraction": 1.0,
            "utilization": float(r.mac_utilization), "energy_j": float(r.energy_j),
            "bound": r.bound,
@@ -373,7 +393,7 @@ def _equivalence_keys(parts, stats, graph, alloc, opts) -> list:
             ids = list(shares)
             subs = np.stack([shares[i][rows_in] if len(rows_in) else shares[i][:0]
                              for i in ids])
-            q, r, e = np.nonzero(subs)
+            q, r, e = np.nonzero(subs != 0)     # (a bool array: a faster nonzero)
             rr = rows_in[r]
             cols = (bits[rr, e], tok[rr, e], pact[rr, e], subs[q, r, e])
             order = np.lexsort((*cols[::-1], r, q))    # by part, layer, experts' figures

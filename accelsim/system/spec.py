@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ..config import Bounded, Quantity, Spec
 from ..hw.spec import Accelerator, Source
@@ -88,6 +88,15 @@ class SystemFile(Spec):
     sources: list[Source] = Field(default_factory=list)
     uncertain: list[str] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
+
+    @field_validator("device", mode="before")
+    @classmethod
+    def _device_kind(cls, v):
+        # one line at ``device`` (not one per member of the union: device.str, device.dict)
+        if not isinstance(v, (str, dict)):
+            raise ValueError("must be an accelerator preset name, a path to an accelerator "
+                             "YAML, or an inline accelerator mapping")
+        return v
 
     def problems(self, file: str | None = None) -> list:
         """Checks across keys, each a :class:`~accelsim.errors.Problem` at its key."""

@@ -1,0 +1,184 @@
+"""Issue 12 audited as its users use it: system files written by hand, plans given back as
+printed, the one-device system's per-device table (each test failed before its fix)."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+import yaml
+
+import accelsim
+from accelsim.errors import ConfigError
+from accelsim.system import check_plan, load_system, parse_plan, system_from_dict
+from _toys import TINY_HW, TOY_WL
+
+TOY_DENSE = textwrap.dedent("""\
+    name: toy-dense
+    hidden_size: 64
+    num_layers: 2
+    vocab_size: 100
+    dense_ffn_size: 128
+    attention: {num_heads: 4}
+    """)
+
+
+@pytest.fixture
+def toys(tmp_path):
+    (tmp_path / "tiny.yaml").write_text(TINY_HW)
+    (tmp_path / "toy.yaml").write_text(TOY_WL)
+    (tmp_path / "dense.yaml").write_text(TOY_DENSE)
+    (tmp_path / "sys.yaml").write_text(yaml.safe_dump({
+        "name": "toy4", "device": "tiny.yaml", "devices_per_node": 4,
+        "links": {"intra_node": {"bandwidth": "1 GB/s", "latency": "1 us"}}}))
+    return tmp_path
+
+
+# --- bad system files: one line at the key -----------------------------------------------
+
+@pytest.mark.parametrize("device", [5, None, [1, 2], 2.5, True])
+def test_device_of_a_wrong_type_is_one_problem_at_device(device):
+    with pytest.raises(ConfigError) as e:
+        system_from_dict({"name": "x", "device": device}, file="s.yaml")
+    assert len(e.value.problems) == 1
+    p = e.value.problems[0]
+    assert p.key == "device" and p.file == "s.yaml"
+    assert "preset name" in p.reason and "mapping" in p.reason
+
+
+def test_device_naming_a_system_preset_is_one_line():
+    with pytest.raises(ConfigError) as e:
+        system_from_dict({"name": "x", "device": "h100-8"}, file="s.yaml")
+    (p,) = e.value.problems
+    assert p.key == "device" and "names a system, not an accelerator" in p.reason
+
+
+def test_device_naming_a_system_file_is_one_line(toys, run_cli):
+    # a system whose device is a system YAML (here: itself, and another system file)
+    (toys / "self.yaml").write_text("name: s\ndevice: self.yaml\n")
+    (toys / "outer.yaml").write_text("name: o\ndevice: sys.yaml\n")
+    for f in ("self.yaml", "outer.yaml"):
+        rc, out, err = run_cli("system", "show", toys / f)
+        assert rc == 2 and out == ""
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and "device: names a system" in lines[0], err
+        assert f in lines[0] and "Traceback" not in err
+    # an accelerator path beside the system file still loads
+    assert load_system(toys / "sys.yaml").hw.name == "tiny"
+
+
+def test_plan_key_without_value_says_so():
+    with pytest.raises(ConfigError) as e:
+        parse_plan("pp")
+    (p,) = e.value.problems
+    assert p.key == "plan" and "needs a value" in p.reason and "did you mean" not in p.reason
+
+
+# --- plans printed for a dense model are plans the checker accepts ------------------------
+
+def test_dense_model_plan_is_printed_as_given_back(toys):
+    model = accelsim.load_workload(toys / "dense.yaml")
+    g = accelsim.build_graph(model, accelsim.Scenario(phase="decode", batch=2))
+    a = accelsim.BitAllocation.uniform(model, 8)
+    r = accelsim.simulate(load_system(toys / "sys.yaml"), g, a, plan="tp=2")
+    # a dense model has no expert parallelism: ep=1, and the printed plan is valid input
+    assert parse_plan(r.plan).experts == 1 and r.devices == 2
+    check_plan(parse_plan(r.plan), model, 4)
+    again = accelsim.simulate(load_system(toys / "sys.yaml"), g, a, plan=r.plan)
+    assert again.plan == r.plan and again.latency_s == r.latency_s
+    # an explicit ep > 1 on a dense model stays an error
+    with pytest.raises(ConfigError, match="dense model"):
+        accelsim.simulate(load_system(toys / "sys.yaml"), g, a, plan="tp=2,ep=2")
+
+
+# --- the one-device system's per-device table holds numbers, as every other system's -------
+
+def test_one_device_per_device_row_has_the_expert_figures(toys):
+    model = accelsim.load_workload(toys / "toy.yaml")      # 2 MoE layers x 4 experts, top 2
+    g = accelsim.build_graph(model, accelsim.Scenario(phase="decode", batch=3))
+    a = accelsim.BitAllocation.uniform(model, 8)
+    sys1 = load_system(toys / "tiny.yaml")                   # a chip: a system of one device
+    (row,) = accelsim.simulate(sys1, g, a).per_device
+    # every routed expert on the one device; expected tokens = tokens x top-k per MoE layer
+    assert row["experts"] == 2 * 4
+    assert row["expected_load"] == pytest.approx(3 * 2 * 2)
+    # 8-bit w1/w2/w3 of 64 x 128: the allocation's own storage rule
+    want = sum(a.tensor_bytes(model, t) for t in model.tensors() if t.expert is not None
+               and t.role == "expert")
+    assert want > 3 * 64 * 128 * 8          # 8 experts x three 64 x 128 one-byte matrices
+    assert row["expert_bytes"] == pytest.approx(want)
+    # the same figures as the composed path (one device, two micro-batches)
+    (comp,) = accelsim.simulate(sys1, g, a, plan="mb=2").per_device
+    for k in ("experts", "expert_bytes", "expected_load", "memory_bytes"):
+        assert comp[k] == pytest.approx(row[k]), k
+
+
+def test_one_device_dense_per_device_row_is_zero_experts(toys):
+    model = accelsim.load_workload(toys / "dense.yaml")
+    g = accelsim.build_graph(model, accelsim.Scenario(phase="decode", batch=1))
+    (row,) = accelsim.simulate(load_system(toys / "tiny.yaml"), g,
+                               accelsim.BitAllocation.uniform(model, 8)).per_device
+    assert (row["experts"], row["expert_bytes"], row["expected_load"]) == (0, 0.0, 0.0)
+
+
+# --- without a plan, simulate uses every device it is given --------------------------------
+
+@pytest.mark.parametrize("n, want", [
+    # toy: 4 routed experts, 2 layers; ep = largest divisor of n <= 4, pp = largest divisor
+    # of the rest <= 2, dp = what remains
+    (2, (1, 2, 1)), (3, (1, 3, 1)), (4, (1, 4, 1)), (5, (1, 1, 5)), (6, (2, 3, 1)),
+    (8, (2, 4, 1)), (12, (1, 4, 3)), (16, (2, 4, 2))])
+def test_default_plan_uses_every_device(toys, n, want):
+    from accelsim.system.simulate import default_plan
+    model = accelsim.load_workload(toys / "toy.yaml")
+    sys_ = system_from_dict({"name": "t", "device": str(toys / "tiny.yaml"),
+                             "devices_per_node": n, "links": {"intra_node": {
+                                 "bandwidth": "1 GB/s", "latency": "1 us"}}})
+    p = default_plan(sys_, model)
+    assert (p.pp, p.experts, p.dp) == want and p.tp == 1 and p.devices == n
+    check_plan(p, model, n)
+
+
+def test_simulate_with_devices_and_no_plan_uses_them_all(toys, run_cli):
+    import json
+    (toys / "sys6.yaml").write_text(yaml.safe_dump({
+        "name": "toy6", "device": "tiny.yaml", "devices_per_node": 3, "nodes": 2,
+        "links": {"intra_node": {"bandwidth": "1 GB/s", "latency": "1 us"},
+                  "inter_node": {"bandwidth": "100 MB/s", "latency": "5 us"}}}))
+    rc, out, err = run_cli("simulate", "--system", toys / "sys6.yaml", "--devices", "6",
+                           "--workload", toys / "toy.yaml", "--bits", "8", "--format", "json")
+    assert rc == 0, err
+    d = json.loads(out)
+    assert d["devices"] == 6 and len(d["per_device"]) == 6
+    assert sorted(x["device"] for x in d["per_device"]) == list(range(6))
+
+
+# --- the Python API: wrong plans and systems are ConfigErrors, not TypeErrors ---------------
+
+@pytest.mark.parametrize("plan, words", [
+    ({"pp": 2, "xx": 4}, "unknown key 'xx'"),
+    ({"pp": 2, "ttp": 2}, "did you mean 'tp'"),
+    ({"rep": 2}, "rep must be 0 or 1"),
+    ({"mb": 2, "microbatches": 3}, "mb is given twice"),
+    ({"pp": "2"}, "pp must be an integer"),
+])
+def test_plan_mapping_with_bad_keys_is_a_config_error(plan, words):
+    from accelsim.system import as_plan
+    with pytest.raises(ConfigError) as e:
+        as_plan(plan)
+    (p,) = e.value.problems
+    assert p.key == "plan" and words in p.reason
+
+
+def test_plan_mapping_spells_like_the_string():
+    from accelsim.system import as_plan
+    assert as_plan({"pp": 2, "ep": 4, "microbatches": 3, "tbo": 1}) == parse_plan(
+        "pp=2,ep=4,mb=3,tbo=1")
+
+
+@pytest.mark.parametrize("source", [5, None, 2.5, ["h100"]])
+def test_load_system_of_a_wrong_type_says_what_it_takes(source):
+    with pytest.raises(ConfigError) as e:
+        load_system(source)
+    (p,) = e.value.problems
+    assert p.key == "system" and "preset name" in p.reason and "unknown" not in p.reason

@@ -229,3 +229,46 @@ def test_dispatch_fraction_of_a_stack_of_shares():
             tot = sum(tok[i])
             want = sum(t * s for t, s in zip(tok[i], sh[p, i])) / tot if tot > 0 else 0.0
             assert stacked[p, i] == pytest.approx(want, rel=1e-12, abs=0.0)
+
+
+def test_content_keys_of_many_parts_equal_one_by_one():
+    """The content keys worked out for all parts of a layer range at once equal each part's
+    own key (parts on three layer ranges, two tp degrees, shares 0, 0.5 and 1, one part
+    without a share table)."""
+    from accelsim.sim import stages as S
+    m = accelsim.load_workload("olmoe-1b-7b")
+    g = accelsim.build_graph(m, accelsim.Scenario(phase="decode", batch=8, context=64))
+    rng = np.random.default_rng(1)
+    a = accelsim.BitAllocation.uniform(m, 4).with_expert_bits(
+        rng.choice([2, 3, 4], size=(m.num_moe_layers, m.num_experts)))
+    low = S.lower_step(accelsim.load_hw("h100"), g, a)
+    info = P._info(low.ot)
+    ctx = P._expert_context(low, info)
+    shape = (m.num_moe_layers, m.num_experts)
+    parts = [P.DevicePart([(0, m.total_layers), (0, 8), (8, 16)][k % 3], tp=1 + k % 2,
+                          expert_share=(rng.random(shape) < 0.2)
+                          * rng.choice([0.5, 1.0], size=shape)) for k in range(12)]
+    parts.append(P.DevicePart((0, 4)))
+    rs = [P._resolved(p, m) for p in parts]
+    keys = P._content_keys(ctx, rs)
+    assert keys == [P._content_key(ctx, r) for r in rs]
+    assert len(set(keys)) == len(keys)
+
+
+
+def test_item_rows_partition_like_unique_rows():
+    """Item-fraction rows told apart by their one level (or compared whole when spread over
+    several): the same partition of the rows as ``stages._unique_rows``, and each id's row
+    is the rows' value (-0.0 taken as 0.0)."""
+    from accelsim.sim import stages as S
+    rng = np.random.default_rng(0)
+    a = np.zeros((5000, 4))
+    a[np.arange(5000), rng.integers(0, 3, 5000)] = 1.0     # level 3 never whole
+    a[::97] = rng.choice([0.0, 0.25, 0.75], size=(len(a[::97]), 4))
+    a[5] = -0.0
+    a[6, :2] = (1.0, 1.0)                                  # two ones: not one level
+    rows, inv = P._item_rows(a)
+    assert np.array_equal(np.stack(rows)[inv], a + 0.0)
+    _, ref = S._unique_rows(a)
+    assert len(rows) == len(np.unique(ref))
+    assert len(set(zip(inv.tolist(), ref.tolist()))) == len(rows)

@@ -69,3 +69,30 @@ def test_first_misfit_is_reported_with_its_index():
     assert str(got.value) == str(ref.value)
     assert got.value.index == 2
     assert plan_memories(hw, []) == []
+
+
+@pytest.mark.parametrize("fill", [0.5, 1.0 - 1e-12, 1.0, 1.5])
+def test_hot_first_when_a_level_runs_out_or_not(fill):
+    """Weights totalling ``fill`` times the room of the innermost level that takes them:
+    below it no level runs out (any order gives the same plan); at or past it the hottest
+    go inside and one straddles. The batched plans equal plan_memory's either way."""
+    hw = _as_hw("gemmini")
+    from accelsim.sim.residency import _Budget
+    bud = _Budget(hw, 0.25)
+    lv = int(np.flatnonzero(bud.allow_w & (bud.free > 0))[0])
+    rng = np.random.default_rng(3)
+    w = rng.random(9)
+    w *= fill * bud.free[lv] / w.sum()
+    dens = rng.permutation(9).astype(float)
+    reqs = [(w, dens, np.zeros(0), np.zeros(0), 0.0), (w[::-1].copy(), dens, np.zeros(0),
+                                                      np.zeros(0), 0.0)]
+    new = plan_memories(hw, reqs, "hot-first", 0.25)
+    for q, r in zip(new, reqs):
+        _same(q, plan_memory(hw, *r, "hot-first", 0.25))
+        inside = q.item_fraction[:, lv]
+        if fill < 1.0 - 1e-9:
+            assert np.all(inside == 1.0)
+        else:       # the hottest items inside; at most one straddles
+            hot = np.argsort(-r[1], kind="stable")
+            assert np.all(np.diff(inside[hot]) <= 0.0)
+            assert ((inside > 0) & (inside < 1)).sum() <= 1

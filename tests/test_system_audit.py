@@ -151,3 +151,34 @@ def test_simulate_with_devices_and_no_plan_uses_them_all(toys, run_cli):
     d = json.loads(out)
     assert d["devices"] == 6 and len(d["per_device"]) == 6
     assert sorted(x["device"] for x in d["per_device"]) == list(range(6))
+
+
+# --- the Python API: wrong plans and systems are ConfigErrors, not TypeErrors ---------------
+
+@pytest.mark.parametrize("plan, words", [
+    ({"pp": 2, "xx": 4}, "unknown key 'xx'"),
+    ({"pp": 2, "ttp": 2}, "did you mean 'tp'"),
+    ({"rep": 2}, "rep must be 0 or 1"),
+    ({"mb": 2, "microbatches": 3}, "mb is given twice"),
+    ({"pp": "2"}, "pp must be an integer"),
+])
+def test_plan_mapping_with_bad_keys_is_a_config_error(plan, words):
+    from accelsim.system import as_plan
+    with pytest.raises(ConfigError) as e:
+        as_plan(plan)
+    (p,) = e.value.problems
+    assert p.key == "plan" and words in p.reason
+
+
+def test_plan_mapping_spells_like_the_string():
+    from accelsim.system import as_plan
+    assert as_plan({"pp": 2, "ep": 4, "microbatches": 3, "tbo": 1}) == parse_plan(
+        "pp=2,ep=4,mb=3,tbo=1")
+
+
+@pytest.mark.parametrize("source", [5, None, 2.5, ["h100"]])
+def test_load_system_of_a_wrong_type_says_what_it_takes(source):
+    with pytest.raises(ConfigError) as e:
+        load_system(source)
+    (p,) = e.value.problems
+    assert p.key == "system" and "preset name" in p.reason and "unknown" not in p.reason

@@ -158,7 +158,7 @@ def _simulate_parts(hw, graph, alloc, parts, opts: SimOptions, shared: bool) -> 
     info = _info(low.ot)
     ctx = _expert_context(low, info)
     resolved = {k: _resolved(parts[i], model) for k, i in first.items()}
-    content = {k: _content_key(ctx, r) for k, r in resolved.items()}
+    content = dict(zip(resolved, _content_keys(ctx, list(resolved.values()))))
     reps: dict[tuple, tuple] = {}
     for k in first:
         reps.setdefault(content[k], k)
@@ -297,6 +297,36 @@ def _content_key(ctx, r: _Resolved) -> tuple:
     return base + (np.bincount(nz[0], minlength=sh.shape[0]).tobytes(), seq.tobytes())
 
 
+def _content_keys(ctx, rs: list) -> list:
+    """``[_content_key(ctx, r) for r in rs]``, the parts with shares on one layer range
+    worked out together (one ``nonzero`` for all of them: the same keys)."""
+    out: list = [None] * len(rs)
+    groups: dict = {}
+    for i, r in enumerate(rs):
+        if r.share is None:
+            out[i] = _content_key(ctx, r)
+        else:
+            groups.setdefault((r.first, r.last), []).append(i)
+    for (a, b), idx in groups.items():
+        if len(idx) < 2:
+            out[idx[0]] = _content_key(ctx, rs[idx[0]])
+            continue
+        rows = np.flatnonzero((ctx.rows >= a) & (ctx.rows < b))
+        sh = np.stack([rs[i].share[rows] for i in idx])
+        q, rr, e = np.nonzero(sh > 0)          # by part, then row, then expert
+        flat = rows[rr] * sh.shape[2] + e
+        seq = np.stack([sh[q, rr, e], ctx.bits[flat], ctx.tokens[flat], ctx.p[flat]])
+        bounds = np.searchsorted(q, np.arange(len(idx) + 1))
+        nr = len(rows)
+        counts = np.bincount(q * nr + rr, minlength=len(idx) * nr).reshape(len(idx), nr)
+        for j, i in enumerate(idx):
+            r = rs[i]
+            out[i] = (r.first, r.last, r.tp, r.embed, r.lm_head, r.etp, r.bshare,
+                      counts[j].tobytes(),
+                      np.ascontiguousarray(seq[:, bounds[j]:bounds[j + 1]]).tobytes())
+    return out
+
+
 def _relabel(res: SimResult, info, r: _Resolved) -> SimResult:
     """``res`` (a part with the same content) with the op and tensor names of part ``r``
     (its ``op_data`` built when first read)."""
@@ -429,6 +459,7 @@ _INFO = IdentityCache()
 #: The op-table fields a part scales (gathered together from ``_Info.floats``).
 _FLOATS = ("m", "k", "n", "tokens", "p_active", "macs", "vector_ops", "in_elems", "out_elems",
            "kv_elems", "kv_write_elems", "kv_resident", "att_m", "att_n")
+_FIELD = {k: j for j, k in enumerate(_FLOATS)}
 
 
 def _info(ot: OpTable) -> _Info:
@@ -532,6 +563,33 @@ def _select(info: _Info, r: _Resolved) -> tuple[np.ndarray, np.ndarray]:
     nz = np.flatnonzero(r.share.ravel() > 0)
     return (np.sort(np.concatenate([base, _segments(ex, nz)]), kind="stable"),
             np.sort(np.concatenate([t_base, _segments(t_ex, nz)]), kind="stable"))
+
+
+def _by_key(info: _Info, name: str, key: np.ndarray, n: int) -> tuple:
+    """The ops of the table grouped by ``key`` (0..n-1; -1: none) with a pointer per key, as
+    ``_segments`` reads them (cached per op table under ``name``)."""
+    hit = info.ranges.get(name)
+    if hit is None:
+        i = np.flatnonzero(key >= 0)
+        o = np.argsort(key[i], kind="stable")
+        hit = info.ranges[name] = (i[o].astype(np.int64),
+                                   np.searchsorted(key[i][o], np.arange(n + 1)))
+    return hit
+
+
+def _positions(sorted_keys: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each of ``q`` is in ``sorted_keys``, and whether it is there."""
+    pos = np.searchsorted(sorted_keys, q)
+    if not len(sorted_keys):
+        return pos, np.zeros(len(q), bool)
+    return pos, sorted_keys[np.minimum(pos, len(sorted_keys) - 1)] == q
+
+
+def _csr_take(csr: tuple, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The entries of ``keys`` in ``csr`` (concatenated in the order of ``keys``) and how
+    many each key has."""
+    items, ptr = csr
+    return _segments(csr, keys), (ptr[keys + 1] - ptr[keys]).astype(np.int64)
 
 
 def _segments(csr: tuple, nz: np.ndarray) -> np.ndarray:
@@ -737,6 +795,70 @@ def _scale_tp(f: dict, cls: np.ndarray, tp: float, kvd: float) -> None:
 _U64 = np.uint64
 
 
+@njit(cache=True)
+def _phases(part_of, depth, group, okey, n, nd):  # pragma: no cover - numba
+    """The phases of every part (its ops by depth, as :func:`accelsim.sim.lower.phases`
+    orders them; parts in order): ``(order of the ops, phase pointer into it, MoE group per
+    phase (the largest among its ops), part per phase, the ops in canonical order (by
+    ``okey`` inside each phase, ties in op order), per phase the sum of
+    ``_mix(okey, SEED)`` of its ops)``."""
+    m = part_of.shape[0]
+    key = part_of * nd + depth
+    srt = True
+    for i in range(1, m):
+        if key[i] < key[i - 1]:
+            srt = False
+            break
+    order = np.arange(m) if srt else np.argsort(key, kind="mergesort")
+    nph = 0
+    for i in range(m):
+        if i == 0 or key[order[i]] != key[order[i - 1]]:
+            nph += 1
+    ptr = np.empty(nph + 1, np.int64)
+    grp = np.empty(nph, np.int64)
+    part = np.empty(nph, np.int64)
+    hsum = np.zeros(nph, np.uint64)
+    canon = order.copy()
+    f = -1
+    for i in range(m):
+        o = order[i]
+        if i == 0 or key[o] != key[order[i - 1]]:
+            f += 1
+            ptr[f] = i
+            grp[f] = group[o]
+            part[f] = part_of[o]
+        elif group[o] > grp[f]:
+            grp[f] = group[o]
+        hsum[f] += _mix1(np.uint64(okey[o]), np.uint64(0x243F6A8885A308D3))
+    ptr[nph] = m
+    for f in range(nph):      # by key inside the phase, stably
+        a, b = ptr[f], ptr[f + 1]
+        if b - a > 32:
+            seg = canon[a:b].copy()
+            canon[a:b] = seg[np.argsort(okey[seg], kind="mergesort")]
+            continue
+        for i in range(a + 1, b):         # a short phase: insertion sort
+            x = canon[i]
+            kx = okey[x]
+            j = i - 1
+            while j >= a and okey[canon[j]] > kx:
+                canon[j + 1] = canon[j]
+                j -= 1
+            canon[j + 1] = x
+    return order, ptr, grp, part, canon, hsum
+
+
+@njit(cache=True)
+def _mix1(x, seed):  # pragma: no cover - numba
+    """:func:`_mix` of one uint64."""
+    x = x ^ seed
+    x = x ^ (x >> np.uint64(30))
+    x = x * np.uint64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> np.uint64(27))
+    x = x * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
 def _mix(x: np.ndarray, seed: int) -> np.ndarray:
     """splitmix64 of ``x ^ seed`` (uint64, wrapping)."""
     x = x.astype(np.uint64) ^ _U64(seed)
@@ -844,25 +966,12 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
     sci = np.array([scs.setdefault((r.tp, _kv_div(model, r.tp), r.etp, r.bshare), len(scs))
                     for r in rs], np.int64)
     nsc = len(scs)
-    F = np.empty((len(_FLOATS), len(G)))
-    sc_op = sci[part_of]
     n_ops = len(ot)
-    for c, key in enumerate(scs):
-        m = np.flatnonzero(sc_op == c) if nsc > 1 else None
-        Gm = G if m is None else G[m]
-        if 4 * len(Gm) < n_ops:     # a few ops: scaled on their own
-            F[:, slice(None) if m is None else m] = _scaled(info, *key, ops=Gm)
-            continue
-        Fc = _scaled(info, *key)    # the whole table's, kept
-        if m is None:
-            for j in range(len(_FLOATS)):
-                np.take(Fc[j], G, out=F[j], mode="clip")     # G: valid indices
-        else:
-            for j in range(len(_FLOATS)):
-                F[j, m] = Fc[j, Gm]
+    sc_op = sci[part_of]
+    fields = _Fields(info, list(scs), sc_op, G)
     raw = _raw_ids(low, info)
     nbase = (int(raw.max(initial=-1)) + 1) * nsc
-    cid = raw[G] * nsc + sci[part_of]
+    cid = raw[G] * nsc + sc_op
     # ops whose rows a part's shares change: routed experts at a share below 1, dispatch
     # and combine at a fraction other than 1
     held = np.array([r.share is not None for r in rs], bool)
@@ -870,38 +979,49 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
         fracs = np.ones((n, info.tokens.shape[0]))
         hidx = np.flatnonzero(held)
         sh3 = np.stack([np.broadcast_to(rs[p].share, info.tokens.shape) for p in hidx])
-        # row hrow[p]: part p's shares (only held parts' rows are read)
         shares = sh3.reshape(len(hidx), -1).astype(np.float64, copy=False)
-        hrow = np.zeros(n, np.int64)
-        hrow[hidx] = np.arange(len(hidx))
         fracs[hidx] = _dispatch_fraction(info, sh3)
-        fl_g, rows_g, oc_g = info.op_flat[G], info.op_lrow[G], oc[G]
-        on = held[part_of]
-        ex = np.flatnonzero(on & (fl_g >= 0))
-        s_ = shares[hrow[part_of[ex]], fl_g[ex]]       # ex: ops of held parts only
-        k1 = s_ < 1.0
-        dc = np.flatnonzero(on & ((oc_g == disp_code) | (oc_g == comb_code)) & (rows_g >= 0))
-        fr = fracs[part_of[dc], rows_g[dc]]
-        k2 = fr != 1.0
-        mpos = np.concatenate([ex[k1], dc[k2]]).astype(np.int64)
+        # the part ops of held parts' experts at a share in (0, 1), and of their dispatch
+        # and combine at a fraction other than 1, found from the shares and the MoE rows
+        # (a part op's position: its op in the part's sorted ops)
+        gkey = part_of * n_ops + G
+        qp, qf = np.nonzero((shares > 0.0) & (shares < 1.0))
+        ex_ops, ex_n = _csr_take(_by_key(info, "expert ops", info.op_flat, info.tokens.size),
+                                 qf)
+        ex_part = np.repeat(hidx[qp], ex_n)
+        ex, found = _positions(gkey, ex_part * n_ops + ex_ops)
+        ex = ex[found]                  # a part holds the experts of its own layers only
+        s_ = np.repeat(shares[qp, qf], ex_n)[found]
+        dp, dr = np.nonzero(fracs[hidx] != 1.0)
+        dp = hidx[dp]
+        d_ops, d_n = _csr_take(_by_key(info, "moe io ops", np.where(
+            (oc == disp_code) | (oc == comb_code), info.op_lrow, -1), info.tokens.shape[0]),
+            dr)
+        d_part = np.repeat(dp, d_n)
+        dc, found = _positions(gkey, d_part * n_ops + d_ops)
+        dc = dc[found]                  # a stage's parts hold their own layers
+        fr = np.repeat(fracs[dp, dr], d_n)[found]
+        mpos = np.concatenate([ex, dc]).astype(np.int64)
         if len(mpos):
-            mkind = np.concatenate([np.ones(int(k1.sum())), np.full(int(k2.sum()), 2.0)])
-            mval = np.concatenate([s_[k1], fr[k2]])
+            mkind = np.concatenate([np.ones(len(ex)), np.full(len(dc), 2.0)])
+            mval = np.concatenate([s_, fr])
             _, minv = S._unique_columns([raw[G[mpos]].astype(np.float64),
                                          sci[part_of[mpos]].astype(np.float64), mkind, mval])
             cid[mpos] = nbase + minv
-            _scale_modified(info, oc, F, G, mpos, mkind, mval, sci[part_of[mpos]], list(scs))
-    col = {k: j for j, k in enumerate(_FLOATS)}
+            fields.modify(mpos, _scale_modified(info, oc, G, mpos, mkind, mval,
+                                                sci[part_of[mpos]], list(scs)))
+    col = _FIELD
     WF = ot.weight_fraction[G]
-    for p, r in enumerate(rs):
-        if r.bshare != 1.0:     # an embedding lookup reads a row per token it looks up
-            o = np.arange(off[p], off[p + 1])
-            emb = o[oc[G[o]] == OP["embed"]]
-            WF[emb] = np.minimum(1.0, F[col["tokens"], emb] / max(model.vocab_size, 1))
+    bs = np.array([r.bshare != 1.0 for r in rs], bool)
+    if bs.any():                # an embedding lookup reads a row per token it looks up
+        emb = np.flatnonzero(oc[G] == OP["embed"])
+        emb = emb[bs[part_of[emb]]]
+        WF[emb] = np.minimum(1.0, fields.read([col["tokens"]], emb)[0]
+                             / max(model.vocab_size, 1))
     # ---- 2. memory plans
-    p_all = F[col["p_active"]]
+    p_all, in_all, out_all = fields.read([col["p_active"], col["in_elems"], col["out_elems"]])
     pe = np.where(p_all > 0, p_all, 1.0)
-    foot = (F[col["in_elems"]] + F[col["out_elems"]]) / pe * aB
+    foot = (in_all + out_all) / pe * aB
     # every part's tensors (its share of their bytes), each op's tensor among its part's,
     # and the tensors' densities, for all parts at once
     tcnt = np.array([len(x[1]) for x in sel], np.int64)
@@ -941,15 +1061,18 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
     tbits = [bits_all[t_off[p]:t_off[p + 1]] for p in range(n)]
     t_loc = [tl_g[off[p]:off[p + 1]] for p in range(n)]
     is_att_g = oc[G] == att_code
-    reqs = []
-    for p in range(n):
-        o = slice(off[p], off[p + 1])
-        ai = off[p] + np.flatnonzero(is_att_g[o])
-        kv_res = F[col["kv_resident"], ai]
-        kv_elems = F[col["kv_elems"], ai]
-        kv_den = np.where(kv_res > 0, kv_elems / np.where(kv_res > 0, kv_res, 1), 0.0)
-        reqs.append((tb[p], dens_all[t_off[p]:t_off[p + 1]], kv_res * kvB, kv_den,
-                     float(foot[o].max(initial=0.0))))
+    # every part's KV caches (its attention ops, in order) and activation working set
+    ai_all = np.flatnonzero(is_att_g)
+    kv_res, kv_elems = fields.read([col["kv_resident"], col["kv_elems"]], ai_all)
+    kv_den = np.where(kv_res > 0, kv_elems / np.where(kv_res > 0, kv_res, 1), 0.0)
+    kv_b = kv_res * kvB
+    a_ptr = np.searchsorted(ai_all, off)
+    full = cnt > 0
+    work = np.zeros(n)
+    if full.any():
+        work[full] = np.maximum(np.maximum.reduceat(foot, off[:-1][full]), 0.0)
+    reqs = [(tb[p], dens_all[t_off[p]:t_off[p + 1]], kv_b[a_ptr[p]:a_ptr[p + 1]],
+             kv_den[a_ptr[p]:a_ptr[p + 1]], float(work[p])) for p in range(n)]
     try:
         plans = plan_memories(hw, reqs, opts.residency, opts.staging_fraction)
     except DoesNotFitError as e:
@@ -960,8 +1083,7 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
     pc = np.empty(n, np.int64)
     items_all = np.concatenate([q.item_fraction for q in plans])
     i_off = np.concatenate([[0], np.cumsum([len(q.item_fraction) for q in plans])])
-    first, inv = S._unique_rows(items_all)
-    row_vec = list(items_all[first])
+    row_vec, inv = _item_rows(items_all)
     ctx_w = np.zeros(len(G), np.int64)          # 0: no weight; else 1 + row id
     for p, q in enumerate(plans):
         # everything of a plan an op's costs read besides its own weights' levels
@@ -986,20 +1108,14 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
     okey = (cid * n_ctx + pc[part_of] * (len(rows_id) + 1) + ctx_w).astype(np.int64)
     # ---- 4. phases of every part, units (a phase, or the phases of one MoE layer)
     # (a part's phases: its ops by depth, as lower.phases orders them; all parts at once)
-    depth_g, group_g = ot.depth[G], ot.group[G]
-    pkey = part_of * (int(ot.depth.max(initial=0)) + 1) + depth_g
-    porder = np.argsort(pkey, kind="stable")
-    ks = pkey[porder]
-    starts = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1]]) if len(ks) else np.zeros(0, int)
-    gptr = np.r_[starts, len(ks)].astype(np.int64)
-    pgroup = (np.maximum.reduceat(group_g[porder], starts) if len(ks)
-              else np.zeros(0, np.int64)).astype(np.int64)
-    nph = np.bincount(part_of[porder[starts]], minlength=n).astype(np.int64)
-    ph_off = np.concatenate([[0], np.cumsum(nph)])
-    ph_part = np.repeat(np.arange(n), nph)
+    porder, gptr, pgroup, ph_part, canon, h = _phases(
+        part_of, _take(ot.depth, G), _take(ot.group, G), okey, n,
+        int(ot.depth.max(initial=0)) + 1)
     NP = len(pgroup)
     if NP == 0:
         return None
+    nph = np.bincount(ph_part, minlength=n).astype(np.int64)
+    ph_off = np.concatenate([[0], np.cumsum(nph)])
     ph_len = np.diff(gptr)
     new_part = np.r_[True, ph_part[1:] != ph_part[:-1]]
     u_start = new_part | (pgroup < 0) | np.r_[True, pgroup[1:] != pgroup[:-1]]
@@ -1011,18 +1127,11 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
         return None
     unit_of_ph = np.cumsum(u_start) - 1
     pos_in_unit = np.arange(NP) - ustarts[unit_of_ph]
-    # canonical order inside each phase: by content key
     ph_of_op = np.repeat(np.arange(NP), ph_len)
-    kmax = int(okey.max(initial=0)) + 1
-    if kmax * max(NP, 1) < 2 ** 62:
-        canon = porder[np.argsort(ph_of_op * kmax + okey[porder], kind="stable")]
-    else:
-        canon = porder[np.lexsort((okey[porder], ph_of_op))]
     ck = okey[canon]
     # ---- 5. unit hashes and the distinct units (a hash picks the candidates; the checks
     # below and of every op's key compare them exactly: a collision falls back)
     seed = 0x243F6A8885A308D3
-    h = np.add.reduceat(_mix(ck, seed), gptr[:-1])
     h = _mix(h + _mix(pos_in_unit.astype(np.uint64), seed ^ 0xA4093822299F31D0)
              + _mix(ph_len.astype(np.uint64), seed ^ 0x082EFA98EC4E6C89), seed)
     hu = np.add.reduceat(h, ustarts) + _mix(grouped_u.astype(np.uint64) * _U64(2) + _U64(1),
@@ -1054,7 +1163,7 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
     op_map[canon] = op_map_c
     unit_id = np.repeat(np.arange(len(reps)), ulen[reps])     # distinct unit of uph
     # ---- 6. the stages over the distinct units
-    lw_u, pl_u, spaces = _unit_tables(hw, hp, low, info, G, F, a_u, part_of, t_loc, tb, tn,
+    lw_u, pl_u, spaces = _unit_tables(hw, hp, low, info, G, fields.read(None, a_u), a_u, part_of, t_loc, tb, tn,
                                       tbits, plans, pc, row_vec, ctx_w, u_ptr,
                                       np.where(grouped_u[unit_of_ph[uph]], unit_id, -1), foot,
                                       WF)
@@ -1069,61 +1178,66 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
     # goes to each part's first phase below
     T_over = S.overheads(replace(hp, step_cyc=0.0), lw_u.ot, sch, pl_u.op_wbits).T
     step_cyc = hp.step_cyc if hp.kernel_cyc > 0 or hp.step_cyc > 0 else 0.0
-    e_pos = np.full(len(a_u), -1, np.int64)
-    e_pos[job.e] = np.arange(len(job.e))
-    # ---- 7. every part from the distinct units: every array gathered for all parts at
-    # once (each part's are slices of them), then each part's totals and result (as
-    # stages.step_energy and stages.assemble compute them: tested equal)
+    # ---- 7. every part from the distinct units: the sums a result reports, per distinct
+    # phase, then per part from how many of each distinct phase it runs (a count matrix);
+    # the per-op columns of a part are built only when its op_data is read
     um, fm = op_map, ph_map
-    T_g, cc_g, t1_g = _take(sch.T, fm), _take(sch.cc, fm), _take(sch.t1, um)
+    nd = len(uph)
+    ot_u = lw_u.ot
+    is_att_u = ot_u.op_code == att_code
+    vcyc_u = np.where(oth.vec | is_att_u, oth.vcyc, 0.0)
+    stall_u = np.maximum(sch.t1 - tr.comp - vcyc_u, 0.0)
+    a_idx = min(max(low.a_bits, 1), 16)
+    pe_u = ot_u.macs * hp.cpm[np.clip(pl_u.op_wbits, 1, 16), a_idx]
+    en_u = S.step_energy(hw, hp, ot_u, pl_u.op_wbits, low.a_bits, tr, noc, 0.0)
+    ov_u = np.zeros(len(a_u))
+    ov_u[job.e] = tr.overflow
+    offc = hp.offchip
+    offl_u = ((pl_u.home == offc) & (ot_u.p_active > 0)) if offc >= 0 else np.zeros(len(a_u))
+    L = len(hp.names)
+    per_op_cols = np.column_stack([tr.rd, tr.wr, tr.comp, stall_u, vcyc_u, ot_u.macs, pe_u,
+                                   en_u.e_mac, en_u.e_vec, noc.noc_j, en_u.op_j, en_u.e_mem,
+                                   ov_u, offl_u])
+    S_d = (np.add.reduceat(per_op_cols, u_ptr[:-1], axis=0) if nd
+           else np.zeros((0, per_op_cols.shape[1])))
+    S_d = np.column_stack([S_d, noc.noc_t + noc.red_t])
+    counts = np.bincount(ph_part * nd + fm, minlength=n * nd).reshape(n, nd).astype(np.float64)
+    tot = counts @ S_d
+    # phase times of every part (the step's host overhead on each part's first phase)
     T_o = T_over[fm]
     if step_cyc:
         T_o[ph_off[:-1][nph > 0]] += step_cyc
-    vec_g, vcyc_g = _take(oth.vec, um), _take(oth.vcyc, um)
-    rd_g, wr_g, comp_g = _take(tr.rd, um), _take(tr.wr, um), _take(tr.comp, um)
-    ep_ = e_pos[um]
-    is_e = ep_ >= 0
-    ov_g = tr.overflow[ep_[is_e]]
-    ov_off = np.concatenate([[0], np.cumsum(is_e)])[off]
-    noc_t_g, red_t_g = noc.noc_t[fm], noc.red_t[fm]
-    noc_j_g = _take(noc.noc_j, um)
-    home_g, wbits_g = _take(pl_u.home, um), _take(pl_u.op_wbits, um)
-    # energy per op (static power per part below)
-    en_u = S.step_energy(hw, hp, lw_u.ot, pl_u.op_wbits, low.a_bits, tr, noc, 0.0)
-    e_mac_g, e_mem_g, e_vec_g, op_j_g = (_take(en_u.e_mac, um), _take(en_u.e_mem, um),
-                                         _take(en_u.e_vec, um), _take(en_u.op_j, um))
-    oc_g, layer_g = _take(oc, G), _take(ot.layer, G)
-    # what assemble computes per op, for all parts at once
-    is_att = oc_g == att_code
-    vcyc_x = np.where(vec_g | is_att, vcyc_g, 0.0)
-    moved_g = rd_g + wr_g
-    sums = _row_sums(moved_g, rd_g, wr_g, off)
-    a_idx = min(max(low.a_bits, 1), 16)
-    pe_g = F[col["macs"]] * hp.cpm[np.clip(wbits_g, 1, 16), a_idx]
-    stall_g = np.maximum(t1_g - comp_g - vcyc_x, 0.0)
+    cc_g = _take(sch.cc, fm)
+    layer_g = _take(ot.layer, G)
     lay = np.maximum.reduceat(layer_g[porder], gptr[:-1]) if len(porder) else layer_g[:0]
-    p_act = F[col["p_active"]]
     static_w = hw.energy.static_power_w
+    nl = int(ot.model.total_layers)
+    lat_all = _layer_latencies(lay, T_o, ph_off, nl, hp.clock_hz)
 
-    def per_op(p, o, f_, en_op_j):
-        """Part ``p``'s per-op columns that no total reads (names, placement on the cores,
-        dataflow, tiles, ...): built when its ``op_data`` is first read."""
+    def per_op(p, o, f_):
+        """Part ``p``'s per-op columns (names, placement on the cores, dataflow, tiles,
+        energies, ...): built when its ``op_data`` is first read."""
         def build():
             a, b = o.start, o.stop
             Gp, ump = G[o], um[o]
+            f_o = fields.read([col["m"], col["k"], col["n"], col["macs"]], np.arange(a, b))
             core, span, start, end = wrap_around(gptr[f_.start:f_.stop + 1] - a,
-                                                 porder[a:b] - a, T_g[f_], cc_g[f_], t1_g[o])
+                                                 porder[a:b] - a, _take(sch.T, fm[f_]),
+                                                 cc_g[f_], _take(sch.t1, ump))
             return {
-                "names": info.names[Gp], "op_code": oc_g[o], "layer": layer_g[o],
-                "expert": _take(ot.expert, Gp), "role": info.roles[Gp], "tensor": tl_g[o],
-                "tensor_names": info.t_names[sel[p][1]], "w_bits": wbits_g[o],
-                "a_bits": low.a_bits, "p_active": p_act[o], "m": F[col["m"], o],
-                "k": F[col["k"], o], "n": F[col["n"], o], "macs": F[col["macs"], o],
+                "names": info.names[Gp], "op_code": _take(oc, Gp),
+                "layer": _take(ot.layer, Gp), "expert": _take(ot.expert, Gp),
+                "role": info.roles[Gp], "tensor": tl_g[o],
+                "tensor_names": info.t_names[sel[p][1]],
+                "w_bits": _take(pl_u.op_wbits, ump), "a_bits": low.a_bits,
+                "p_active": p_all[o], "m": f_o[0], "k": f_o[1], "n": f_o[2],
+                "macs": f_o[3],
                 "core": core, "cores": span, "start_cycle": start, "end_cycle": end,
-                "cycles": t1_g[o], "compute_cycles": comp_g[o], "vector_cycles": vcyc_x[o],
-                "stall_cycles": stall_g[o], "dataflow": _take(tr.dflow, ump),
-                "k_slices": _take(noc.ksl, ump), "tiles": _take(tr.tiles, ump),
-                "bytes": moved_g[o], "energy_j": en_op_j, "level_names": hp.names}
+                "cycles": _take(sch.t1, ump), "compute_cycles": _take(tr.comp, ump),
+                "vector_cycles": _take(vcyc_u, ump), "stall_cycles": _take(stall_u, ump),
+                "dataflow": _take(tr.dflow, ump), "k_slices": _take(noc.ksl, ump),
+                "tiles": _take(tr.tiles, ump), "bytes": _take(tr.rd, ump) + _take(tr.wr, ump),
+                "energy_j": _take(en_u.op_j, ump), "level_names": hp.names}
         return _LazyOps.deferred(build)
 
     out = []
@@ -1132,20 +1246,44 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
         f_ = slice(ph_off[p], ph_off[p + 1])
         a0 = off[p]
         T_p = T_o[f_]
-        noc_t, red_t = noc_t_g[f_], red_t_g[f_]
-        noc_cyc = float(noc_t.sum()) + float(red_t.sum())
-        cycles = float(T_p.sum())
-        latency = cycles / hp.clock_hz
-        en = _energy(hp, e_mac_g[o], e_mem_g[o], e_vec_g[o], noc_j_g[o], op_j_g[o],
-                     static_w * latency)
-        out.append(_result(hw, hp, ot, model_name, plans[p], sums[p], T_p, cc_g[f_],
-                           noc_cyc, en, float(tb[p].sum()), lay[f_],
-                           per_op(p, o, f_, en.op_j), comp_g[o], stall_g[o], p_act[o],
-                           F[col["macs"], o], vcyc_x[o], pe_g[o],
-                           ov_g[ov_off[p]:ov_off[p + 1]], home_g[o],
-                           porder[a0:off[p + 1]] - a0,
-                           gptr[ph_off[p]:ph_off[p + 1] + 1] - a0))
+        x = tot[p]
+        rd_s, wr_s = x[:L], x[L:2 * L]
+        comp, stall, vec, macs, pe, e_mac, e_vec, noc_j, op_j = x[2 * L:2 * L + 9]
+        e_mem = x[2 * L + 9:3 * L + 9]
+        n_over, n_off, noc_cyc = x[3 * L + 9:3 * L + 12]
+        t = S.Totals(rd_s + wr_s, rd_s, wr_s, float(comp), float(stall), float(vec),
+                     float(macs), float(pe), int(n_over + 0.5), int(n_off + 0.5))
+        latency = float(T_p.sum()) / hp.clock_hz
+        static = static_w * latency
+        res = S.result_of(hw, hp, ot, model_name, plans[p], t, T_p, cc_g[f_],
+                          float(noc_cyc), None, float(op_j + static),
+                          S.energy_breakdown(hp, e_mac, e_vec, noc_j, e_mem, static),
+                          float(tb[p].sum()), per_op(p, o, f_), porder[a0:off[p + 1]] - a0,
+                          gptr[ph_off[p]:ph_off[p + 1] + 1] - a0,
+                          lat_all[p])
+        out.append(res.with_power_check(hw.energy.rated_power_w, hw.name))
     return out
+
+
+def _layer_latencies(lay: np.ndarray, T: np.ndarray, ph_off: np.ndarray, nl: int,
+                     clock_hz: float) -> list[np.ndarray]:
+    """:func:`accelsim.sim.stages.layer_latency` of every part from the highest layer of
+    each of its phases (``lay``, -1 for none) and their times ``T`` (part ``p``'s phases
+    ``ph_off[p]:ph_off[p + 1]``): a phase before a part's first layer counts for the slot
+    before the layers, one after its last for the slot after."""
+    n = len(ph_off) - 1
+    nph = np.diff(ph_off)
+    part = np.repeat(np.arange(n), nph)
+    has = lay >= 0
+    idx = np.arange(len(lay))
+    first = np.full(n, len(lay), np.int64)     # each part's first phase with a layer
+    some = nph > 0
+    if some.any():
+        first[some] = np.minimum.reduceat(np.where(has, idx, len(lay)), ph_off[:-1][some])
+    slot = np.where(has, lay + 1, np.where(idx < first[part], 0, nl + 1)).astype(np.int64)
+    w = nl + 2
+    out = np.bincount(part * w + slot, weights=T / clock_hz, minlength=n * w)
+    return [row.copy() for row in out.reshape(n, w)]
 
 
 class _LazyOps(dict):
@@ -1206,81 +1344,45 @@ for _name in ("__getitem__", "__iter__", "__len__", "__contains__", "__repr__", 
 del _name
 
 
-def _result(hw, hp, ot, model_name, plan, sums, T, cc, noc_cyc, en, weight_bytes, lay,
-            op_data, comp, stall, p_active, macs, vcyc_x, pe, overflow, home, order,
-            ptr) -> SimResult:
-    """One part's :class:`SimResult` as :func:`accelsim.sim.stages.assemble` builds it, from
-    its slices of the arrays of all parts (``sums``: its bytes moved, read and written per
-    level, summed in op order; ``op_data``: its per-op columns, built when read)."""
-    cores, R, C = hp.cores, hp.rows, hp.cols
-    cycles = float(T.sum())
-    latency = cycles / hp.clock_hz
-    by_level, rd_s, wr_s = sums
-    off = hp.offchip
-    r_t, w_t = rd_s / hp.agg_read_bpc, wr_s / hp.agg_write_bpc
-    lvl_time = np.where(hp.onchip, np.maximum(r_t, w_t), r_t + w_t)
-    vec_total = float(vcyc_x.sum())
-    busy = {"compute": float(comp.sum()) / cores, "vector": vec_total / cores,
-            "offchip_bandwidth": float(lvl_time[off]) if off >= 0 else 0.0,
-            "onchip_bandwidth": float(lvl_time[hp.onchip].max(initial=0.0)),
-            "noc": noc_cyc}
-    top = max(busy, key=lambda k: busy[k])
-    bound = top if busy[top] >= 0.5 * cycles else "latency"
-    pe_cycles = float(pe.sum())
-    util = pe_cycles / (R * C * cores * cycles) if cycles > 0 else 0.0
-    warnings = S._warnings(hp, plan, overflow, home, p_active > 0)
-    tokens = float(ot.tokens_step)
-    names = hp.names
-    # layer_latency: a phase counts for the highest layer among its ops
-    nl = int(ot.model.total_layers)
-    has = lay >= 0
-    first = int(np.argmax(has)) if has.any() else len(lay)
-    slot = np.where(has, lay + 1, np.where(np.arange(len(lay)) < first, 0, nl + 1))
-    return SimResult(
-        hw=hw.name, model=model_name, scenario=dict(ot.scenario), residency=plan.policy,
-        clock_hz=hp.clock_hz, cores=cores, cycles=cycles, latency_s=latency, tokens=tokens,
-        tokens_per_s=tokens / latency if latency > 0 else float("inf"), energy_j=en.total,
-        energy_breakdown_j=en.breakdown, weight_bytes=weight_bytes,
-        weight_bytes_by_level=dict(zip(names, plan.weight_bytes_by_level.tolist())),
-        kv_bytes_by_level=dict(zip(names, plan.kv_bytes_by_level.tolist())),
-        activation_bytes_by_level=dict(zip(names, plan.act_reserve.tolist())),
-        staging_bytes_by_level=dict(zip(names, plan.staging.tolist())),
-        bytes_by_level=dict(zip(names, by_level.tolist())),
-        offchip_bytes=float(by_level[off]) if off >= 0 else 0.0,
-        onchip_bytes_moved=float(by_level[hp.onchip].sum()),
-        macs=float(macs.sum()), mac_utilization=util, compute_cycles=float(comp.sum()),
-        stall_cycles=float(stall.sum()), vector_cycles=vec_total,
-        noc_cycles=noc_cyc, busy_cycles=busy, bound=bound, warnings=tuple(warnings),
-        op_data=op_data, phase_data={"T": T, "c": cc, "order": order, "ptr": ptr},
-        layer_latency_s=np.bincount(slot.astype(np.int64), weights=T / hp.clock_hz,
-                                    minlength=nl + 2)).with_power_check(
-        hw.energy.rated_power_w, hw.name)
+def _item_rows(items: np.ndarray) -> tuple[list, np.ndarray]:
+    """The distinct rows of ``items`` (every plan's item fractions, [items x levels]) and
+    each row's position among them (rows compared by value, -0.0 equal to 0.0). A row with
+    one level at 1.0 and the others at 0.0 (an item wholly in one level: nearly all of
+    them) is told by that level; the rest are compared row by row."""
+    L = items.shape[1]
+    code = _one_level(np.ascontiguousarray(items, dtype=np.float64))
+    rest = np.flatnonzero(code < 0)
+    rid = code.copy()
+    first_r = np.zeros(0, np.int64)
+    if len(rest):
+        first_r, inv_r = S._unique_rows(items[rest])
+        rid[rest] = L + inv_r
+    used = np.zeros(L + len(first_r), bool)
+    used[rid] = True
+    dense = np.cumsum(used) - 1
+    rows = [np.eye(L)[j] if j < L else items[rest[first_r[j - L]]] + 0.0
+            for j in np.flatnonzero(used)]
+    return rows, dense[rid].astype(np.int64)
 
 
 @njit(cache=True)
-def _row_sums(x, y, z, off):  # pragma: no cover - numba
-    """Per part ``p`` (rows ``off[p]:off[p + 1]`` of ``x``, ``y``, ``z`` [rows x levels])
-    the column sums of each, added row after row as ``numpy.sum(axis=0)`` adds them."""
-    n = off.shape[0] - 1
-    out = np.zeros((n, 3, x.shape[1]))
-    for p in range(n):
-        for i in range(off[p], off[p + 1]):
-            for j in range(x.shape[1]):
-                out[p, 0, j] += x[i, j]
-                out[p, 1, j] += y[i, j]
-                out[p, 2, j] += z[i, j]
+def _one_level(a):  # pragma: no cover - numba
+    """Per row of ``a``: the level holding all of it (one entry 1.0, the others 0.0), else
+    -1."""
+    n, L = a.shape
+    out = np.full(n, -1, np.int64)
+    for i in range(n):
+        k = -1
+        for j in range(L):
+            x = a[i, j]
+            if x == 1.0 and k == -1:
+                k = j
+            elif x != 0.0:
+                k = -2
+                break
+        if k >= 0:
+            out[i] = k
     return out
-
-
-def _energy(hp, e_mac, e_mem, e_vec, noc_j, op_j, static: float) -> S.Energy:
-    """A part's :class:`~accelsim.sim.stages.Energy` from its ops' energies (the totals of
-    :func:`~accelsim.sim.stages.step_energy`)."""
-    energy = float(op_j.sum() + static)
-    breakdown = {"mac": float(e_mac.sum()), "vector": float(e_vec.sum()),
-                 "noc": float(noc_j.sum()), "static": float(static)}
-    for i, name in enumerate(hp.names):
-        breakdown[f"memory:{name}"] = float(e_mem[:, i].sum())
-    return S.Energy(op_j, e_mac, e_mem, e_vec, float(static), energy, breakdown)
 
 
 def _ranges(starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
@@ -1307,11 +1409,12 @@ def _dispatch_fraction(info: _Info, share: np.ndarray) -> np.ndarray:
     return np.where(tot > 0, (tok * share).sum(axis=-1) / np.where(tot > 0, tot, 1.0), 0.0)
 
 
-def _scale_modified(info: _Info, op_code: np.ndarray, F: np.ndarray, G: np.ndarray,
-                    pos: np.ndarray, kind: np.ndarray, val: np.ndarray, sc: np.ndarray,
-                    scs: list) -> None:
-    """Rescale the ops ``pos`` of ``F`` from their unscaled rows as :func:`_sub_table` does:
-    an expert share (``kind`` 1) or a dispatch fraction (2), then tensor parallelism."""
+def _scale_modified(info: _Info, op_code: np.ndarray, G: np.ndarray, pos: np.ndarray,
+                    kind: np.ndarray, val: np.ndarray, sc: np.ndarray,
+                    scs: list) -> np.ndarray:
+    """The scaled fields (one row per field of :data:`_FLOATS`, a column per op) of the part
+    ops ``pos`` rescaled from their unscaled rows as :func:`_sub_table` does: an expert
+    share (``kind`` 1) or a dispatch fraction (2), then tensor parallelism."""
     ti = G[pos]
     raw = np.ascontiguousarray(info.floats[ti].T)
     f = {k: raw[j] for j, k in enumerate(_FLOATS)}
@@ -1323,6 +1426,7 @@ def _scale_modified(info: _Info, op_code: np.ndarray, F: np.ndarray, G: np.ndarr
     f["out_elems"][disp] *= val[disp]
     f["in_elems"][comb] *= val[comb]
     f["vector_ops"][comb] *= val[comb]
+    out = np.empty_like(raw)
     for c, (tp, kvd, etp, _) in enumerate(scs):     # no batch op is modified
         m = np.flatnonzero(sc == c)
         if not len(m):
@@ -1331,14 +1435,85 @@ def _scale_modified(info: _Info, op_code: np.ndarray, F: np.ndarray, G: np.ndarr
         _scale_tp(g, info.op_cls[ti[m]], float(tp), float(kvd))
         _scale_tp(g, info.e_cls[ti[m]], float(etp), 1.0)
         for j, k in enumerate(_FLOATS):
-            F[j, pos[m]] = g[k]
+            out[j, m] = g[k]
+    return out
+
+
+class _Fields:
+    """The scaled fields (:data:`_FLOATS`) of every part op (``G``: its op in the table;
+    ``sc_op``: its scale class, a key of ``scs``), read field by field for the ops that need
+    them: from the whole table's scaled copy of each class (or, for a class with few ops,
+    their own rows), with the rows of the ops a part's shares modify (:meth:`modify`) in
+    place of those."""
+
+    def __init__(self, info: _Info, scs: list, sc_op: np.ndarray, G: np.ndarray):
+        self.G, self.sc_op, self.nsc = G, sc_op, len(scs)
+        self.tables, self.own = [], []
+        n_ops = len(info.floats)
+        for c, key in enumerate(scs):
+            m = np.flatnonzero(sc_op == c) if len(scs) > 1 else None
+            Gm = G if m is None else G[m]
+            if 4 * len(Gm) < n_ops:     # a few ops: scaled on their own
+                own = np.full(len(G), -1, np.int64)
+                own[slice(None) if m is None else m] = np.arange(len(Gm))
+                self.tables.append(None)
+                self.own.append((own, _scaled(info, *key, ops=Gm)))
+            else:                       # the whole table's, kept
+                self.tables.append(_scaled(info, *key))
+                self.own.append(None)
+        self.mod = None
+
+    def modify(self, pos: np.ndarray, rows: np.ndarray) -> None:
+        """The part ops ``pos`` have the fields ``rows`` (one column per op)."""
+        self.mod = np.full(len(self.G), -1, np.int64)
+        self.mod[pos] = np.arange(len(pos))
+        self.mod_rows = rows
+
+    def read(self, js, pos: np.ndarray | None = None) -> np.ndarray:
+        """Fields ``js`` (indices into :data:`_FLOATS`; None: all) of the part ops ``pos``
+        (None: all), one row per field."""
+        js = list(range(len(_FLOATS))) if js is None else list(js)
+        Gp = self.G if pos is None else self.G[pos]
+        out = np.empty((len(js), len(Gp)))
+        if self.nsc == 1:
+            cls = [(0, None)]
+        else:
+            sc = self.sc_op if pos is None else self.sc_op[pos]
+            cls = [(c, np.flatnonzero(sc == c)) for c in range(self.nsc)]
+        for c, m in cls:
+            if m is not None and not len(m):
+                continue
+            tab = self.tables[c]
+            if tab is not None:
+                g = Gp if m is None else Gp[m]
+                for r, j in enumerate(js):
+                    if m is None:
+                        np.take(tab[j], g, out=out[r], mode="clip")     # valid indices
+                    else:
+                        out[r, m] = tab[j, g]
+            else:
+                own, rows = self.own[c]
+                q = own if pos is None else own[pos]
+                q = q if m is None else q[m]
+                for r, j in enumerate(js):
+                    if m is None:
+                        out[r] = rows[j, q]
+                    else:
+                        out[r, m] = rows[j, q]
+        if self.mod is not None:
+            mk = self.mod if pos is None else self.mod[pos]
+            w = np.flatnonzero(mk >= 0)
+            if len(w):
+                out[:, w] = self.mod_rows[js][:, mk[w]]
+        return out
 
 
 def _unit_tables(hw, hp, low: S.Lowered, info: _Info, G, F, a_u, part_of, t_loc, tb, tn,
                  tbits, plans, pc, row_vec, ctx_w, u_ptr, u_pgroup, foot, WF):
     """:class:`~accelsim.sim.stages.Lowered` and ``Placement`` of the distinct units' ops
-    (``a_u``: the part op each is; one tensor of its own per op with a weight) and the tile
-    spaces of the memory-plan classes (``spaces`` of :func:`~accelsim.sim.stages.gemm_inputs`)."""
+    (``a_u``: the part op each is; ``F``: their scaled fields, a row per field of
+    :data:`_FLOATS`; one tensor of its own per op with a weight) and the tile spaces of the
+    memory-plan classes (``spaces`` of :func:`~accelsim.sim.stages.gemm_inputs`)."""
     ot = low.ot
     ti, pu = G[a_u], part_of[a_u]
     nu = len(a_u)
@@ -1353,7 +1528,7 @@ def _unit_tables(hw, hp, low: S.Lowered, info: _Info, G, F, a_u, part_of, t_loc,
     nph = len(u_ptr) - 1
     depth = np.repeat(np.arange(nph), np.diff(u_ptr))
     op_code = ot.op_code[ti]
-    fl = F[:, a_u]
+    fl = F
     ot_u = replace(ot, names=names, index=_LazyIndex(names), op_code=op_code,
                    layer=ot.layer[ti], expert=ot.expert[ti], role=info.roles[ti],
                    tensor=tensor, weight_fraction=WF[a_u], depth=depth,

@@ -75,8 +75,15 @@ class ResidencyPolicy(Protocol):
 def fill_levels(order, sizes, kinds, free, allow):  # pragma: no cover - numba
     """Greedy fill: items in ``order`` take what is left of the allowed levels, innermost
     first, possibly straddling. ``allow[kind, level]``. Returns fractions [items, levels]."""
-    n, nl = sizes.shape[0], free.shape[0]
-    frac = np.zeros((n, nl))
+    frac = np.zeros((sizes.shape[0], free.shape[0]))
+    _fill_into(order, sizes, kinds, free, allow, frac)
+    return frac
+
+
+@njit(cache=True)
+def _fill_into(order, sizes, kinds, free, allow, frac):  # pragma: no cover - numba
+    """:func:`fill_levels` writing its fractions into ``frac`` (zeros on entry)."""
+    nl = free.shape[0]
     left = free.copy()
     for j in range(order.shape[0]):
         i = order[j]
@@ -98,7 +105,6 @@ def fill_levels(order, sizes, kinds, free, allow):  # pragma: no cover - numba
             frac[i, lv] = take / need
             left[lv] -= take
             rest -= take
-    return frac
 
 
 def _hot_order(req: PlacementRequest, subset: np.ndarray | None = None) -> np.ndarray:
@@ -295,8 +301,9 @@ class _Budget:
                            & (np.arange(nl) != x))
         self.names = tuple(m.name for m in mem)
 
-    def request(self, weight_bytes, weight_density, kv_bytes, kv_density, act_working_set):
-        """(activation bytes per level, items' bytes, the placement request)."""
+    def activations(self, act_working_set) -> np.ndarray:
+        """Activation bytes per level: the working set in the innermost on-chip levels that
+        hold activations (not the cache), as far as they have room."""
         nl, free, onchip, x = self.nl, self.free, self.onchip, self.x
         act = np.zeros(nl)
         need = float(act_working_set)
@@ -306,7 +313,13 @@ class _Budget:
             if self.holds_act[lv] and onchip[lv] and lv != x:
                 act[lv] = min(need, free[lv])
                 need -= act[lv]
-        free = free - act
+        return act
+
+    def request(self, weight_bytes, weight_density, kv_bytes, kv_density, act_working_set):
+        """(activation bytes per level, items' bytes, the placement request)."""
+        onchip = self.onchip
+        act = self.activations(act_working_set)
+        free = self.free - act
         items_bytes = np.concatenate([weight_bytes, kv_bytes]).astype(np.float64)
         req = PlacementRequest(
             bytes=items_bytes, density=np.concatenate([weight_density, kv_density]),
@@ -346,7 +359,9 @@ def plan_memories(hw, requests, policy: str | ResidencyPolicy = "hot-first",
     bud = _Budget(hw, staging_fraction)
     nl = bud.nl
     made, fails = [], {}
-    for i, r in enumerate(requests):
+    if type(pol) is HotFirst and requests:      # every request's fill in one compiled call
+        made = _hot_first_many(bud, requests)
+    for i, r in enumerate(requests if not made else ()):
         act, items_bytes, req = bud.request(*r)
         try:
             frac = pol.place(req)
@@ -361,7 +376,8 @@ def plan_memories(hw, requests, policy: str | ResidencyPolicy = "hot-first",
     items_all = np.concatenate([m[1] for m in made])
     placed_all = np.concatenate([m[3] for m in made]).astype(np.float64, copy=False) \
         * items_all[:, None]
-    unplaced_all = items_all - placed_all.sum(axis=1)
+    # (its sum is screened below against half a byte: the order of the additions is moot)
+    unplaced_all = items_all - placed_all @ np.ones(nl)
     # weights, then KV cache, of every request: blocks of rows summed column-wise
     wb = np.empty(2 * len(made) + 1, np.int64)
     wb[0:-1:2] = bounds[:-1]
@@ -372,6 +388,14 @@ def plan_memories(hw, requests, policy: str | ResidencyPolicy = "hot-first",
     else:           # one level: numpy's own (pairwise) sum of a column
         cols = np.array([placed_all[wb[j]:wb[j + 1]].sum(axis=0) for j in range(len(wb) - 1)]
                         ).reshape(len(wb) - 1, nl)
+    # requests that may leave bytes unplaced (a loose screen of the sums; each is then
+    # checked as plan_memory checks it)
+    nz = bounds[:-1] < bounds[1:]
+    starts = bounds[:-1][nz]
+    loose = np.zeros(len(made), bool)
+    if len(starts):
+        loose[nz] = (np.add.reduceat(np.abs(unplaced_all), starts)
+                     > 0.25 + 0.5e-9 * np.add.reduceat(items_all, starts))
     out = []
     for i, (act, items_bytes, req, frac, nw) in enumerate(made):
         if i in fails:
@@ -380,13 +404,83 @@ def plan_memories(hw, requests, policy: str | ResidencyPolicy = "hot-first",
             err.index = i
             raise err
         unplaced = unplaced_all[bounds[i]:bounds[i + 1]]
-        if unplaced.sum() > 0.5 + 1e-9 * items_bytes.sum():
+        if loose[i] and unplaced.sum() > 0.5 + 1e-9 * items_bytes.sum():
+            if req is None:
+                req = bud.request(*requests[i])[2]
             err = DoesNotFitError(_no_room_message(hw, items_bytes, nw, req.free, req))
             err.index = i
             raise err
         out.append(MemoryPlan(pol.name, bud.names, bud.sw, bud.sa, bud.so,
                               bud.staging.copy(), act, bud.act_levels.copy(), frac, nw,
                               cols[2 * i], cols[2 * i + 1], bud.x, bud.room))
+    return out
+
+
+def _hot_first_many(bud: _Budget, requests) -> list[tuple]:
+    """:class:`HotFirst` placements of many requests in one compiled fill: per request
+    ``(activations, items' bytes, None, fractions, weights)`` as :func:`plan_memories`
+    makes them request by request (the request itself is built only for an error)."""
+    n = len(requests)
+    acts = [bud.activations(r[4]) for r in requests]
+    sizes, dens, kinds = [], [], []
+    for wb, wd, kb, kd, _ in requests:
+        sizes += [wb, kb]
+        dens += [wd, kd]
+        kinds += [np.zeros(len(wb), np.int64), np.ones(len(kb), np.int64)]
+    sizes_all = np.concatenate(sizes).astype(np.float64)
+    dens_all = np.concatenate(dens).astype(np.float64)
+    cnt = [len(r[0]) + len(r[2]) for r in requests]
+    bounds = np.concatenate([[0], np.cumsum(cnt)]).astype(np.int64)
+    free = np.ascontiguousarray(np.stack([bud.free - a for a in acts]), dtype=np.float64)
+    allow = np.stack([bud.allow_w, bud.allow_kv])
+    frac = _fill_many(dens_all, sizes_all, np.concatenate(kinds), bounds, free, allow)
+    return [(acts[i], sizes_all[bounds[i]:bounds[i + 1]], None,
+             frac[bounds[i]:bounds[i + 1]], len(requests[i][0])) for i in range(n)]
+
+
+@njit(cache=True)
+def _fill_many(density, sizes, kinds, bounds, free, allow):  # pragma: no cover - numba
+    """:class:`HotFirst` of every request ``r`` (items ``bounds[r]:bounds[r + 1]``, with
+    ``free[r]`` left per level): each request's items hottest first, ties in item order (a
+    stable sort, as :func:`_hot_order`), through :func:`fill_levels`; unsorted when no level
+    can run out (every item then lies whole in its innermost allowed level with room, as the
+    fill puts it in any order). Fractions [items, levels]."""
+    nl = free.shape[1]
+    out = np.zeros((sizes.shape[0], nl))
+    for r in range(bounds.shape[0] - 1):
+        a, b = bounds[r], bounds[r + 1]
+        # when every item fits whole in its kind's innermost allowed level with room (with
+        # a margin for rounding), no level runs out and the order is moot: no sort
+        first = np.full(2, -1, np.int64)
+        for k in range(2):
+            for lv in range(nl):
+                if allow[k, lv] and free[r, lv] > 0.0:
+                    first[k] = lv
+                    break
+        need = np.zeros(nl)
+        moot = True
+        for i in range(a, b):
+            if sizes[i] > 0.0:
+                if first[kinds[i]] < 0:
+                    moot = False
+                    break
+                need[first[kinds[i]]] += sizes[i]
+        if moot:
+            for lv in range(nl):
+                if need[lv] > free[r, lv] * (1.0 - 1e-9):
+                    moot = False
+        if moot:
+            for i in range(a, b):
+                if sizes[i] > 0.0:
+                    out[i, first[kinds[i]]] = 1.0
+                else:       # zero-byte items live at their innermost allowed level
+                    for lv in range(nl):
+                        if allow[kinds[i], lv]:
+                            out[i, lv] = 1.0
+                            break
+            continue
+        order = np.argsort(-density[a:b], kind="mergesort")
+        _fill_into(order, sizes[a:b], kinds[a:b], free[r], allow, out[a:b])
     return out
 
 

@@ -19,7 +19,8 @@ with one engine call. In order:
    tilings (:class:`Traffic`); :func:`noc_step` -- MoE dispatch/combine and split-K
    reductions on the NoC (:class:`Noc`);
 7. :func:`step_energy` -- energy per op and the breakdown (:class:`Energy`);
-8. :func:`assemble` -- the :class:`~accelsim.sim.result.SimResult`.
+8. :func:`assemble` -- the step's :class:`Totals` and its
+   :class:`~accelsim.sim.result.SimResult` (:func:`result_of`).
 
 Arrays are per op (op-table order) unless a record says otherwise; ``e`` is the index of the
 ops the tile engine simulates (GEMMs and attention with MACs that may run).
@@ -45,7 +46,8 @@ __all__ = ["Lowered", "Placement", "GemmJob", "Fronts", "OtherOps", "Net", "Sche
            "Traffic", "Noc", "Energy", "lower_step", "place", "memory_plan_of", "gemm_inputs",
            "tile_space",
            "engine_ops", "run_engine", "other_ops", "net_params", "schedule_step", "fluid",
-           "chosen_traffic", "noc_step", "step_energy", "layer_latency", "assemble",
+           "chosen_traffic", "noc_step", "step_energy", "energy_breakdown", "layer_latency",
+           "Totals", "assemble", "result_of",
            "finish_step", "overheads", "run_step", "mixed_width_kernels"]
 
 
@@ -868,11 +870,20 @@ def step_energy(hw, hp, ot: OpTable, op_wbits: np.ndarray, a_bits: int, tr: Traf
     op_j = e_mac + e_mem.sum(axis=1) + e_vec + noc.noc_j
     static = hw.energy.static_power_w * latency
     energy = float(op_j.sum() + static)
-    breakdown = {"mac": float(e_mac.sum()), "vector": float(e_vec.sum()),
-                 "noc": float(noc.noc_j.sum()), "static": float(static)}
-    for i, name in enumerate(hp.names):
-        breakdown[f"memory:{name}"] = float(e_mem[:, i].sum())
+    breakdown = energy_breakdown(hp, float(e_mac.sum()), float(e_vec.sum()),
+                                 float(noc.noc_j.sum()), e_mem.sum(axis=0), static)
     return Energy(op_j, e_mac, e_mem, e_vec, float(static), energy, breakdown)
+
+
+def energy_breakdown(hp, mac: float, vector: float, noc: float, memory: np.ndarray,
+                     static: float) -> dict:
+    """``SimResult.energy_breakdown_j`` from a step's sums: MACs, vector ops, NoC, static,
+    and ``memory:<level>`` per level (``memory``: joules per level)."""
+    out = {"mac": float(mac), "vector": float(vector), "noc": float(noc),
+           "static": float(static)}
+    for i, name in enumerate(hp.names):
+        out[f"memory:{name}"] = float(memory[i])
+    return out
 
 
 # ---------------------------------------------------------------------------- 8. result
@@ -908,43 +919,45 @@ def _phase_slots(ot: OpTable) -> np.ndarray:
     return _SLOTS.get(ot)
 
 
+class Totals(NamedTuple):
+    """A step's sums over its ops, what :func:`result_of` reports: bytes moved, read and
+    written per level; compute, stall and vector cycles (vector ops and attention); MACs and
+    PE-cycles (MACs times cycles per MAC); GEMMs whose tiles overflow the staging buffer and
+    live ops whose activations stay off chip."""
+
+    moved: np.ndarray
+    rd: np.ndarray
+    wr: np.ndarray
+    comp: float
+    stall: float
+    vec: float
+    macs: float
+    pe: float
+    overflow: int
+    offchip_act: int
+
+
 def assemble(hw, hp, low: Lowered, pl: Placement, oth: OtherOps, sch: Schedule,
              tr: Traffic, noc: Noc, en: Energy, model_name, weight_bytes: float) -> SimResult:
     """Stage 8: totals, bound, warnings and the per-op table of the step."""
     ot, plan = low.ot, pl.plan
     oc, p = ot.op_code, ot.p_active
-    cores, R, C = hp.cores, hp.rows, hp.cols
     is_att = oc == OP["attention"]
     live = p > 0
     vec, vcyc, rd, wr = oth.vec, oth.vcyc, tr.rd, tr.wr
-    cycles = float(sch.T.sum())
-    latency = cycles / hp.clock_hz
     moved = rd + wr
-    by_level = moved.sum(axis=0)
-    off = hp.offchip
-    # off chip, reads and writes share the bus; on-chip SRAM banks take DMA writes while the
-    # array reads (double buffering), so a level is busy for the longer of the two
-    r_t, w_t = rd.sum(axis=0) / hp.agg_read_bpc, wr.sum(axis=0) / hp.agg_write_bpc
-    lvl_time = np.where(hp.onchip, np.maximum(r_t, w_t), r_t + w_t)
-    if tr.port_busy is not None:     # ports work side by side: the busiest one
-        lvl_time[off] = tr.port_busy.max()
-    vec_total = float(np.where(vec | is_att, vcyc, 0.0).sum())
+    vcyc_x = np.where(vec | is_att, vcyc, 0.0)
     comp = tr.comp
-    busy = {"compute": float(comp.sum()) / cores, "vector": vec_total / cores,
-            "offchip_bandwidth": float(lvl_time[off]) if off >= 0 else 0.0,
-            "onchip_bandwidth": float(lvl_time[hp.onchip].max(initial=0.0)),
-            "noc": noc.noc_cyc}
-    top = max(busy, key=lambda k: busy[k])
-    bound = top if busy[top] >= 0.5 * cycles else "latency"
     a_bits = low.a_bits
     a_idx = min(max(a_bits, 1), 16)
     op_wbits = pl.op_wbits
     pe_cycles = float((ot.macs * hp.cpm[np.clip(op_wbits, 1, 16), a_idx]).sum())
-    util = pe_cycles / (R * C * cores * cycles) if cycles > 0 else 0.0
     t1 = sch.t1
-    stall = np.maximum(t1 - comp - np.where(vec | is_att, vcyc, 0.0), 0.0)
-    warnings = _warnings(hp, plan, tr.overflow, pl.home, live)
-    tokens = float(ot.tokens_step)
+    stall = np.maximum(t1 - comp - vcyc_x, 0.0)
+    off = hp.offchip
+    tot = Totals(moved.sum(axis=0), rd.sum(axis=0), wr.sum(axis=0), float(comp.sum()),
+                 float(stall.sum()), float(vcyc_x.sum()), float(ot.macs.sum()), pe_cycles,
+                 int(tr.overflow.sum()), int((pl.home[live] == off).sum()) if off >= 0 else 0)
     op_data = {
         "names": ot.names, "op_code": oc, "layer": ot.layer, "expert": ot.expert,
         "role": ot.role, "tensor": ot.tensor,
@@ -954,15 +967,50 @@ def assemble(hw, hp, low: Lowered, pl: Placement, oth: OtherOps, sch: Schedule,
         "w_bits": op_wbits, "a_bits": a_bits, "p_active": p, "m": ot.m, "k": ot.k,
         "n": ot.n, "macs": ot.macs, "core": sch.core, "cores": sch.span,
         "start_cycle": sch.start, "end_cycle": sch.end, "cycles": t1, "compute_cycles": comp,
-        "vector_cycles": np.where(vec | is_att, vcyc, 0.0), "stall_cycles": stall,
+        "vector_cycles": vcyc_x, "stall_cycles": stall,
         "dataflow": tr.dflow, "k_slices": noc.ksl, "tiles": tr.tiles, "bytes": moved,
         "energy_j": en.op_j, "level_names": hp.names}
+    return result_of(hw, hp, ot, model_name, plan, tot, sch.T, sch.cc, noc.noc_cyc,
+                     tr.port_busy, en.total, en.breakdown, weight_bytes, op_data,
+                     ot.phase_order, ot.phase_ptr, layer_latency(ot, sch.T, hp.clock_hz))
+
+
+def result_of(hw, hp, ot: OpTable, model_name, plan: MemoryPlan, tot: Totals,
+              T: np.ndarray, cc: np.ndarray, noc_cyc: float, port_busy, energy_j: float,
+              breakdown: dict, weight_bytes: float, op_data, order: np.ndarray,
+              ptr: np.ndarray, layer_latency_s) -> SimResult:
+    """The :class:`~accelsim.sim.result.SimResult` of a step from its sums (``tot``), its
+    phase times ``T`` and core counts ``cc`` (phases ``order``/``ptr``), NoC cycles, the
+    off-chip ports' busy cycles (None: one bus), energy and per-op table (``op_data``):
+    the bound, utilization and warnings. :func:`assemble` (one chip) and
+    :func:`accelsim.sim.simulate_parts` (device parts, from the sums of shared units) both
+    build their results here."""
+    cores, R, C = hp.cores, hp.rows, hp.cols
+    cycles = float(T.sum())
+    latency = cycles / hp.clock_hz
+    off = hp.offchip
+    # off chip, reads and writes share the bus; on-chip SRAM banks take DMA writes while the
+    # array reads (double buffering), so a level is busy for the longer of the two
+    r_t, w_t = tot.rd / hp.agg_read_bpc, tot.wr / hp.agg_write_bpc
+    lvl_time = np.where(hp.onchip, np.maximum(r_t, w_t), r_t + w_t)
+    if port_busy is not None:     # ports work side by side: the busiest one
+        lvl_time[off] = port_busy.max()
+    busy = {"compute": tot.comp / cores, "vector": tot.vec / cores,
+            "offchip_bandwidth": float(lvl_time[off]) if off >= 0 else 0.0,
+            "onchip_bandwidth": float(lvl_time[hp.onchip].max(initial=0.0)),
+            "noc": noc_cyc}
+    top = max(busy, key=lambda k: busy[k])
+    bound = top if busy[top] >= 0.5 * cycles else "latency"
+    util = tot.pe / (R * C * cores * cycles) if cycles > 0 else 0.0
+    warnings = _warnings(hp, plan, tot.overflow, tot.offchip_act)
+    tokens = float(ot.tokens_step)
     names = hp.names
+    by_level = tot.moved
     return SimResult(
         hw=hw.name, model=model_name, scenario=dict(ot.scenario), residency=plan.policy,
         clock_hz=hp.clock_hz, cores=cores, cycles=cycles, latency_s=latency, tokens=tokens,
-        tokens_per_s=tokens / latency if latency > 0 else float("inf"), energy_j=en.total,
-        energy_breakdown_j=en.breakdown, weight_bytes=weight_bytes,
+        tokens_per_s=tokens / latency if latency > 0 else float("inf"), energy_j=energy_j,
+        energy_breakdown_j=breakdown, weight_bytes=weight_bytes,
         weight_bytes_by_level=dict(zip(names, plan.weight_bytes_by_level.tolist())),
         kv_bytes_by_level=dict(zip(names, plan.kv_bytes_by_level.tolist())),
         activation_bytes_by_level=dict(zip(names, plan.act_reserve.tolist())),
@@ -970,24 +1018,24 @@ def assemble(hw, hp, low: Lowered, pl: Placement, oth: OtherOps, sch: Schedule,
         bytes_by_level=dict(zip(names, by_level.tolist())),
         offchip_bytes=float(by_level[off]) if off >= 0 else 0.0,
         onchip_bytes_moved=float(by_level[hp.onchip].sum()),
-        macs=float(ot.macs.sum()), mac_utilization=util, compute_cycles=float(comp.sum()),
-        stall_cycles=float(stall.sum()), vector_cycles=vec_total, noc_cycles=noc.noc_cyc,
+        macs=tot.macs, mac_utilization=util, compute_cycles=tot.comp,
+        stall_cycles=tot.stall, vector_cycles=tot.vec, noc_cycles=noc_cyc,
         busy_cycles=busy, bound=bound, warnings=tuple(warnings), op_data=op_data,
-        phase_data={"T": sch.T, "c": sch.cc, "order": ot.phase_order, "ptr": ot.phase_ptr},
-        layer_latency_s=layer_latency(ot, sch.T, hp.clock_hz))
+        phase_data={"T": T, "c": cc, "order": order, "ptr": ptr},
+        layer_latency_s=layer_latency_s)
 
 
-def _warnings(hp, plan: MemoryPlan, overflow, home, live) -> list[str]:
-    """Staging-buffer overflows and activations kept off chip."""
+def _warnings(hp, plan: MemoryPlan, overflow: int, offchip_act: int) -> list[str]:
+    """Staging-buffer overflows (``overflow`` GEMMs) and activations kept off chip
+    (``offchip_act`` live ops)."""
     sw, sa, so = plan.stage_w, plan.stage_a, plan.stage_o
-    off = hp.offchip
     warnings = []
-    if overflow.any():
-        warnings.append(f"{int(overflow.sum())} GEMM(s) need more staging buffer than "
+    if overflow:
+        warnings.append(f"{int(overflow)} GEMM(s) need more staging buffer than "
                         f"{hp.names[sw]}/{hp.names[sa]}/{hp.names[so]} keep for tiles; "
                         "simulated with the smallest tile")
-    if off >= 0 and (home[live] == off).any():
-        warnings.append(f"{int((home[live] == off).sum())} op(s) keep activations off chip")
+    if offchip_act:
+        warnings.append(f"{int(offchip_act)} op(s) keep activations off chip")
     return warnings
 
 

@@ -6,6 +6,7 @@ line per problem, unknown keys refused with a did-you-mean, quantities with unit
 
 from __future__ import annotations
 
+from os import PathLike
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -118,6 +119,10 @@ def load_system(source) -> System:
         if _is_system_file(source):
             return system_from_dict(source)
         return System.single(hw_from_dict(source))
+    if not isinstance(source, (str, PathLike)):
+        raise ConfigError.single("must be a system or accelerator preset name, a path to a "
+                                 "YAML file, a mapping, a System or an Accelerator",
+                                 key="system", value=source)
     text = str(source)
     systems = list_presets("system")
     if not exists(text) and text not in systems and text in list_presets("hw"):

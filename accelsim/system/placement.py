@@ -108,6 +108,15 @@ def place_experts(nbytes: np.ndarray, load: np.ndarray, ep: int, capacity: np.nd
     layer_load = np.zeros((ep, R))
     tol = 1e-9 * max(1.0, float(cap.max(initial=1.0)))
     after = np.concatenate([np.cumsum(nbytes.sum(axis=1)[::-1])[::-1][1:], [0.0]]) / ep
+    if not replicate and R:     # every layer in one compiled call (the same placement)
+        share, used, layer_load, slack, bad_r, bad_e = _lpt_layers(
+            nbytes, load, cap, after, tol, ep)
+        if bad_r >= 0:
+            raise DoesNotFitError(
+                f"expert {bad_e} of MoE layer {bad_r} of the stage "
+                f"({float(nbytes[bad_r, bad_e]):.4g} B) fits no device of the {ep}-device "
+                f"expert group: {what} has {float((cap - used).max()):.4g} B left at most")
+        return Placement(share, used, layer_load.sum(axis=1), layer_load, float(slack))
     same: dict = {} if layer_memo is None else layer_memo
     slack = np.inf
     for r in range(R):
@@ -174,6 +183,38 @@ def _lpt_layer(order, nbytes, load, used, L, cap, reserve, tol, dev):  # pragma:
         used[best] += b
         L[best] += load[e]
     return -1
+
+
+@njit(cache=True)
+def _lpt_layers(nbytes, load, cap, after, tol, ep):  # pragma: no cover - numba
+    """:func:`_lpt_layer` of every layer in turn (``after[r]``: the bytes per device the
+    later layers need at least, kept in reserve), as :func:`place_experts` places them
+    without replicas: ``(share, used, layer_load, slack, failed layer, failed expert)``
+    (-1, -1 when every expert fits; ``used`` then as at the failure)."""
+    R, E = nbytes.shape
+    share = np.zeros((ep, R, E))
+    used = np.zeros(ep)
+    layer_load = np.zeros((ep, R))
+    slack = np.inf
+    dev = np.zeros(E, np.int64)
+    for r in range(R):
+        reserve = after[r]
+        room = np.inf
+        for d in range(ep):
+            room = min(room, cap[d] - used[d] - reserve)
+        room -= nbytes[r].sum()
+        slack = min(slack, room) if room >= 0 else -np.inf
+        # by load, then bytes (both descending), then index: two stable sorts
+        o1 = np.argsort(-nbytes[r], kind="mergesort")
+        order = o1[np.argsort(-load[r][o1], kind="mergesort")]
+        L = np.zeros(ep)
+        bad = _lpt_layer(order, nbytes[r], load[r], used, L, cap, reserve, tol, dev)
+        if bad >= 0:
+            return share, used, layer_load, slack, r, bad
+        layer_load[:, r] = L
+        for e in range(E):
+            share[dev[e], r, e] = 1.0
+    return share, used, layer_load, slack, -1, -1
 
 
 def _replicate(share, used, L, r, nbytes, load, room, tol) -> None:

@@ -149,7 +149,24 @@ def as_plan(plan) -> Plan:
     if isinstance(plan, str):
         return parse_plan(plan)
     if isinstance(plan, dict):
-        return Plan(**plan)
+        from ..errors import did_you_mean
+        vals = {}
+        for k, v in plan.items():
+            key = _ALIASES.get(k, k) if isinstance(k, str) else k
+            if key not in PLAN_KEYS:
+                raise ConfigError.single(f"unknown key {k!r}: keys are {', '.join(PLAN_KEYS)}"
+                                         + did_you_mean(str(k), PLAN_KEYS), key="plan",
+                                         value=plan)
+            if key in vals:
+                raise ConfigError.single(f"{key} is given twice", key="plan", value=plan)
+            vals[key] = v
+        for k in ("rep", "tbo"):
+            if k in vals:
+                if vals[k] not in (0, 1) or not isinstance(vals[k], (bool, int)):
+                    raise ConfigError.single(f"{k} must be 0 or 1 (or a bool)", key="plan",
+                                             value=plan)
+                vals[k] = bool(vals[k])
+        return Plan(**vals)
     raise ConfigError.single("must be a Plan or a string like 'pp=4,tp=2,ep=8'", key="plan",
                              value=plan)
 

@@ -125,7 +125,7 @@ def search_plans(system, graph, alloc=None, *, devices: int | None = None,
     plans whose estimated rows reach the Pareto table or are best for an objective, until
     the table holds exact rows only (False: simulate every plan exactly). ``rows`` are the
     exactly simulated rows. ``tbo``: every plan with two-batch overlap (``tbo=1``; the
-    screen estimates without it, an upper bound; exact rows overlap where it pays).
+    screen and the exact rows alike overlap each stage where it pays).
 
     Raises
     ------

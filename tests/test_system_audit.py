@@ -182,3 +182,65 @@ def test_load_system_of_a_wrong_type_says_what_it_takes(source):
         load_system(source)
     (p,) = e.value.problems
     assert p.key == "system" and "preset name" in p.reason and "unknown" not in p.reason
+
+
+# --- budget allocations that target a system (allocate --method budget --system) -----------
+
+@pytest.fixture
+def small4(tmp_path):
+    """Four toy devices of 64 KiB SRAM + 64 KiB DRAM: the toy model at 4 bits (~148 KiB)
+    fits no single device but fits the four together."""
+    (tmp_path / "small.yaml").write_text(TINY_HW.replace("capacity: 1 GiB",
+                                                         "capacity: 64 KiB"))
+    (tmp_path / "toy.yaml").write_text(TOY_WL)
+    (tmp_path / "sys.yaml").write_text(yaml.safe_dump({
+        "name": "small4", "device": "small.yaml", "devices_per_node": 4,
+        "links": {"intra_node": {"bandwidth": "1 GB/s", "latency": "1 us"}}}))
+    return tmp_path
+
+
+def test_budget_allocation_targets_a_system(small4, run_cli):
+    import json
+    base = ["allocate", "--workload", small4 / "toy.yaml", "--method", "budget",
+            "--levels", "8,4", "--latency-budget", "1 s", "--synthetic-signals", "0"]
+    # one device holds less than the model at its lowest level
+    rc, out, err = run_cli(*base, "--hw", small4 / "small.yaml")
+    assert rc == 2 and len(err.strip().splitlines()) == 1
+    # the four devices of the system hold it: a budget allocation measured on the system
+    rc, out, err = run_cli(*base, "--system", small4 / "sys.yaml", "--out",
+                           small4 / "a.yaml", "--format", "json")
+    assert rc == 0, err
+    d = json.loads(out)
+    assert d["weight_bytes"] > 2 * 64 * 1024          # more than one device's memory
+    # its latency is the system's step with that allocation (simulated independently)
+    rc, out2, err = run_cli("simulate", "--system", small4 / "sys.yaml", "--workload",
+                            small4 / "toy.yaml", "--alloc", small4 / "a.yaml",
+                            "--packing", "dense", "--format", "json")
+    assert rc == 0, err
+    assert d["latency_s"] == pytest.approx(json.loads(out2)["latency_s"], rel=1e-9)
+    assert d["latency_s"] <= 1.0
+
+
+def test_budget_allocation_on_n_devices_under_a_plan(small4, run_cli):
+    import json
+    rc, out, err = run_cli("allocate", "--workload", small4 / "toy.yaml", "--method",
+                           "budget", "--levels", "8,4", "--latency-budget", "1 s",
+                           "--synthetic-signals", "0", "--system", small4 / "sys.yaml",
+                           "--devices", "2", "--plan", "ep=2", "--format", "json")
+    # two devices hold 256 KiB in all: the model fits at 4 bits, and the plan runs
+    assert rc == 0, err
+    assert json.loads(out)["latency_s"] > 0
+
+
+@pytest.mark.parametrize("args, line", [
+    (["--hw", "h100", "--system", "h100-8"], "--system: --hw and --system exclude"),
+    (["--plan", "ep=2"], "--plan: --plan and --devices need --system"),
+    (["--devices", "2"], "--devices: --plan and --devices need --system"),
+    (["--system", "h100-8", "--plan", "tp=3"], "plan: tp=3 does not divide"),
+    (["--system", "h100-8", "--devices", "9"], "devices: must be an integer in 1..8"),
+])
+def test_allocate_system_bad_input_is_one_line(run_cli, args, line):
+    rc, out, err = run_cli("allocate", "--workload", "mixtral-8x7b", "--method", "budget",
+                           "--levels", "8,4", "--latency-budget", "5 ms", *args)
+    assert rc == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and line in err, err

@@ -142,7 +142,10 @@ def expert_latency_table(req, levels, simulate: Callable | None = None):
 
 
 def weight_capacity_bytes(hw) -> float:
-    """Bytes of every memory level that may hold weights (the most a model may occupy)."""
+    """Bytes of every memory level that may hold weights (the most a model may occupy); of
+    a system (:class:`~accelsim.system.System`), of all its devices."""
+    if hasattr(hw, "num_devices") and hasattr(hw, "hw"):
+        return hw.num_devices * weight_capacity_bytes(hw.hw)
     return float(sum(hw.level_capacity(m) for m in hw.memory if "weights" in m.holds))
 
 
@@ -156,6 +159,9 @@ def _uniform(req, bits: int) -> BitAllocation:
 def _simulator(req, simulate):
     if req.hw is None:
         raise ConfigError.single("a latency budget needs an accelerator (--hw)", key="hw")
+    if simulate is None and hasattr(req.hw, "num_devices"):
+        # a system (accelsim.system.System): its default plan over all of its devices
+        from ..system.simulate import simulate_system as simulate
     if simulate is None:
         try:
             from ..sim import simulate

@@ -177,6 +177,16 @@ def _table(summary: dict, model) -> str:
 @click.option("--hw", default=None,
               help="Accelerator for --latency-budget; also reports the weight bytes as that "
                    "chip stores them (--packing) and warns about widths it cannot compute on.")
+@click.option("--system", "system", default=None, metavar="SYS",
+              help="A multi-device system instead of --hw (a preset or YAML; 'accelsim "
+                   "system list'): --latency-budget is then a step of the system under "
+                   "--plan (default: its default plan over all of its devices), and the "
+                   "memory the weights may take is that of all its devices.")
+@click.option("--devices", "devices", type=click.IntRange(1, 1 << 20), default=None,
+              metavar="N", help="With --system: use its first N devices.")
+@click.option("--plan", "plan", default=None, metavar="PLAN",
+              help="With --system: the parallelism plan, like 'pp=2,tp=2,ep=4' "
+                   "(docs/systems.md).")
 @click.option("--packing", type=click.Choice(["native", "dense"]), default="native",
               show_default=True,
               help="With --hw: native = widths padded to those the chip's MAC arrays compute "
@@ -200,7 +210,8 @@ def _table(summary: dict, model) -> str:
               help="Write the allocation here (.yaml/.yml: YAML, else JSON).")
 @format_option("table", "json")
 def command(wl, method, avg_bits, levels_text, granularity, zeta, order, variance, signals,
-            checkpoint, pretrained, synthetic, trace, calibration, hw, packing, memory_budget,
+            checkpoint, pretrained, synthetic, trace, calibration, hw, system, devices, plan,
+            packing, memory_budget,
             memory_scope, latency_budget, batch, context, pareto, points, attention_bits,
             group_size, seed, export_fmt, out, fmt):
     """Choose a bit-width for every routed expert of WL with METHOD."""
@@ -222,32 +233,49 @@ def command(wl, method, avg_bits, levels_text, granularity, zeta, order, varianc
     if (mem is not None or lat is not None or pareto) and method != "budget":
         raise ConfigError.single("budgets and --pareto belong to --method budget",
                                  key="--method", value=method)
-    if lat is not None and hw is None:
-        raise ConfigError.single("a latency budget needs --hw", key="--latency-budget")
+    if hw is not None and system is not None:
+        raise ConfigError.single("--hw and --system exclude each other (a chip is a system "
+                                 "of one device: --system HW)", key="--system")
+    if system is None and (devices is not None or plan is not None):
+        raise ConfigError.single("--plan and --devices need --system",
+                                 key="--plan" if plan is not None else "--devices")
+    if lat is not None and hw is None and system is None:
+        raise ConfigError.single("a latency budget needs --hw (one chip) or --system",
+                                 key="--latency-budget")
     from ..workload import Scenario, load_workload
     model = load_workload(wl)
-    accel = None
+    accel = target = simulate = None
     if hw is not None:
         from ..hw import load_hw
-        accel = load_hw(hw)
+        accel = target = load_hw(hw)
+    if system is not None:
+        from ..system import check_plan, load_system, parse_plan
+        target = load_system(system)
+        if devices is not None:
+            target = target.first(devices)
+        accel = target.hw
+        if plan is not None:
+            plan = parse_plan(plan)
+            check_plan(plan, model, target.num_devices, target.name)
+        simulate = _system_simulator(target, plan)
     s = _signals(model, signals, checkpoint, pretrained, trace, variance, method, levels,
                  calibration, synthetic)
 
     from ..alloc.methods import AllocRequest, allocate
     req = AllocRequest(model, s, avg_bits=avg_bits, levels=levels, zeta=zeta, order=order,
                        seed=seed, role_bits={"attention": attention_bits},
-                       group_size=group_size, hw=accel,
+                       group_size=group_size, hw=target,
                        scenario=Scenario(phase="decode", batch=batch, context=context),
                        memory_budget_bytes=mem, memory_scope=memory_scope,
                        latency_budget_s=lat, memory_budget_text=memory_budget,
                        latency_budget_text=latency_budget, granularity=granularity)
     if pareto:
-        return _pareto(req, model, points, out, fmt)
+        return _pareto(req, model, points, out, fmt, simulate)
     extra: dict = {}
     if method == "budget":
         from ..alloc.budget import budget_allocation
         s.check(*req.shape)
-        res = budget_allocation(req)
+        res = budget_allocation(req, simulate=simulate)
         alloc = res.allocation
         extra = {"latency_s": res.latency_s, "distortion": res.distortion,
                  "lower_bound": res.lower_bound}
@@ -292,9 +320,18 @@ def _plain(x):
     return jsonable(x)
 
 
-def _pareto(req, model, points, out, fmt):
+def _system_simulator(system, plan):
+    """``simulate(hw, graph, alloc)`` for the budget method: a step of ``system`` under
+    ``plan`` (None: its default plan)."""
+    def simulate(hw, graph, alloc):
+        from ..system.simulate import simulate_system
+        return simulate_system(system, graph, alloc, plan)
+    return simulate
+
+
+def _pareto(req, model, points, out, fmt, simulate=None):
     from ..alloc.budget import pareto_front
-    front = pareto_front(req, points)
+    front = pareto_front(req, points, simulate=simulate)
     rows = [{"point": i, "budget_bytes": r.allocation.meta.get("memory_budget_bytes"),
              "budget_s": r.allocation.meta.get("latency_budget_s"),
              "weight_bytes": r.weight_bytes, "latency_s": r.latency_s,

@@ -272,3 +272,25 @@ def test_item_rows_partition_like_unique_rows():
     _, ref = S._unique_rows(a)
     assert len(rows) == len(np.unique(ref))
     assert len(set(zip(inv.tolist(), ref.tolist()))) == len(rows)
+
+
+def test_held_fractions_equal_the_dense_sum():
+    """Dispatch fractions from each part's held experts equal the sum over the whole share
+    table (within 1e-12), and exactly 1.0 where a part holds every expert of a row whole."""
+    m = accelsim.load_workload("olmoe-1b-7b")
+    g = accelsim.build_graph(m, accelsim.Scenario(phase="decode", batch=8, context=64,
+                                                  routing=Zipf(1.2)))
+    from accelsim.sim import stages as S
+    low = S.lower_step(accelsim.load_hw("h100"), g, accelsim.BitAllocation.uniform(m, 4))
+    info = P._info(low.ot)
+    rng = np.random.default_rng(4)
+    R, E = info.tokens.shape
+    sh = (rng.random((5, R, E)) < 0.3) * rng.choice([0.5, 1.0], size=(5, R, E))
+    sh[0, 2] = 1.0                                      # a whole row
+    nz = [np.flatnonzero(x.ravel() > 0) for x in sh]
+    part = np.repeat(np.arange(5), [len(z) for z in nz])
+    flat = np.concatenate(nz)
+    got = P._held_fractions(info, part, flat, sh.reshape(5, -1)[part, flat], 5)
+    want = P._dispatch_fraction(info, sh)
+    assert np.allclose(got, want, rtol=1e-12, atol=0.0)
+    assert got[0, 2] == 1.0

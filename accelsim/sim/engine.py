@@ -234,6 +234,34 @@ def _uniform(cur, prev, ref_prev_delta, comps, ncomp):  # pragma: no cover - num
 
 
 @njit(cache=True)
+def _same_shift(c, p, d0, tol):  # pragma: no cover - numba
+    """Whether one component moved by ``d0`` within ``tol`` (:func:`_uniform`)."""
+    return not abs((c - p) - d0) > tol
+
+
+@njit(cache=True)
+def _uniform3(c_d, c_l, c_c, p_d, p_l, p_c):  # pragma: no cover - numba
+    """:func:`_uniform` over the components of a ``k`` run (DMA stream, load end, compute
+    end) held in scalars, ``c_*`` the current and ``p_*`` the previous state."""
+    d0 = c_d - p_d
+    tol = 1e-9 * max(1.0, abs(d0)) + 1e-12 * max(1.0, abs(c_d))
+    return _same_shift(c_l, p_l, d0, tol) and _same_shift(c_c, p_c, d0, tol)
+
+
+@njit(cache=True)
+def _uniform6(c_d, c_s, c_l, c_c, c_o1, c_o2, p_d, p_s, p_l, p_c, p_o1, p_o2, own):
+    # pragma: no cover - numba
+    """:func:`_uniform` over the components of a block (the store stream only when it is
+    its own, ``own``) held in scalars."""
+    d0 = c_d - p_d
+    tol = 1e-9 * max(1.0, abs(d0)) + 1e-12 * max(1.0, abs(c_d))
+    if own and not _same_shift(c_s, p_s, d0, tol):
+        return False
+    return (_same_shift(c_l, p_l, d0, tol) and _same_shift(c_c, p_c, d0, tol)
+            and _same_shift(c_o1, p_o1, d0, tol) and _same_shift(c_o2, p_o2, d0, tol))
+
+
+@njit(cache=True)
 def _shift(s, comps, d, j):  # pragma: no cover - numba
     for i in range(comps.shape[0]):
         s[comps[i]] += j * d
@@ -266,67 +294,101 @@ def pipeline(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb, a_fix,
     Ktot, Ktf = float(K), float(Kt)
     nA, nB, nK = _ntiles(Atot, At), _ntiles(Btot, Bt), _ntiles(Ktot, Ktf)
     p_reuse, q_reuse = _reuse(df, nB, nK, keep)
-    s = np.zeros(_NSTATE)
+    own = _own_store(two_ch) and o_dma      # the stores' stream is in the outer state
+    # tile cycles by tile shape (last outer, last middle, last k tile or not): (known, X,
+    # Xf) in rows 0-7; load time and bytes by tile shape and first outer, first middle block
+    # or not: (known, L, weight bytes, activation bytes) in rows 8-39
+    xt = np.zeros((40, 4))
     m0, k0, n0 = _dims(df, 0, 0, 0, nA, nB, nK, At, Bt, Ktf, Atot, Btot, Ktot)
     L0, wbytes, abytes = _load_time(df, 0, 0, 0, p_reuse, q_reuse, m0, k0, n0, wB, aB,
                                     w_dma, w_fix,
                                     w_pb, a_dma, a_fix, a_pb, two_ch)
-    s[_T_DMA] = L0
-    s[_LD] = L0
+    # the state (module docstring; _step): DMA stream free, store stream free, load end of
+    # the next tile, compute end, ends of the last two stores
+    t_dma, t_st, ld, c1, o1, o2 = L0, 0.0, L0, 0.0, 0.0, 0.0
     comp = 0.0
     obytes = 0.0
     steps = 0
-    kcomps = _KCOMPS
-    bcomps = _BCOMPS_ST if (_own_store(two_ch) and o_dma) else _BCOMPS
-    # state after the last and the second-to-last unit at each level; increments (compute,
-    # weight, act, out bytes) of the last outer and middle blocks
-    buf = np.zeros((8, _NSTATE))
-    pA, pA2, pB, pB2, pK, pK2, incA, incB = (buf[0], buf[1], buf[2], buf[3], buf[4],
-                                             buf[5], buf[6], buf[7])
+    # the state after the last (p*) and second-to-last (q*) unit of each level, the
+    # increments (compute, weight, act, out bytes) of the last outer and middle blocks
+    pa_d, pa_s, pa_l, pa_c, pa_o1, pa_o2 = 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
+    qa_d, qa_s, qa_l, qa_c, qa_o1, qa_o2 = 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
+    pb_d, pb_s, pb_l, pb_c, pb_o1, pb_o2 = 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
+    qb_d, qb_s, qb_l, qb_c, qb_o1, qb_o2 = 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
+    pk_d, pk_l, pk_c = 0.0, 0.0, 0.0
+    qk_d, qk_l, qk_c = 0.0, 0.0, 0.0
+    ia0, ia1, ia2, ia3 = 0.0, 0.0, 0.0, 0.0
+    ib0, ib1, ib2, ib3 = 0.0, 0.0, 0.0, 0.0
     a = 0
     while a < nA:
-        if (not full) and 2 <= a <= nA - 3 and _uniform(pA, pA2, 0.0, bcomps,
-                                                        bcomps.shape[0]):
+        if (not full) and 2 <= a <= nA - 3 and _uniform6(
+                pa_d, pa_s, pa_l, pa_c, pa_o1, pa_o2, qa_d, qa_s, qa_l, qa_c, qa_o1, qa_o2,
+                own):
             j = nA - 2 - a
-            _shift(s, bcomps, pA[bcomps[0]] - pA2[bcomps[0]], j)
-            comp += j * incA[0]
-            wbytes += j * incA[1]
-            abytes += j * incA[2]
-            obytes += j * incA[3]
+            d = pa_d - qa_d
+            t_dma += j * d
+            if own:
+                t_st += j * d
+            ld += j * d
+            c1 += j * d
+            o1 += j * d
+            o2 += j * d
+            comp += j * ia0
+            wbytes += j * ia1
+            abytes += j * ia2
+            obytes += j * ia3
             a = nA - 2
-            pA[:] = s
+            pa_d, pa_s, pa_l, pa_c, pa_o1, pa_o2 = t_dma, t_st, ld, c1, o1, o2
             continue
         a0, a1, a2, a3 = comp, wbytes, abytes, obytes
         b = 0
         while b < nB:
-            if (not full) and 2 <= b <= nB - 3 and _uniform(pB, pB2, 0.0, bcomps,
-                                                            bcomps.shape[0]):
+            if (not full) and 2 <= b <= nB - 3 and _uniform6(
+                    pb_d, pb_s, pb_l, pb_c, pb_o1, pb_o2, qb_d, qb_s, qb_l, qb_c, qb_o1,
+                    qb_o2, own):
                 j = nB - 2 - b
-                _shift(s, bcomps, pB[bcomps[0]] - pB2[bcomps[0]], j)
-                comp += j * incB[0]
-                wbytes += j * incB[1]
-                abytes += j * incB[2]
-                obytes += j * incB[3]
+                d = pb_d - qb_d
+                t_dma += j * d
+                if own:
+                    t_st += j * d
+                ld += j * d
+                c1 += j * d
+                o1 += j * d
+                o2 += j * d
+                comp += j * ib0
+                wbytes += j * ib1
+                abytes += j * ib2
+                obytes += j * ib3
                 b = nB - 2
-                pB[:] = s
+                pb_d, pb_s, pb_l, pb_c, pb_o1, pb_o2 = t_dma, t_st, ld, c1, o1, o2
                 continue
             b0, b1, b2, b3 = comp, wbytes, abytes, obytes
             k = 0
             lastX, lastW, lastA = 0.0, 0.0, 0.0
             while k < nK:
-                if (not full) and 2 <= k <= nK - 3 and _uniform(pK, pK2, 0.0, kcomps, 3):
+                if (not full) and 2 <= k <= nK - 3 and _uniform3(pk_d, pk_l, pk_c, qk_d,
+                                                                 qk_l, qk_c):
                     j = nK - 2 - k
-                    _shift(s, kcomps, pK[kcomps[0]] - pK2[kcomps[0]], j)
+                    d = pk_d - qk_d
+                    t_dma += j * d
+                    ld += j * d
+                    c1 += j * d
                     comp += j * lastX
                     wbytes += j * lastW
                     abytes += j * lastA
                     k = nK - 2
-                    pK[:] = s
+                    pk_d, pk_l, pk_c = t_dma, ld, c1
                     continue
-                m_sz, k_sz, n_sz = _dims(df, a, b, k, nA, nB, nK, At, Bt, Ktf, Atot, Btot,
-                                         Ktot)
-                X, Xf = tile_cycles(df, R, C, m_sz, k_sz, n_sz, cpm, wB, aB, fw, fa, fsame,
-                                    fill)
+                ci = (4 if a == nA - 1 else 0) + (2 if b == nB - 1 else 0) + (
+                    1 if k == nK - 1 else 0)
+                if xt[ci, 0] == 0.0:
+                    m_sz, k_sz, n_sz = _dims(df, a, b, k, nA, nB, nK, At, Bt, Ktf, Atot,
+                                             Btot, Ktot)
+                    xt[ci, 1], xt[ci, 2] = tile_cycles(df, R, C, m_sz, k_sz, n_sz, cpm, wB,
+                                                       aB, fw, fa, fsame, fill)
+                    xt[ci, 3] = m_sz * n_sz * oB
+                    xt[ci, 0] = 1.0
+                X, Xf = xt[ci, 1], xt[ci, 2]
                 has_next = True
                 if k + 1 < nK:
                     na, nb, nk = a, b, k + 1
@@ -339,40 +401,71 @@ def pipeline(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb, a_fix,
                     na, nb, nk = a, b, k
                 Ln, wbn, abn = 0.0, 0.0, 0.0
                 if has_next:
-                    mm, kk, nn = _dims(df, na, nb, nk, nA, nB, nK, At, Bt, Ktf, Atot, Btot,
-                                       Ktot)
-                    Ln, wbn, abn = _load_time(df, na, nb, nk, p_reuse, q_reuse, mm, kk, nn,
-                                              wB, aB, w_dma, w_fix, w_pb, a_dma, a_fix, a_pb,
-                                              two_ch)
+                    li = 8 + (4 if na == nA - 1 else 0) + (2 if nb == nB - 1 else 0) + (
+                        1 if nk == nK - 1 else 0) + (8 if na == 0 else 0) + (
+                        16 if nb == 0 else 0)
+                    if xt[li, 0] == 0.0:
+                        mm, kk, nn = _dims(df, na, nb, nk, nA, nB, nK, At, Bt, Ktf, Atot,
+                                           Btot, Ktot)
+                        xt[li, 1], xt[li, 2], xt[li, 3] = _load_time(
+                            df, na, nb, nk, p_reuse, q_reuse, mm, kk, nn, wB, aB, w_dma,
+                            w_fix, w_pb, a_dma, a_fix, a_pb, two_ch)
+                        xt[li, 0] = 1.0
+                    Ln, wbn, abn = xt[li, 1], xt[li, 2], xt[li, 3]
                 last_k = k == nK - 1
                 S = 0.0
                 if last_k:
-                    ob = m_sz * n_sz * oB
+                    ob = xt[ci, 3]
                     obytes += ob
                     if o_dma:
                         S = o_fix + ob * o_pb
-                _step(s, X, Ln, has_next, k == 0, last_k, S, o_dma, two_ch)
-                pK2[:] = pK
-                pK[:] = s
+                # one step (_step, with the state in scalars)
+                ld_next = 0.0
+                if has_next:
+                    st = max(t_dma, c1)
+                    ld_next = st + Ln
+                    t_dma = ld_next
+                start = max(ld, c1)
+                if k == 0:
+                    start = max(start, o2)
+                end = start + X
+                c1 = end
+                if last_k:
+                    if o_dma:
+                        if _own_store(two_ch):
+                            sst = max(end, t_st)
+                            se = sst + S
+                            t_st = se
+                        else:
+                            sst = max(end, t_dma)
+                            se = sst + S
+                            t_dma = se
+                    else:
+                        se = end
+                    o2 = o1
+                    o1 = se
+                ld = ld_next
+                qk_d, qk_l, qk_c = pk_d, pk_l, pk_c
+                pk_d, pk_l, pk_c = t_dma, ld, c1
                 comp += Xf
                 wbytes += wbn
                 abytes += abn
                 lastX, lastW, lastA = Xf, wbn, abn
                 steps += 1
                 k += 1
-            incB[0], incB[1] = comp - b0, wbytes - b1
-            incB[2], incB[3] = abytes - b2, obytes - b3
-            pB2[:] = pB
-            pB[:] = s
+            ib0, ib1 = comp - b0, wbytes - b1
+            ib2, ib3 = abytes - b2, obytes - b3
+            qb_d, qb_s, qb_l, qb_c, qb_o1, qb_o2 = pb_d, pb_s, pb_l, pb_c, pb_o1, pb_o2
+            pb_d, pb_s, pb_l, pb_c, pb_o1, pb_o2 = t_dma, t_st, ld, c1, o1, o2
             b += 1
-        incA[0], incA[1] = comp - a0, wbytes - a1
-        incA[2], incA[3] = abytes - a2, obytes - a3
-        pA2[:] = pA
-        pA[:] = s
+        ia0, ia1 = comp - a0, wbytes - a1
+        ia2, ia3 = abytes - a2, obytes - a3
+        qa_d, qa_s, qa_l, qa_c, qa_o1, qa_o2 = pa_d, pa_s, pa_l, pa_c, pa_o1, pa_o2
+        pa_d, pa_s, pa_l, pa_c, pa_o1, pa_o2 = t_dma, t_st, ld, c1, o1, o2
         a += 1
-    t = max(s[_C1], s[_O1], s[_T_DMA])
+    t = max(c1, o1, t_dma)
     if _own_store(two_ch) and o_dma:
-        t = max(t, s[_T_ST])
+        t = max(t, t_st)
     return t, comp, wbytes, abytes, obytes, steps
 
 
@@ -568,6 +661,97 @@ def _lower_bound(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb, a_
     return max(comp, dma)
 
 
+#: The largest tile count per loop level for which :func:`_pipeline_bound` may prune: the
+#: closed form's error grows with the steps it jumps over (see there).
+BOUND_MAX_TILES = 10000
+
+
+@njit(cache=True)
+def _pipeline_bound(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb, a_fix, a_pb,
+                    o_fix, o_pb, two_ch, fw=0.0, fa=0.0, fsame=True, keep=False,
+                    fill=PER_FOLD):  # pragma: no cover - numba
+    """A lower bound of what :func:`pipeline` returns, tighter than :func:`_lower_bound`
+    (which orders the candidates and must stay as it is), for leaving out candidates that a
+    front point already dominates. With ``X`` the tile cycles, ``L`` the load and ``S`` the
+    store time of a tile (in the loop order; the first tile's load ``L0``, the last tile's
+    ``X_l``, ``S_l``), the recurrences of the module docstring give
+
+    - the compute chain: nothing computes before the first load, the tiles compute one after
+      the other and the last store follows the last compute: ``L0 + sum X + S_l``;
+    - the load stream: every load runs on the one DMA stream, the last tile computes after
+      its load and is stored after that: ``sum L + X_l + S_l``;
+    - the stores: ``sum S`` on a stream of their own, ``sum L + sum S`` on the load
+      stream.
+
+    The sums run over the at most 3 x 3 x 2 classes of tiles that differ (first, inner,
+    last outer and middle block; inner or last ``k`` tile) times their counts. Returns
+    ``(bound, largest tile count of a loop level)``.
+
+    The closed form (module docstring) is not the recurrences to the last bit: it jumps over
+    a run of steps once two consecutive blocks moved every time stamp by the same ``d``
+    within ``tol = 1e-9 max(1, |d|) + 1e-12 max(1, |t|)``. The recurrences are a max-plus
+    map, homogeneous and non-expansive in the max norm, so a jump over ``j`` steps is off by
+    at most ``j tol``; at most 21 jumps are taken (1 outer, 4 middle, 16 ``k`` runs), so
+    with ``n`` tiles per level at most ``21 (1e-9 (n + t) + 1e-12 n max(1, t))``, below
+    ``3e-7 t + 3e-4`` for ``n <= BOUND_MAX_TILES``. :func:`_front` therefore only prunes with
+    ``bound - 1e-6 bound - 1e-3`` and only when ``n <= BOUND_MAX_TILES``; the rounding of
+    the sums is far smaller. The tests check the bound against :func:`pipeline` and
+    :func:`pipeline_reference`."""
+    w_dma = w_fix > 0.0 or w_pb > 0.0
+    a_dma = a_fix > 0.0 or a_pb > 0.0
+    o_dma = o_fix > 0.0 or o_pb > 0.0
+    if df == WS:
+        Atot, At, Btot, Bt = float(N), float(Nt), float(M), float(Mt)
+    else:
+        Atot, At, Btot, Bt = float(M), float(Mt), float(N), float(Nt)
+    Ktot, Ktf = float(K), float(Kt)
+    nA, nB, nK = _ntiles(Atot, At), _ntiles(Btot, Bt), _ntiles(Ktot, Ktf)
+    p_reuse, q_reuse = _reuse(df, nB, nK, keep)
+    sum_l = 0.0
+    sum_x = 0.0
+    sum_s = 0.0
+    l0 = 0.0
+    x_l = 0.0
+    s_l = 0.0
+    for ca in range(3):
+        # the first, the inner and the last block of the outer loop, and their counts
+        a = 0 if ca == 0 else (1 if ca == 1 else nA - 1)
+        cA = 1 if ca == 0 else (nA - 2 if ca == 1 else (1 if nA >= 2 else 0))
+        if cA <= 0:
+            continue
+        for cb in range(3):
+            b = 0 if cb == 0 else (1 if cb == 1 else nB - 1)
+            cB = 1 if cb == 0 else (nB - 2 if cb == 1 else (1 if nB >= 2 else 0))
+            if cB <= 0:
+                continue
+            for ck in range(2):
+                k = 0 if ck == 0 else nK - 1
+                cK = nK - 1 if ck == 0 else 1
+                if cK <= 0:
+                    continue
+                m_sz, k_sz, n_sz = _dims(df, a, b, k, nA, nB, nK, At, Bt, Ktf, Atot, Btot,
+                                         Ktot)
+                L, _, _ = _load_time(df, a, b, k, p_reuse, q_reuse, m_sz, k_sz, n_sz, wB, aB,
+                                     w_dma, w_fix, w_pb, a_dma, a_fix, a_pb, two_ch)
+                X = tile_cycles(df, R, C, m_sz, k_sz, n_sz, cpm, wB, aB, fw, fa, fsame,
+                                fill)[0]
+                c = float(cA) * float(cB) * float(cK)
+                sum_l += c * L
+                sum_x += c * X
+                if ca == 0 and cb == 0 and k == 0:
+                    l0 = L
+                if ck == 1:
+                    S = o_fix + m_sz * n_sz * oB * o_pb if o_dma else 0.0
+                    sum_s += float(cA) * float(cB) * S
+                    if a == nA - 1 and b == nB - 1:
+                        x_l, s_l = X, S
+    t = max(l0 + sum_x + s_l, sum_l + x_l + s_l)
+    if o_dma:
+        # every store on its own stream, or with the loads on theirs
+        t = max(t, sum_s if _own_store(two_ch) else sum_l + sum_s)
+    return t, max(nA, max(nB, nK))
+
+
 @njit(cache=True)
 def _pow2_count(lo, hi):  # pragma: no cover - numba
     """How many of lo, 2lo, 4lo, ... are < hi."""
@@ -740,6 +924,64 @@ def _choose(use, stage_cap, lw, la, lo, w_stage, a_stage, df, M, K, N, Mt, Kt, N
 
 
 @njit(cache=True)
+def _fit_caps(stage_cap, lw, la, lo):  # pragma: no cover - numba
+    """The capacities :func:`_fits_at` compares with: those of the staging levels of
+    weights, activations and outputs, and whether every other level holds its zero use."""
+    ok = True
+    for lv in range(stage_cap.shape[0]):
+        if lv != lw and lv != la and lv != lo and 0.0 > stage_cap[lv]:
+            ok = False
+    return stage_cap[lw], stage_cap[la], stage_cap[lo], ok
+
+
+@njit(cache=True)
+def _fits_at(caps, lw, la, lo, w_stage, a_stage, Mt, Kt, Nt, wB, a_bytes, accB):
+    # pragma: no cover - numba
+    """:func:`_fits` with the capacities of :func:`_fit_caps` in scalars: the same sums per
+    level in the same order (weights, activations, outputs), no array."""
+    cw, ca, co, ok = caps
+    if not ok:
+        return False
+    uw, ua, uo = 0.0, 0.0, 0.0          # use of levels lw, la (if not lw), lo (if neither)
+    if w_stage:
+        uw += 2.0 * Kt * Nt * wB
+    if a_stage:
+        if la == lw:
+            uw += a_bytes
+        else:
+            ua += a_bytes
+    ob = 2.0 * Mt * Nt * accB
+    if lo == lw:
+        uw += ob
+    elif lo == la:
+        ua += ob
+    else:
+        uo += ob
+    if uw > cw:
+        return False
+    if la != lw and ua > ca:
+        return False
+    if lo != lw and lo != la and uo > co:
+        return False
+    return True
+
+
+@njit(cache=True)
+def _choose_at(caps, lw, la, lo, w_stage, a_stage, df, M, K, N, Mt, Kt, Nt, wB, aB, accB):
+    # pragma: no cover - numba
+    """:func:`_choose` with the capacities of :func:`_fit_caps` (:func:`_fits_at`)."""
+    if a_stage:
+        kb = keep_bytes(df, M, K, N, Mt, Kt, Nt, aB)
+        if kb > 0.0 and _fits_at(caps, lw, la, lo, w_stage, a_stage, Mt, Kt, Nt, wB, kb,
+                                 accB):
+            return 1
+    if _fits_at(caps, lw, la, lo, w_stage, a_stage, Mt, Kt, Nt, wB, 2.0 * Mt * Kt * aB,
+                accB):
+        return 0
+    return -1
+
+
+@njit(cache=True)
 def _front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fix, a_pb,
            o_fix, o_pb, two_ch, stage_cap, lw, la, lo, w_stage, a_stage, flc, full, fw, fa,
            fsame, prune, nprune, skip_cap, skip_a_stage, use_skip, rx, fill=PER_FOLD):
@@ -763,7 +1005,8 @@ def _front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fix, a_
     cnt = np.empty(ncand)
     ckeep = np.zeros(ncand, np.bool_)
     cost = np.empty((ncand, 4))     # per-tile DMA costs with the cache's re-reads
-    use = np.zeros(stage_cap.shape[0])
+    caps = _fit_caps(stage_cap, lw, la, lo)
+    skip_caps = _fit_caps(skip_cap, lw, la, lo)
     n = 0
     feasible = 0
     for df in range(2):
@@ -772,16 +1015,16 @@ def _front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fix, a_
         for i in range(ms.shape[0]):
             for j in range(ks.shape[0]):
                 Mt, Kt, Nt = ms[i], ks[j], ns[j]
-                how = _choose(use, stage_cap, lw, la, lo, w_stage, a_stage, df, M, K, N, Mt,
-                              Kt, Nt, wB, aB, accB)
+                how = _choose_at(caps, lw, la, lo, w_stage, a_stage, df, M, K, N, Mt, Kt,
+                                 Nt, wB, aB, accB)
                 if how < 0:
                     continue
                 feasible += 1
                 if use_skip:
                     # the other option runs this tiling no slower if it loads its
                     # activations no more often
-                    other = _choose(use, skip_cap, lw, la, lo, w_stage, skip_a_stage, df, M,
-                                    K, N, Mt, Kt, Nt, wB, aB, accB)
+                    other = _choose_at(skip_caps, lw, la, lo, w_stage, skip_a_stage, df, M,
+                                       K, N, Mt, Kt, Nt, wB, aB, accB)
                     if other >= how:
                         continue
                 keep = how == 1
@@ -827,6 +1070,18 @@ def _front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fix, a_
                 break
         if skip:
             continue
+        # the fastest point of the front no busier than the candidate: when the candidate's
+        # pipeline bound already reaches it, the candidate would be dominated (below)
+        thr = np.inf
+        for f in range(nf):
+            if front[f, 9] <= fl[c] and front[f, 0] < thr:
+                thr = front[f, 0]
+        if thr < np.inf:
+            bnd, nmax = _pipeline_bound(cdf[c], M, K, N, cm[c], ckt[c], cnt[c], R, C, cpm, wB,
+                                        aB, oB, cost[c, 0], cost[c, 1], cost[c, 2], cost[c, 3],
+                                        o_fix, o_pb, two_ch, fw, fa, fsame, ckeep[c], fill)
+            if nmax <= BOUND_MAX_TILES and bnd - 1e-6 * bnd - 1e-3 >= thr:
+                continue
         r = pipeline(cdf[c], M, K, N, cm[c], ckt[c], cnt[c], R, C, cpm, wB, aB, oB,
                      cost[c, 0], cost[c, 1], cost[c, 2], cost[c, 3], o_fix, o_pb, two_ch, full,
                      fw, fa, fsame, ckeep[c], fill)

@@ -551,8 +551,10 @@ def _kv_div(model, tp: int) -> int:
     return min(tp, int(model.num_kv_heads))
 
 
-def _select(info: _Info, r: _Resolved) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of the ops and of the tensors a part holds."""
+def _select(info: _Info, r: _Resolved, nz: np.ndarray | None = None
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the ops and of the tensors a part holds (``nz``: its held experts, the flat
+    ids of its shares above 0, when known)."""
     base, ex, t_base, t_ex = _range(info, r)
     if r.bshare == 0.0:            # a group without sequences: only its experts' ops
         base = base[~info.batch_ops[base]]
@@ -560,7 +562,8 @@ def _select(info: _Info, r: _Resolved) -> tuple[np.ndarray, np.ndarray]:
     if r.share is None:
         return (np.sort(np.concatenate([base, ex[0]]), kind="stable"),
                 np.sort(np.concatenate([t_base, t_ex[0]]), kind="stable"))
-    nz = np.flatnonzero(r.share.ravel() > 0)
+    if nz is None:
+        nz = np.flatnonzero(r.share.ravel() > 0)
     return (np.sort(np.concatenate([base, _segments(ex, nz)]), kind="stable"),
             np.sort(np.concatenate([t_base, _segments(t_ex, nz)]), kind="stable"))
 
@@ -957,7 +960,8 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
     oc = ot.op_code
     att_code, disp_code, comb_code = OP["attention"], OP["dispatch"], OP["combine"]
     # ---- 1. each part's ops and tensors, scaled fields, content ids
-    sel = [_select(info, r) for r in rs]
+    nzs = [None if r.share is None else np.flatnonzero(r.share.ravel() > 0) for r in rs]
+    sel = [_select(info, r, nz) for r, nz in zip(rs, nzs)]
     cnt = np.array([len(s[0]) for s in sel], np.int64)
     off = np.concatenate([[0], np.cumsum(cnt)])
     G = np.concatenate([s[0] for s in sel]) if n else np.zeros(0, np.int64)
@@ -978,20 +982,23 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
     if held.any():
         fracs = np.ones((n, info.tokens.shape[0]))
         hidx = np.flatnonzero(held)
-        sh3 = np.stack([np.broadcast_to(rs[p].share, info.tokens.shape) for p in hidx])
-        shares = sh3.reshape(len(hidx), -1).astype(np.float64, copy=False)
-        fracs[hidx] = _dispatch_fraction(info, sh3)
+        # every held part's experts (flat ids) and shares, and its dispatch fractions
+        hf = np.concatenate([nzs[p] for p in hidx]).astype(np.int64)
+        h_loc = np.repeat(np.arange(len(hidx)), [len(nzs[p]) for p in hidx])
+        sv = np.concatenate([rs[p].share.ravel()[nzs[p]] for p in hidx]).astype(np.float64)
+        fracs[hidx] = _held_fractions(info, h_loc, hf, sv, len(hidx))
         # the part ops of held parts' experts at a share in (0, 1), and of their dispatch
         # and combine at a fraction other than 1, found from the shares and the MoE rows
         # (a part op's position: its op in the part's sorted ops)
         gkey = part_of * n_ops + G
-        qp, qf = np.nonzero((shares > 0.0) & (shares < 1.0))
+        mid = np.flatnonzero(sv < 1.0)                  # (held: every share is > 0)
+        qp, qf = h_loc[mid], hf[mid]
         ex_ops, ex_n = _csr_take(_by_key(info, "expert ops", info.op_flat, info.tokens.size),
                                  qf)
         ex_part = np.repeat(hidx[qp], ex_n)
         ex, found = _positions(gkey, ex_part * n_ops + ex_ops)
         ex = ex[found]                  # a part holds the experts of its own layers only
-        s_ = np.repeat(shares[qp, qf], ex_n)[found]
+        s_ = np.repeat(sv[mid], ex_n)[found]
         dp, dr = np.nonzero(fracs[hidx] != 1.0)
         dp = hidx[dp]
         d_ops, d_n = _csr_take(_by_key(info, "moe io ops", np.where(
@@ -1407,6 +1414,22 @@ def _dispatch_fraction(info: _Info, share: np.ndarray) -> np.ndarray:
     tot = tok.sum(axis=1)
     # a stack of shares (parts x rows x experts) gives one row of fractions per part
     return np.where(tot > 0, (tok * share).sum(axis=-1) / np.where(tot > 0, tot, 1.0), 0.0)
+
+
+def _held_fractions(info: _Info, part: np.ndarray, flat: np.ndarray, share: np.ndarray,
+                    n: int) -> np.ndarray:
+    """:func:`_dispatch_fraction` of ``n`` parts from their held experts only (part
+    ``part[i]`` holds expert ``flat[i]`` at ``share[i] > 0``): a row per part. A part that
+    holds every expert of a row whole moves all of its copies (1.0 exactly, as the sum over
+    the row gives)."""
+    R, E = info.tokens.shape
+    tot = info.tokens.sum(axis=1)
+    row = flat // E
+    k = part * R + row
+    num = np.bincount(k, weights=info.tokens.ravel()[flat] * share, minlength=n * R)
+    whole = np.bincount(k, weights=(share == 1.0).astype(np.float64), minlength=n * R) == E
+    out = np.where(tot > 0, num.reshape(n, R) / np.where(tot > 0, tot, 1.0), 0.0)
+    return np.where(whole.reshape(n, R) & (tot > 0), 1.0, out)
 
 
 def _scale_modified(info: _Info, op_code: np.ndarray, G: np.ndarray, pos: np.ndarray,

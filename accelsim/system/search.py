@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import ConfigError, DoesNotFitError, InfeasibleError
 from .load import load_system
 from .plan import enumerate_plans
-from .simulate import _equivalence_key, compose, half_parts, prepare
+from .simulate import _equivalence_key, _equivalence_keys, compose, half_parts, prepare
 
 __all__ = ["search_plans", "smallest_plan", "OBJECTIVES", "pareto_rows", "min_devices"]
 
@@ -125,7 +125,7 @@ def search_plans(system, graph, alloc=None, *, devices: int | None = None,
     plans whose estimated rows reach the Pareto table or are best for an objective, until
     the table holds exact rows only (False: simulate every plan exactly). ``rows`` are the
     exactly simulated rows. ``tbo``: every plan with two-batch overlap (``tbo=1``; the
-    screen estimates without it, an upper bound; exact rows overlap where it pays).
+    screen and the exact rows alike overlap each stage where it pays).
 
     Raises
     ------
@@ -234,7 +234,7 @@ def search_plans(system, graph, alloc=None, *, devices: int | None = None,
 
 
 def smallest_plan(system, graph, alloc=None, *, least: int = 1,
-                  max_devices: int | None = None, accept=None, **options):
+                  max_devices: int | None = None, **options):
     """The smallest system that holds ``alloc``: the fewest devices of ``system``, then the
     fewest nodes, then the lowest latency, over every plan with ``dp = 1`` of
     :func:`~accelsim.system.plan.enumerate_plans` (every divisor group size and ``(tp, ep,
@@ -247,8 +247,8 @@ def smallest_plan(system, graph, alloc=None, *, least: int = 1,
     device count where any plan fits is the answer; among its plans the fastest. A plan on
     the first ``n`` devices spans ``ceil(n / devices per node)`` nodes, so fewer devices
     never means more nodes. No monotonicity is assumed: every plan on fewer devices than the
-    answer was tried. ``accept``: a predicate on :class:`~accelsim.system.plan.Plan` that
-    restricts the plans (e.g. powers of two only).
+    answer was tried. ``options``: those of
+    :func:`~accelsim.system.simulate.simulate_system` (residency, dataflow, ...).
 
     Returns ``(SystemResult, Plan)``. Raises :class:`~accelsim.errors.DoesNotFitError` when
     no plan on up to ``max_devices`` (default: all) devices fits, naming why the last plan
@@ -279,9 +279,8 @@ def smallest_plan(system, graph, alloc=None, *, least: int = 1,
                                  key="max_devices", value=max_devices)
     acct = alloc if alloc is not None else BitAllocation.uniform(model, 16)
     lo = max(int(least), min_devices(system, model, acct))
-    plans = [p for p in _stage_plans(model, lo, top, system.devices_per_node,
-                                     _min_etp(system, model, acct))
-             if accept is None or accept(p)]
+    plans = _stage_plans(model, lo, top, system.devices_per_node,
+                         _min_etp(system, model, acct))
     opts = {"residency": "hot-first", "dataflow": None, "staging_fraction": 0.25,
             "full_pipeline": False, **options}      # simulate_system's defaults
     memo: dict = {}
@@ -358,6 +357,19 @@ class _Runner:
                                             self.memo.setdefault("share figures", {}))
         return k
 
+    def _keys(self, parts) -> list:
+        """``[self._key(q) for q in parts]`` for one plan's parts: each distinct part once,
+        their signatures worked out together (:func:`_equivalence_keys`)."""
+        first: dict = {}
+        idx = [first.setdefault((q.layers, q.tp, q.expert_tp, q.batch_share, q.embed,
+                                 q.lm_head, id(q.expert_share)), len(first)) for q in parts]
+        reps = [None] * len(first)
+        for q, j in zip(parts, idx):
+            if reps[j] is None:
+                reps[j] = q
+        keys = _equivalence_keys(reps, self.stats, self.graph, self.alloc, self.opts)
+        return [keys[j] for j in idx]
+
     def _unit_key(self, part, L: int):
         """The equivalence key of a one-layer part, memoized by the layer's row of shares
         (one device part's units share one share matrix)."""
@@ -410,7 +422,7 @@ class _Runner:
         ``results``: its parts' keys and results when already known."""
         if results is None:
             if keys is None:
-                keys = [self._key(q) for q in prep.all_parts()]
+                keys = self._keys(prep.all_parts())
             results = self._run(prep.all_parts(), keys)
         halves = None
         if prep.plan.tbo:           # two-batch overlap: the half micro-batch's parts

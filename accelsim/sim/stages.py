@@ -1024,7 +1024,7 @@ def result_of(hw, hp, ot: OpTable, model_name, plan: MemoryPlan, tot: Totals,
     return SimResult(
         hw=hw.name, model=model_name, scenario=dict(ot.scenario), residency=plan.policy,
         clock_hz=hp.clock_hz, cores=cores, cycles=cycles, latency_s=latency, tokens=tokens,
-        tokens_per_s=tokens / latency if latency > 0 else float("inf"), energy_j=energy_j,
+        tokens_per_s=tokens / latency if latency > 0 else 0.0, energy_j=energy_j,
         energy_breakdown_j=breakdown, weight_bytes=weight_bytes,
         weight_bytes_by_level=dict(zip(names, plan.weight_bytes_by_level.tolist())),
         kv_bytes_by_level=dict(zip(names, plan.kv_bytes_by_level.tolist())),

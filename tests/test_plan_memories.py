@@ -96,3 +96,33 @@ def test_hot_first_when_a_level_runs_out_or_not(fill):
             hot = np.argsort(-r[1], kind="stable")
             assert np.all(np.diff(inside[hot]) <= 0.0)
             assert ((inside > 0) & (inside < 1)).sum() <= 1
+
+
+@pytest.mark.parametrize("chip", ["h100", "spyre"])
+@pytest.mark.parametrize("case", ["ties", "spread", "zero", "kv"])
+def test_hot_first_sorting_only_the_hottest(chip, case):
+    """When the inner levels run out and the outermost does not, only the hottest items are
+    sorted (the ties at the top in item order, or those above a density threshold): the
+    plans equal plan_memory's, which sorts them all. Items: a third at the top density,
+    the rest colder (``spread``: every density distinct), zero-byte items among them
+    (``zero``), and KV caches as hot as the weights (``kv``)."""
+    hw = _as_hw(chip)
+    from accelsim.sim.residency import _Budget
+    bud = _Budget(hw, 0.25)
+    inner = float(bud.free[(bud.allow_w & (bud.free > 0))][:-1].sum())
+    rng = np.random.default_rng(len(case) + len(chip))
+    n = 300
+    size = rng.random(n)
+    size *= 4.0 * inner / size.sum()          # four times the inner levels
+    dens = np.where(rng.random(n) < 1 / 3, 1.0, rng.choice([0.6, 0.3, 0.01], size=n))
+    if case == "spread":
+        dens = rng.random(n)
+    if case == "zero":
+        size[rng.random(n) < 0.1] = 0.0
+    kvb = np.zeros(0)
+    kvd = np.zeros(0)
+    if case == "kv":
+        kvb, kvd = rng.random(7) * inner / 3, np.ones(7)
+    reqs = [(size, dens, kvb, kvd, 0.0), (size[::-1].copy(), dens, kvb, kvd, inner / 10)]
+    for q, r in zip(plan_memories(hw, reqs, "hot-first", 0.25), reqs):
+        _same(q, plan_memory(hw, *r, "hot-first", 0.25))

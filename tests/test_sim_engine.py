@@ -277,3 +277,19 @@ def test_unique_rows_tells_apart_rows_with_equal_projections():
     assert len(first) == 2
     assert inverse[0] == inverse[2] == inverse[3] != inverse[1]
     np.testing.assert_array_equal(a[first][inverse] + 0.0, a + 0.0)
+
+
+def test_unique_columns_tells_apart_rows_a_large_column_would_hide():
+    """Rows that differ only in a small column beside a huge one are distinct (a float
+    projection rounds the difference away); -0.0 is 0.0; the partition is the exact one."""
+    from accelsim.sim.stages import _unique_columns
+    rng = np.random.default_rng(0)
+    n = 2000
+    big = np.full(n, 3.0e12)
+    small = rng.choice([1.0, 1.0 + 2.0 ** -40, 2.0, -0.0, 0.0], size=n)
+    mid = rng.integers(0, 3, n).astype(float)
+    first, inverse = _unique_columns([big, small, mid])
+    rows = np.column_stack([big, small + 0.0, mid])
+    exact = {tuple(r) for r in rows.tolist()}
+    assert len(first) == len(exact) == 12
+    np.testing.assert_array_equal(rows[first][inverse], rows)

@@ -244,3 +244,73 @@ def test_allocate_system_bad_input_is_one_line(run_cli, args, line):
                            "--levels", "8,4", "--latency-budget", "5 ms", *args)
     assert rc == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and line in err, err
+
+
+# --- every preset the issue names loads and cites its sources (table and JSON) --------------
+
+@pytest.mark.parametrize("name", ["northpole-16", "northpole-rack", "h100-8", "spyre-8",
+                                  "h100-4x8", "edge-tpu-16"])
+def test_named_presets_show_their_sources(run_cli, name):
+    import json
+    rc, out, err = run_cli("system", "show", name)
+    assert rc == 0, err
+    cites = out.split("\nsources:\n", 1)[1].splitlines()
+    assert cites and all(c.startswith("- ") for c in cites)
+    rc, out, err = run_cli("system", "show", name, "--format", "json")
+    d = json.loads(out)
+    assert len(d["sources"]) == len(cites) >= 1 and all(s["cite"] for s in d["sources"])
+    assert d["num_devices"] == d["nodes"] * d["devices_per_node"] > 1
+
+
+# --- encoder-decoder models (Switch): encoder and decoder layers are not alike --------------
+
+TOY_ENCDEC = textwrap.dedent("""\
+    name: toy-encdec
+    family: switch
+    architecture: encoder_decoder
+    hidden_size: 64
+    num_layers: 4
+    num_decoder_layers: 4
+    vocab_size: 100
+    tie_word_embeddings: true
+    ffn_kind: relu
+    dense_ffn_size: 128
+    norm: layernorm
+    attention: {kind: gqa, num_heads: 4, head_dim: 16, relative_attention_num_buckets: 32}
+    moe: {num_experts: 4, top_k: 1, expert_ffn_size: 128, layer_step: 2, layer_offset: 1}
+    """)
+
+
+@pytest.fixture
+def encdec(tmp_path):
+    (tmp_path / "tiny.yaml").write_text(TINY_HW)
+    (tmp_path / "encdec.yaml").write_text(TOY_ENCDEC)
+    (tmp_path / "sys8.yaml").write_text(yaml.safe_dump({
+        "name": "toy8", "device": "tiny.yaml", "devices_per_node": 8,
+        "links": {"intra_node": {"bandwidth": "1 GB/s", "latency": "1 us"}}}))
+    return tmp_path
+
+
+def test_decoder_layers_are_not_simulated_as_encoder_layers(encdec):
+    from accelsim.sim import DevicePart, simulate_parts
+    model = accelsim.load_workload(encdec / "encdec.yaml")    # layers 0-3 encoder, 4-7 decoder
+    g = accelsim.build_graph(model, accelsim.Scenario(phase="decode", batch=2))
+    a = accelsim.BitAllocation.uniform(model, 8)
+    r = accelsim.simulate(load_system(encdec / "sys8.yaml"), g, a, plan="pp=8")
+    # one layer per stage; at decode the encoder runs nothing and every decoder layer runs
+    hw = accelsim.load_hw(encdec / "tiny.yaml")
+    for L in range(4, 8):
+        (alone,) = simulate_parts(hw, g, a, [DevicePart(layers=(L, L + 1))])
+        assert alone.latency_s > 0
+        assert r.pipeline["compute_s"][L] == pytest.approx(alone.latency_s, rel=1e-9), L
+    assert r.pipeline["compute_s"][1:4] == [0.0, 0.0, 0.0]
+
+
+def test_plan_search_on_an_encoder_decoder_model(encdec, run_cli):
+    # stages holding only encoder layers run nothing at decode: no infinite tokens/s
+    rc, out, err = run_cli("plan", "--system", encdec / "sys8.yaml", "--workload",
+                           encdec / "encdec.yaml", "--bits", "8", "--format", "json")
+    assert rc == 0, err
+    import json
+    d = json.loads(out)
+    assert d["best"]["latency_s"] > 0 and all(r["tokens_per_s"] > 0 for r in d["pareto"])

@@ -48,6 +48,15 @@ def _show_table(s) -> str:
                   "(host CPUs, NICs, switches, fans; charged per device used)"]
     if s.uncertain:
         lines += ["", "uncertain: " + ", ".join(s.uncertain)]
+    if s.sources:
+        lines += ["", "sources:"]
+        for src in s.sources:
+            d = src.model_dump(mode="json")
+            ident = d.get("id")
+            text = d.get("cite") or ""
+            url = d.get("url")
+            lines.append("- " + (f"[{ident}] " if ident else "") + text
+                         + (f" ({url})" if url and url not in text else ""))
     return "\n".join(lines)
 
 

@@ -862,14 +862,8 @@ def _mix1(x, seed):  # pragma: no cover - numba
     return x ^ (x >> np.uint64(31))
 
 
-def _mix(x: np.ndarray, seed: int) -> np.ndarray:
-    """splitmix64 of ``x ^ seed`` (uint64, wrapping)."""
-    x = x.astype(np.uint64) ^ _U64(seed)
-    x = x ^ (x >> _U64(30))
-    x = x * _U64(0xBF58476D1CE4E5B9)
-    x = x ^ (x >> _U64(27))
-    x = x * _U64(0x94D049BB133111EB)
-    return x ^ (x >> _U64(31))
+#: splitmix64 of ``x ^ seed`` (uint64, wrapping).
+_mix = S._mix64
 
 
 def _raw_ids(low: S.Lowered, info: _Info) -> np.ndarray:

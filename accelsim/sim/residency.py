@@ -479,9 +479,95 @@ def _fill_many(density, sizes, kinds, bounds, free, allow):  # pragma: no cover 
                             out[i, lv] = 1.0
                             break
             continue
+        if _fill_hottest(density[a:b], sizes[a:b], kinds[a:b], free[r], allow, out[a:b]):
+            continue
         order = np.argsort(-density[a:b], kind="mergesort")
         _fill_into(order, sizes[a:b], kinds[a:b], free[r], allow, out[a:b])
     return out
+
+
+@njit(cache=True)
+def _fill_hottest(density, sizes, kinds, free, allow, out):  # pragma: no cover - numba
+    """The hot-first fill of one request sorting only its hottest items, when that gives
+    the full sort's fractions; False (``out`` untouched) otherwise. Both kinds must be
+    allowed in the same levels; of those with room, all but the outermost (``F`` bytes in
+    all) run out and the outermost does not (with a margin for rounding). The items at or
+    above a density threshold whose bytes exceed ``F`` (with a margin) then fill, in the
+    sorted order, every inner level and spill into the outermost, and every colder item
+    lies whole in the outermost level, as the full fill would put it in any order."""
+    nl = free.shape[0]
+    for lv in range(nl):
+        if allow[0, lv] != allow[1, lv]:
+            return False
+    last = -1
+    inner = 0.0
+    for lv in range(nl):
+        if allow[0, lv] and free[lv] > 0.0:
+            if last >= 0:
+                inner += free[last]
+            last = lv
+    if last < 0 or inner <= 0.0:
+        return False
+    total = 0.0
+    dmax = 0.0
+    for i in range(sizes.shape[0]):
+        if sizes[i] > 0.0:
+            total += sizes[i]
+            dmax = max(dmax, density[i])
+    if total - inner > free[last] * (1.0 - 1e-9) or total <= inner * (1.0 + 1e-9):
+        return False
+    # the threshold: buckets of density below the hottest (16 per halving), walked down
+    # until the items above the bucket's floor hold more than the inner levels
+    if not dmax > 0.0:
+        return False
+    k = 16                              # buckets per halving of the density
+    nb = 64 * k
+    acc = np.zeros(nb + 1)
+    for i in range(sizes.shape[0]):
+        if sizes[i] > 0.0:
+            d = density[i]
+            j = nb
+            if d > 0.0:
+                j = min(nb, max(0, int(np.floor(k * np.log2(dmax / d)))))
+            acc[j] += sizes[i]
+    want = inner * (1.0 + 1e-9)
+    got = 0.0
+    cut = -1
+    for j in range(nb):
+        got += acc[j]
+        if got > want:
+            cut = j
+            break
+    if cut < 0:
+        return False
+    top = 0.0                           # the items at the hottest density alone
+    for i in range(sizes.shape[0]):
+        if density[i] == dmax:
+            top += max(sizes[i], 0.0)
+    if top > want:                      # ... suffice: they go in item order, no sort
+        floor = np.nextafter(dmax, -np.inf)
+        order = np.flatnonzero(density == dmax)
+    else:
+        floor = dmax / 2.0 ** ((cut + 2) / k)      # every item of buckets 0..cut is above
+        cand = np.flatnonzero(density > floor)
+        held = 0.0
+        for i in cand:
+            held += max(sizes[i], 0.0)
+        if not held > want:
+            return False
+        order = cand[np.argsort(-density[cand], kind="mergesort")]
+    _fill_into(order, sizes, kinds, free, allow, out)
+    for i in range(sizes.shape[0]):
+        if density[i] > floor:
+            continue
+        if sizes[i] > 0.0:
+            out[i, last] = 1.0
+        else:           # zero-byte items live at their innermost allowed level
+            for lv in range(nl):
+                if allow[kinds[i], lv]:
+                    out[i, lv] = 1.0
+                    break
+    return True
 
 
 def _size(x: float) -> str:

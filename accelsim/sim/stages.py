@@ -422,6 +422,19 @@ def _unique_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 _PROJ = np.random.default_rng(20261128).uniform(0.5, 1.5, 64)
+#: Seeds of the column hashes of :func:`_unique_columns` (fixed: results never depend on
+#: them, only which rows are compared first).
+_SEEDS = [int(x) for x in np.random.default_rng(20261207).integers(1, 2**63, 64)]
+
+
+def _mix64(x: np.ndarray, seed: int) -> np.ndarray:
+    """splitmix64 of ``x ^ seed`` (uint64, wrapping)."""
+    x = x.astype(np.uint64) ^ np.uint64(seed)
+    x = x ^ (x >> np.uint64(30))
+    x = x * np.uint64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> np.uint64(27))
+    x = x * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
 
 
 def _unique_columns(cols: list[np.ndarray], rows: np.ndarray | None = None):
@@ -433,9 +446,11 @@ def _unique_columns(cols: list[np.ndarray], rows: np.ndarray | None = None):
     n = len(cols[0]) if cols else 0
     if n == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    h = np.zeros(n)
-    for c, w in zip(cols, np.resize(_PROJ, len(cols))):
-        h += (c + 0.0) * w                                  # -0.0 -> 0.0
+    # a hash of the values' bits (a float projection lets a large column absorb a small
+    # one's differences: equal projections of different rows, then the slow fallback)
+    h = np.zeros(n, np.uint64)
+    for j, c in enumerate(cols):
+        h += _mix64((c + 0.0).view(np.uint64), _SEEDS[j % len(_SEEDS)])   # -0.0 -> 0.0
     _, first, inverse = np.unique(h, return_index=True, return_inverse=True)
     inverse = inverse.ravel()
     if all(np.array_equal(c[first][inverse], c) for c in cols):
@@ -1009,7 +1024,7 @@ def result_of(hw, hp, ot: OpTable, model_name, plan: MemoryPlan, tot: Totals,
     return SimResult(
         hw=hw.name, model=model_name, scenario=dict(ot.scenario), residency=plan.policy,
         clock_hz=hp.clock_hz, cores=cores, cycles=cycles, latency_s=latency, tokens=tokens,
-        tokens_per_s=tokens / latency if latency > 0 else float("inf"), energy_j=energy_j,
+        tokens_per_s=tokens / latency if latency > 0 else 0.0, energy_j=energy_j,
         energy_breakdown_j=breakdown, weight_bytes=weight_bytes,
         weight_bytes_by_level=dict(zip(names, plan.weight_bytes_by_level.tolist())),
         kv_bytes_by_level=dict(zip(names, plan.kv_bytes_by_level.tolist())),

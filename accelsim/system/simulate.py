@@ -53,6 +53,7 @@ class _Lazy:
 
 
 _STATS = _Lazy()     # op table -> (expected tokens, activation probability) per expert
+_KINDS = _Lazy()     # op table -> kind of every layer (its ops other than routed experts)
 _BYTES = _Lazy()     # allocation -> (model, bytes per layer and per expert)
 
 #: Parts per simulate_parts call are bounded by about this many (layer x expert) ops.
@@ -151,6 +152,33 @@ def _expert_stats_of(ot, model) -> tuple[np.ndarray, np.ndarray]:
     tok[row[ot.layer[idx]], ot.expert[idx]] = ot.tokens[idx]
     pact[row[ot.layer[idx]], ot.expert[idx]] = ot.p_active[idx]
     return tok, pact
+
+
+def _layer_kinds(graph, model) -> np.ndarray:
+    """One integer per layer: layers with the same number of the same ops (kind, shapes,
+    work, KV cache) outside the routed experts get the same one. Layers of one kind run
+    alike; layers of an encoder and a decoder do not (cross-attention; at decode the
+    encoder runs nothing), nor MoE and dense layers."""
+    from ..sim.lower import lower
+    ot = lower(graph)
+    hit = _KINDS.get(ot)
+    if hit is not None:
+        return hit
+    n = model.total_layers
+    sel = np.flatnonzero((ot.layer >= 0) & (ot.expert < 0))
+    cols = np.stack([ot.layer[sel], ot.op_code[sel], ot.m[sel], ot.k[sel], ot.n[sel],
+                     ot.macs[sel], ot.vector_ops[sel], ot.in_elems[sel], ot.out_elems[sel],
+                     ot.kv_elems[sel], ot.kv_write_elems[sel], ot.kv_resident[sel],
+                     ot.att_m[sel], ot.att_k[sel], ot.att_n[sel]], axis=1).astype(float)
+    cols = cols[np.lexsort(cols.T[::-1])]            # by layer, then the ops' figures
+    bounds = np.searchsorted(cols[:, 0], np.arange(n + 1))
+    seen: dict = {}
+    out = np.zeros(n, dtype=np.int64)
+    for L in range(n):
+        out[L] = seen.setdefault(cols[bounds[L]:bounds[L + 1], 1:].tobytes(), len(seen))
+    out.setflags(write=False)
+    _KINDS.put(ot, out)
+    return out
 
 
 def _tensor_bytes(model, alloc):
@@ -348,7 +376,8 @@ def _equivalence_key(part, stats, graph, alloc, opts, sigs: dict | None = None) 
     share = part.expert_share
     if share is None or stats is None:
         return _part_key(part, graph, alloc, opts)
-    bits, tok, pact, moe_row = stats
+    bits, tok, pact, moe_row = stats[:4]
+    kinds = stats[4] if len(stats) > 4 else moe_row[:-1] >= 0
     a, b = part.layers
     skey = (id(share), a, b)
     hit = sigs.get(skey) if sigs is not None else None
@@ -368,7 +397,8 @@ def _equivalence_key(part, stats, graph, alloc, opts, sigs: dict | None = None) 
     n = len(moe_row) - 1
     first = part.embed if part.embed is not None else a == 0
     last = part.lm_head if part.lm_head is not None else b == n
-    return (id(graph), id(alloc), b - a, (moe_row[a:b] >= 0).tobytes(), part.tp, counts, sig,
+    return (id(graph), id(alloc), b - a, (moe_row[a:b] >= 0).tobytes(),
+            np.asarray(kinds[a:b]).tobytes(), part.tp, counts, sig,
             bool(first), bool(last), part.expert_tp, part.batch_share,
             tuple(sorted(opts.items())))
 
@@ -379,7 +409,7 @@ def _equivalence_keys(parts, stats, graph, alloc, opts) -> list:
     all of them: the same keys)."""
     sigs: dict = {}
     if stats is not None:
-        bits, tok, pact, moe_row = stats
+        bits, tok, pact, moe_row = stats[:4]
         groups: dict = {}
         for p in parts:
             share = p.expert_share
@@ -764,9 +794,16 @@ def prepare(system, graph, model, alloc, acct, plan, memo: dict | None = None) -
                                     groups, kv)
     moe_row = np.full(model.total_layers + 1, -1)
     moe_row[list(model.moe_layers)] = np.arange(model.num_moe_layers)
+    lkey = ("layer kinds", id(graph))
+    if memo is not None and lkey in memo:
+        kinds = memo[lkey]
+    else:
+        kinds = _layer_kinds(graph, model)
+        if memo is not None:
+            memo[lkey] = kinds
     return Prepared(system, graph, model, alloc, plan, stages, placements, parts, T, ab,
                     seqs, tokens, (np.asarray(acct.expert_bits, dtype=float), tokens, pact,
-                                   moe_row), groups)
+                                   moe_row, kinds), groups)
 
 
 def _compose(system, graph, model, alloc, acct, plan, cache, opts) -> SystemResult:

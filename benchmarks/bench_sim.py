@@ -30,6 +30,13 @@ Cases:
    width) and with uniform 4-bit experts (parts equal up to which experts they hold). Target:
    <= 50 ms per call. ``--parts`` runs only this case. Wall time and, because the machine is
    shared, the process CPU time too.
+8. The tile engine (:func:`engine_cases`, ``--engine`` runs only this case), in CPU time
+   (``time.process_time``): ``simulate_gemm(64, 4096, 14336)`` on h100 (w4a16) and gemmini
+   (w8a8), 200 calls, and the engine call alone of those points (``gemm._point``); the one
+   ``engine.run_pairs`` call of a DeepSeek-V3 decode step (batch 32, context 1024, Zipf(1.2)
+   routing) on the ``h100-4x8`` system with ``plan="ep=32"`` (its inputs captured from one
+   ``simulate`` call), 20 calls. To compare checkouts, run this script with
+   ``PYTHONPATH=<checkout>``: it imports accelsim from there.
 """
 
 from __future__ import annotations
@@ -52,8 +59,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--parts", action="store_true", help="only the device-parts case (7)")
+    ap.add_argument("--engine", action="store_true", help="only the tile-engine case (8)")
     args = ap.parse_args()
     reps = 5 if args.quick else 30
+    if args.engine:
+        n = 50 if args.quick else 200
+        _report(os.getloadavg(), engine_cases(n), n)
+        return
     if args.parts:
         _report(os.getloadavg(), parts_cases(5 if args.quick else 10), 5 if args.quick else 10)
         return
@@ -233,6 +245,73 @@ def parts_cases(reps: int) -> list[str]:
                 tmin, tmed, "ms", f"CPU min {min(cpu) * 1e3:.0f} ms; slowest part "
                 f"{max(r.latency_s for r in rs) * 1e3:.3g} ms simulated; graph built once "
                 f"in {t_graph:.1f} s"))
+    return lines
+
+
+def _cpu_timed(fn, repeats: int):
+    """``(last result, min, median)`` CPU seconds (``time.process_time``) of ``fn()``."""
+    out, times = None, []
+    for _ in range(repeats):
+        t = time.process_time()
+        out = fn()
+        times.append(time.process_time() - t)
+    return out, min(times), float(np.median(times))
+
+
+def engine_cases(reps: int) -> list[str]:
+    """Case 8: the tile engine in CPU time: the GEMM design point on h100 (w4a16) and
+    gemmini (w8a8) through ``simulate_gemm`` and its engine call alone, and the
+    ``engine.run_pairs`` call of a DeepSeek-V3 Zipf(1.2) decode step on 32 H100s."""
+    import accelsim
+    from accelsim.sim import engine as E
+    from accelsim.sim import gemm as G
+    from accelsim.sim import simulate_gemm
+    from accelsim.system import load_system
+    from accelsim.workload import Zipf
+    lines = []
+    for name, wb, ab in (("h100", 4, 16), ("gemmini", 8, 8)):
+        hw = accelsim.load_hw(name)
+        calls = []
+        orig = G._point
+
+        def spy(*a, orig=orig, calls=calls):
+            calls.append(a)
+            return orig(*a)
+        G._point = spy
+        try:
+            simulate_gemm(hw, 64, 4096, 14336, w_bits=wb, a_bits=ab)
+        finally:
+            G._point = orig
+        r, tmin, tmed = _cpu_timed(lambda hw=hw, wb=wb, ab=ab: simulate_gemm(
+            hw, 64, 4096, 14336, w_bits=wb, a_bits=ab), reps)
+        lines.append(row(f"simulate_gemm 64 x 4096 x 14336, w{wb}a{ab}, {name}", tmin, tmed,
+                         "us", f"CPU time; {r.cycles:.6g} cycles simulated"))
+        if calls:
+            _, tmin, tmed = _cpu_timed(lambda a=calls[0]: G._point(*a), reps)
+            lines.append(row(f"its engine call alone (gemm._point), {name}", tmin, tmed, "us",
+                             "CPU time"))
+    ds = accelsim.load_workload("deepseek-v3")
+    g = accelsim.build_graph(ds, accelsim.Scenario(phase="decode", batch=32, context=1024,
+                                                   routing=Zipf(1.2)))
+    a4 = accelsim.BitAllocation.uniform(ds, 4)
+    sys32 = load_system("h100-4x8")
+    calls = []
+    orig = E.run_pairs
+
+    def spy_rp(*a):
+        calls.append(a)
+        return orig(*a)
+    E.run_pairs = spy_rp
+    try:
+        accelsim.simulate(sys32, g, a4, plan="ep=32")
+    finally:
+        E.run_pairs = orig
+    big = max(calls, key=lambda a: len(a[1]))
+    E.run_pairs(*big)
+    _, tmin, tmed = _cpu_timed(lambda: E.run_pairs(*big), 20)
+    lines.append(row(f"engine.run_pairs of a DeepSeek-V3 Zipf(1.2) decode step on h100-4x8, "
+                     f"ep=32 ({len(big[1])} rows)", tmin, tmed, "ms",
+                     f"CPU time, 20 calls; {tmin / len(big[1]) * 1e6:.1f} us per row"))
     return lines
 
 

@@ -625,6 +625,14 @@ def _lower_bound(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb, a_
                  o_fix, o_pb, two_ch, fw=0.0, fa=0.0, fsame=True, keep=False, fill=PER_FOLD):
     # pragma: no cover
     """A lower bound of :func:`pipeline` (total compute; total DMA), in closed form."""
+    return _lower_bounds(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb, a_fix,
+                         a_pb, o_fix, o_pb, two_ch, fw, fa, fsame, keep, fill)[0]
+
+
+@njit(cache=True)
+def _lower_bounds(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb, a_fix, a_pb,
+                  o_fix, o_pb, two_ch, fw, fa, fsame, keep, fill):  # pragma: no cover - numba
+    """:func:`_lower_bound` and its compute term (the tile cycles of every tile)."""
     nM, nK, nN = _ntiles(M, Mt), _ntiles(float(K), float(Kt)), _ntiles(float(N), float(Nt))
     comp = 0.0
     for im in range(2):
@@ -658,12 +666,40 @@ def _lower_bound(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb, a_
     ts = nA * nB * o_fix + M * N * oB * o_pb
     loads = max(tp, tq) if _par_loads(two_ch) else tp + tq
     dma = max(loads, ts) if _own_store(two_ch) else loads + ts
-    return max(comp, dma)
+    return max(comp, dma), comp
 
 
 #: The largest tile count per loop level for which :func:`_pipeline_bound` may prune: the
 #: closed form's error grows with the steps it jumps over (see there).
 BOUND_MAX_TILES = 10000
+
+
+@njit(cache=True)
+def _ends(df, M, K, N, Mt, Kt, Nt, wB, aB, oB, w_fix, w_pb, a_fix, a_pb, o_fix, o_pb, two_ch,
+          keep):  # pragma: no cover - numba
+    """The first tile's load and the last tile's store of :func:`pipeline` and the largest
+    tile count of a loop level: with the compute term of :func:`_lower_bounds` (every
+    tile's cycles), ``L0 + compute + S_l`` is the compute chain of :func:`_pipeline_bound`
+    at the cost of one tile."""
+    w_dma = w_fix > 0.0 or w_pb > 0.0
+    a_dma = a_fix > 0.0 or a_pb > 0.0
+    o_dma = o_fix > 0.0 or o_pb > 0.0
+    if df == WS:
+        Atot, At, Btot, Bt = float(N), float(Nt), float(M), float(Mt)
+    else:
+        Atot, At, Btot, Bt = float(M), float(Mt), float(N), float(Nt)
+    Ktot, Ktf = float(K), float(Kt)
+    nA, nB, nK = _ntiles(Atot, At), _ntiles(Btot, Bt), _ntiles(Ktot, Ktf)
+    p_reuse, q_reuse = _reuse(df, nB, nK, keep)
+    m0, k0, n0 = _dims(df, 0, 0, 0, nA, nB, nK, At, Bt, Ktf, Atot, Btot, Ktot)
+    l0, _, _ = _load_time(df, 0, 0, 0, p_reuse, q_reuse, m0, k0, n0, wB, aB, w_dma, w_fix,
+                          w_pb, a_dma, a_fix, a_pb, two_ch)
+    s_l = 0.0
+    if o_dma:
+        m_sz, _, n_sz = _dims(df, nA - 1, nB - 1, nK - 1, nA, nB, nK, At, Bt, Ktf, Atot, Btot,
+                              Ktot)
+        s_l = o_fix + m_sz * n_sz * oB * o_pb
+    return l0, s_l, max(nA, max(nB, nK))
 
 
 @njit(cache=True)
@@ -998,6 +1034,7 @@ def _front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fix, a_
     ms, ks, ns = tile_candidates(M, K, N, R, C)
     ncand = 2 * ms.shape[0] * ks.shape[0]
     lb = np.empty(ncand)
+    lbc = np.empty(ncand)       # the compute term of the lower bound
     fl = np.empty(ncand)
     cdf = np.empty(ncand, np.int64)
     cm = np.empty(ncand)
@@ -1032,9 +1069,9 @@ def _front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fix, a_
                 wfx, wpb, afx, apb, wc, ac = _reuse_costs(df, M, K, N, Mt, Kt, Nt, wB, aB,
                                                           wf, af, w_fix, w_pb, a_fix, a_pb,
                                                           rx)
-                lb[n] = _lower_bound(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, wfx,
-                                     wpb, afx, apb, o_fix, o_pb, two_ch, fw, fa, fsame,
-                                     keep, fill)
+                lb[n], lbc[n] = _lower_bounds(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB,
+                                              oB, wfx, wpb, afx, apb, o_fix, o_pb, two_ch,
+                                              fw, fa, fsame, keep, fill)
                 fl[n] = _shared_cycles_rx(df, M, K, N, Mt, wf, af, wc, ac, R, wB, flc, rx)
                 cost[n, 0], cost[n, 1], cost[n, 2], cost[n, 3] = wfx, wpb, afx, apb
                 cdf[n], cm[n], ckt[n], cnt[n], ckeep[n] = df, Mt, Kt, Nt, keep
@@ -1046,6 +1083,7 @@ def _front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fix, a_
             if (df_mask >> df) & 1:
                 Mt, Kt, Nt = ms[0], ks[0], ns[0]
                 lb[n] = 0.0
+                lbc[n] = 0.0
                 _, _, wf, af = _fetches(df, M, K, N, Mt, Kt, Nt, wB, aB)
                 wfx, wpb, afx, apb, wc, ac = _reuse_costs(df, M, K, N, Mt, Kt, Nt, wB, aB,
                                                           wf, af, w_fix, w_pb, a_fix, a_pb,
@@ -1077,11 +1115,21 @@ def _front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fix, a_
             if front[f, 9] <= fl[c] and front[f, 0] < thr:
                 thr = front[f, 0]
         if thr < np.inf:
-            bnd, nmax = _pipeline_bound(cdf[c], M, K, N, cm[c], ckt[c], cnt[c], R, C, cpm, wB,
-                                        aB, oB, cost[c, 0], cost[c, 1], cost[c, 2], cost[c, 3],
-                                        o_fix, o_pb, two_ch, fw, fa, fsame, ckeep[c], fill)
-            if nmax <= BOUND_MAX_TILES and bnd - 1e-6 * bnd - 1e-3 >= thr:
-                continue
+            # the compute chain from the lower bound's compute term first (one tile's load
+            # and store more), then the whole pipeline bound
+            l0, s_l, nmax = _ends(cdf[c], M, K, N, cm[c], ckt[c], cnt[c], wB, aB, oB,
+                                  cost[c, 0], cost[c, 1], cost[c, 2], cost[c, 3], o_fix, o_pb,
+                                  two_ch, ckeep[c])
+            if nmax <= BOUND_MAX_TILES:
+                bnd = l0 + lbc[c] + s_l
+                if bnd - 1e-6 * bnd - 1e-3 >= thr:
+                    continue
+                bnd, _ = _pipeline_bound(cdf[c], M, K, N, cm[c], ckt[c], cnt[c], R, C, cpm,
+                                         wB, aB, oB, cost[c, 0], cost[c, 1], cost[c, 2],
+                                         cost[c, 3], o_fix, o_pb, two_ch, fw, fa, fsame,
+                                         ckeep[c], fill)
+                if bnd - 1e-6 * bnd - 1e-3 >= thr:
+                    continue
         r = pipeline(cdf[c], M, K, N, cm[c], ckt[c], cnt[c], R, C, cpm, wB, aB, oB,
                      cost[c, 0], cost[c, 1], cost[c, 2], cost[c, 3], o_fix, o_pb, two_ch, full,
                      fw, fa, fsame, ckeep[c], fill)

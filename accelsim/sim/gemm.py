@@ -12,7 +12,7 @@ raises the proper error. ``tests/test_sim_simulate.py`` checks that both paths a
 only this file for changes: a change to ``engine.py`` must come with a change here (or an
 emptied ``__pycache__``), or ``simulate_gemm`` keeps running the old engine.
 Engine revision this file was last touched for: the pipeline bound that leaves out dominated
-candidates (``engine._pipeline_bound``), 2026-12-07 (rev 7).
+candidates (``engine._pipeline_bound``), 2026-12-07 (rev 8).
 """
 
 from __future__ import annotations
@@ -269,15 +269,16 @@ def _inputs(hw, hp, L: dict, pl: _Place, m, k, n, w_bits, a_bits, nbytes, mask,
     per_tile = M * N / cols
     rb, ra = per_tile * acc, per_tile / hp.vector_rate
     rx_a = _chip_inputs(hp, L, frac, home)
-    rx = np.array((rx_a, _chip_inputs(hp, L, frac, off) if alt else rx_a))
-    return _Inputs(
-        np.array((mask, M, K, N, R, C, cpm, wB, aB, aB, acc, w_fix, w_pb, hp.dma_code,
+    rx_b = _chip_inputs(hp, L, frac, off) if alt else rx_a
+    # one float array, cut into the engine's inputs (one conversion instead of six)
+    f = np.array([mask, M, K, N, R, C, cpm, wB, aB, aB, acc, w_fix, w_pb, hp.dma_code,
                   sw, sa, so, w_stage, full, 1.0 / rbw[sw], 1.0 / rbw[sa], sw == sa,
-                  hp.fill),
-                 dtype=np.float64),
-        np.array((io_a, io_b)), np.array((flc_a, flc_b)), np.array((cap_a, cap_b)),
-        np.array((cols, kt, cores, rb, ra, L["topo"], L["link"], L["hop"])), rx, M, K, N,
-        cpm, wB)
+                  hp.fill, *io_a, *io_b, *flc_a, *flc_b, *cap_a, *cap_b, cols, kt, cores, rb,
+                  ra, L["topo"], L["link"], L["hop"], *rx_a, *rx_b], dtype=np.float64)
+    c = 45 + 2 * nl
+    return _Inputs(f[:23], f[23:35].reshape(2, 6), f[35:45].reshape(2, 5),
+                   f[45:c].reshape(2, nl), f[c:c + 8], f[c + 8:].reshape(2, E.NRX), M, K, N,
+                   cpm, wB)
 
 
 def _chip_inputs(hp, L: dict, frac: list, h: int) -> list:

@@ -7,6 +7,7 @@ nothing for them.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -95,7 +96,7 @@ class SimResult:
         # the last line of defence of issue 16: no result is ever inf or NaN
         for key in TOTAL_KEYS[:-1]:
             v = getattr(self, key)
-            if not np.isfinite(v):
+            if not (math.isfinite(v) if isinstance(v, float) else np.isfinite(v)):
                 from ..errors import ConfigError
                 raise ConfigError.single(
                     f"simulating {self.model or 'the GEMM'} on {self.hw} gives a non-finite "

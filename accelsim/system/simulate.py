@@ -385,10 +385,10 @@ def _equivalence_key(part, stats, graph, alloc, opts, sigs: dict | None = None) 
         rows_in = moe_row[a:b]
         rows_in = rows_in[rows_in >= 0]
         sub = share[rows_in] if len(rows_in) else share[:0]
-        r, e = np.nonzero(sub)
+        r, e = np.nonzero(sub != 0)
         rr = rows_in[r]
         cols = (bits[rr, e], tok[rr, e], pact[rr, e], sub[r, e])
-        order = np.lexsort((*cols[::-1], r))         # by layer, then the experts' figures
+        order = _group_order(r, _figure_hash(cols))   # by layer, then the experts' figures
         hit = (np.bincount(r, minlength=len(rows_in)).tobytes(),
                np.stack([c[order] for c in cols], axis=1).tobytes())
         if sigs is not None:
@@ -401,6 +401,30 @@ def _equivalence_key(part, stats, graph, alloc, opts, sigs: dict | None = None) 
             np.asarray(kinds[a:b]).tobytes(), part.tp, counts, sig,
             bool(first), bool(last), part.expert_tp, part.batch_share,
             tuple(sorted(opts.items())))
+
+
+def _figure_hash(cols) -> np.ndarray:
+    """Per expert, a hash of its figures (bits, tokens, probability, share): a canonical
+    order of the experts of a layer (the key holds the figures themselves, so two experts
+    with equal hashes but other figures -- or an order among equal keys that differs --
+    can only keep two equal parts apart, never make two different ones equal)."""
+    from ..sim.stages import _mix64
+    h = np.zeros(len(cols[0]), np.uint64)
+    for j, c in enumerate(cols):
+        h += _mix64((np.asarray(c, dtype=np.float64) + 0.0).view(np.uint64), 0x9E3779B1 + j)
+    return h
+
+
+def _group_order(g: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """The order of entries by group ``g`` (ascending), then by hash ``h`` inside a group:
+    one sort of a 64-bit key (the group in the high bits, the hash's top bits below)."""
+    if not len(g):
+        return np.zeros(0, np.int64)
+    gb = max(int(g.max()).bit_length(), 1)
+    if gb > 40:
+        return np.lexsort((h, g))
+    key = (g.astype(np.uint64) << np.uint64(64 - gb)) | (h >> np.uint64(gb))
+    return np.argsort(key)
 
 
 def _equivalence_keys(parts, stats, graph, alloc, opts) -> list:
@@ -421,15 +445,24 @@ def _equivalence_keys(parts, stats, graph, alloc, opts) -> list:
             rows_in = moe_row[a:b]
             rows_in = rows_in[rows_in >= 0]
             ids = list(shares)
-            subs = np.stack([shares[i][rows_in] if len(rows_in) else shares[i][:0]
-                             for i in ids])
-            q, r, e = np.nonzero(subs != 0)     # (a bool array: a faster nonzero)
+            whole = len(rows_in) == len(shares[ids[0]]) and np.array_equal(
+                rows_in, np.arange(len(rows_in)))
+            qs, rs_, es, vs = [], [], [], []
+            for j, i in enumerate(ids):       # each part's held experts (no stacked copy)
+                sub = shares[i] if whole else shares[i][rows_in]
+                r1, e1 = np.nonzero(sub != 0)
+                qs.append(np.full(len(r1), j, np.int64))
+                rs_.append(r1)
+                es.append(e1)
+                vs.append(sub[r1, e1])
+            q, r, e = np.concatenate(qs), np.concatenate(rs_), np.concatenate(es)
             rr = rows_in[r]
-            cols = (bits[rr, e], tok[rr, e], pact[rr, e], subs[q, r, e])
-            order = np.lexsort((*cols[::-1], r, q))    # by part, layer, experts' figures
+            cols = (bits[rr, e], tok[rr, e], pact[rr, e], np.concatenate(vs))
+            nr = len(rows_in)
+            # by part and layer, then the experts' figures (as _equivalence_key orders them)
+            order = _group_order(q * nr + r, _figure_hash(cols))
             sig = np.stack([c[order] for c in cols], axis=1)
             bounds = np.searchsorted(q[order], np.arange(len(ids) + 1))
-            nr = len(rows_in)
             counts = np.bincount(q * nr + r, minlength=len(ids) * nr).reshape(len(ids), nr)
             for j, i in enumerate(ids):
                 sigs[(i, a, b)] = (counts[j].tobytes(),

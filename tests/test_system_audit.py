@@ -314,3 +314,19 @@ def test_plan_search_on_an_encoder_decoder_model(encdec, run_cli):
     import json
     d = json.loads(out)
     assert d["best"]["latency_s"] > 0 and all(r["tokens_per_s"] > 0 for r in d["pareto"])
+
+
+def test_sweep_budget_point_on_a_system_meets_its_budget_on_the_system(small4, run_cli):
+    # the model fits no single device: a budget measured on one chip cannot be met
+    import pandas as pd
+    spec = {"name": "budget-on-system",
+            "fixed": {"workload": str(small4 / "toy.yaml"), "system": str(small4 / "sys.yaml"),
+                      "method": "budget", "levels": [8, 4], "avg_bits": 8,
+                      "latency_budget": "1 s"},
+            "axes": [{"grid": {"plan": ["ep=4", "ep=2"]}}]}
+    (small4 / "sweep.yaml").write_text(yaml.safe_dump(spec))
+    rc, out, err = run_cli("sweep", small4 / "sweep.yaml", "--out", small4 / "o.parquet")
+    assert rc == 0, err
+    t = pd.read_parquet(small4 / "o.parquet")
+    assert t["error"].isna().all(), t["error"].tolist()
+    assert (t["latency_s"] <= 1.0).all() and (t["weight_bytes"] > 2 * 64 * 1024).all()

@@ -160,8 +160,12 @@ def _simulator(req, simulate):
     if req.hw is None:
         raise ConfigError.single("a latency budget needs an accelerator (--hw)", key="hw")
     if simulate is None and hasattr(req.hw, "num_devices"):
-        # a system (accelsim.system.System): its default plan over all of its devices
-        from ..system.simulate import simulate_system as simulate
+        # a system (accelsim.system.System): a step under req.plan (None: its default plan
+        # over all of its devices)
+        from ..system.simulate import simulate_system
+
+        def simulate(system, graph, alloc):
+            return simulate_system(system, graph, alloc, getattr(req, "plan", None))
     if simulate is None:
         try:
             from ..sim import simulate

@@ -91,6 +91,7 @@ class AllocRequest:
     memory_budget_text: str | None = None     # as the user wrote them, for messages
     latency_budget_text: str | None = None
     granularity: str = "expert"     # 'layer': one bit-width per MoE layer's routed experts
+    plan: Any = None    # hw a System (accelsim.system): the plan the latency budget is met on
 
     def __post_init__(self):
         object.__setattr__(self, "levels", check_levels(self.levels))

@@ -123,7 +123,8 @@ def make_allocation(model, params: Mapping[str, Any], *, hw=None, scenario=None,
                        group_size=params.get("group_size", 128), hw=hw, scenario=scenario,
                        memory_budget_bytes=mem, latency_budget_s=lat,
                        memory_budget_text=mem_text, latency_budget_text=lat_text,
-                       granularity=params.get("granularity", "expert"))
+                       granularity=params.get("granularity", "expert"),
+                       plan=params.get("plan") if hasattr(hw, "num_devices") else None)
     alloc = allocate(params["method"], req)
     changes = {}
     if params.get("activation_bits") is not None:

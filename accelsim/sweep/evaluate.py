@@ -175,7 +175,8 @@ def _evaluate_system(point: Point) -> dict[str, Any]:
         system = system.first(int(p["devices"]))
     model = load_model_cached(p["workload"])
     graph, shares = graph_cached(p)
-    alloc = _allocation(point, model, system.hw, shares)
+    # a budget allocation's latency budget is a step of this system (under the point's plan)
+    alloc = _allocation(point, model, system if p["method"] == "budget" else system.hw, shares)
     res = simulate_system(system, graph, alloc, p.get("plan"), residency=p["residency"],
                           dataflow=p["dataflow"])
     return _metrics(res, system.hw, alloc.average_expert_bits(),

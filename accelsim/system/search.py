@@ -349,12 +349,12 @@ class _Runner:
         share = part.expert_share
         pk = (part.layers, part.tp, part.expert_tp, part.batch_share, part.embed,
               part.lm_head, None if share is None else id(share))
-        keys = self.__dict__.setdefault("_keys", {})
-        k = keys.get(pk)
+        known = self.__dict__.setdefault("_key_memo", {})
+        k = known.get(pk)
         if k is None:
-            k = keys[pk] = _equivalence_key(part, self.stats, self.graph, self.alloc,
-                                            self.opts,
-                                            self.memo.setdefault("share figures", {}))
+            k = known[pk] = _equivalence_key(part, self.stats, self.graph, self.alloc,
+                                             self.opts,
+                                             self.memo.setdefault("share figures", {}))
         return k
 
     def _keys(self, parts) -> list:
@@ -421,9 +421,14 @@ class _Runner:
         :class:`~accelsim.errors.DoesNotFitError` when a part does not fit). ``keys``,
         ``results``: its parts' keys and results when already known."""
         if results is None:
+            parts = prep.all_parts()
             if keys is None:
-                keys = self._keys(prep.all_parts())
-            results = self._run(prep.all_parts(), keys)
+                # the part with the most weight bytes first: the likeliest not to fit, found
+                # out for the cost of one part
+                j = _heaviest(prep)
+                self._run([parts[j]], [self._key(parts[j])])
+                keys = self._keys(parts)
+            results = self._run(parts, keys)
         halves = None
         if prep.plan.tbo:           # two-batch overlap: the half micro-batch's parts
             hp = half_parts(prep, self.memo)
@@ -497,6 +502,21 @@ class _Runner:
         if any(x is None for x in parts):
             return None
         return parts
+
+
+def _heaviest(prep) -> int:
+    """The index in ``prep.all_parts()`` of a device part with the most weight bytes: its
+    stage's weights other than the routed experts plus its expert slot's bytes."""
+    plan = prep.plan
+    w = plan.group
+    best, at = -1.0, 0
+    for s, (pl, _rows, fixed) in enumerate(prep.placements):
+        mem = np.asarray(pl.memory, dtype=float)
+        slot = int(np.argmax(mem)) if len(mem) else 0
+        total = float(fixed) + (float(mem[slot]) if len(mem) else 0.0)
+        if total > best:
+            best, at = total, s * w + slot * plan.etp
+    return at
 
 
 _NUM = ("energy_j", "weight_bytes", "offchip_bytes", "onchip_bytes_moved", "macs",

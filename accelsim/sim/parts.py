@@ -799,6 +799,20 @@ _U64 = np.uint64
 
 
 @njit(cache=True)
+def _part_sums(S, fm, ph_off):  # pragma: no cover - numba
+    """Per part ``p``: the sum of the rows ``S[fm[f]]`` of its phases ``f`` (``ph_off[p]``
+    to ``ph_off[p + 1]``), added in phase order."""
+    n = ph_off.shape[0] - 1
+    out = np.zeros((n, S.shape[1]))
+    for p in range(n):
+        for f in range(ph_off[p], ph_off[p + 1]):
+            d = fm[f]
+            for j in range(S.shape[1]):
+                out[p, j] += S[d, j]
+    return out
+
+
+@njit(cache=True)
 def _phases(part_of, depth, group, okey, n, nd):  # pragma: no cover - numba
     """The phases of every part (its ops by depth, as :func:`accelsim.sim.lower.phases`
     orders them; parts in order): ``(order of the ops, phase pointer into it, MoE group per
@@ -1180,7 +1194,7 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
     T_over = S.overheads(replace(hp, step_cyc=0.0), lw_u.ot, sch, pl_u.op_wbits).T
     step_cyc = hp.step_cyc if hp.kernel_cyc > 0 or hp.step_cyc > 0 else 0.0
     # ---- 7. every part from the distinct units: the sums a result reports, per distinct
-    # phase, then per part from how many of each distinct phase it runs (a count matrix);
+    # phase, then per part over the distinct phases of its phases;
     # the per-op columns of a part are built only when its op_data is read
     um, fm = op_map, ph_map
     nd = len(uph)
@@ -1202,8 +1216,7 @@ def _run_shared(hw, hp, low: S.Lowered, rs: list, labels: list, opts, mask: int,
     S_d = (np.add.reduceat(per_op_cols, u_ptr[:-1], axis=0) if nd
            else np.zeros((0, per_op_cols.shape[1])))
     S_d = np.column_stack([S_d, noc.noc_t + noc.red_t])
-    counts = np.bincount(ph_part * nd + fm, minlength=n * nd).reshape(n, nd).astype(np.float64)
-    tot = counts @ S_d
+    tot = _part_sums(np.ascontiguousarray(S_d), fm, ph_off)
     # phase times of every part (the step's host overhead on each part's first phase)
     T_o = T_over[fm]
     if step_cyc:

@@ -330,3 +330,10 @@ def test_sweep_budget_point_on_a_system_meets_its_budget_on_the_system(small4, r
     t = pd.read_parquet(small4 / "o.parquet")
     assert t["error"].isna().all(), t["error"].tolist()
     assert (t["latency_s"] <= 1.0).all() and (t["weight_bytes"] > 2 * 64 * 1024).all()
+
+
+def test_plan_keys_ignore_case_and_numbers_are_plain_digits():
+    assert parse_plan("PP=2,Tp=2") == parse_plan("pp=2,tp=2")
+    for bad in ("pp=2_0", "pp=1e1", "pp=٢"):
+        with pytest.raises(ConfigError, match="must be a whole number"):
+            parse_plan(bad)

@@ -116,6 +116,7 @@ def parse_plan(text: str) -> Plan:
         if not part:
             continue
         k, sep, v = part.partition("=")
+        k = k.lower()                   # "PP=2" is "pp=2"
         k = _ALIASES.get(k, k)
         if not sep and k in PLAN_KEYS:
             raise ConfigError.single(f"'{part}' needs a value, like '{k}=2'", key="plan",
@@ -127,6 +128,8 @@ def parse_plan(text: str) -> Plan:
         if k in vals:
             raise ConfigError.single(f"{k} is given twice", key="plan", value=text)
         try:
+            if not v.isascii() or not v.lstrip("+-").isdigit():
+                raise ValueError        # int() would take "2_0" as 20 and "٢" as 2
             n = int(v)
         except ValueError:
             raise ConfigError.single(f"{k} must be a whole number (got '{v}')", key="plan",

@@ -50,8 +50,10 @@ def test_pipeline_bound_is_below_the_tile_by_tile_model():
                 c["o_pb"], c["two_ch"])
         ref = E.pipeline_reference(*args, fw, fa, fsame, keep, c["fill"])[0]
         closed = E.pipeline(*args, False, fw, fa, fsame, keep, c["fill"])[0]
-        bound, nmax = E._pipeline_bound(*args, fw, fa, fsame, keep, c["fill"])
-        assert nmax <= 9
+        bound, ntiles = E._pipeline_bound(*args, fw, fa, fsame, keep, c["fill"])
+        nm, nk, nn = (math.ceil(c["M"] / Mt - 1e-9), math.ceil(c["K"] / Kt - 1e-9),
+                      math.ceil(c["N"] / Nt - 1e-9))
+        assert ntiles == nm * nk * nn
         assert bound <= ref * (1 + 1e-12), (args, bound, ref)
         assert bound - 1e-6 * bound - 1e-3 <= closed, (args, bound, closed)
         # and never looser than the bound that orders the candidates
@@ -59,6 +61,33 @@ def test_pipeline_bound_is_below_the_tile_by_tile_model():
         assert bound >= lb * (1 - 1e-12)
         tight += bound > lb * (1 + 1e-6)
     assert tight > 30
+
+
+def test_pipeline_bound_margin_holds_for_the_closed_form_on_many_tiles():
+    # the closed form jumps over runs of tiles; the pruning margin covers its error up to
+    # BOUND_MAX_TILES tiles (engine._pipeline_bound): checked against the tile-by-tile run
+    rng = np.random.default_rng(47)
+    checked = 0
+    for _ in range(40):
+        c = _case(rng)
+        M, K, N = float(rng.integers(1, 600)), int(rng.integers(64, 8000)), int(
+            rng.integers(64, 8000))
+        ms, ks, ns = E.tile_candidates(M, K, N, c["R"], c["C"])
+        j = int(rng.integers(0, len(ks)))
+        args = (int(rng.integers(0, 2)), M, K, N, float(rng.choice(ms)), float(ks[j]),
+                float(ns[j]), c["R"], c["C"], c["cpm"], c["wB"], c["aB"], c["oB"], c["w_fix"],
+                c["w_pb"], c["a_fix"], c["a_pb"], c["o_fix"], c["o_pb"], c["two_ch"])
+        feed = (1 / 16, 1 / 32, bool(rng.random() < 0.5), bool(rng.random() < 0.5),
+                c["fill"])
+        bound, ntiles = E._pipeline_bound(*args, *feed)
+        if ntiles > E.BOUND_MAX_TILES:
+            continue
+        full = E.pipeline(*args, True, *feed)[0]
+        closed = E.pipeline(*args, False, *feed)[0]
+        assert bound <= full * (1 + 1e-12), args
+        assert bound - 1e-6 * bound - 1e-3 <= closed, args
+        checked += ntiles > 1000
+    assert checked >= 10
 
 
 def _fits_ref(cap, lw, la, lo, w_stage, a_stage, Mt, Kt, Nt, wB, a_bytes, accB):

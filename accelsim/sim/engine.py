@@ -709,16 +709,16 @@ def _lower_bounds(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb, a
     return max(comp, dma), comp
 
 
-#: The largest tile count per loop level for which :func:`_pipeline_bound` may prune: the
+#: The largest tile count of a tiling for which :func:`_pipeline_bound` may prune: the
 #: closed form's error grows with the steps it jumps over (see there).
-BOUND_MAX_TILES = 10000
+BOUND_MAX_TILES = 200000.0
 
 
 @njit(cache=True)
 def _ends(df, M, K, N, Mt, Kt, Nt, wB, aB, oB, w_fix, w_pb, a_fix, a_pb, o_fix, o_pb, two_ch,
           keep):  # pragma: no cover - numba
-    """The first tile's load and the last tile's store of :func:`pipeline` and the largest
-    tile count of a loop level: with the compute term of :func:`_lower_bounds` (every
+    """The first tile's load and the last tile's store of :func:`pipeline` and the number
+    of tiles: with the compute term of :func:`_lower_bounds` (every
     tile's cycles), ``L0 + compute + S_l`` is the compute chain of :func:`_pipeline_bound`
     at the cost of one tile."""
     w_dma = w_fix > 0.0 or w_pb > 0.0
@@ -739,7 +739,7 @@ def _ends(df, M, K, N, Mt, Kt, Nt, wB, aB, oB, w_fix, w_pb, a_fix, a_pb, o_fix, 
         m_sz, _, n_sz = _dims(df, nA - 1, nB - 1, nK - 1, nA, nB, nK, At, Bt, Ktf, Atot, Btot,
                               Ktot)
         s_l = o_fix + m_sz * n_sz * oB * o_pb
-    return l0, s_l, max(nA, max(nB, nK))
+    return l0, s_l, float(nA) * float(nB) * float(nK)
 
 
 @njit(cache=True)
@@ -761,18 +761,19 @@ def _pipeline_bound(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb,
 
     The sums run over the at most 3 x 3 x 2 classes of tiles that differ (first, inner,
     last outer and middle block; inner or last ``k`` tile) times their counts. Returns
-    ``(bound, largest tile count of a loop level)``.
+    ``(bound, number of tiles P)``.
 
     The closed form (module docstring) is not the recurrences to the last bit: it jumps over
-    a run of steps once two consecutive blocks moved every time stamp by the same ``d``
-    within ``tol = 1e-9 max(1, |d|) + 1e-12 max(1, |t|)``. The recurrences are a max-plus
-    map, homogeneous and non-expansive in the max norm, so a jump over ``j`` steps is off by
-    at most ``j tol``; at most 21 jumps are taken (1 outer, 4 middle, 16 ``k`` runs), so
-    with ``n`` tiles per level at most ``21 (1e-9 (n + t) + 1e-12 n max(1, t))``, below
-    ``3e-7 t + 3e-4`` for ``n <= BOUND_MAX_TILES``. :func:`_front` therefore only prunes with
-    ``bound - 1e-6 bound - 1e-3`` and only when ``n <= BOUND_MAX_TILES``; the rounding of
-    the sums is far smaller. The tests check the bound against :func:`pipeline` and
-    :func:`pipeline_reference`."""
+    ``j`` steps (tiles or blocks) once two consecutive ones moved every time stamp by the
+    same ``d`` within ``tol = 1e-9 max(1, |d|) + 1e-12 max(1, |t|)``. The recurrences are a
+    max-plus map, homogeneous and non-expansive in the max norm, so such a jump is off by at
+    most ``j tol``. With costs that are not negative every time stamp only grows, the jumps
+    advance the DMA stream by ``sum j |d| <= t`` in all, and they skip ``sum j <= 3 P``
+    steps, so the closed form is off by at most ``1e-9 t + 3e-9 P + 3e-12 P max(1, t)``,
+    below ``7e-7 t + 7e-4`` for ``P <= BOUND_MAX_TILES``. :func:`_front` therefore prunes
+    only with ``bound - 1e-6 bound - 1e-3``, only for ``P <= BOUND_MAX_TILES`` and costs that
+    are not negative; the rounding of the sums is far smaller. The tests check the bound
+    against :func:`pipeline` and :func:`pipeline_reference`.    :func:`pipeline_reference`."""
     w_dma = w_fix > 0.0 or w_pb > 0.0
     a_dma = a_fix > 0.0 or a_pb > 0.0
     o_dma = o_fix > 0.0 or o_pb > 0.0
@@ -825,7 +826,7 @@ def _pipeline_bound(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb,
     if o_dma:
         # every store on its own stream, or with the loads on theirs
         t = max(t, sum_s if _own_store(two_ch) else sum_l + sum_s)
-    return t, max(nA, max(nB, nK))
+    return t, float(nA) * float(nB) * float(nK)
 
 
 @njit(cache=True)
@@ -1157,10 +1158,11 @@ def _front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fix, a_
         if thr < np.inf:
             # the compute chain from the lower bound's compute term first (one tile's load
             # and store more), then the whole pipeline bound
-            l0, s_l, nmax = _ends(cdf[c], M, K, N, cm[c], ckt[c], cnt[c], wB, aB, oB,
-                                  cost[c, 0], cost[c, 1], cost[c, 2], cost[c, 3], o_fix, o_pb,
-                                  two_ch, ckeep[c])
-            if nmax <= BOUND_MAX_TILES:
+            l0, s_l, ntl = _ends(cdf[c], M, K, N, cm[c], ckt[c], cnt[c], wB, aB, oB,
+                                 cost[c, 0], cost[c, 1], cost[c, 2], cost[c, 3], o_fix, o_pb,
+                                 two_ch, ckeep[c])
+            if ntl <= BOUND_MAX_TILES and min(cost[c, 0], cost[c, 1], cost[c, 2], cost[c, 3],
+                                              o_fix, o_pb, 0.0) == 0.0:
                 bnd = l0 + lbc[c] + s_l
                 if bnd - 1e-6 * bnd - 1e-3 >= thr:
                     continue

@@ -109,8 +109,11 @@ def place_experts(nbytes: np.ndarray, load: np.ndarray, ep: int, capacity: np.nd
     tol = 1e-9 * max(1.0, float(cap.max(initial=1.0)))
     after = np.concatenate([np.cumsum(nbytes.sum(axis=1)[::-1])[::-1][1:], [0.0]]) / ep
     if not replicate and R:     # every layer in one compiled call (the same placement)
-        share, used, layer_load, slack, bad_r, bad_e = _lpt_layers(
+        devs, used, layer_load, slack, bad_r, bad_e = _lpt_layers(
             nbytes, load, cap, after, tol, ep)
+        share = np.zeros((ep, R, E))
+        r_ix, e_ix = np.nonzero(devs >= 0)
+        share[devs[r_ix, e_ix], r_ix, e_ix] = 1.0
         if bad_r >= 0:
             raise DoesNotFitError(
                 f"expert {bad_e} of MoE layer {bad_r} of the stage "
@@ -191,10 +194,10 @@ def _lpt_layers(nbytes, load, cap, after, tol, ep):  # pragma: no cover - numba
     later layers need at least, kept in reserve), as :func:`place_experts` places them
     without replicas (a layer where no device can run out of room, identical to an earlier
     one that met the same pattern of bytes used, placed like it, as the layer memo does):
-    ``(share, used, layer_load, slack, failed layer, failed expert)`` (-1, -1 when every
-    expert fits; ``used`` then as at the failure)."""
+    ``(device of every expert [layers x experts], used, layer_load, slack, failed layer,
+    failed expert)`` (-1, -1 when every expert fits; ``used`` then as at the failure)."""
     R, E = nbytes.shape
-    share = np.zeros((ep, R, E))
+    share = np.full((R, E), -1, np.int64)      # the device of every expert (-1: none yet)
     used = np.zeros(ep)
     layer_load = np.zeros((ep, R))
     slack = np.inf
@@ -222,7 +225,7 @@ def _lpt_layers(nbytes, load, cap, after, tol, ep):  # pragma: no cover - numba
                     hit = q
                     break
             if hit >= 0:
-                share[:, r, :] = share[:, hit, :]
+                share[r, :] = share[hit, :]
                 layer_load[:, r] = layer_load[:, hit]
                 for d in range(ep):
                     du[r, d] = du[hit, d]
@@ -238,7 +241,7 @@ def _lpt_layers(nbytes, load, cap, after, tol, ep):  # pragma: no cover - numba
             return share, used, layer_load, slack, r, bad
         layer_load[:, r] = L
         for e in range(E):
-            share[dev[e], r, e] = 1.0
+            share[r, e] = dev[e]
         for d in range(ep):
             du[r, d] = used[d] - used0[d]
     return share, used, layer_load, slack, -1, -1

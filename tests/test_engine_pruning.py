@@ -18,16 +18,16 @@ def _case(rng):
     R, C = int(rng.choice([4, 8, 16])), int(rng.choice([4, 8, 16, 32]))
     M = float(rng.choice([rng.integers(1, 150), rng.uniform(1, 30)]))
     K, N = int(rng.integers(8, 1200)), int(rng.integers(8, 1200))
-    z = lambda p: 0.0 if rng.random() < p else float(rng.uniform(1.0, 200.0))  # noqa: E731
+    z = lambda p: 0.0 if rng.random() < p else float(rng.uniform(1.0, 200.0))
     w_fix, a_fix, o_fix = z(0.2), z(0.4), z(0.3)
     w_pb = 0.0 if w_fix == 0 else float(rng.uniform(0.001, 0.5))
     a_pb = 0.0 if a_fix == 0 else float(rng.uniform(0.001, 0.5))
     o_pb = 0.0 if o_fix == 0 else float(rng.uniform(0.001, 0.5))
-    return dict(M=M, K=K, N=N, R=R, C=C, cpm=float(rng.choice([0.5, 1.0, 2.0])),
-                wB=float(rng.choice([0.25, 0.5, 1.0])), aB=float(rng.choice([1.0, 2.0])),
-                oB=float(rng.choice([1.0, 2.0])), accB=4.0, w_fix=w_fix, w_pb=w_pb,
-                a_fix=a_fix, a_pb=a_pb, o_fix=o_fix, o_pb=o_pb,
-                two_ch=int(rng.integers(0, 4)), fill=int(rng.integers(0, 3)))
+    return {"M": M, "K": K, "N": N, "R": R, "C": C, "cpm": float(rng.choice([0.5, 1.0, 2.0])),
+            "wB": float(rng.choice([0.25, 0.5, 1.0])), "aB": float(rng.choice([1.0, 2.0])),
+            "oB": float(rng.choice([1.0, 2.0])), "accB": 4.0, "w_fix": w_fix, "w_pb": w_pb,
+            "a_fix": a_fix, "a_pb": a_pb, "o_fix": o_fix, "o_pb": o_pb,
+            "two_ch": int(rng.integers(0, 4)), "fill": int(rng.integers(0, 3))}
 
 
 def test_pipeline_bound_is_below_the_tile_by_tile_model():
@@ -226,7 +226,7 @@ def test_pair_front_equals_the_unpruned_evaluation():
         fr_b = _front_ref(cb, 3, list(cap_b), lw, la, lo, w_stage, True, flc_b,
                           np.zeros(E.NRX), fw, fa, fsame, prune=[tuple(p) for p in fr_a],
                           skip_cap=list(cap_a) if skip else None, skip_a_stage=a_stage)
-        pad = lambda f: np.pad(f, ((0, E.FRONT_MAX - len(f)), (0, 0)))  # noqa: E731
+        pad = lambda f: np.pad(f, ((0, E.FRONT_MAX - len(f)), (0, 0)))
         ref, rc, rs = E.merge_fronts(pad(fr_a)[None], np.array([len(fr_a)]),
                                      pad(fr_b)[None], np.array([len(fr_b)]))
         p = np.array([3, c["M"], c["K"], c["N"], c["R"], c["C"], c["cpm"], c["wB"], c["aB"],

@@ -284,6 +284,18 @@ def pipeline(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb, a_fix,
     operands to be fed counts as stall); fetch bytes count every tile (re)load whether or not
     it needs a DMA.
     """
+    return _pipeline(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb, a_fix, a_pb,
+                     o_fix, o_pb, two_ch, full, fw, fa, fsame, keep, fill, np.zeros((40, 4)),
+                     1.0)
+
+
+@njit(cache=True)
+def _pipeline(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb, a_fix, a_pb,
+              o_fix, o_pb, two_ch, full, fw, fa, fsame, keep, fill, xt, gen):
+    # pragma: no cover - numba
+    """:func:`pipeline` with its table of tile cycles and load times by tile shape in ``xt``
+    [40 x 4] (a caller's workspace): a row is known when its first entry is ``gen``, so a
+    caller running many pipelines passes a new ``gen`` each time instead of a new table."""
     w_dma = w_fix > 0.0 or w_pb > 0.0
     a_dma = a_fix > 0.0 or a_pb > 0.0
     o_dma = o_fix > 0.0 or o_pb > 0.0
@@ -296,9 +308,8 @@ def pipeline(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb, a_fix,
     p_reuse, q_reuse = _reuse(df, nB, nK, keep)
     own = _own_store(two_ch) and o_dma      # the stores' stream is in the outer state
     # tile cycles by tile shape (last outer, last middle, last k tile or not): (known, X,
-    # Xf) in rows 0-7; load time and bytes by tile shape and first outer, first middle block
-    # or not: (known, L, weight bytes, activation bytes) in rows 8-39
-    xt = np.zeros((40, 4))
+    # Xf, output bytes) in rows 0-7; load time and bytes by tile shape and first outer, first
+    # middle block or not: (known, L, weight bytes, activation bytes) in rows 8-39
     m0, k0, n0 = _dims(df, 0, 0, 0, nA, nB, nK, At, Bt, Ktf, Atot, Btot, Ktot)
     L0, wbytes, abytes = _load_time(df, 0, 0, 0, p_reuse, q_reuse, m0, k0, n0, wB, aB,
                                     w_dma, w_fix,
@@ -381,13 +392,13 @@ def pipeline(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb, a_fix,
                     continue
                 ci = (4 if a == nA - 1 else 0) + (2 if b == nB - 1 else 0) + (
                     1 if k == nK - 1 else 0)
-                if xt[ci, 0] == 0.0:
+                if xt[ci, 0] != gen:
                     m_sz, k_sz, n_sz = _dims(df, a, b, k, nA, nB, nK, At, Bt, Ktf, Atot,
                                              Btot, Ktot)
                     xt[ci, 1], xt[ci, 2] = tile_cycles(df, R, C, m_sz, k_sz, n_sz, cpm, wB,
                                                        aB, fw, fa, fsame, fill)
                     xt[ci, 3] = m_sz * n_sz * oB
-                    xt[ci, 0] = 1.0
+                    xt[ci, 0] = gen
                 X, Xf = xt[ci, 1], xt[ci, 2]
                 has_next = True
                 if k + 1 < nK:
@@ -404,13 +415,13 @@ def pipeline(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb, a_fix,
                     li = 8 + (4 if na == nA - 1 else 0) + (2 if nb == nB - 1 else 0) + (
                         1 if nk == nK - 1 else 0) + (8 if na == 0 else 0) + (
                         16 if nb == 0 else 0)
-                    if xt[li, 0] == 0.0:
+                    if xt[li, 0] != gen:
                         mm, kk, nn = _dims(df, na, nb, nk, nA, nB, nK, At, Bt, Ktf, Atot,
                                            Btot, Ktot)
                         xt[li, 1], xt[li, 2], xt[li, 3] = _load_time(
                             df, na, nb, nk, p_reuse, q_reuse, mm, kk, nn, wB, aB, w_dma,
                             w_fix, w_pb, a_dma, a_fix, a_pb, two_ch)
-                        xt[li, 0] = 1.0
+                        xt[li, 0] = gen
                     Ln, wbn, abn = xt[li, 1], xt[li, 2], xt[li, 3]
                 last_k = k == nK - 1
                 S = 0.0
@@ -1026,9 +1037,7 @@ def _fits_at(caps, lw, la, lo, w_stage, a_stage, Mt, Kt, Nt, wB, a_bytes, accB):
         return False
     if la != lw and ua > ca:
         return False
-    if lo != lw and lo != la and uo > co:
-        return False
-    return True
+    return not (lo != lw and lo != la and uo > co)
 
 
 @njit(cache=True)
@@ -1073,6 +1082,8 @@ def _front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fix, a_
     cost = np.empty((ncand, 4))     # per-tile DMA costs with the cache's re-reads
     caps = _fit_caps(stage_cap, lw, la, lo)
     skip_caps = _fit_caps(skip_cap, lw, la, lo)
+    ws = np.zeros((40, 4))      # the pipelines' table (_pipeline), one per front
+    gen = 0.0
     n = 0
     feasible = 0
     for df in range(2):
@@ -1159,9 +1170,10 @@ def _front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fix, a_
                                          ckeep[c], fill)
                 if bnd - 1e-6 * bnd - 1e-3 >= thr:
                     continue
-        r = pipeline(cdf[c], M, K, N, cm[c], ckt[c], cnt[c], R, C, cpm, wB, aB, oB,
-                     cost[c, 0], cost[c, 1], cost[c, 2], cost[c, 3], o_fix, o_pb, two_ch, full,
-                     fw, fa, fsame, ckeep[c], fill)
+        gen += 1.0
+        r = _pipeline(cdf[c], M, K, N, cm[c], ckt[c], cnt[c], R, C, cpm, wB, aB, oB,
+                      cost[c, 0], cost[c, 1], cost[c, 2], cost[c, 3], o_fix, o_pb, two_ch,
+                      full, fw, fa, fsame, ckeep[c], fill, ws, gen)
         t = r[0]
         dominated = False
         for f in range(nf):

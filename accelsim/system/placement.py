@@ -109,8 +109,11 @@ def place_experts(nbytes: np.ndarray, load: np.ndarray, ep: int, capacity: np.nd
     tol = 1e-9 * max(1.0, float(cap.max(initial=1.0)))
     after = np.concatenate([np.cumsum(nbytes.sum(axis=1)[::-1])[::-1][1:], [0.0]]) / ep
     if not replicate and R:     # every layer in one compiled call (the same placement)
-        share, used, layer_load, slack, bad_r, bad_e = _lpt_layers(
+        devs, used, layer_load, slack, bad_r, bad_e = _lpt_layers(
             nbytes, load, cap, after, tol, ep)
+        share = np.zeros((ep, R, E))
+        r_ix, e_ix = np.nonzero(devs >= 0)
+        share[devs[r_ix, e_ix], r_ix, e_ix] = 1.0
         if bad_r >= 0:
             raise DoesNotFitError(
                 f"expert {bad_e} of MoE layer {bad_r} of the stage "
@@ -189,14 +192,19 @@ def _lpt_layer(order, nbytes, load, used, L, cap, reserve, tol, dev):  # pragma:
 def _lpt_layers(nbytes, load, cap, after, tol, ep):  # pragma: no cover - numba
     """:func:`_lpt_layer` of every layer in turn (``after[r]``: the bytes per device the
     later layers need at least, kept in reserve), as :func:`place_experts` places them
-    without replicas: ``(share, used, layer_load, slack, failed layer, failed expert)``
-    (-1, -1 when every expert fits; ``used`` then as at the failure)."""
+    without replicas (a layer where no device can run out of room, identical to an earlier
+    one that met the same pattern of bytes used, placed like it, as the layer memo does):
+    ``(device of every expert [layers x experts], used, layer_load, slack, failed layer,
+    failed expert)`` (-1, -1 when every expert fits; ``used`` then as at the failure)."""
     R, E = nbytes.shape
-    share = np.zeros((ep, R, E))
+    share = np.full((R, E), -1, np.int64)      # the device of every expert (-1: none yet)
     used = np.zeros(ep)
     layer_load = np.zeros((ep, R))
     slack = np.inf
     dev = np.zeros(E, np.int64)
+    rel = np.zeros((R, ep))         # per layer placed where no device could run out: the
+    du = np.zeros((R, ep))          # bytes used so far less their least, and what it added
+    free_at = np.zeros(R, np.bool_)
     for r in range(R):
         reserve = after[r]
         room = np.inf
@@ -204,6 +212,26 @@ def _lpt_layers(nbytes, load, cap, after, tol, ep):  # pragma: no cover - numba
             room = min(room, cap[d] - used[d] - reserve)
         room -= nbytes[r].sum()
         slack = min(slack, room) if room >= 0 else -np.inf
+        if room >= 0:
+            # a layer where no device can run out places exactly like an identical layer
+            # before it that met the devices' bytes so far in the same pattern
+            low = used.min()
+            for d in range(ep):
+                rel[r, d] = used[d] - low
+            free_at[r] = True
+            hit = -1
+            for q in range(r):
+                if free_at[q] and _same_layer(nbytes, load, rel, q, r):
+                    hit = q
+                    break
+            if hit >= 0:
+                share[r, :] = share[hit, :]
+                layer_load[:, r] = layer_load[:, hit]
+                for d in range(ep):
+                    du[r, d] = du[hit, d]
+                    used[d] += du[hit, d]
+                continue
+        used0 = used.copy()
         # by load, then bytes (both descending), then index: two stable sorts
         o1 = np.argsort(-nbytes[r], kind="mergesort")
         order = o1[np.argsort(-load[r][o1], kind="mergesort")]
@@ -213,8 +241,23 @@ def _lpt_layers(nbytes, load, cap, after, tol, ep):  # pragma: no cover - numba
             return share, used, layer_load, slack, r, bad
         layer_load[:, r] = L
         for e in range(E):
-            share[dev[e], r, e] = 1.0
+            share[r, e] = dev[e]
+        for d in range(ep):
+            du[r, d] = used[d] - used0[d]
     return share, used, layer_load, slack, -1, -1
+
+
+@njit(cache=True)
+def _same_layer(nbytes, load, rel, q, r):  # pragma: no cover - numba
+    """Whether layers ``q`` and ``r`` have the same experts' bytes and loads and met the
+    same pattern of bytes used (``rel``)."""
+    for e in range(nbytes.shape[1]):
+        if nbytes[q, e] != nbytes[r, e] or load[q, e] != load[r, e]:
+            return False
+    for d in range(rel.shape[1]):
+        if rel[q, d] != rel[r, d]:
+            return False
+    return True
 
 
 def _replicate(share, used, L, r, nbytes, load, room, tol) -> None:

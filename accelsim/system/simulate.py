@@ -732,7 +732,11 @@ def _stage_comm(system, model, plan, devs, a, b, rows, pl, tokens, T, ab, first_
             if per_layer is not None:
                 per_layer[-1] += gather.time_s
     if w > 1 and rows:
-        loads = (pl.share * tokens[rows][None, :, :]).sum(axis=2)     # [ep slot, layer]
+        # [ep slot, layer]; slot by slot (the same sums without a slots x layers x experts
+        # temporary, whose fresh pages cost more than the products on this VM)
+        tok_rows = tokens[rows]
+        loads = np.stack([(pl.share[j] * tok_rows).sum(axis=1)
+                          for j in range(pl.share.shape[0])])
         # every device of an expert slot gets all of the slot's tokens (its slice of every
         # expert needs them) and returns a partial output the receiver adds up
         copies = w // (ep * plan.etp)

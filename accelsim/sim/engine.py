@@ -496,6 +496,12 @@ def _fetches(df, M, K, N, Mt, Kt, Nt, wB, aB, keep=False):  # pragma: no cover -
     activations per n block unless one pass (m blocks x K tiles) is at most two tiles or
     ``keep``. Output-stationary (m, n, k) the other way round (:func:`_reuse`)."""
     nM, nK, nN = _ntiles(M, Mt), _ntiles(float(K), float(Kt)), _ntiles(float(N), float(Nt))
+    return _fetches_n(df, M, K, N, wB, aB, keep, nM, nK, nN)
+
+
+@njit(cache=True)
+def _fetches_n(df, M, K, N, wB, aB, keep, nM, nK, nN):  # pragma: no cover - numba
+    """:func:`_fetches` with the tile counts of the three dimensions given."""
     if df == WS:
         nA, nB = nN, nM
         p_tot, q_tot = K * N * wB, M * K * aB
@@ -521,6 +527,12 @@ def keep_bytes(df, M, K, N, Mt, Kt, Nt, aB):  # pragma: no cover - numba
     ``Mt x K`` block of an m block, reused by every n block; weight-stationary, all of
     ``M x K``, reused by every n block. Never less than the double buffer."""
     nM, nK, nN = _ntiles(M, Mt), _ntiles(float(K), float(Kt)), _ntiles(float(N), float(Nt))
+    return _keep_bytes_n(df, M, K, Mt, Kt, aB, nM, nK, nN)
+
+
+@njit(cache=True)
+def _keep_bytes_n(df, M, K, Mt, Kt, aB, nM, nK, nN):  # pragma: no cover - numba
+    """:func:`keep_bytes` with the tile counts of the three dimensions given."""
     if df == OS:
         if nK <= 2 or nN == 1:
             return 0.0
@@ -637,14 +649,18 @@ def _lower_bound(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb, a_
     # pragma: no cover
     """A lower bound of :func:`pipeline` (total compute; total DMA), in closed form."""
     return _lower_bounds(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb, a_fix,
-                         a_pb, o_fix, o_pb, two_ch, fw, fa, fsame, keep, fill)[0]
+                         a_pb, o_fix, o_pb, two_ch, fw, fa, fsame, keep, fill,
+                         _fetches(df, M, K, N, Mt, Kt, Nt, wB, aB, keep), _ntiles(M, Mt),
+                         _ntiles(float(K), float(Kt)), _ntiles(float(N), float(Nt)))[0]
 
 
 @njit(cache=True)
 def _lower_bounds(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb, a_fix, a_pb,
-                  o_fix, o_pb, two_ch, fw, fa, fsame, keep, fill):  # pragma: no cover - numba
-    """:func:`_lower_bound` and its compute term (the tile cycles of every tile)."""
-    nM, nK, nN = _ntiles(M, Mt), _ntiles(float(K), float(Kt)), _ntiles(float(N), float(Nt))
+                  o_fix, o_pb, two_ch, fw, fa, fsame, keep, fill, fx, nM, nK, nN):
+    # pragma: no cover - numba
+    """:func:`_lower_bound` and its compute term (the tile cycles of every tile); ``fx`` is
+    :func:`_fetches` of the tiling and ``nM, nK, nN`` its tile counts (the caller has them
+    already)."""
     # an edge tile as large as the others has their tile cycles: computed once
     em = nM > 1 and M - (nM - 1) * Mt == Mt
     ek = nK > 1 and K - (nK - 1) * Kt == Kt
@@ -692,7 +708,7 @@ def _lower_bounds(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb, a
                          x3 if key == 3 else x4 if key == 4 else x5 if key == 5 else
                          x6 if key == 6 else x7)
                 comp += cm * ck * cn * x
-    p_loads, q_loads, wf, af = _fetches(df, M, K, N, Mt, Kt, Nt, wB, aB, keep)
+    p_loads, q_loads, wf, af = fx
     if df == WS:
         nA, nB = nN, nM
         p_bytes, q_bytes = wf, af
@@ -1045,8 +1061,16 @@ def _fits_at(caps, lw, la, lo, w_stage, a_stage, Mt, Kt, Nt, wB, a_bytes, accB):
 def _choose_at(caps, lw, la, lo, w_stage, a_stage, df, M, K, N, Mt, Kt, Nt, wB, aB, accB):
     # pragma: no cover - numba
     """:func:`_choose` with the capacities of :func:`_fit_caps` (:func:`_fits_at`)."""
+    return _choose_n(caps, lw, la, lo, w_stage, a_stage, df, M, K, Mt, Kt, Nt, wB, aB, accB,
+                     _ntiles(M, Mt), _ntiles(float(K), float(Kt)), _ntiles(float(N), float(Nt)))
+
+
+@njit(cache=True)
+def _choose_n(caps, lw, la, lo, w_stage, a_stage, df, M, K, Mt, Kt, Nt, wB, aB, accB, nM, nK,
+              nN):  # pragma: no cover - numba
+    """:func:`_choose_at` with the tile counts of the three dimensions given."""
     if a_stage:
-        kb = keep_bytes(df, M, K, N, Mt, Kt, Nt, aB)
+        kb = _keep_bytes_n(df, M, K, Mt, Kt, aB, nM, nK, nN)
         if kb > 0.0 and _fits_at(caps, lw, la, lo, w_stage, a_stage, Mt, Kt, Nt, wB, kb,
                                  accB):
             return 1
@@ -1072,6 +1096,15 @@ def _front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fix, a_
     flag."""
     ms, ks, ns = tile_candidates(M, K, N, R, C)
     ncand = 2 * ms.shape[0] * ks.shape[0]
+    # tile counts of every menu entry (the same _ntiles as everywhere), once
+    nms = np.empty(ms.shape[0], np.int64)
+    nks = np.empty(ks.shape[0], np.int64)
+    nns = np.empty(ks.shape[0], np.int64)
+    for i in range(ms.shape[0]):
+        nms[i] = _ntiles(M, ms[i])
+    for j in range(ks.shape[0]):
+        nks[j] = _ntiles(float(K), float(ks[j]))
+        nns[j] = _ntiles(float(N), float(ns[j]))
     lb = np.empty(ncand)
     lbc = np.empty(ncand)       # the compute term of the lower bound
     fl = np.empty(ncand)
@@ -1093,26 +1126,28 @@ def _front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fix, a_
         for i in range(ms.shape[0]):
             for j in range(ks.shape[0]):
                 Mt, Kt, Nt = ms[i], ks[j], ns[j]
-                how = _choose_at(caps, lw, la, lo, w_stage, a_stage, df, M, K, N, Mt, Kt,
-                                 Nt, wB, aB, accB)
+                nM, nK, nN = nms[i], nks[j], nns[j]
+                how = _choose_n(caps, lw, la, lo, w_stage, a_stage, df, M, K, Mt, Kt, Nt, wB,
+                                aB, accB, nM, nK, nN)
                 if how < 0:
                     continue
                 feasible += 1
                 if use_skip:
                     # the other option runs this tiling no slower if it loads its
                     # activations no more often
-                    other = _choose_at(skip_caps, lw, la, lo, w_stage, skip_a_stage, df, M,
-                                       K, N, Mt, Kt, Nt, wB, aB, accB)
+                    other = _choose_n(skip_caps, lw, la, lo, w_stage, skip_a_stage, df, M,
+                                      K, Mt, Kt, Nt, wB, aB, accB, nM, nK, nN)
                     if other >= how:
                         continue
                 keep = how == 1
-                _, _, wf, af = _fetches(df, M, K, N, Mt, Kt, Nt, wB, aB, keep)
+                fx = _fetches_n(df, M, K, N, wB, aB, keep, nM, nK, nN)
+                wf, af = fx[2], fx[3]
                 wfx, wpb, afx, apb, wc, ac = _reuse_costs(df, M, K, N, Mt, Kt, Nt, wB, aB,
                                                           wf, af, w_fix, w_pb, a_fix, a_pb,
                                                           rx)
                 lb[n], lbc[n] = _lower_bounds(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB,
                                               oB, wfx, wpb, afx, apb, o_fix, o_pb, two_ch,
-                                              fw, fa, fsame, keep, fill)
+                                              fw, fa, fsame, keep, fill, fx, nM, nK, nN)
                 fl[n] = _shared_cycles_rx(df, M, K, N, Mt, wf, af, wc, ac, R, wB, flc, rx)
                 cost[n, 0], cost[n, 1], cost[n, 2], cost[n, 3] = wfx, wpb, afx, apb
                 cdf[n], cm[n], ckt[n], cnt[n], ckeep[n] = df, Mt, Kt, Nt, keep

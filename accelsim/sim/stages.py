@@ -427,9 +427,18 @@ _PROJ = np.random.default_rng(20261128).uniform(0.5, 1.5, 64)
 _SEEDS = [int(x) for x in np.random.default_rng(20261207).integers(1, 2**63, 64)]
 
 
-def _mix64(x: np.ndarray, seed: int) -> np.ndarray:
-    """splitmix64 of ``x ^ seed`` (uint64, wrapping)."""
-    x = x.astype(np.uint64) ^ np.uint64(seed)
+def _row_hash(a: np.ndarray) -> np.ndarray:
+    """Per row of the float matrix ``a``, a 64-bit hash of its values' bits (-0.0 as 0.0):
+    splitmix64 of every entry with its column's seed, summed along the row."""
+    a = np.ascontiguousarray(a, dtype=np.float64) + 0.0
+    seeds = np.resize(np.array(_SEEDS, dtype=np.uint64), a.shape[1])
+    return _mix64(a.view(np.uint64), seeds).sum(axis=1, dtype=np.uint64)
+
+
+def _mix64(x: np.ndarray, seed) -> np.ndarray:
+    """splitmix64 of ``x ^ seed`` (uint64, wrapping; ``seed`` an int or an array that
+    broadcasts against ``x``)."""
+    x = x.astype(np.uint64) ^ np.asarray(seed, dtype=np.uint64)
     x = x ^ (x >> np.uint64(30))
     x = x * np.uint64(0xBF58476D1CE4E5B9)
     x = x ^ (x >> np.uint64(27))
@@ -448,9 +457,7 @@ def _unique_columns(cols: list[np.ndarray], rows: np.ndarray | None = None):
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     # a hash of the values' bits (a float projection lets a large column absorb a small
     # one's differences: equal projections of different rows, then the slow fallback)
-    h = np.zeros(n, np.uint64)
-    for j, c in enumerate(cols):
-        h += _mix64((c + 0.0).view(np.uint64), _SEEDS[j % len(_SEEDS)])   # -0.0 -> 0.0
+    h = _row_hash(np.column_stack(cols))
     _, first, inverse = np.unique(h, return_index=True, return_inverse=True)
     inverse = inverse.ravel()
     if all(np.array_equal(c[first][inverse], c) for c in cols):

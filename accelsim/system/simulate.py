@@ -408,11 +408,8 @@ def _figure_hash(cols) -> np.ndarray:
     order of the experts of a layer (the key holds the figures themselves, so two experts
     with equal hashes but other figures -- or an order among equal keys that differs --
     can only keep two equal parts apart, never make two different ones equal)."""
-    from ..sim.stages import _mix64
-    h = np.zeros(len(cols[0]), np.uint64)
-    for j, c in enumerate(cols):
-        h += _mix64((np.asarray(c, dtype=np.float64) + 0.0).view(np.uint64), 0x9E3779B1 + j)
-    return h
+    from ..sim.stages import _row_hash
+    return _row_hash(np.column_stack([np.asarray(c, dtype=np.float64) for c in cols]))
 
 
 def _group_order(g: np.ndarray, h: np.ndarray) -> np.ndarray:

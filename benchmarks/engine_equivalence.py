@@ -169,7 +169,17 @@ def capture(path: str) -> None:
         counts["pt"] += 1
         return r
 
+    orig_pf = getattr(G, "_point_f", None)
+
+    def pf(f, nl):
+        """The packed point (gemm._point_f), stored as _point's arguments."""
+        c = 45 + 2 * nl
+        return pt(f[:23], f[23:35].reshape(2, 6), f[35:45].reshape(2, 5),
+                  f[45:c].reshape(2, nl), f[c:c + 8], f[c + 8:].reshape(2, E.NRX))
+
     E.run_pairs, G._point = rp, pt
+    if orig_pf is not None:
+        G._point_f = pf
     failed = []
     try:
         for name, fn in _cases():
@@ -180,6 +190,8 @@ def capture(path: str) -> None:
                 failed.append(f"{name}: {type(e).__name__}")
     finally:
         E.run_pairs, G._point = orig_rp, orig_pt
+        if orig_pf is not None:
+            G._point_f = orig_pf
     store["counts"] = np.array(json.dumps(counts))
     np.savez_compressed(path, **store)
     rows = sum(len(store[f"rp{i}_in1"]) for i in range(counts["rp"]))

@@ -73,6 +73,16 @@ def _point(p, io, flc, cap, sp, rx):  # pragma: no cover - numba
     return out[best].copy(), streamed, of_b if streamed else of_a, T, ks, bh, tn
 
 
+@njit(cache=True)
+def _point_f(f, nl):  # pragma: no cover - numba
+    """:func:`_point` with its inputs in one float array ``f`` (as :func:`_inputs` packs
+    them; ``nl`` memory levels): one array to pass instead of six."""
+    c = 45 + 2 * nl
+    rx = f[c + 8:c + 8 + 2 * E.NRX].reshape(2, E.NRX)
+    return _point(f[:23], f[23:35].reshape(2, 6), f[35:45].reshape(2, 5),
+                  f[45:c].reshape(2, nl), f[c:c + 8], rx)
+
+
 def _levels(hw, hp, staging_fraction: float) -> dict:
     """What the fast path needs of ``hw`` that does not depend on the GEMM (cached per
     accelerator and staging fraction)."""
@@ -190,15 +200,13 @@ def _place(L: dict, m: float, k: int, n: int, aB: float, nbytes: float,
 
 
 class _Inputs(NamedTuple):
-    """Engine and schedule inputs of the GEMM (the arguments of :func:`_point`) and the
+    """Engine and schedule inputs of the GEMM (the arguments of :func:`_point`, packed in
+    ``f`` for :func:`_point_f`), the chip-tile inputs of both options ``rx`` and the
     scalars the later stages reuse."""
 
-    p: np.ndarray
-    io: np.ndarray
-    flc: np.ndarray
-    cap: np.ndarray
-    sp: np.ndarray
-    rx: np.ndarray
+    f: np.ndarray
+    nl: int
+    rx: tuple
     M: float
     K: int
     N: int
@@ -270,15 +278,12 @@ def _inputs(hw, hp, L: dict, pl: _Place, m, k, n, w_bits, a_bits, nbytes, mask,
     rb, ra = per_tile * acc, per_tile / hp.vector_rate
     rx_a = _chip_inputs(hp, L, frac, home)
     rx_b = _chip_inputs(hp, L, frac, off) if alt else rx_a
-    # one float array, cut into the engine's inputs (one conversion instead of six)
+    # one float array, cut into the engine's inputs by _point_f
     f = np.array([mask, M, K, N, R, C, cpm, wB, aB, aB, acc, w_fix, w_pb, hp.dma_code,
                   sw, sa, so, w_stage, full, 1.0 / rbw[sw], 1.0 / rbw[sa], sw == sa,
                   hp.fill, *io_a, *io_b, *flc_a, *flc_b, *cap_a, *cap_b, cols, kt, cores, rb,
                   ra, L["topo"], L["link"], L["hop"], *rx_a, *rx_b], dtype=np.float64)
-    c = 45 + 2 * nl
-    return _Inputs(f[:23], f[23:35].reshape(2, 6), f[35:45].reshape(2, 5),
-                   f[45:c].reshape(2, nl), f[c:c + 8], f[c + 8:].reshape(2, E.NRX), M, K, N,
-                   cpm, wB)
+    return _Inputs(f, nl, (rx_a, rx_b), M, K, N, cpm, wB)
 
 
 def _chip_inputs(hp, L: dict, frac: list, h: int) -> list:
@@ -356,7 +361,7 @@ def fast_gemm(hw, hp, m: float, k: int, n: int, w_bits: int, a_bits: int, nbytes
     if pl is None:
         return None
     x = _inputs(hw, hp, L, pl, m, k, n, w_bits, a_bits, nbytes, mask, full)
-    r, streamed, overflow, T, ks, bh, tn = _point(x.p, x.io, x.flc, x.cap, x.sp, x.rx)
+    r, streamed, overflow, T, ks, bh, tn = _point_f(x.f, x.nl)
     r = r.tolist()
     h = L["off"] if streamed else pl.home
     rd, wr = _traffic(hp, L, pl, x, r, h, aB, x.rx[1 if streamed else 0])

@@ -708,6 +708,16 @@ def _lower_bounds(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb, a
                          x3 if key == 3 else x4 if key == 4 else x5 if key == 5 else
                          x6 if key == 6 else x7)
                 comp += cm * ck * cn * x
+    dma = _dma_term(df, M, N, oB, w_fix, w_pb, a_fix, a_pb, o_fix, o_pb, two_ch, fx, nM, nN)
+    return max(comp, dma), comp
+
+
+@njit(cache=True)
+def _dma_term(df, M, N, oB, w_fix, w_pb, a_fix, a_pb, o_fix, o_pb, two_ch, fx, nM, nN):
+    # pragma: no cover - numba
+    """The DMA term of :func:`_lower_bound` (every load and store on its stream; ``fx`` is
+    :func:`_fetches` of the tiling): the bound is the larger of it and the compute term,
+    so never below it."""
     p_loads, q_loads, wf, af = fx
     if df == WS:
         nA, nB = nN, nM
@@ -721,8 +731,7 @@ def _lower_bounds(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb, a
     tq = q_loads * q_fix + q_bytes * q_pb
     ts = nA * nB * o_fix + M * N * oB * o_pb
     loads = max(tp, tq) if _par_loads(two_ch) else tp + tq
-    dma = max(loads, ts) if _own_store(two_ch) else loads + ts
-    return max(comp, dma), comp
+    return max(loads, ts) if _own_store(two_ch) else loads + ts
 
 
 #: The largest tile count of a tiling for which :func:`_pipeline_bound` may prune: the
@@ -1145,10 +1154,23 @@ def _front(df_mask, M, K, N, R, C, cpm, wB, aB, oB, accB, w_fix, w_pb, a_fix, a_
                 wfx, wpb, afx, apb, wc, ac = _reuse_costs(df, M, K, N, Mt, Kt, Nt, wB, aB,
                                                           wf, af, w_fix, w_pb, a_fix, a_pb,
                                                           rx)
+                fl[n] = _shared_cycles_rx(df, M, K, N, Mt, wf, af, wc, ac, R, wB, flc, rx)
+                if nprune > 0:
+                    # a point of prune no slower than the DMA term (so than the lower bound)
+                    # and no busier leaves the candidate out below whenever it comes: drop
+                    # it now (the others keep their order)
+                    dma = _dma_term(df, M, N, oB, wfx, wpb, afx, apb, o_fix, o_pb, two_ch, fx,
+                                    nM, nN)
+                    covered = False
+                    for f in range(nprune):
+                        if prune[f, 0] <= dma and prune[f, 9] <= fl[n]:
+                            covered = True
+                            break
+                    if covered:
+                        continue
                 lb[n], lbc[n] = _lower_bounds(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB,
                                               oB, wfx, wpb, afx, apb, o_fix, o_pb, two_ch,
                                               fw, fa, fsame, keep, fill, fx, nM, nK, nN)
-                fl[n] = _shared_cycles_rx(df, M, K, N, Mt, wf, af, wc, ac, R, wB, flc, rx)
                 cost[n, 0], cost[n, 1], cost[n, 2], cost[n, 3] = wfx, wpb, afx, apb
                 cdf[n], cm[n], ckt[n], cnt[n], ckeep[n] = df, Mt, Kt, Nt, keep
                 n += 1

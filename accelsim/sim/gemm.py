@@ -12,7 +12,7 @@ raises the proper error. ``tests/test_sim_simulate.py`` checks that both paths a
 only this file for changes: a change to ``engine.py`` must come with a change here (or an
 emptied ``__pycache__``), or ``simulate_gemm`` keeps running the old engine.
 Engine revision this file was last touched for: the pipeline bound that leaves out dominated
-candidates (``engine._pipeline_bound``), 2026-12-07 (rev 14).
+candidates (``engine._pipeline_bound``), 2026-12-07 (rev 15).
 """
 
 from __future__ import annotations

@@ -359,8 +359,9 @@ def plan_memories(hw, requests, policy: str | ResidencyPolicy = "hot-first",
     bud = _Budget(hw, staging_fraction)
     nl = bud.nl
     made, fails = [], {}
+    whole = None                # (items' bytes, fractions) of all requests, when at hand
     if type(pol) is HotFirst and requests:      # every request's fill in one compiled call
-        made = _hot_first_many(bud, requests)
+        made, whole = _hot_first_many(bud, requests)
     for i, r in enumerate(requests if not made else ()):
         act, items_bytes, req = bud.request(*r)
         try:
@@ -373,9 +374,12 @@ def plan_memories(hw, requests, policy: str | ResidencyPolicy = "hot-first",
         return []
     sizes = [len(m[1]) for m in made]
     bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-    items_all = np.concatenate([m[1] for m in made])
-    placed_all = np.concatenate([m[3] for m in made]).astype(np.float64, copy=False) \
-        * items_all[:, None]
+    if whole is not None:
+        items_all, frac_all = whole
+    else:
+        items_all = np.concatenate([m[1] for m in made])
+        frac_all = np.concatenate([m[3] for m in made]).astype(np.float64, copy=False)
+    placed_all = frac_all * items_all[:, None]
     # (its sum is screened below against half a byte: the order of the additions is moot)
     unplaced_all = items_all - placed_all @ np.ones(nl)
     # weights, then KV cache, of every request: blocks of rows summed column-wise
@@ -419,7 +423,8 @@ def plan_memories(hw, requests, policy: str | ResidencyPolicy = "hot-first",
 def _hot_first_many(bud: _Budget, requests) -> list[tuple]:
     """:class:`HotFirst` placements of many requests in one compiled fill: per request
     ``(activations, items' bytes, None, fractions, weights)`` as :func:`plan_memories`
-    makes them request by request (the request itself is built only for an error)."""
+    makes them request by request (the request itself is built only for an error), and
+    all requests' items' bytes and fractions together."""
     n = len(requests)
     acts = [bud.activations(r[4]) for r in requests]
     sizes, dens, kinds = [], [], []
@@ -435,7 +440,8 @@ def _hot_first_many(bud: _Budget, requests) -> list[tuple]:
     allow = np.stack([bud.allow_w, bud.allow_kv])
     frac = _fill_many(dens_all, sizes_all, np.concatenate(kinds), bounds, free, allow)
     return [(acts[i], sizes_all[bounds[i]:bounds[i + 1]], None,
-             frac[bounds[i]:bounds[i + 1]], len(requests[i][0])) for i in range(n)]
+             frac[bounds[i]:bounds[i + 1]], len(requests[i][0])) for i in range(n)], (
+        sizes_all, frac)
 
 
 @njit(cache=True)

@@ -179,6 +179,27 @@ def _load_time(df, a, b, k, p_reuse, q_reuse, m_sz, k_sz, n_sz, wB, aB, w_dma, w
 
 
 @njit(cache=True)
+def _loops(df, M, K, N, Mt, Kt, Nt, w_fix, w_pb, a_fix, a_pb, o_fix, o_pb, keep):
+    # pragma: no cover - numba
+    """The loop nest of a tiling, what :func:`pipeline` and its bounds start from: whether
+    weights, activations and outputs move by DMA; the outer (``A``), middle (``B``) and
+    ``k`` extents and tile sizes in the dataflow's order; the tile counts; the reuse flags
+    (:func:`_reuse`)."""
+    w_dma = w_fix > 0.0 or w_pb > 0.0
+    a_dma = a_fix > 0.0 or a_pb > 0.0
+    o_dma = o_fix > 0.0 or o_pb > 0.0
+    if df == WS:
+        Atot, At, Btot, Bt = float(N), float(Nt), float(M), float(Mt)
+    else:
+        Atot, At, Btot, Bt = float(M), float(Mt), float(N), float(Nt)
+    Ktot, Ktf = float(K), float(Kt)
+    nA, nB, nK = _ntiles(Atot, At), _ntiles(Btot, Bt), _ntiles(Ktot, Ktf)
+    p_reuse, q_reuse = _reuse(df, nB, nK, keep)
+    return (w_dma, a_dma, o_dma, Atot, At, Btot, Bt, Ktot, Ktf, nA, nB, nK, p_reuse,
+            q_reuse)
+
+
+@njit(cache=True)
 def _par_loads(two_ch):  # pragma: no cover - numba
     """Whether weight and activation loads run side by side: DMA stream code ``two_ch`` 1
     (two or more channels; True) or 2 (off-chip ports: the two on different ports)."""
@@ -296,16 +317,8 @@ def _pipeline(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb, a_fix
     """:func:`pipeline` with its table of tile cycles and load times by tile shape in ``xt``
     [40 x 4] (a caller's workspace): a row is known when its first entry is ``gen``, so a
     caller running many pipelines passes a new ``gen`` each time instead of a new table."""
-    w_dma = w_fix > 0.0 or w_pb > 0.0
-    a_dma = a_fix > 0.0 or a_pb > 0.0
-    o_dma = o_fix > 0.0 or o_pb > 0.0
-    if df == WS:
-        Atot, At, Btot, Bt = float(N), float(Nt), float(M), float(Mt)
-    else:
-        Atot, At, Btot, Bt = float(M), float(Mt), float(N), float(Nt)
-    Ktot, Ktf = float(K), float(Kt)
-    nA, nB, nK = _ntiles(Atot, At), _ntiles(Btot, Bt), _ntiles(Ktot, Ktf)
-    p_reuse, q_reuse = _reuse(df, nB, nK, keep)
+    (w_dma, a_dma, o_dma, Atot, At, Btot, Bt, Ktot, Ktf, nA, nB, nK, p_reuse,
+     q_reuse) = _loops(df, M, K, N, Mt, Kt, Nt, w_fix, w_pb, a_fix, a_pb, o_fix, o_pb, keep)
     own = _own_store(two_ch) and o_dma      # the stores' stream is in the outer state
     # tile cycles by tile shape (last outer, last middle, last k tile or not): (known, X,
     # Xf, output bytes) in rows 0-7; load time and bytes by tile shape and first outer, first
@@ -746,16 +759,8 @@ def _ends(df, M, K, N, Mt, Kt, Nt, wB, aB, oB, w_fix, w_pb, a_fix, a_pb, o_fix, 
     of tiles: with the compute term of :func:`_lower_bounds` (every
     tile's cycles), ``L0 + compute + S_l`` is the compute chain of :func:`_pipeline_bound`
     at the cost of one tile."""
-    w_dma = w_fix > 0.0 or w_pb > 0.0
-    a_dma = a_fix > 0.0 or a_pb > 0.0
-    o_dma = o_fix > 0.0 or o_pb > 0.0
-    if df == WS:
-        Atot, At, Btot, Bt = float(N), float(Nt), float(M), float(Mt)
-    else:
-        Atot, At, Btot, Bt = float(M), float(Mt), float(N), float(Nt)
-    Ktot, Ktf = float(K), float(Kt)
-    nA, nB, nK = _ntiles(Atot, At), _ntiles(Btot, Bt), _ntiles(Ktot, Ktf)
-    p_reuse, q_reuse = _reuse(df, nB, nK, keep)
+    (w_dma, a_dma, o_dma, Atot, At, Btot, Bt, Ktot, Ktf, nA, nB, nK, p_reuse,
+     q_reuse) = _loops(df, M, K, N, Mt, Kt, Nt, w_fix, w_pb, a_fix, a_pb, o_fix, o_pb, keep)
     m0, k0, n0 = _dims(df, 0, 0, 0, nA, nB, nK, At, Bt, Ktf, Atot, Btot, Ktot)
     l0, _, _ = _load_time(df, 0, 0, 0, p_reuse, q_reuse, m0, k0, n0, wB, aB, w_dma, w_fix,
                           w_pb, a_dma, a_fix, a_pb, two_ch)
@@ -798,17 +803,9 @@ def _pipeline_bound(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb,
     below ``7e-7 t + 7e-4`` for ``P <= BOUND_MAX_TILES``. :func:`_front` therefore prunes
     only with ``bound - 1e-6 bound - 1e-3``, only for ``P <= BOUND_MAX_TILES`` and costs that
     are not negative; the rounding of the sums is far smaller. The tests check the bound
-    against :func:`pipeline` and :func:`pipeline_reference`.    :func:`pipeline_reference`."""
-    w_dma = w_fix > 0.0 or w_pb > 0.0
-    a_dma = a_fix > 0.0 or a_pb > 0.0
-    o_dma = o_fix > 0.0 or o_pb > 0.0
-    if df == WS:
-        Atot, At, Btot, Bt = float(N), float(Nt), float(M), float(Mt)
-    else:
-        Atot, At, Btot, Bt = float(M), float(Mt), float(N), float(Nt)
-    Ktot, Ktf = float(K), float(Kt)
-    nA, nB, nK = _ntiles(Atot, At), _ntiles(Btot, Bt), _ntiles(Ktot, Ktf)
-    p_reuse, q_reuse = _reuse(df, nB, nK, keep)
+    against :func:`pipeline` and :func:`pipeline_reference`."""
+    (w_dma, a_dma, o_dma, Atot, At, Btot, Bt, Ktot, Ktf, nA, nB, nK, p_reuse,
+     q_reuse) = _loops(df, M, K, N, Mt, Kt, Nt, w_fix, w_pb, a_fix, a_pb, o_fix, o_pb, keep)
     sum_l = 0.0
     sum_x = 0.0
     sum_s = 0.0

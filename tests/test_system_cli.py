@@ -115,6 +115,23 @@ def test_sweep_over_system_parameters(run_cli, toy, monkeypatch):
     # a faster inter-node link never makes a point slower
     assert rows[1]["latency_s"] <= rows[0]["latency_s"]
     assert rows[3]["latency_s"] <= rows[2]["latency_s"]
+    # a system point's own columns: the devices and plan used, the links' totals
+    import accelsim
+    from accelsim.sweep.sources import build_system
+    for pt, row in zip(spec.points, rows):
+        system = build_system(pt.params["system"],
+                              tuple(sorted(pt.system_overrides.items())))
+        res = accelsim.simulate(system, accelsim.build_graph(
+            accelsim.load_workload(str(toy / "toy.yaml")),
+            accelsim.Scenario(phase="decode", batch=4)),
+            accelsim.BitAllocation.uniform(accelsim.load_workload(str(toy / "toy.yaml")), 8),
+            plan=pt.params["plan"])
+        assert row["devices_used"] == res.devices == 4
+        assert row["plan_used"] == res.plan
+        assert row["link_bytes"] == pytest.approx(sum(r["bytes"] for r in res.per_link))
+        assert row["link_bytes"] == pytest.approx(sum(
+            v for k, v in row.items() if k.startswith("link_bytes_")))
+    assert rows[0]["link_time_s"] > rows[1]["link_time_s"]      # the slower inter-node link
     from accelsim.errors import ConfigError
     with pytest.raises(ConfigError) as e:
         load_sweep({"fixed": {"workload": str(toy / "toy.yaml"), "system": str(toy / "sys.yaml"),

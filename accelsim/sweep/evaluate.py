@@ -179,8 +179,26 @@ def _evaluate_system(point: Point) -> dict[str, Any]:
     alloc = _allocation(point, model, system if p["method"] == "budget" else system.hw, shares)
     res = simulate_system(system, graph, alloc, p.get("plan"), residency=p["residency"],
                           dataflow=p["dataflow"])
-    return _metrics(res, system.hw, alloc.average_expert_bits(),
-                    noise_equivalent_bits(alloc.expert_bits, shares))
+    out = _metrics(res, system.hw, alloc.average_expert_bits(),
+                   noise_equivalent_bits(alloc.expert_bits, shares))
+    out.update(_system_metrics(res))
+    return out
+
+
+def _system_metrics(res) -> dict[str, Any]:
+    """A system point's own columns: devices and plan used (the point's ``devices``/``plan``
+    say what was asked), energy per token, and bytes, time and energy on the links in
+    all and per link level (``link_bytes_<level>``, ``link_time_s_<level>``)."""
+    out: dict[str, Any] = {"devices_used": int(res.devices), "plan_used": str(res.plan),
+                           "energy_per_token_j": float(res.energy_per_token_j)}
+    tot = {"bytes": 0.0, "time_s": 0.0, "energy_j": 0.0}
+    for row in res.per_link:
+        for k in tot:
+            tot[k] += float(row[k])
+        out[f"link_bytes_{row['level']}"] = float(row["bytes"])
+        out[f"link_time_s_{row['level']}"] = float(row["time_s"])
+    out.update({f"link_{k}": v for k, v in tot.items()})
+    return out
 
 
 def _metrics(res, hw, expert_bits: float, noise_bits: float) -> dict[str, Any]:

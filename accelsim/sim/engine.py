@@ -179,6 +179,23 @@ def _load_time(df, a, b, k, p_reuse, q_reuse, m_sz, k_sz, n_sz, wB, aB, w_dma, w
 
 
 @njit(cache=True)
+def _jump(j, d, own, t_dma, t_st, ld, c1, o1, o2, comp, wbytes, abytes, obytes, i0, i1, i2,
+          i3):  # pragma: no cover - numba
+    """The closed form's jump over ``j`` outer or middle blocks that each moved every time
+    stamp by ``d`` (the store stream too when it is its own, ``own``) and added ``i0..i3``
+    to the compute cycles and the weight, activation and output bytes."""
+    t_dma += j * d
+    if own:
+        t_st += j * d
+    ld += j * d
+    c1 += j * d
+    o1 += j * d
+    o2 += j * d
+    return (t_dma, t_st, ld, c1, o1, o2, comp + j * i0, wbytes + j * i1, abytes + j * i2,
+            obytes + j * i3)
+
+
+@njit(cache=True)
 def _loops(df, M, K, N, Mt, Kt, Nt, w_fix, w_pb, a_fix, a_pb, o_fix, o_pb, keep):
     # pragma: no cover - numba
     """The loop nest of a tiling, what :func:`pipeline` and its bounds start from: whether
@@ -349,18 +366,9 @@ def _pipeline(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb, a_fix
                 pa_d, pa_s, pa_l, pa_c, pa_o1, pa_o2, qa_d, qa_s, qa_l, qa_c, qa_o1, qa_o2,
                 own):
             j = nA - 2 - a
-            d = pa_d - qa_d
-            t_dma += j * d
-            if own:
-                t_st += j * d
-            ld += j * d
-            c1 += j * d
-            o1 += j * d
-            o2 += j * d
-            comp += j * ia0
-            wbytes += j * ia1
-            abytes += j * ia2
-            obytes += j * ia3
+            (t_dma, t_st, ld, c1, o1, o2, comp, wbytes, abytes, obytes) = _jump(
+                j, pa_d - qa_d, own, t_dma, t_st, ld, c1, o1, o2, comp, wbytes, abytes,
+                obytes, ia0, ia1, ia2, ia3)
             a = nA - 2
             pa_d, pa_s, pa_l, pa_c, pa_o1, pa_o2 = t_dma, t_st, ld, c1, o1, o2
             continue
@@ -371,18 +379,9 @@ def _pipeline(df, M, K, N, Mt, Kt, Nt, R, C, cpm, wB, aB, oB, w_fix, w_pb, a_fix
                     pb_d, pb_s, pb_l, pb_c, pb_o1, pb_o2, qb_d, qb_s, qb_l, qb_c, qb_o1,
                     qb_o2, own):
                 j = nB - 2 - b
-                d = pb_d - qb_d
-                t_dma += j * d
-                if own:
-                    t_st += j * d
-                ld += j * d
-                c1 += j * d
-                o1 += j * d
-                o2 += j * d
-                comp += j * ib0
-                wbytes += j * ib1
-                abytes += j * ib2
-                obytes += j * ib3
+                (t_dma, t_st, ld, c1, o1, o2, comp, wbytes, abytes, obytes) = _jump(
+                    j, pb_d - qb_d, own, t_dma, t_st, ld, c1, o1, o2, comp, wbytes, abytes,
+                    obytes, ib0, ib1, ib2, ib3)
                 b = nB - 2
                 pb_d, pb_s, pb_l, pb_c, pb_o1, pb_o2 = t_dma, t_st, ld, c1, o1, o2
                 continue

@@ -11,8 +11,8 @@ raises the proper error. ``tests/test_sim_simulate.py`` checks that both paths a
 ``_point`` compiles the engine's functions into this module's numba cache, and numba checks
 only this file for changes: a change to ``engine.py`` must come with a change here (or an
 emptied ``__pycache__``), or ``simulate_gemm`` keeps running the old engine.
-Engine revision this file was last touched for: the loop nest set-up shared by the pipeline
-and its bounds (``engine._loops``), 2026-12-07 (rev 16).
+Engine revision this file was last touched for: the closed form's block jump shared by the
+outer and middle loops (``engine._jump``), 2026-12-07 (rev 17).
 """
 
 from __future__ import annotations

@@ -741,9 +741,7 @@ def _scale_moe_traffic(ot: OpTable, idx, f: dict, share: np.ndarray, info: _Info
     comb = np.flatnonzero((oc == OP["combine"]) & (rows >= 0))
     if not (len(disp) or len(comb)):
         return
-    tok = info.tokens
-    tot = tok.sum(axis=1)
-    frac = np.where(tot > 0, (tok * share).sum(axis=1) / np.where(tot > 0, tot, 1.0), 0.0)
+    frac = _dispatch_fraction(info, share)
     f["out_elems"][disp] *= frac[rows[disp]]
     f["in_elems"][comb] *= frac[rows[comb]]
     f["vector_ops"][comb] *= frac[rows[comb]]

@@ -265,9 +265,10 @@ def test_pair_front_equals_the_merge_of_both_fronts():
 
 
 def test_unique_rows_tells_apart_rows_with_equal_projections():
-    # the dedup hashes rows by a projection and checks; rows built to share it (d . P = 0
-    # exactly: P1 P0 - P0 P1) must still come out distinct, through the fallback
-    from accelsim.sim.core import _PROJ, _unique_rows
+    # rows built to share a linear projection (d . P = 0 exactly: P1 P0 - P0 P1), which a
+    # projection-based dedup would take as one, must come out distinct
+    from accelsim.sim.core import _unique_rows
+    _PROJ = np.random.default_rng(20261128).uniform(0.5, 1.5, 64)
     a = np.zeros((4, 5))
     a[1, :2] = (_PROJ[1], -_PROJ[0])
     a[2] = a[0]
@@ -276,6 +277,18 @@ def test_unique_rows_tells_apart_rows_with_equal_projections():
     first, inverse = _unique_rows(a)
     assert len(first) == 2
     assert inverse[0] == inverse[2] == inverse[3] != inverse[1]
+    np.testing.assert_array_equal(a[first][inverse] + 0.0, a + 0.0)
+
+
+def test_unique_rows_when_every_hash_collides(monkeypatch):
+    """The exact fallback: with a hash that puts every row together, the grouping check
+    fails and the exact sort still gives the true partition."""
+    from accelsim.sim import stages as S
+    monkeypatch.setattr(S, "_row_hash", lambda a: np.zeros(len(a), np.uint64))
+    rng = np.random.default_rng(2)
+    a = rng.choice([0.0, -0.0, 1.5, 3.0e12], size=(300, 3))
+    first, inverse = S._unique_rows(a)
+    assert len(first) == len({tuple(r) for r in (a + 0.0).tolist()}) > 20
     np.testing.assert_array_equal(a[first][inverse] + 0.0, a + 0.0)
 
 

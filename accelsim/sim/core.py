@@ -30,7 +30,7 @@ from .lower import OP, OpTable, phases
 from .mapping import hw_params
 from .residency import MemoryPlan, get_policy
 from .result import SimResult
-from .stages import _PROJ, _unique_rows  # noqa: F401  (tests import them from here)
+from .stages import _unique_rows  # noqa: F401  (tests import it from here)
 
 __all__ = ["simulate", "simulate_gemm", "memory_plan", "fits", "SimOptions"]
 

@@ -405,14 +405,13 @@ class Fronts(NamedTuple):
 
 def _unique_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Index of the first occurrence of every distinct row, and each row's position among
-    them (rows compared by value, -0.0 equal to 0.0)."""
+    them (rows compared by value, -0.0 equal to 0.0): rows grouped by a hash of their bits
+    (:func:`_row_hash`; a float projection would let a large column absorb a small one's
+    differences), the grouping checked exactly, and on a collision an exact sort."""
     a = np.ascontiguousarray(a, dtype=np.float64) + 0.0   # -0.0 -> 0.0
     if a.shape[0] == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    # equal rows have equal projections; rows that only share a projection are caught below
-    h = a @ _PROJ[: a.shape[1]] if a.shape[1] <= _PROJ.shape[0] else a @ np.resize(
-        _PROJ, a.shape[1])
-    _, first, inverse = np.unique(h, return_index=True, return_inverse=True)
+    _, first, inverse = np.unique(_row_hash(a), return_index=True, return_inverse=True)
     inverse = inverse.ravel()
     if np.array_equal(a[first][inverse], a):
         return first, inverse
@@ -421,9 +420,8 @@ def _unique_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return first, inverse.ravel()
 
 
-_PROJ = np.random.default_rng(20261128).uniform(0.5, 1.5, 64)
-#: Seeds of the column hashes of :func:`_unique_columns` (fixed: results never depend on
-#: them, only which rows are compared first).
+#: Seeds of the column hashes of :func:`_row_hash` (fixed: results never depend on them,
+#: only which rows are compared first).
 _SEEDS = [int(x) for x in np.random.default_rng(20261207).integers(1, 2**63, 64)]
 
 
@@ -448,20 +446,12 @@ def _mix64(x: np.ndarray, seed) -> np.ndarray:
 
 def _unique_columns(cols: list[np.ndarray], rows: np.ndarray | None = None):
     """:func:`_unique_rows` of the matrix whose columns are ``cols`` (restricted to
-    ``rows``), without building it: a random projection, checked column by column."""
+    ``rows``)."""
     cols = [np.asarray(c, dtype=np.float64) for c in cols]
     if rows is not None:
         cols = [c[rows] for c in cols]
-    n = len(cols[0]) if cols else 0
-    if n == 0:
+    if not cols or len(cols[0]) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    # a hash of the values' bits (a float projection lets a large column absorb a small
-    # one's differences: equal projections of different rows, then the slow fallback)
-    h = _row_hash(np.column_stack(cols))
-    _, first, inverse = np.unique(h, return_index=True, return_inverse=True)
-    inverse = inverse.ravel()
-    if all(np.array_equal(c[first][inverse], c) for c in cols):
-        return first, inverse
     return _unique_rows(np.column_stack(cols))
 
 

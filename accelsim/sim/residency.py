@@ -81,6 +81,16 @@ def fill_levels(order, sizes, kinds, free, allow):  # pragma: no cover - numba
 
 
 @njit(cache=True)
+def _place_empty(allow, kind, row):  # pragma: no cover - numba
+    """A zero-byte item lives at its kind's innermost allowed level (``row``: its
+    fractions)."""
+    for lv in range(allow.shape[1]):
+        if allow[kind, lv]:
+            row[lv] = 1.0
+            break
+
+
+@njit(cache=True)
 def _fill_into(order, sizes, kinds, free, allow, frac):  # pragma: no cover - numba
     """:func:`fill_levels` writing its fractions into ``frac`` (zeros on entry)."""
     nl = free.shape[0]
@@ -89,11 +99,7 @@ def _fill_into(order, sizes, kinds, free, allow, frac):  # pragma: no cover - nu
         i = order[j]
         need = sizes[i]
         if need <= 0.0:
-            # zero-byte items live at their innermost allowed level
-            for lv in range(nl):
-                if allow[kinds[i], lv]:
-                    frac[i, lv] = 1.0
-                    break
+            _place_empty(allow, kinds[i], frac[i])
             continue
         rest = need
         for lv in range(nl):
@@ -479,11 +485,8 @@ def _fill_many(density, sizes, kinds, bounds, free, allow):  # pragma: no cover 
             for i in range(a, b):
                 if sizes[i] > 0.0:
                     out[i, first[kinds[i]]] = 1.0
-                else:       # zero-byte items live at their innermost allowed level
-                    for lv in range(nl):
-                        if allow[kinds[i], lv]:
-                            out[i, lv] = 1.0
-                            break
+                else:
+                    _place_empty(allow, kinds[i], out[i])
             continue
         if _fill_hottest(density[a:b], sizes[a:b], kinds[a:b], free[r], allow, out[a:b]):
             continue
@@ -568,11 +571,8 @@ def _fill_hottest(density, sizes, kinds, free, allow, out):  # pragma: no cover 
             continue
         if sizes[i] > 0.0:
             out[i, last] = 1.0
-        else:           # zero-byte items live at their innermost allowed level
-            for lv in range(nl):
-                if allow[kinds[i], lv]:
-                    out[i, lv] = 1.0
-                    break
+        else:
+            _place_empty(allow, kinds[i], out[i])
     return True
 
 

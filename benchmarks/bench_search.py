@@ -25,18 +25,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 
-
-def cpu_timed(fn, repeats: int):
-    """``(last result, min CPU seconds, median CPU seconds)`` of ``repeats`` calls."""
-    out, times = None, []
-    for _ in range(repeats):
-        t = time.process_time()
-        out = fn()
-        times.append(time.process_time() - t)
-    return out, min(times), statistics.median(times)
+from _timing import cpu_timed
 
 
 def northpole_case():

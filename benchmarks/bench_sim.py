@@ -47,7 +47,7 @@ import platform
 import time
 
 import numpy as np
-from _timing import timed
+from _timing import cpu_timed, timed
 
 
 def row(case: str, tmin: float, tmed: float, unit: str = "ms", note: str = "") -> str:
@@ -248,16 +248,6 @@ def parts_cases(reps: int) -> list[str]:
     return lines
 
 
-def _cpu_timed(fn, repeats: int):
-    """``(last result, min, median)`` CPU seconds (``time.process_time``) of ``fn()``."""
-    out, times = None, []
-    for _ in range(repeats):
-        t = time.process_time()
-        out = fn()
-        times.append(time.process_time() - t)
-    return out, min(times), float(np.median(times))
-
-
 def engine_cases(reps: int) -> list[str]:
     """Case 8: the tile engine in CPU time: the GEMM design point on h100 (w4a16) and
     gemmini (w8a8) through ``simulate_gemm`` and its engine call alone, and the
@@ -283,12 +273,12 @@ def engine_cases(reps: int) -> list[str]:
             simulate_gemm(hw, 64, 4096, 14336, w_bits=wb, a_bits=ab)
         finally:
             setattr(G, entry, orig)
-        r, tmin, tmed = _cpu_timed(lambda hw=hw, wb=wb, ab=ab: simulate_gemm(
+        r, tmin, tmed = cpu_timed(lambda hw=hw, wb=wb, ab=ab: simulate_gemm(
             hw, 64, 4096, 14336, w_bits=wb, a_bits=ab), reps)
         lines.append(row(f"simulate_gemm 64 x 4096 x 14336, w{wb}a{ab}, {name}", tmin, tmed,
                          "us", f"CPU time; {r.cycles:.6g} cycles simulated"))
         if calls:
-            _, tmin, tmed = _cpu_timed(lambda a=calls[0], o=orig: o(*a), reps)
+            _, tmin, tmed = cpu_timed(lambda a=calls[0], o=orig: o(*a), reps)
             lines.append(row(f"its engine call alone (gemm.{entry}), {name}", tmin, tmed,
                              "us", "CPU time"))
     ds = accelsim.load_workload("deepseek-v3")
@@ -309,7 +299,7 @@ def engine_cases(reps: int) -> list[str]:
         E.run_pairs = orig
     big = max(calls, key=lambda a: len(a[1]))
     E.run_pairs(*big)
-    _, tmin, tmed = _cpu_timed(lambda: E.run_pairs(*big), 20)
+    _, tmin, tmed = cpu_timed(lambda: E.run_pairs(*big), 20)
     lines.append(row(f"engine.run_pairs of a DeepSeek-V3 Zipf(1.2) decode step on h100-4x8, "
                      f"ep=32 ({len(big[1])} rows)", tmin, tmed, "ms",
                      f"CPU time, 20 calls; {tmin / len(big[1]) * 1e6:.1f} us per row"))

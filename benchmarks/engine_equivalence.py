@@ -199,6 +199,26 @@ def capture(path: str) -> None:
           f"gemm._point calls into {path}; {len(failed)} cases raised: {failed}")
 
 
+def _replay(z, prefix: str, fn, label: str, rows: bool = False) -> tuple[float, int]:
+    """Rerun the captured call ``prefix`` through ``fn``: (CPU seconds, outputs that
+    differ), each difference printed (``rows``: which rows of a batched output)."""
+    args, outs = _unpack(z, prefix)
+    t0 = time.process_time()
+    r = fn(*args)
+    dt = time.process_time() - t0
+    bad = 0
+    for j, (x, y) in enumerate(zip(r, outs)):
+        if not np.array_equal(np.asarray(x), y):
+            bad += 1
+            if rows:
+                which = np.flatnonzero([not np.array_equal(np.asarray(x)[q], y[q])
+                                        for q in range(len(y))])
+                print(f"{label}: output {j} differs in rows {which[:10]}")
+            else:
+                print(f"{label}: output {j} differs: {x} != {y}")
+    return dt, bad
+
+
 def check(path: str, timing: bool) -> int:
     from accelsim.sim import engine as E
     from accelsim.sim import gemm as G
@@ -206,40 +226,20 @@ def check(path: str, timing: bool) -> int:
     z = np.load(path)
     counts = json.loads(str(z["counts"]))
     bad = 0
-    t_rp = t_pt = t_pp = 0.0
-    for i in range(counts["rp"]):
-        args, outs = _unpack(z, f"rp{i}")
-        t0 = time.process_time()
-        r = E.run_pairs(*args)
-        t_rp += time.process_time() - t0
-        for j, (x, y) in enumerate(zip(r, outs)):
-            if not np.array_equal(np.asarray(x), y):
-                bad += 1
-                rows = np.flatnonzero([not np.array_equal(np.asarray(x)[q], y[q])
-                                       for q in range(len(y))])
-                print(f"run_pairs call {i}: output {j} differs in rows {rows[:10]}")
+    t = {"run_pairs": 0.0, "_point": 0.0, "pair_packed": 0.0}
+    calls = [(f"rp{i}", E.run_pairs, "run_pairs", i, True) for i in range(counts["rp"])]
     for i in range(counts["pt"]):
-        args, outs = _unpack(z, f"pt{i}")
-        t0 = time.process_time()
-        r = G._point(*args)
-        t_pt += time.process_time() - t0
-        for j, (x, y) in enumerate(zip(r, outs)):
-            if not np.array_equal(np.asarray(x), y):
-                bad += 1
-                print(f"gemm._point call {i}: output {j} differs: {x} != {y}")
-        args, outs = _unpack(z, f"pp{i}")
-        t0 = time.process_time()
-        r = E.pair_packed(*args)
-        t_pp += time.process_time() - t0
-        for j, (x, y) in enumerate(zip(r, outs)):
-            if not np.array_equal(np.asarray(x), y):
-                bad += 1
-                print(f"pair_packed call {i}: output {j} differs")
+        calls += [(f"pt{i}", G._point, "_point", i, False),
+                  (f"pp{i}", E.pair_packed, "pair_packed", i, False)]
+    for prefix, fn, name, i, rows in calls:
+        dt, b = _replay(z, prefix, fn, f"{name} call {i}", rows)
+        t[name] += dt
+        bad += b
     print(f"checked {counts['rp']} run_pairs and {counts['pt']} gemm._point / pair_packed "
           f"calls: {bad} differences")
     if timing:
-        print(f"CPU: run_pairs {t_rp * 1e3:.1f} ms, _point {t_pt * 1e3:.1f} ms, "
-              f"pair_packed {t_pp * 1e3:.1f} ms")
+        print(f"CPU: run_pairs {t['run_pairs'] * 1e3:.1f} ms, _point {t['_point'] * 1e3:.1f} "
+              f"ms, pair_packed {t['pair_packed'] * 1e3:.1f} ms")
     return 1 if bad else 0
 
 

@@ -126,3 +126,10 @@ def test_hot_first_sorting_only_the_hottest(chip, case):
     reqs = [(size, dens, kvb, kvd, 0.0), (size[::-1].copy(), dens, kvb, kvd, inner / 10)]
     for q, r in zip(plan_memories(hw, reqs, "hot-first", 0.25), reqs):
         _same(q, plan_memory(hw, *r, "hot-first", 0.25))
+    # the case is one the partial sort takes (else this would test the full sort again)
+    from accelsim.sim.residency import _fill_hottest
+    sizes, d = np.concatenate([size, kvb]), np.concatenate([dens, kvd])
+    kinds = np.r_[np.zeros(n, np.int64), np.ones(len(kvb), np.int64)]
+    out = np.zeros((len(sizes), len(bud.free)))
+    assert _fill_hottest(d, sizes, kinds, bud.free.copy(),
+                         np.stack([bud.allow_w, bud.allow_kv]), out)
